@@ -1,0 +1,5 @@
+"""``python -m edi``: the same as the ``edi`` command."""
+
+from edi.cli import main
+
+main()

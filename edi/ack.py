@@ -1,0 +1,214 @@
+"""Build a flow's acknowledgement ("Suivi des flux"): one dict, rendered as JSON and as XML with the same content.
+
+Pure: reads and writes nothing (the pipeline has the spool write the files). The XML is valid against
+``schemas/acknowledgement.xsd``; :func:`from_xml` reads it back to the same dict. Every string is made safe for
+XML 1.0 (characters XML cannot carry become U+FFFD) before either rendering, so both always agree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from lxml import etree
+
+from edi.clock import iso
+from edi.model import Document, Finding, Flow
+
+SCHEMA_VERSION = 1
+NAMESPACE = "urn:edi:acknowledgement:1"
+
+# Field order and types, shared by the dict, the XML and the XSD. Types: "str", "int", or a nested list name.
+FINDING_FIELDS: tuple[tuple[str, str], ...] = (
+    ("code", "str"),
+    ("reason", "str"),
+    ("rule", "str"),
+    ("layer", "str"),
+    ("severity", "str"),
+    ("line", "int"),
+    ("xpath", "str"),
+    ("message", "str"),
+)
+DOCUMENT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("index", "int"),
+    ("name", "str"),
+    ("size", "int"),
+    ("sha256", "str"),
+    ("syntax", "str"),
+    ("kind", "str"),
+    ("profile", "str"),
+    ("specification_id", "str"),
+    ("invoice_number", "str"),
+    ("type_code", "str"),
+    ("issue_date", "str"),
+    ("currency", "str"),
+    ("seller_id", "str"),
+    ("seller_name", "str"),
+    ("buyer_id", "str"),
+    ("buyer_name", "str"),
+    ("service_code", "str"),
+    ("engagement", "str"),
+    ("recipient", "str"),
+    ("queue", "str"),
+    ("delivered_as", "str"),
+    ("status", "str"),
+    ("reason", "str"),
+    ("findings", "finding"),
+)
+FLOW_FIELDS: tuple[tuple[str, str], ...] = (
+    ("schema_version", "int"),
+    ("flow_id", "str"),
+    ("sender", "str"),
+    ("file_name", "str"),
+    ("size", "int"),
+    ("sha256", "str"),
+    ("received_at", "str"),
+    ("deposited_at", "str"),
+    ("processed_at", "str"),
+    ("status", "str"),
+    ("duplicate_of", "str"),
+    ("documents_total", "int"),
+    ("documents_accepted", "int"),
+    ("findings", "finding"),
+    ("documents", "document"),
+)
+_NESTED = {"finding": FINDING_FIELDS, "document": DOCUMENT_FIELDS}
+
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with every character XML 1.0 cannot carry replaced by U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def delivery_name(flow_id: str, doc: Document) -> str:
+    """The stable, unique file name of an accepted document in its queue."""
+    return f"{flow_id}.{doc.index:04d}.xml"
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    """A finding as acknowledgements carry it."""
+    return _safe(
+        {
+            "code": str(finding.code),
+            "reason": finding.reason,
+            "rule": finding.rule,
+            "layer": str(finding.layer),
+            "severity": str(finding.severity),
+            "line": finding.line,
+            "xpath": finding.xpath,
+            "message": finding.message,
+        }
+    )
+
+
+def document_dict(flow_id: str, doc: Document) -> dict[str, Any]:
+    """A document as acknowledgements carry it."""
+    invoice = doc.invoice
+    seller = invoice.seller if invoice else None
+    buyer = invoice.buyer if invoice else None
+    return _safe(
+        {
+            "index": doc.index,
+            "name": doc.name,
+            "size": doc.size,
+            "sha256": doc.sha256,
+            "syntax": doc.syntax,
+            "kind": doc.kind,
+            "profile": doc.profile,
+            "specification_id": doc.specification_id,
+            "invoice_number": invoice.number if invoice else None,
+            "type_code": invoice.type_code if invoice else None,
+            "issue_date": invoice.issue_date if invoice else None,
+            "currency": invoice.currency if invoice else None,
+            "seller_id": seller.main_id if seller else None,
+            "seller_name": seller.name if seller else None,
+            "buyer_id": buyer.main_id if buyer else None,
+            "buyer_name": buyer.name if buyer else None,
+            "service_code": invoice.buyer_reference if invoice else None,
+            "engagement": invoice.order_reference if invoice else None,
+            "recipient": doc.recipient,
+            "queue": doc.queue,
+            "delivered_as": delivery_name(flow_id, doc) if doc.queue else None,
+            "status": str(doc.status),
+            "reason": doc.reason,
+            "findings": [finding_dict(f) for f in doc.findings],
+        }
+    )
+
+
+def build_ack(flow: Flow, processed_at: datetime) -> dict[str, Any]:
+    """The final acknowledgement of ``flow``."""
+    return _safe(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "flow_id": flow.flow_id,
+            "sender": flow.sender,
+            "file_name": flow.file_name,
+            "size": flow.size,
+            "sha256": flow.sha256,
+            "received_at": iso(flow.received_at),
+            "deposited_at": iso(flow.deposited_at) if flow.deposited_at else None,
+            "processed_at": iso(processed_at),
+            "status": str(flow.status),
+            "duplicate_of": flow.duplicate_of,
+            "documents_total": len(flow.documents),
+            "documents_accepted": sum(d.accepted for d in flow.documents),
+            "findings": [finding_dict(f) for f in flow.findings],
+            "documents": [document_dict(flow.flow_id, d) for d in flow.documents],
+        }
+    )
+
+
+def to_json(ack: Mapping[str, Any]) -> bytes:
+    """The acknowledgement as UTF-8 JSON."""
+    return (json.dumps(ack, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def to_xml(ack: Mapping[str, Any]) -> bytes:
+    """The acknowledgement as XML in the ``urn:edi:acknowledgement:1`` namespace."""
+    root = etree.Element(f"{{{NAMESPACE}}}acknowledgement", nsmap={None: NAMESPACE})  # default namespace
+    _fill(root, ack, FLOW_FIELDS)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+
+
+def from_xml(data: bytes) -> dict[str, Any]:
+    """Read an acknowledgement XML back into the dict it was made from."""
+    root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
+    return _read(root, FLOW_FIELDS)
+
+
+def _fill(parent: etree._Element, values: Mapping[str, Any], spec: Sequence[tuple[str, str]]) -> None:
+    for name, kind in spec:
+        value = values.get(name)
+        if value is None:
+            continue
+        element = etree.SubElement(parent, f"{{{NAMESPACE}}}{name}")
+        if kind in _NESTED:
+            for item in value:
+                _fill(etree.SubElement(element, f"{{{NAMESPACE}}}{kind}"), item, _NESTED[kind])
+        else:
+            element.text = str(value)
+
+
+def _read(element: etree._Element, spec: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    children = {etree.QName(child).localname: child for child in element}
+    result: dict[str, Any] = {}
+    for name, kind in spec:
+        child = children.get(name)
+        if kind in _NESTED:
+            result[name] = [] if child is None else [_read(item, _NESTED[kind]) for item in child]
+        elif child is None:
+            result[name] = None
+        else:
+            text = child.text or ""
+            result[name] = int(text) if kind == "int" else text
+    return result
+
+
+def _safe(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: xml_safe(v) if isinstance(v, str) else v for k, v in values.items()}

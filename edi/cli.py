@@ -1,0 +1,337 @@
+"""The ``edi`` command: parse arguments, call one library function, render the result. Nothing imports this module.
+
+Exit codes: 0 the command did its job (rejected flows are a normal outcome); 1 the processor failed (a flow failed
+internally, the workspace is unusable, a flow is unknown); 2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edi.config import Settings, load_settings
+from edi.errors import ConfigError, EdiError
+from edi.logs import configure_logging
+from edi.model import FlowStatus
+from edi.pipeline import Outcome
+from edi.runner import BatchReport, init_workspace, requeue, run_batch
+from edi.tracking import Tracking
+from edi.workspace import Layout
+
+STATUS_WORDS = {
+    FlowStatus.INTEGRATED: "integrated",
+    FlowStatus.PARTIALLY_INTEGRATED: "partially integrated",
+    FlowStatus.REJECTED: "rejected",
+    FlowStatus.FAILED: "failed",
+}
+
+
+class Failure(click.ClickException):
+    """An EdiError as a one-line message; configuration errors exit 2, the others 1."""
+
+    def __init__(self, error: EdiError) -> None:
+        super().__init__(str(error))
+        self.exit_code = 2 if isinstance(error, ConfigError) else 1  # type: ignore[misc]
+
+
+class Context:
+    """What every command needs: the configuration, read once, on first use."""
+
+    def __init__(self, config: Path, verbose: int) -> None:
+        self.config = config
+        self.verbose = verbose
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The settings, read and checked on first use."""
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config)
+            except EdiError as exc:
+                raise Failure(exc) from None
+            level = ("info", "debug")[min(self.verbose, 2) - 1] if self.verbose else self._settings.logging.level
+            configure_logging(level)
+        return self._settings
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default="config.toml",
+    show_default=True,
+    envvar="EDI_CONFIG",
+    help="Configuration file (also EDI_CONFIG).",
+)
+@click.option("-v", "--verbose", count=True, help="Log one line per flow (-v) or everything (-vv) to stderr.")
+@click.version_option(package_name="edi")
+@click.pass_context
+def main(ctx: click.Context, config: Path, verbose: int) -> None:
+    """edi: pick up e-invoice flows, validate them, route them, acknowledge every one.
+
+    \b
+    Senders drop files in <workspace>/inbox/<sender>/. `edi batch` (run it from cron)
+    claims each finished file, recognises UBL 2.1 / UN/CEFACT CII, validates it against
+    the official XSD, routes each accepted invoice to its recipient's queue and writes
+    one acknowledgement per flow in <workspace>/acks/<sender>/<flow_id>.json and .xml.
+
+    \b
+    Typical session:
+      edi init                      create the workspace that config.toml names
+      cp invoice.xml var/inbox/acme/
+      edi batch                     process what is ready, print a summary
+      edi flows --status IN_REJETE  what was rejected
+      edi show 20261126T2046        one flow, its findings and history
+    """
+    ctx.obj = Context(config, verbose)
+
+
+@main.command()
+@pass_context
+def init(ctx: Context) -> None:
+    """Create the workspace the configuration names (safe to run again).
+
+    \b
+    Makes inbox/<sender>/ and acks/<sender>/ for every declared sender, the spool,
+    queues/<queue>/{tmp,new,cur}/ for every known queue, archive/, failed/ and the
+    SQLite tracking store.
+
+    \b
+    Example:
+      edi --config /etc/edi/config.toml init
+    """
+    try:
+        report = init_workspace(ctx.settings)
+    except EdiError as exc:
+        raise Failure(exc) from None
+    click.echo(f"workspace {report.root}: {len(report.created)} folders created")
+    click.echo(f"  senders: {', '.join(report.senders) or 'none declared'}")
+    click.echo(f"  queues:  {', '.join(report.queues) or 'none yet'}")
+
+
+@main.command()
+@pass_context
+def batch(ctx: Context) -> None:
+    """Process every finished file once, then exit.
+
+    \b
+    First finishes what a crash or `edi requeue` left in the spool, then claims each
+    finished file of every sender's inbox, oldest first. Files younger than
+    intake.min_age_seconds, dotfiles and *.tmp / *.part / *.filepart are left alone.
+    Prints a summary; shows a progress bar when stderr is a terminal.
+
+    \b
+    Exit status: 0 when the run worked (rejected flows included), 1 when a flow
+    failed internally (see `edi flows --status IN_EN_ATTENTE_RETRAITEMENT`, then
+    `edi requeue`) or the workspace is unusable, 2 for a bad configuration.
+
+    \b
+    Example (crontab, every minute):
+      * * * * *  edi --config /etc/edi/config.toml batch
+    """
+    settings = ctx.settings
+    bar: Any = None
+
+    def on_start(total: int) -> None:
+        nonlocal bar
+        if sys.stderr.isatty() and total:
+            bar = click.progressbar(length=total, label="flows", file=sys.stderr, show_pos=True)
+            bar.__enter__()
+
+    def on_flow(outcome: Outcome) -> None:
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        report = run_batch(settings, on_start=on_start, on_flow=on_flow)
+    except EdiError as exc:
+        raise Failure(exc) from None
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    click.echo(summary(report))
+    if report.failed:
+        sys.exit(1)
+
+
+def summary(report: BatchReport) -> str:
+    """The one-paragraph summary of a batch run."""
+    counts = report.by_status
+    parts = [f"{counts[s]} {word}" for s, word in STATUS_WORDS.items()]
+    lines = [f"{len(report.outcomes)} flows, {report.documents} documents: {', '.join(parts)}"]
+    extra = []
+    if report.recovered:
+        extra.append(f"{report.recovered} recovered from an earlier run")
+    if report.young:
+        extra.append(f"{report.young} still arriving (left for the next run)")
+    if report.skipped:
+        extra.append(f"{len(report.skipped)} inbox entries skipped (not regular files or no declared sender)")
+    if extra:
+        lines.append("; ".join(extra))
+    if report.failed:
+        lines.append(
+            "failed flows are in failed/: see `edi flows --status IN_EN_ATTENTE_RETRAITEMENT`, then `edi requeue`"
+        )
+    return "\n".join(lines)
+
+
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """``2h``, ``3d``, ``1w`` back from ``now``, or an ISO date / date-time (UTC unless it says otherwise)."""
+    match = _RELATIVE.match(value.strip())
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("use a duration (30m, 2h, 3d, 1w) or an ISO date (2026-11-26)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _store(ctx: Context) -> Tracking:
+    layout = Layout(ctx.settings.workspace.root)
+    if not layout.initialised:
+        raise Failure(EdiError(f"{layout.root} is not an edi workspace: run `edi init` first"))
+    return Tracking(layout.database)
+
+
+@main.command()
+@click.option("--sender", help="Only this sender's flows.")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in FlowStatus]),
+    help="Only flows in this status.",
+)
+@click.option("--since", help="Only flows received since: 30m, 2h, 3d, 1w or an ISO date.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many flows.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_context
+def flows(ctx: Context, sender: str | None, status: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """List flows, newest first.
+
+    \b
+    Examples:
+      edi flows --since 1d
+      edi flows --sender acme --status IN_REJETE
+      edi flows --json | jq -r .flow_id
+    """
+    moment = parse_since(since, datetime.now(UTC)) if since else None
+    store = _store(ctx)
+    try:
+        rows = store.flows(sender=sender, status=status, since=moment, limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no flows")
+        return
+    click.echo(f"{'FLOW':29} {'RECEIVED':24} {'SENDER':12} {'STATUS':27} {'DOCS':>7}  FILE")
+    for row in rows:
+        docs = "" if row["documents_total"] is None else f"{row['documents_accepted']}/{row['documents_total']}"
+        click.echo(
+            f"{row['flow_id']:29} {row['received_at']:24} {row['sender'][:12]:12} {row['status']:27} {docs:>7}  "
+            f"{row['file_name']}"
+        )
+
+
+@main.command()
+@click.argument("flow_id")
+@click.option("--json", "as_json", is_flag=True, help="The whole record as JSON.")
+@pass_context
+def show(ctx: Context, flow_id: str, as_json: bool) -> None:
+    """Show one flow: its documents, findings and history.
+
+    FLOW_ID may be shortened to any unique prefix.
+
+    \b
+    Example:
+      edi show 20261126T204626
+    """
+    store = _store(ctx)
+    try:
+        flow = store.flow(flow_id)
+    except EdiError as exc:
+        raise Failure(exc) from None
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(flow, ensure_ascii=False, indent=2))
+        return
+    click.echo(render_flow(flow))
+
+
+def render_flow(flow: dict[str, Any]) -> str:
+    """A flow record as text for an operator."""
+    out = [
+        f"flow      {flow['flow_id']}",
+        f"sender    {flow['sender']}",
+        f"file      {flow['file_name']} ({flow['size']} bytes, sha256 {flow['sha256']})",
+        f"received  {flow['received_at']}" + (f"  processed {flow['processed_at']}" if flow["processed_at"] else ""),
+        f"status    {flow['status']}" + (f"  duplicate of {flow['duplicate_of']}" if flow["duplicate_of"] else ""),
+    ]
+    out += [f"  ! {_finding(f)}" for f in flow["findings"]]
+    for doc in flow["documents"]:
+        what = " ".join(filter(None, [doc["syntax"], doc["kind"], doc["profile"] and f"({doc['profile']})"]))
+        out.append(f"document {doc['idx']}: {doc['name']}  {what}".rstrip())
+        facts = [
+            ("invoice", doc["invoice_number"]),
+            ("date", doc["issue_date"]),
+            ("seller", doc["seller_id"]),
+            ("buyer", doc["buyer_id"]),
+            ("queue", doc["queue"]),
+        ]
+        shown = "  ".join(f"{k} {v}" for k, v in facts if v)
+        if shown:
+            out.append(f"  {shown}")
+        out.append(f"  status {doc['status']}" + (f" {doc['reason']}" if doc["reason"] else ""))
+        out += [f"  - {_finding(f)}" for f in doc["findings"]]
+    out.append("history")
+    for event in flow["events"]:
+        who = f"document {event['idx']}" if event["idx"] else "flow"
+        detail = (event["detail"] or "").splitlines()
+        out.append(f"  {event['at']}  {who:12} {event['status']:27} {detail[-1] if detail else ''}".rstrip())
+    return "\n".join(out)
+
+
+def _finding(f: dict[str, Any]) -> str:
+    where = ", ".join(filter(None, [f["line"] and f"line {f['line']}", f["xpath"]]))
+    head = f"{f['severity']} {f['code']}" + (f" [{f['rule']}]" if f["rule"] else "")
+    return f"{head} {f['layer']}: {f['message']}" + (f" ({where})" if where else "")
+
+
+@main.command(name="requeue")
+@click.argument("flow_ids", nargs=-1)
+@click.option("--failed", "all_failed", is_flag=True, help="Requeue every flow in failed/.")
+@pass_context
+def requeue_cmd(ctx: Context, flow_ids: tuple[str, ...], all_failed: bool) -> None:
+    """Put flows that failed internally back in the spool; the next `edi batch` processes them.
+
+    \b
+    Examples:
+      edi requeue 20261126T204626483912-9f3ab2
+      edi requeue --failed
+    """
+    if not flow_ids and not all_failed:
+        raise click.UsageError("name the flows to requeue, or use --failed for all of them")
+    try:
+        done = requeue(ctx.settings, list(flow_ids), all_failed=all_failed)
+    except EdiError as exc:
+        raise Failure(exc) from None
+    click.echo(f"{len(done)} flows requeued" + (": " + ", ".join(done) if done else ""))

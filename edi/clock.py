@@ -1,0 +1,54 @@
+"""Time and flow ids: the one place edi asks what time it is, so tests can set the clock.
+
+Reads the system clock (or a clock a test supplies); writes nothing; raises nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Something that tells the current time, timezone-aware in UTC."""
+
+    def now(self) -> datetime:
+        """The current time."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        """The current time, in UTC."""
+        return datetime.now(UTC)
+
+
+class FlowIds:
+    """Makes flow ids that are unique and sort by arrival: ``20261126T204626.483912Z`` time, then randomness.
+
+    Within one process ids strictly increase even when the clock stalls or steps back; across processes the random
+    suffix keeps them unique (two processes claiming in the same microsecond sort arbitrarily between themselves).
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def new(self) -> str:
+        """A new flow id, e.g. ``20261126T204626483912-9f3ab2``."""
+        micros = int(self._clock.now().timestamp() * 1_000_000)
+        with self._lock:
+            micros = max(micros, self._last + 1)
+            self._last = micros
+        stamp = datetime.fromtimestamp(micros // 1_000_000, UTC).strftime("%Y%m%dT%H%M%S")
+        return f"{stamp}{micros % 1_000_000:06d}-{secrets.token_hex(3)}"
+
+
+def iso(moment: datetime) -> str:
+    """A timestamp as acknowledgements and the store write it: ISO 8601, UTC, milliseconds, ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,254 @@
+"""Settings: the only reader of ``config.toml``.
+
+``load_settings(path)`` reads the file once into a frozen :class:`Settings`. Every key has a default, so an empty file
+is valid. Relative paths are resolved against the folder of the configuration file. Raises :class:`ConfigError` with a
+one-line message naming the key for an unknown key, a value of the wrong type or a value out of range.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edi.errors import ConfigError
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+RULE_SETS = ("xsd",)
+LOG_LEVELS = ("debug", "info", "warning", "error")
+REJECT = "reject"
+
+
+def _safe_name(value: str) -> str:
+    if not SAFE_NAME.match(value):
+        raise ValueError(f"{value!r} is not a safe folder name (letters, digits, '.', '_', '-'; at most 64)")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"{value} must not be negative")
+    return value
+
+
+def _positive(value: int) -> int:
+    if value <= 0:
+        raise ValueError(f"{value} must be positive")
+    return value
+
+
+def _check(fn: Callable[[Any], Any]) -> dict[str, Any]:
+    return {"check": fn}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceSettings:
+    """Where every folder and the SQLite store live."""
+
+    root: Path = Path("var")
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeSettings:
+    """How files are picked up from the inbox."""
+
+    min_age_seconds: float = field(default=2.0, metadata=_check(_non_negative))
+    ignore: tuple[str, ...] = ("*.tmp", "*.part", "*.filepart", "*.crdownload", "~*")
+    max_flow_bytes: int = field(default=100 * 1024 * 1024, metadata=_check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
+class SenderSettings:
+    """A sender: who drops files into ``inbox/<id>/`` and for which sellers."""
+
+    id: str = field(metadata=_check(_safe_name))
+    sellers: tuple[str, ...] = ()
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.sellers:
+            raise ValueError('sellers: list the SIREN / SIRET / VAT ids this sender may deposit for, or ["*"]')
+        if "*" in self.sellers and len(self.sellers) > 1:
+            raise ValueError('sellers: "*" means any seller and stands alone')
+
+    @property
+    def any_seller(self) -> bool:
+        """Whether this sender may deposit for any seller (a dematerialisation operator)."""
+        return self.sellers == ("*",)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingRule:
+    """Send the documents of a recipient (optionally of one service, or from one sender) to a named queue."""
+
+    queue: str = field(metadata=_check(_safe_name))
+    recipient: str = "*"
+    service: str | None = None
+    sender: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """Recipient directory, rules and what to do with unknown recipients."""
+
+    unknown_recipient: str = field(default=REJECT, metadata=_check(_safe_name))
+    directory: Path | None = None
+    rules: tuple[RoutingRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationSettings:
+    """Which validation layers run."""
+
+    rules: tuple[str, ...] = ("xsd",)
+
+    def __post_init__(self) -> None:
+        for rule in self.rules:
+            if rule not in RULE_SETS:
+                raise ValueError(f"rules: unknown rule set {rule!r} (known: {', '.join(RULE_SETS)})")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """What edi logs to standard error."""
+
+    level: str = "warning"
+
+    def __post_init__(self) -> None:
+        if self.level not in LOG_LEVELS:
+            raise ValueError(f"level: {self.level!r} is not one of {', '.join(LOG_LEVELS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ``config.toml`` says, with defaults for what it does not."""
+
+    path: Path = Path("config.toml")
+    workspace: WorkspaceSettings = WorkspaceSettings()
+    intake: IntakeSettings = IntakeSettings()
+    senders: tuple[SenderSettings, ...] = ()
+    routing: RoutingSettings = RoutingSettings()
+    validation: ValidationSettings = ValidationSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    def sender(self, sender_id: str) -> SenderSettings | None:
+        """The declared sender with this id, if any."""
+        return next((s for s in self.senders if s.id == sender_id), None)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and check ``path``; relative paths in it are taken from its folder."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file (set --config or EDI_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return settings_from_dict(data, path)
+
+
+def settings_from_dict(data: Mapping[str, Any], path: Path) -> Settings:
+    """Build settings from parsed TOML, as if read from ``path``."""
+    base = path.parent.resolve()
+    raw = dict(data)
+    raw.pop("path", None)
+    try:
+        settings = _build(Settings, raw, "", base)
+    except _BadKey as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    settings = replace(settings, path=path.resolve())
+    ids = [s.id for s in settings.senders]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"{path}: senders: id {duplicates[0]!r} is declared twice")
+    return settings
+
+
+class _BadKey(Exception):
+    """A problem with one key, to be prefixed with the file name."""
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Mapping[str, Any], where: str, base: Path) -> T:
+    if not isinstance(data, Mapping):
+        raise _BadKey(f"{where or 'top level'}: expected a table, got {_show(data)}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls) if not (cls is Settings and f.name == "path")}  # type: ignore[arg-type]
+    for key in data:
+        if key not in known:
+            raise _BadKey(f"unknown key '{_join(where, key)}'")
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        if name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise _BadKey(f"'{_join(where, name)}' is required")
+            continue
+        key = _join(where, name)
+        value = _convert(hints[name], data[name], key, base)
+        check = f.metadata.get("check")
+        if check is not None:
+            try:
+                value = check(value)
+            except ValueError as exc:
+                raise _BadKey(f"'{key}': {exc}") from None
+        values[name] = value
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise _BadKey(f"{where or 'top level'}: {exc}") from None
+
+
+def _convert(hint: Any, value: Any, key: str, base: Path) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        inner = next(a for a in args if a is not type(None))
+        if value == "" and inner is Path:
+            return None
+        return _convert(inner, value, key, base)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise _BadKey(f"'{key}': expected a list, got {_show(value)}")
+        return tuple(_convert(args[0], v, f"{key}[{i}]", base) for i, v in enumerate(value))
+    if is_dataclass(hint):
+        return _build(hint, value, key, base)  # type: ignore[arg-type]
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise _BadKey(f"'{key}': expected a path, got {_show(value)}")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else base / path
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _BadKey(f"'{key}': expected a number, got {_show(value)}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _BadKey(f"'{key}': expected an integer, got {_show(value)}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _BadKey(f"'{key}': expected true or false, got {_show(value)}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise _BadKey(f"'{key}': expected a string, got {_show(value)}")
+        return value
+    raise TypeError(f"config: no conversion for {hint!r}")  # a programming error, not a user one
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,38 @@
+"""Injected faults, for tests that prove a failure or a crash at a given point loses nothing.
+
+Reads the ``EDI_FAULTS`` environment variable once per process: a comma-separated list of ``point=action``, where
+``action`` is ``raise`` (raise InjectedFault, as an I/O error would) or ``crash`` (kill the process on the spot with
+SIGKILL, as a power cut would). Points are named where the pipeline calls :func:`fault_point`. Unset, it costs one
+dict lookup per point.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from functools import cache
+
+from edi.errors import InjectedFault
+
+ACTIONS = ("raise", "crash")
+
+
+@cache
+def _faults() -> dict[str, str]:
+    spec = os.environ.get("EDI_FAULTS", "")
+    faults: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        point, _, action = item.partition("=")
+        if action not in ACTIONS:
+            raise InjectedFault(f"EDI_FAULTS: {item!r}: action must be one of {', '.join(ACTIONS)}")
+        faults[point] = action
+    return faults
+
+
+def fault_point(point: str) -> None:
+    """Fail here if EDI_FAULTS asks for it."""
+    action = _faults().get(point)
+    if action == "raise":
+        raise InjectedFault(f"injected fault at {point}")
+    if action == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)

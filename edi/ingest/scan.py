@@ -1,0 +1,90 @@
+"""Find the files in a sender's inbox that are finished and safe to claim.
+
+Reads directory entries and their ``lstat`` only, never file contents; writes nothing; raises nothing for an
+inbox that is missing (it is simply empty). A file counts as finished when its name does not say "still being
+written" (dotfiles, ``*.tmp``, ``*.part``, ``*.filepart``, ...) and it was last modified at least ``min_age`` seconds
+ago. Symlinks are never followed; FIFOs, sockets, devices and sub-folders are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A finished regular file waiting to be claimed."""
+
+    path: Path
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An inbox entry that will never be processed, and why (to be logged for an operator)."""
+
+    path: Path
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What one look at an inbox found."""
+
+    ready: list[Ready] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    young: int = 0  # finished-looking files younger than min_age, left for the next scan
+
+
+def in_progress(name: str, ignore: Sequence[str]) -> bool:
+    """Whether a file name says the file is still being written (or is not for us)."""
+    lowered = name.lower()
+    return name.startswith(".") or any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in ignore)
+
+
+def scan_inbox(folder: Path, *, min_age: float, ignore: Sequence[str], now: float) -> Scan:
+    """List what is ready in ``folder``, oldest first (then by name)."""
+    ready: list[Ready] = []
+    skipped: list[Skipped] = []
+    young = 0
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return Scan()
+    for entry in entries:
+        path = Path(entry.path)
+        if in_progress(entry.name, ignore):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:  # gone since the listing
+            continue
+        kind = _kind(st.st_mode)
+        if kind != "file":
+            skipped.append(Skipped(path, f"{kind}: only regular files are processed"))
+        elif now - st.st_mtime < min_age:
+            young += 1
+        else:
+            ready.append(Ready(path, st.st_size, st.st_mtime))
+    ready.sort(key=lambda r: (r.mtime, os.fsencode(r.path.name)))
+    return Scan(ready, skipped, young)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
+    if stat.S_ISDIR(mode):
+        return "sub-folder"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"

@@ -1,0 +1,35 @@
+"""Configure structlog once, for the CLI: pretty lines on a terminal, JSON lines otherwise, on standard error.
+
+Modules only call ``structlog.get_logger()``; this is the one place that decides where and how logs go.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+import structlog
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def configure_logging(level: str = "warning", stream: TextIO | None = None) -> None:
+    """Log at ``level`` and above to ``stream`` (standard error by default)."""
+    stream = stream or sys.stderr
+    pretty = stream.isatty()
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if pretty:
+        processors.append(structlog.dev.ConsoleRenderer())
+    else:
+        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )

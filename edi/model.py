@@ -1,0 +1,212 @@
+"""The values a flow is made of: Flow, Document, Finding, Party, Invoice and their statuses.
+
+Stdlib only; imports nothing of edi but the code table. Every value is frozen: a stage returns a new value
+(``dataclasses.replace``), it never mutates one. Statuses are derived from findings, never stored beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import BinaryIO
+
+from edi.codes import CODES, Code, DocumentStatus
+
+__all__ = [
+    "Code",
+    "Document",
+    "DocumentStatus",
+    "Finding",
+    "Flow",
+    "FlowStatus",
+    "Invoice",
+    "Layer",
+    "Party",
+    "Severity",
+]
+
+
+class Severity(StrEnum):
+    """How much a finding weighs: a fatal finding rejects its document (or flow)."""
+
+    FATAL = "fatal"
+    WARNING = "warning"
+
+
+class Layer(StrEnum):
+    """Which step of the processing produced a finding."""
+
+    INTAKE = "intake"
+    PARSE = "parse"
+    XSD = "xsd"
+    ROUTING = "routing"
+
+
+class FlowStatus(StrEnum):
+    """Flow-level status, in Chorus Pro's "Suivi des flux" vocabulary."""
+
+    RECEIVED = "IN_RECU"
+    INTEGRATED = "IN_INTEGRE"
+    PARTIALLY_INTEGRATED = "IN_INTEGRE_PARTIEL"
+    REJECTED = "IN_REJETE"
+    FAILED = "IN_EN_ATTENTE_RETRAITEMENT"
+
+    @property
+    def final(self) -> bool:
+        """Whether the flow has its one final acknowledgement."""
+        return self in (FlowStatus.INTEGRATED, FlowStatus.PARTIALLY_INTEGRATED, FlowStatus.REJECTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem (or warning) found in a flow or a document, with where it is."""
+
+    code: Code
+    layer: Layer
+    message: str
+    severity: Severity = Severity.FATAL
+    rule: str | None = None
+    line: int | None = None
+    xpath: str | None = None
+
+    @property
+    def fatal(self) -> bool:
+        """Whether this finding rejects what it is attached to."""
+        return self.severity is Severity.FATAL
+
+    @property
+    def reason(self) -> str:
+        """The reform reason code this finding rolls up to."""
+        return CODES[self.code].reason
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """A seller or buyer as the invoice names it (EN 16931 BG-4 / BG-7)."""
+
+    name: str | None = None
+    legal_id: str | None = None  # BT-30 / BT-47
+    legal_scheme: str | None = None  # 0002 SIREN, 0009 SIRET, ...
+    vat_id: str | None = None  # BT-31 / BT-48
+    ids: tuple[str, ...] = ()  # BT-29 / BT-46 (and CII GlobalID)
+    endpoint: str | None = None  # BT-34 / BT-49 electronic address
+    endpoint_scheme: str | None = None
+
+    @property
+    def main_id(self) -> str | None:
+        """The identifier an operator recognises first: legal id, then VAT id, then address, then other ids."""
+        return self.legal_id or self.vat_id or self.endpoint or next(iter(self.ids), None)
+
+    @property
+    def identifiers(self) -> tuple[str, ...]:
+        """Every identifier the invoice gives for this party, most specific first, without repeats."""
+        found = (self.legal_id, self.vat_id, self.endpoint, *self.ids)
+        return tuple(dict.fromkeys(i for i in found if i))
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    """The facts of an invoice that routing, tracking and acknowledgements need."""
+
+    number: str | None = None  # BT-1
+    type_code: str | None = None  # BT-3
+    issue_date: str | None = None  # BT-2, ISO 8601 date
+    currency: str | None = None  # BT-5
+    seller: Party = field(default_factory=Party)
+    buyer: Party = field(default_factory=Party)
+    buyer_reference: str | None = None  # BT-10, Chorus Pro service code
+    order_reference: str | None = None  # BT-13, purchase order / engagement number
+
+
+OpenBytes = Callable[[], BinaryIO]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One document of a flow: an invoice or credit note, or what stands in its place when unreadable.
+
+    ``tree`` holds the parsed XML while the document stages run and is dropped before the outcome is written.
+    """
+
+    index: int
+    name: str
+    size: int
+    sha256: str
+    open: OpenBytes = field(compare=False, repr=False)
+    syntax: str | None = None  # UBL, CII
+    kind: str | None = None  # Invoice, CreditNote
+    profile: str | None = None  # en16931, peppol-bis3, extended, ...
+    specification_id: str | None = None  # BT-24 as written
+    invoice: Invoice | None = None
+    recipient: str | None = None  # directory id of the recipient
+    route: str | None = None  # the queue routing chose (delivered only if accepted)
+    findings: tuple[Finding, ...] = ()
+    tree: object | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def accepted(self) -> bool:
+        """Whether no fatal finding stands against this document."""
+        return not any(f.fatal for f in self.findings)
+
+    @property
+    def status(self) -> DocumentStatus:
+        """200 when accepted, else the gravest status its fatal findings call for (501 over 213)."""
+        statuses = {CODES[f.code].status for f in self.findings if f.fatal}
+        if DocumentStatus.IRRECEVABLE in statuses:
+            return DocumentStatus.IRRECEVABLE
+        if statuses:
+            return DocumentStatus.REJETEE
+        return DocumentStatus.DEPOSEE
+
+    @property
+    def reason(self) -> str | None:
+        """The reform reason code of the first fatal finding of the gravest status, None when accepted."""
+        status = self.status
+        for f in self.findings:
+            if f.fatal and CODES[f.code].status is status:
+                return f.reason
+        return None
+
+    @property
+    def queue(self) -> str | None:
+        """The queue the document is delivered to: its route when accepted, else none."""
+        return self.route if self.accepted else None
+
+    def with_findings(self, *findings: Finding) -> Document:
+        """A copy with more findings."""
+        return replace(self, findings=self.findings + findings)
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """One file a sender dropped, with the documents it holds and what was found."""
+
+    flow_id: str
+    sender: str
+    file_name: str
+    size: int
+    sha256: str
+    received_at: datetime
+    payload: Path = field(compare=False)
+    deposited_at: datetime | None = None
+    documents: tuple[Document, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    duplicate_of: str | None = None
+
+    @property
+    def rejected_whole(self) -> bool:
+        """Whether a fatal flow-level finding rejects the file itself."""
+        return any(f.fatal for f in self.findings)
+
+    @property
+    def status(self) -> FlowStatus:
+        """Roll-up of the documents: all accepted, some, or none (or the file itself rejected)."""
+        if self.rejected_whole or not self.documents:
+            return FlowStatus.REJECTED
+        accepted = sum(d.accepted for d in self.documents)
+        if accepted == len(self.documents):
+            return FlowStatus.INTEGRATED
+        return FlowStatus.PARTIALLY_INTEGRATED if accepted else FlowStatus.REJECTED

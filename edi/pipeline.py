@@ -1,0 +1,205 @@
+"""The one loop over the stages, and the one place that sends a flow to its outcome.
+
+:func:`decide` runs the flow stages, then every document through the document stages: pure decisions, no file
+moved. :class:`Processor` wraps it with the effects, in an order that makes a crash at any point recoverable:
+record the flow as received, decide, deliver accepted documents (idempotent names), write the acknowledgement,
+record the outcome, archive the original bytes. Its single ``try`` sends a flow that fails for our own reason to
+``failed/`` (status ``IN_EN_ATTENTE_RETRAITEMENT``, traceback logged, no acknowledgement until requeued).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import structlog
+
+from edi.ack import build_ack, delivery_name, to_json, to_xml
+from edi.clock import Clock, iso
+from edi.config import Settings
+from edi.faults import fault_point
+from edi.ingest.stages import CheckFile, Expand, Extract, Parse, Recognise, RejectDuplicateFlow, open_regular
+from edi.model import Document, Flow, FlowStatus
+from edi.route.directory import Directory
+from edi.route.stages import AuthoriseSeller, Route
+from edi.spool import Claim, Spool
+from edi.tracking import Tracking
+from edi.validate.catalogue import Catalogue
+from edi.validate.xsd import XsdValidation
+from edi.workspace import Layout
+
+log = structlog.get_logger()
+
+FlowStage = Callable[[Flow], Flow]
+
+
+class DocumentStage(Protocol):
+    """A step applied to each document of a flow."""
+
+    def __call__(self, doc: Document, flow: Flow) -> Document: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Stages:
+    """The stages of a run, in order."""
+
+    flow: Sequence[FlowStage]
+    document: Sequence[DocumentStage]
+
+
+def build_stages(settings: Settings, tracking: Tracking, directory: Directory, catalogue: Catalogue) -> Stages:
+    """The stages the configuration asks for."""
+    document: list[DocumentStage] = [Parse(), Recognise(), Extract()]
+    if "xsd" in settings.validation.rules:
+        document.append(XsdValidation(catalogue))
+    sellers: Mapping[str, Sequence[str]] = {s.id: s.sellers for s in settings.senders}
+    document += [
+        AuthoriseSeller(sellers),
+        Route(directory, settings.routing.rules, settings.routing.unknown_recipient),
+    ]
+    flow: list[FlowStage] = [
+        CheckFile(settings.intake.max_flow_bytes),
+        RejectDuplicateFlow(tracking.earlier_flow),
+        Expand(),
+    ]
+    return Stages(flow, document)
+
+
+def decide(flow: Flow, stages: Stages) -> Flow:
+    """Run flow stages until the file itself is rejected, then each document through every document stage."""
+    for flow_stage in stages.flow:
+        flow = flow_stage(flow)
+        if flow.rejected_whole:
+            return flow
+    documents = []
+    for doc in flow.documents:
+        for doc_stage in stages.document:
+            doc = doc_stage(doc, flow)
+        documents.append(replace(doc, tree=None))
+    return replace(flow, documents=tuple(documents))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one flow in a run."""
+
+    flow_id: str
+    sender: str
+    file_name: str
+    status: FlowStatus
+    documents: int = 0
+    accepted: int = 0
+
+
+def display_name(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 are shown as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _digest(claim: Claim) -> tuple[int, str]:
+    sha = hashlib.sha256()
+    with open_regular(claim.payload) as stream:
+        while chunk := stream.read(1024 * 1024):
+            sha.update(chunk)
+        size = os.fstat(stream.fileno()).st_size
+    return size, sha.hexdigest()
+
+
+class Processor:
+    """Takes a claimed flow to exactly one outcome: a final acknowledgement, or ``failed/``."""
+
+    def __init__(self, layout: Layout, spool: Spool, tracking: Tracking, stages: Stages, clock: Clock) -> None:
+        self.layout = layout
+        self.spool = spool
+        self.tracking = tracking
+        self.stages = stages
+        self.clock = clock
+
+    def process(self, claim: Claim) -> Outcome:
+        """Decide and carry out what happens to ``claim``; never raises for a single flow's failure."""
+        started = time.monotonic()
+        bound = log.bind(flow_id=claim.flow_id, sender=claim.sender, file=display_name(claim.name))
+        try:
+            flow = self._received(claim)
+            flow = decide(flow, self.stages)
+            fault_point("pipeline.after_decide")
+            self._deliver(flow)
+            ack = build_ack(flow, self.clock.now())
+            acks = self.layout.sender_acks(flow.sender)
+            acks.mkdir(parents=True, exist_ok=True)
+            self.spool.write_atomic(acks / f"{flow.flow_id}.json", to_json(ack), fault="ack.json.before_rename")
+            self.spool.write_atomic(acks / f"{flow.flow_id}.xml", to_xml(ack), fault="ack.xml.before_rename")
+            fault_point("pipeline.after_ack")
+            self.tracking.record_outcome(ack, self.clock.now())
+            fault_point("pipeline.after_record")
+            self.spool.archive(claim, claim.name)
+        except Exception as exc:
+            return self._failed(claim, exc, bound)
+        outcome = Outcome(
+            flow.flow_id, flow.sender, flow.file_name, flow.status, len(flow.documents), int(ack["documents_accepted"])
+        )
+        bound.info(
+            "flow",
+            status=str(outcome.status),
+            documents=outcome.documents,
+            accepted=outcome.accepted,
+            codes=sorted(
+                {f["code"] for d in ack["documents"] for f in d["findings"]} | {f["code"] for f in ack["findings"]}
+            ),
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        return outcome
+
+    def _received(self, claim: Claim) -> Flow:
+        size, sha256 = _digest(claim)
+        flow = Flow(
+            flow_id=claim.flow_id,
+            sender=claim.sender,
+            file_name=display_name(claim.name),
+            size=size,
+            sha256=sha256,
+            received_at=claim.received_at,
+            deposited_at=claim.deposited_at,
+            payload=claim.payload,
+        )
+        self.tracking.record_received(
+            {
+                "flow_id": flow.flow_id,
+                "sender": flow.sender,
+                "file_name": flow.file_name,
+                "size": flow.size,
+                "sha256": flow.sha256,
+                "received_at": iso(flow.received_at),
+                "deposited_at": iso(flow.deposited_at) if flow.deposited_at else None,
+            },
+            self.clock.now(),
+        )
+        fault_point("pipeline.after_received")
+        return flow
+
+    def _deliver(self, flow: Flow) -> None:
+        for doc in flow.documents:
+            if doc.queue is None:
+                continue
+            with doc.open() as stream:
+                self.spool.deliver(doc.queue, delivery_name(flow.flow_id, doc), stream)
+            fault_point("pipeline.after_deliver")
+
+    def _failed(self, claim: Claim, exc: Exception, bound: structlog.typing.FilteringBoundLogger) -> Outcome:
+        detail = "".join(traceback.format_exception(exc)).strip()
+        bound.error("flow failed", status=str(FlowStatus.FAILED), error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        try:
+            self.spool.fail(claim)
+        except OSError as move_error:  # left in the spool: the next run's recovery takes it again
+            bound.critical("flow left in the spool for recovery", error=str(move_error))
+            claim.release()
+        try:
+            self.tracking.record_failed(claim.flow_id, self.clock.now(), detail)
+        except Exception as store_error:
+            bound.critical("cannot record the failure", error=str(store_error))
+        return Outcome(claim.flow_id, claim.sender, display_name(claim.name), FlowStatus.FAILED)

@@ -1,0 +1,1 @@
+"""Routing: the recipient directory, sender authorisation and the rules that name a queue. Pure decisions."""

@@ -1,0 +1,281 @@
+"""The only module that moves files: claim, write atomically, deliver, archive, fail, requeue, recover.
+
+Every move is an ``os.rename`` inside the workspace (one filesystem), every write is temp file + fsync + rename +
+fsync of the folder, so a crash at any instant leaves each file either where it was or where it was going, never
+half-written. A claimed flow lives in ``spool/active/<flow_id>/`` and is owned by whoever holds the ``flock`` on its
+``lock`` file: the kernel drops the lock when the owner dies, which is how recovery knows a flow is orphaned.
+
+Raises OSError (and InjectedFault) from the filesystem; callers decide what a failure means for the flow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from edi.faults import fault_point
+from edi.workspace import Layout
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A flow this process owns: its folder in the spool, what the sender dropped, and the lock that proves it."""
+
+    flow_id: str
+    sender: str
+    name: str  # the file name as it was in the inbox (may hold undecodable bytes as surrogates)
+    folder: Path
+    received_at: datetime
+    deposited_at: datetime | None
+    lock_fd: int
+
+    @property
+    def payload(self) -> Path:
+        """The bytes the sender dropped."""
+        return self.folder / "payload"
+
+    def release(self) -> None:
+        """Give up ownership (the folder stays where it is)."""
+        with contextlib.suppress(OSError):
+            os.close(self.lock_fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or creation inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(tmp: Path, chunks: Iterator[bytes] | list[bytes]) -> None:
+    with open(tmp, "wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    while chunk := stream.read(CHUNK):
+        yield chunk
+
+
+class Spool:
+    """File moves of one workspace."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    # -- atomic writes -------------------------------------------------------------------------------------------
+
+    def write_atomic(self, target: Path, data: bytes, fault: str | None = None) -> None:
+        """Write ``data`` to ``target`` so that readers see the old file or the whole new one, never a part."""
+        tmp = self.layout.tmp / f"{target.name}.{os.getpid()}.tmp"
+        try:
+            _write_durably(tmp, [data])
+            if fault:
+                fault_point(fault)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        fsync_dir(target.parent)
+
+    # -- claim ---------------------------------------------------------------------------------------------------
+
+    def claim(self, source: Path, sender: str, flow_id: str, received_at: datetime) -> Claim | None:
+        """Take ``source`` out of the inbox into ``spool/active/<flow_id>/payload``; None if another took it first."""
+        try:
+            stat = source.lstat()
+        except FileNotFoundError:
+            return None
+        folder = self.layout.active / flow_id
+        folder.mkdir()
+        lock_fd = _try_lock(folder)
+        if lock_fd is None:  # recovery grabbed the brand-new folder first: it will remove it; the file stays put
+            return None
+        deposited_at = datetime.fromtimestamp(stat.st_mtime, UTC)
+        meta = {
+            "flow_id": flow_id,
+            "sender": sender,
+            "name": source.name,
+            "received_at": received_at.isoformat(),
+            "deposited_at": deposited_at.isoformat(),
+        }
+        claim = Claim(flow_id, sender, source.name, folder, received_at, deposited_at, lock_fd)
+        try:
+            _write_durably(folder / "meta.tmp", [json.dumps(meta).encode()])
+            os.replace(folder / "meta.tmp", folder / "meta.json")
+            fault_point("claim.before_rename")
+            os.rename(source, claim.payload)
+        except FileNotFoundError:  # another process claimed it between our scan and our rename
+            self._discard(claim)
+            return None
+        except BaseException:
+            self._discard(claim)
+            raise
+        fsync_dir(folder)
+        fsync_dir(source.parent)
+        fault_point("claim.after_rename")
+        return claim
+
+    def _discard(self, claim: Claim) -> None:
+        """Remove a claim folder that holds no payload."""
+        shutil.rmtree(claim.folder, ignore_errors=True)
+        claim.release()
+
+    # -- recovery ------------------------------------------------------------------------------------------------
+
+    def orphans(self) -> Iterator[Claim]:
+        """Claim every flow left in ``spool/active`` by a process that died; clean up claims that never completed."""
+        try:
+            names = sorted(os.listdir(self.layout.active))
+        except FileNotFoundError:
+            return
+        for name in names:
+            folder = self.layout.active / name
+            try:
+                lock_fd = _try_lock(folder)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if lock_fd is None:  # a live process owns it
+                continue
+            claim = _read_claim(folder, lock_fd)
+            if not (folder / "payload").exists():  # the claim never completed, or the flow was already archived
+                shutil.rmtree(folder, ignore_errors=True)
+                os.close(lock_fd)
+            elif claim is None:  # bytes without readable metadata: never delete them, park them for an operator
+                self.layout.failed.mkdir(parents=True, exist_ok=True)
+                os.rename(folder, self.layout.failed / name)
+                os.close(lock_fd)
+            else:
+                yield claim
+
+    def sweep_tmp(self, older_than: float, now: float) -> int:
+        """Remove temporary files that a crash left behind; return how many."""
+        removed = 0
+        for folder in [self.layout.tmp, *self.layout.queues.glob("*/tmp")]:
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.scandir(folder):
+                    if entry.is_file(follow_symlinks=False) and now - entry.stat().st_mtime > older_than:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
+                            removed += 1
+        return removed
+
+    # -- delivery ------------------------------------------------------------------------------------------------
+
+    def delivered(self, queue: str, name: str) -> Path | None:
+        """Where ``name`` already sits in ``queue`` (``new/`` or, read by a consumer, ``cur/``), if it does."""
+        folder = self.layout.queue(queue)
+        new = folder / "new" / name
+        if new.exists():
+            return new
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(folder / "cur"):
+                if entry.name == name or entry.name.startswith(name + ":"):
+                    return Path(entry.path)
+        return None
+
+    def deliver(self, queue: str, name: str, source: BinaryIO) -> Path:
+        """Put a document in ``queues/<queue>/new/<name>`` Maildir-style, at most once."""
+        existing = self.delivered(queue, name)
+        if existing is not None:
+            return existing
+        folder = self.layout.queue(queue)
+        for sub in ("tmp", "new", "cur"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        tmp, final = folder / "tmp" / name, folder / "new" / name
+        try:
+            _write_durably(tmp, _chunks(source))
+            fault_point("deliver.before_rename")
+            os.rename(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        fsync_dir(final.parent)
+        return final
+
+    # -- outcomes ------------------------------------------------------------------------------------------------
+
+    def archive(self, claim: Claim, archive_name: str) -> Path:
+        """Move the payload of a finished flow into the archive and remove its spool folder."""
+        folder = self.layout.archive_day(claim.received_at) / claim.flow_id
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / archive_name
+        if claim.payload.exists():
+            os.rename(claim.payload, target)
+            fsync_dir(folder)
+        fault_point("archive.after_rename")
+        shutil.rmtree(claim.folder, ignore_errors=True)
+        claim.release()
+        return target
+
+    def fail(self, claim: Claim) -> Path:
+        """Move a flow that failed for our own reason to ``failed/``, keeping everything it had."""
+        target = self.layout.failed / claim.flow_id
+        self.layout.failed.mkdir(parents=True, exist_ok=True)
+        os.rename(claim.folder, target)
+        fsync_dir(self.layout.failed)
+        claim.release()
+        return target
+
+    def failed_ids(self) -> list[str]:
+        """The flows waiting in ``failed/``, oldest first."""
+        try:
+            return sorted(n for n in os.listdir(self.layout.failed) if (self.layout.failed / n).is_dir())
+        except FileNotFoundError:
+            return []
+
+    def requeue(self, flow_id: str) -> bool:
+        """Put a failed flow back in the spool for the next run; False if it is not in ``failed/``."""
+        source = self.layout.failed / flow_id
+        if not (source / "payload").exists():
+            return False
+        self.layout.active.mkdir(parents=True, exist_ok=True)
+        os.rename(source, self.layout.active / flow_id)
+        fsync_dir(self.layout.active)
+        fsync_dir(self.layout.failed)
+        return True
+
+
+def _try_lock(folder: Path) -> int | None:
+    """Open and lock ``folder/lock`` without waiting; None if someone else holds it."""
+    fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_claim(folder: Path, lock_fd: int) -> Claim | None:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        deposited = meta.get("deposited_at")
+        return Claim(
+            flow_id=meta["flow_id"],
+            sender=meta["sender"],
+            name=meta["name"],
+            folder=folder,
+            received_at=datetime.fromisoformat(meta["received_at"]),
+            deposited_at=datetime.fromisoformat(deposited) if deposited else None,
+            lock_fd=lock_fd,
+        )
+    except (OSError, ValueError, KeyError):
+        return None

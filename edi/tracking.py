@@ -1,0 +1,294 @@
+"""The flow-tracking store: SQLite (WAL mode) through sqlite-utils.
+
+Tables: ``flows`` (one row per flow, its current status), ``documents`` and ``findings`` (as the final
+acknowledgement states them), and ``events``, append-only: every status change of a flow or a document with its
+time. Reads and writes ``<workspace>/tracking.sqlite``; raises :class:`WorkspaceError` when the store cannot be
+opened, sqlite3 errors otherwise.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from edi.clock import iso
+from edi.errors import UnknownFlowError, WorkspaceError
+from edi.model import FlowStatus
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+
+_FLOW_COLUMNS = {
+    "flow_id": str,
+    "sender": str,
+    "file_name": str,
+    "size": int,
+    "sha256": str,
+    "received_at": str,
+    "deposited_at": str,
+    "processed_at": str,
+    "status": str,
+    "duplicate_of": str,
+    "documents_total": int,
+    "documents_accepted": int,
+    "updated_at": str,
+}
+_DOCUMENT_COLUMNS = {
+    "flow_id": str,
+    "idx": int,
+    "name": str,
+    "size": int,
+    "sha256": str,
+    "syntax": str,
+    "kind": str,
+    "profile": str,
+    "specification_id": str,
+    "invoice_number": str,
+    "type_code": str,
+    "issue_date": str,
+    "currency": str,
+    "seller_id": str,
+    "seller_name": str,
+    "buyer_id": str,
+    "buyer_name": str,
+    "service_code": str,
+    "engagement": str,
+    "recipient": str,
+    "queue": str,
+    "delivered_as": str,
+    "status": str,
+    "reason": str,
+}
+_FINDING_COLUMNS = {
+    "id": int,
+    "flow_id": str,
+    "idx": int,  # 0 for a flow-level finding, else the document index
+    "code": str,
+    "reason": str,
+    "rule": str,
+    "layer": str,
+    "severity": str,
+    "line": int,
+    "xpath": str,
+    "message": str,
+}
+_EVENT_COLUMNS = {"id": int, "flow_id": str, "idx": int, "at": str, "status": str, "detail": str}
+
+
+class Tracking:
+    """The store of one workspace."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.db = sqlite_utils.Database(conn)
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self._create()
+        except sqlite3.Error as exc:
+            raise WorkspaceError(f"cannot open the tracking store {path}: {exc}") from None
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.conn.close()
+
+    def _create(self) -> None:
+        db = self.db
+        db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        db.table("flows").create(_FLOW_COLUMNS, pk="flow_id", if_not_exists=True)
+        db.table("documents").create(_DOCUMENT_COLUMNS, pk=("flow_id", "idx"), if_not_exists=True)
+        db.table("findings").create(_FINDING_COLUMNS, pk="id", if_not_exists=True)
+        db.table("events").create(_EVENT_COLUMNS, pk="id", if_not_exists=True)
+        for table, columns in (
+            ("flows", ["sender", "sha256"]),
+            ("flows", ["received_at"]),
+            ("flows", ["status"]),
+            ("documents", ["seller_id", "invoice_number"]),
+            ("findings", ["flow_id"]),
+            ("events", ["flow_id"]),
+        ):
+            db.table(table).create_index(columns, if_not_exists=True)
+        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db.conn)
+
+    # -- writes --------------------------------------------------------------------------------------------------
+
+    def record_received(self, flow: Mapping[str, Any], at: datetime) -> None:
+        """Record a claimed flow (idempotent: a recovered flow keeps its first record and gets no new event)."""
+        row = {k: flow.get(k) for k in _FLOW_COLUMNS} | {"status": str(FlowStatus.RECEIVED), "updated_at": iso(at)}
+        with self._transaction():
+            inserted = self.db.execute(
+                f"INSERT OR IGNORE INTO flows ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                list(row.values()),
+            ).rowcount
+            if inserted:
+                self._event(str(row["flow_id"]), None, at, FlowStatus.RECEIVED, "claimed from the inbox")
+
+    def record_outcome(self, ack: Mapping[str, Any], at: datetime) -> None:
+        """Store what the final acknowledgement says, in one transaction, with one event per status."""
+        flow_id = ack["flow_id"]
+        row = {k: ack.get(k) for k in _FLOW_COLUMNS} | {"updated_at": iso(at)}
+        with self._transaction():
+            _upsert(self.db.conn, "flows", row)
+            self.db.execute("DELETE FROM documents WHERE flow_id = ?", [flow_id])
+            self.db.execute("DELETE FROM findings WHERE flow_id = ?", [flow_id])
+            findings = [_finding_row(flow_id, 0, f) for f in ack["findings"]]
+            documents = []
+            for doc in ack["documents"]:
+                documents.append({k: doc.get(k) for k in _DOCUMENT_COLUMNS if k not in ("flow_id", "idx")})
+                documents[-1].update(flow_id=flow_id, idx=doc["index"])
+                findings += [_finding_row(flow_id, doc["index"], f) for f in doc["findings"]]
+                self._event(flow_id, doc["index"], at, doc["status"], doc.get("reason") or "")
+            _insert_many(self.db.conn, "documents", documents)
+            _insert_many(self.db.conn, "findings", findings)
+            self._event(
+                flow_id, None, at, ack["status"], f"{ack['documents_accepted']}/{ack['documents_total']} accepted"
+            )
+
+    def record_failed(self, flow_id: str, at: datetime, detail: str) -> None:
+        """Mark a flow as failed for our own reason (kept for requeue)."""
+        self._set_status(flow_id, FlowStatus.FAILED, at, detail)
+
+    def record_requeued(self, flow_id: str, at: datetime) -> None:
+        """Mark a failed flow as back in the spool."""
+        self._set_status(flow_id, FlowStatus.RECEIVED, at, "requeued by an operator")
+
+    def _set_status(self, flow_id: str, status: FlowStatus, at: datetime, detail: str) -> None:
+        with self._transaction():
+            self.db.execute(
+                "UPDATE flows SET status = ?, updated_at = ? WHERE flow_id = ?", [str(status), iso(at), flow_id]
+            )
+            self._event(flow_id, None, at, status, detail)
+
+    def _event(self, flow_id: str, idx: int | None, at: datetime, status: str, detail: str) -> None:
+        self.db.execute(
+            "INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, ?, ?, ?, ?)",
+            [flow_id, idx, iso(at), str(status), detail],
+        )
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+
+    def earlier_flow(self, sender: str, sha256: str, flow_id: str) -> str | None:
+        """The first other flow in which ``sender`` deposited these same bytes, if any."""
+        row = self.db.execute(
+            "SELECT flow_id FROM flows WHERE sender = ? AND sha256 = ? AND flow_id != ? "
+            "ORDER BY received_at, flow_id LIMIT 1",
+            [sender, sha256, flow_id],
+        ).fetchone()
+        return row[0] if row else None
+
+    def status(self, flow_id: str) -> str | None:
+        """The current status of a flow, None if unknown."""
+        row = self.db.execute("SELECT status FROM flows WHERE flow_id = ?", [flow_id]).fetchone()
+        return row[0] if row else None
+
+    def flows(
+        self,
+        *,
+        sender: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = 100,
+    ) -> list[dict[str, Any]]:
+        """Flows, newest first, filtered."""
+        where, args = [], []
+        if sender:
+            where.append("sender = ?")
+            args.append(sender)
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if since:
+            where.append("received_at >= ?")
+            args.append(iso(since))
+        sql = "SELECT * FROM flows" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY received_at DESC, flow_id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return list(self.db.query(sql, args))
+
+    def resolve(self, prefix: str) -> str:
+        """The full id of the one flow whose id starts with ``prefix``."""
+        rows = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT flow_id FROM flows WHERE flow_id >= ? AND flow_id < ? ORDER BY flow_id LIMIT 3",
+                [prefix, prefix + "\U0010ffff"],
+            ).fetchall()
+        ]
+        if prefix in rows:
+            return str(prefix)
+        if not rows:
+            raise UnknownFlowError(f"no flow {prefix!r}")
+        if len(rows) > 1:
+            raise UnknownFlowError(
+                f"{prefix!r} matches several flows ({', '.join(rows[:2])}, ...): give more of the id"
+            )
+        return str(rows[0])
+
+    def flow(self, flow_id: str) -> dict[str, Any]:
+        """One flow with its documents, findings and history."""
+        flow_id = self.resolve(flow_id)
+        row = next(self.db.query("SELECT * FROM flows WHERE flow_id = ?", [flow_id]))
+        findings = list(self.db.query("SELECT * FROM findings WHERE flow_id = ? ORDER BY id", [flow_id]))
+        documents = list(self.db.query("SELECT * FROM documents WHERE flow_id = ? ORDER BY idx", [flow_id]))
+        for doc in documents:
+            doc["findings"] = [_strip(f) for f in findings if f["idx"] == doc["idx"]]
+        row["findings"] = [_strip(f) for f in findings if f["idx"] == 0]
+        row["documents"] = documents
+        row["events"] = list(
+            self.db.query("SELECT at, idx, status, detail FROM events WHERE flow_id = ? ORDER BY id", [flow_id])
+        )
+        return row
+
+    def counts(self) -> dict[str, int]:
+        """How many flows are in each status."""
+        return {r["status"]: r["n"] for r in self.db.query("SELECT status, count(*) AS n FROM flows GROUP BY status")}
+
+
+def _upsert(conn: sqlite3.Connection, table: str, row: Mapping[str, Any]) -> None:
+    columns = ", ".join(row)
+    conn.execute(
+        f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
+    )
+
+
+def _insert_many(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    """Plain executemany: sqlite-utils' own insert would commit our open transaction early."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    conn.executemany(sql, [[r.get(c) for c in columns] for r in rows])
+
+
+def _finding_row(flow_id: str, idx: int, finding: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: finding.get(k) for k in _FINDING_COLUMNS if k not in ("id", "flow_id", "idx")} | {
+        "flow_id": flow_id,
+        "idx": idx,
+    }
+
+
+def _strip(finding: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in finding.items() if k not in ("id", "flow_id", "idx")}
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error) on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")

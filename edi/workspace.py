@@ -1,0 +1,129 @@
+"""The workspace layout: which folder is for what. Pure path arithmetic plus ``create`` for ``edi init``.
+
+::
+
+    <root>/
+      inbox/<sender>/          senders drop files here (SFTP chroot or shared folder)
+      spool/active/<flow_id>/  a claimed flow: lock, meta.json, payload (the bytes as they came)
+      queues/<queue>/{tmp,new,cur}/   Maildir-style delivery of accepted documents
+      acks/<sender>/           <flow_id>.json and <flow_id>.xml, one final acknowledgement per flow
+      archive/YYYY/MM/DD/<flow_id>/<file name>   the original bytes of every finished flow
+      failed/<flow_id>/        flows that failed for our own reason, kept for ``edi requeue``
+      tmp/                     temporary files on their way to acks/ (same filesystem, renamed into place)
+      tracking.sqlite          the flow-tracking store
+
+Reads nothing; ``create`` makes folders and raises :class:`WorkspaceError` when it cannot.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from edi.errors import WorkspaceError
+
+MARKER = ".edi-workspace"
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The paths of one workspace."""
+
+    root: Path
+
+    @property
+    def inbox(self) -> Path:
+        """Parent of the per-sender drop folders."""
+        return self.root / "inbox"
+
+    @property
+    def active(self) -> Path:
+        """Claimed flows being processed (or left by a crash, for recovery)."""
+        return self.root / "spool" / "active"
+
+    @property
+    def queues(self) -> Path:
+        """Parent of the delivery queues."""
+        return self.root / "queues"
+
+    @property
+    def acks(self) -> Path:
+        """Parent of the per-sender acknowledgement folders."""
+        return self.root / "acks"
+
+    @property
+    def archive(self) -> Path:
+        """Parent of the dated archive folders."""
+        return self.root / "archive"
+
+    @property
+    def failed(self) -> Path:
+        """Flows that failed for our own reason."""
+        return self.root / "failed"
+
+    @property
+    def tmp(self) -> Path:
+        """Where files are written before being renamed into place."""
+        return self.root / "tmp"
+
+    @property
+    def database(self) -> Path:
+        """The SQLite flow-tracking store."""
+        return self.root / "tracking.sqlite"
+
+    def sender_inbox(self, sender: str) -> Path:
+        """Where ``sender`` drops its files."""
+        return self.inbox / sender
+
+    def sender_acks(self, sender: str) -> Path:
+        """Where ``sender`` reads its acknowledgements."""
+        return self.acks / sender
+
+    def queue(self, name: str) -> Path:
+        """A Maildir-style queue folder."""
+        return self.queues / name
+
+    def archive_day(self, day: datetime) -> Path:
+        """The archive folder of one UTC day."""
+        return self.archive / f"{day:%Y}" / f"{day:%m}" / f"{day:%d}"
+
+    @property
+    def initialised(self) -> bool:
+        """Whether ``edi init`` has created this workspace."""
+        return (self.root / MARKER).is_file()
+
+    def create(self, senders: Iterable[str], queues: Iterable[str] = ()) -> list[Path]:
+        """Make every folder (idempotent); return the ones that did not exist yet."""
+        wanted = [self.root, self.inbox, self.active, self.queues, self.acks, self.archive, self.failed, self.tmp]
+        for sender in senders:
+            wanted += [self.sender_inbox(sender), self.sender_acks(sender)]
+        for name in queues:
+            wanted += [self.queue(name) / sub for sub in ("tmp", "new", "cur")]
+        made = []
+        try:
+            for path in wanted:
+                if not path.is_dir():
+                    path.mkdir(parents=True, exist_ok=True)
+                    made.append(path)
+            marker = self.root / MARKER
+            if not marker.exists():
+                marker.write_text("edi workspace\n", encoding="utf-8")
+        except OSError as exc:
+            raise WorkspaceError(
+                f"cannot create the workspace under {self.root}: {exc.strerror}: {exc.filename}"
+            ) from None
+        return made
+
+    def check_writable(self) -> None:
+        """Raise :class:`WorkspaceError` unless the workspace is initialised and writable."""
+        if not self.initialised:
+            raise WorkspaceError(f"{self.root} is not an edi workspace: run `edi init` first")
+        probe = self.tmp / f".probe-{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise WorkspaceError(f"the workspace is not writable: {exc.strerror}: {exc.filename}") from None
