@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 import structlog
@@ -102,7 +104,12 @@ def display_name(name: str) -> str:
 
 
 def _digest(claim: Claim) -> tuple[int, str]:
+    """Size and SHA-256 of the payload; a payload swapped for a link or special file hashes as empty (and is
+    rejected by the intake as not a regular file) rather than being followed."""
     sha = hashlib.sha256()
+    st = claim.payload.lstat()
+    if not stat.S_ISREG(st.st_mode):
+        return st.st_size, sha.hexdigest()
     with open_regular(claim.payload) as stream:
         while chunk := stream.read(1024 * 1024):
             sha.update(chunk)
@@ -130,10 +137,10 @@ class Processor:
             fault_point("pipeline.after_decide")
             self._deliver(flow)
             ack = build_ack(flow, self.clock.now())
-            acks = self.layout.sender_acks(flow.sender)
-            acks.mkdir(parents=True, exist_ok=True)
-            self.spool.write_atomic(acks / f"{flow.flow_id}.json", to_json(ack), fault="ack.json.before_rename")
-            self.spool.write_atomic(acks / f"{flow.flow_id}.xml", to_xml(ack), fault="ack.xml.before_rename")
+            json_path, xml_path = self._ack_paths(claim)
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            self.spool.write_atomic(json_path, to_json(ack), fault="ack.json.before_rename")
+            self.spool.write_atomic(xml_path, to_xml(ack), fault="ack.xml.before_rename")
             fault_point("pipeline.after_ack")
             self.tracking.record_outcome(ack, self.clock.now())
             fault_point("pipeline.after_record")
@@ -154,6 +161,10 @@ class Processor:
             ms=round((time.monotonic() - started) * 1000, 1),
         )
         return outcome
+
+    def _ack_paths(self, claim: Claim) -> tuple[Path, Path]:
+        folder = self.layout.sender_acks(claim.sender)
+        return folder / f"{claim.flow_id}.json", folder / f"{claim.flow_id}.xml"
 
     def _received(self, claim: Claim) -> Flow:
         size, sha256 = _digest(claim)
@@ -194,6 +205,7 @@ class Processor:
         detail = "".join(traceback.format_exception(exc)).strip()
         bound.error("flow failed", status=str(FlowStatus.FAILED), error=f"{type(exc).__name__}: {exc}", exc_info=exc)
         try:
+            self.spool.withdraw(*self._ack_paths(claim))  # no final acknowledgement until the flow is requeued
             self.spool.fail(claim)
         except OSError as move_error:  # left in the spool: the next run's recovery takes it again
             bound.critical("flow left in the spool for recovery", error=str(move_error))

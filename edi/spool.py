@@ -225,6 +225,13 @@ class Spool:
         claim.release()
         return target
 
+    def withdraw(self, *paths: Path) -> None:
+        """Remove files that must not stand (an acknowledgement of a flow that then failed)."""
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                fsync_dir(path.parent)
+
     def fail(self, claim: Claim) -> Path:
         """Move a flow that failed for our own reason to ``failed/``, keeping everything it had."""
         target = self.layout.failed / claim.flow_id

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set edi up in .venv and run one batch on the sample flows (flows/) in a fresh demo workspace (./var).
+set -euo pipefail
+cd "$(dirname "$0")"
+python=${PYTHON:-python3}
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "edi needs Python >= 3.11 ($python is older)"; exit 1; }
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+export EDI_CONFIG=config.toml
+rm -rf var                                   # ./var is the demo workspace named by config.toml: start afresh
+.venv/bin/edi init
+for folder in flows/*/; do                   # flows/<sender>/ holds what that sender drops
+  cp "$folder"* "var/inbox/$(basename "$folder")/"
+done
+sleep 2                                      # config.toml: min_age_seconds = 2 (younger files wait for the next run)
+echo
+.venv/bin/edi batch
+echo
+.venv/bin/edi flows
+echo
+echo "acknowledgements: var/acks/<sender>/   delivered invoices: var/queues/<queue>/new/   one flow: .venv/bin/edi show <flow id>"

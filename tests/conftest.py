@@ -1,0 +1,130 @@
+"""Shared fixtures: the repository's samples, the shared corpus (skipped when absent), real workspaces in tmp_path."""
+
+from __future__ import annotations
+
+import csv
+import os
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from edi.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+FLOWS = REPO / "flows"
+CORPUS = Path(os.environ.get("EDI_CORPUS", REPO.parent / "shared" / "corpus"))
+
+
+class FixedClock:
+    """A clock that says what the test tells it (the only thing tests mock, with injected faults)."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.moment = now or datetime.now(UTC)  # starts at the real time: file ages are real mtimes
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+def corpus_rows() -> list[dict[str, str]]:
+    """The shared corpus manifest, or nothing when the corpus is absent."""
+    manifest = CORPUS / "MANIFEST.tsv"
+    if not manifest.is_file():
+        return []
+    with manifest.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def needs_corpus() -> None:
+    if not (CORPUS / "MANIFEST.tsv").is_file():
+        pytest.skip(f"shared corpus not found at {CORPUS}")
+
+
+DEFAULT_CONFIG = """
+[workspace]
+root = "ws"
+
+[intake]
+min_age_seconds = 0
+
+[[senders]]
+id = "acme"
+sellers = ["123456782"]
+
+[[senders]]
+id = "opdemat"
+sellers = ["*"]
+
+[routing]
+unknown_recipient = "reject"
+directory = "{directory}"
+
+[[routing.rules]]
+recipient = "ville-exemple"
+service = "VOIRIE"
+queue = "ville-exemple-voirie"
+"""
+
+
+@dataclass
+class Workspace:
+    """A real workspace under tmp_path, with its config file."""
+
+    config: Path
+    settings: Settings
+
+    @property
+    def root(self) -> Path:
+        return self.settings.workspace.root
+
+    def inbox(self, sender: str) -> Path:
+        return self.root / "inbox" / sender
+
+    def drop(self, sender: str, name: str | bytes, data: bytes, age: float = 60.0) -> Path:
+        """Put a file in a sender's inbox as if it had finished arriving ``age`` seconds ago."""
+        folder = self.inbox(sender)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (os.fsdecode(name) if isinstance(name, bytes) else name)
+        path.write_bytes(data)
+        stamp = datetime.now(UTC).timestamp() - age
+        os.utime(path, (stamp, stamp))
+        return path
+
+    def acks(self, sender: str) -> list[Path]:
+        return sorted((self.root / "acks" / sender).glob("*.json"))
+
+    def queue(self, name: str) -> list[Path]:
+        return sorted((self.root / "queues" / name / "new").iterdir())
+
+
+@pytest.fixture
+def make_workspace(tmp_path: Path) -> Callable[..., Workspace]:
+    """Build a workspace from TOML text (default: two senders and the sample directory), and `edi init` it."""
+    from edi.runner import init_workspace
+
+    def make(text: str | None = None, init: bool = True) -> Workspace:
+        body = textwrap.dedent(text if text is not None else DEFAULT_CONFIG).format(directory=FLOWS / "directory.toml")
+        config = tmp_path / "config.toml"
+        config.write_text(body, encoding="utf-8")
+        settings = load_settings(config)
+        if init:
+            init_workspace(settings)
+        return Workspace(config, settings)
+
+    return make
+
+
+@pytest.fixture
+def workspace(make_workspace: Callable[..., Workspace]) -> Workspace:
+    return make_workspace()

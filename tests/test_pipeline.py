@@ -1,0 +1,87 @@
+"""The one loop: stage order, short-circuit on a rejected file, and no parsed tree kept past the stages."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edi.model import Code, Document, Finding, Flow, FlowStatus, Layer
+from edi.pipeline import Stages, decide, display_name
+
+
+def _flow(tmp_path: Path) -> Flow:
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"<a/>")
+    return Flow("f1", "acme", "a.xml", 4, "0" * 64, datetime(2026, 11, 26, tzinfo=UTC), payload)
+
+
+def test_decide_runs_flow_stages_then_every_document_stage_in_order(tmp_path: Path) -> None:
+    """Flow stages run in order; each document then passes every document stage in order; trees are dropped."""
+    seen: list[str] = []
+
+    def split(flow: Flow) -> Flow:
+        seen.append("split")
+        docs = tuple(Document(i, f"d{i}", 1, "0" * 64, open=lambda: None) for i in (1, 2))  # type: ignore[arg-type,return-value]
+        return replace(flow, documents=docs)
+
+    def first(doc: Document, flow: Flow) -> Document:
+        seen.append(f"first{doc.index}")
+        return replace(doc, tree=object())
+
+    def second(doc: Document, flow: Flow) -> Document:
+        seen.append(f"second{doc.index}")
+        assert doc.tree is not None
+        return doc
+
+    flow = decide(_flow(tmp_path), Stages([split], [first, second]))
+    assert seen == ["split", "first1", "second1", "first2", "second2"]
+    assert all(d.tree is None for d in flow.documents) and flow.status is FlowStatus.INTEGRATED
+
+
+def test_decide_stops_at_a_fatal_flow_finding(tmp_path: Path) -> None:
+    """Once the file itself is rejected, no later flow stage and no document stage runs."""
+
+    def reject(flow: Flow) -> Flow:
+        return replace(flow, findings=(Finding(Code.IRR_VIDE_F, Layer.INTAKE, "empty"),))
+
+    def boom(flow: Flow) -> Flow:
+        raise AssertionError("must not run")
+
+    flow = decide(_flow(tmp_path), Stages([reject, boom], []))
+    assert flow.status is FlowStatus.REJECTED and flow.documents == ()
+
+
+def test_display_name_escapes_bytes_that_are_not_utf8() -> None:
+    """Undecodable bytes of a file name are shown as \\xNN, the rest as text."""
+    assert display_name("été.xml") == "été.xml"
+    assert display_name(b"\xe9t\xe9.xml".decode("utf-8", "surrogateescape")) == "\\xe9t\\xe9.xml"
+
+
+def test_payload_swapped_for_a_symlink_is_rejected_not_followed(workspace, clock, tmp_path: Path) -> None:
+    """If a sender swaps its file for a link between scan and claim, the link is refused, its target never read."""
+    from edi.pipeline import Processor, build_stages
+    from edi.route.directory import load_directory
+    from edi.spool import Spool
+    from edi.tracking import Tracking
+    from edi.validate.catalogue import load_catalogue
+    from edi.workspace import Layout
+
+    secret = tmp_path / "secret.xml"
+    secret.write_bytes(b"<secret>do not read</secret>")
+    link = workspace.inbox("acme") / "swap.xml"
+    link.symlink_to(secret)
+    layout = Layout(workspace.root)
+    spool = Spool(layout)
+    store = Tracking(layout.database)
+    try:
+        claim = spool.claim(link, "acme", "20261126T000000000000-aaaaaa", clock.now())
+        assert claim is not None and claim.payload.is_symlink()
+        stages = build_stages(workspace.settings, store, load_directory(None), load_catalogue())
+        outcome = Processor(layout, spool, store, stages, clock).process(claim)
+    finally:
+        store.close()
+    assert outcome.status is FlowStatus.REJECTED
+    ack = (workspace.root / "acks" / "acme" / f"{claim.flow_id}.json").read_text()
+    assert "IRR_TYPE_F" in ack and "not a regular file" in ack and "do not read" not in ack
+    assert secret.read_bytes() == b"<secret>do not read</secret>"

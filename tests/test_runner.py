@@ -1,0 +1,302 @@
+"""End to end through run_batch: the samples, safe pickup, duplicates, failures, requeue and crash recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable
+
+import pytest
+
+from edi import faults
+from edi.errors import UnknownFlowError, WorkspaceError
+from edi.model import FlowStatus
+from edi.runner import requeue, run_batch
+from edi.tracking import Tracking
+from tests.conftest import FLOWS, REPO, Workspace
+
+EXPECTED = tomllib.loads((FLOWS / "expected.toml").read_text(encoding="utf-8"))
+SAMPLES = [(sender, name) for sender, files in EXPECTED.items() for name in files]
+
+
+def repo_config_workspace(make_workspace: Callable[..., Workspace]) -> Workspace:
+    """A workspace configured by the repository's own config.toml (only the root, directory and min age changed)."""
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    text = text.replace('root = "var"', 'root = "ws"').replace("min_age_seconds = 2", "min_age_seconds = 0")
+    text = text.replace('directory = "flows/directory.toml"', 'directory = "{directory}"')
+    return make_workspace(text.replace("{", "{{").replace("}", "}}").replace("{{directory}}", "{directory}"))
+
+
+def drop_samples(ws: Workspace) -> None:
+    """Drop every sample in its sender's inbox, older first in name order (the processing order)."""
+    for position, (sender, name) in enumerate(SAMPLES):
+        ws.drop(sender, name, (FLOWS / sender / name).read_bytes(), age=1000 - position)
+
+
+def acks_by_name(ws: Workspace) -> dict[tuple[str, str], dict]:
+    found = {}
+    for sender in EXPECTED:
+        for path in ws.acks(sender):
+            ack = json.loads(path.read_text(encoding="utf-8"))
+            found[(sender, ack["file_name"])] = ack
+    return found
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, dict, object]:
+    """Run one batch over all samples with the repository's configuration."""
+    from edi.config import load_settings
+    from edi.runner import init_workspace
+    from tests.conftest import FixedClock
+
+    tmp = tmp_path_factory.mktemp("samples")
+
+    def make(text: str) -> Workspace:
+        config = tmp / "config.toml"
+        config.write_text(text.format(directory=FLOWS / "directory.toml"), encoding="utf-8")
+        settings = load_settings(config)
+        init_workspace(settings)
+        return Workspace(config, settings)
+
+    ws = repo_config_workspace(make)
+    drop_samples(ws)
+    report = run_batch(ws.settings, clock=FixedClock())
+    return ws, acks_by_name(ws), report
+
+
+@pytest.mark.parametrize(("sender", "name"), SAMPLES, ids=[f"{s}/{n}" for s, n in SAMPLES])
+def test_sample_gets_its_expected_answer(sample_run, sender: str, name: str) -> None:
+    """Each sample flow ends with the status, reason, codes and queue that flows/expected.toml gives."""
+    _, acks, _ = sample_run
+    expected = EXPECTED[sender][name]
+    ack = acks[(sender, name)]
+    assert ack["status"] == expected["flow"]
+    assert [f["code"] for f in ack["findings"]] == expected.get("flow_codes", [])
+    if "status" not in expected:
+        assert ack["documents"] == []
+        return
+    (doc,) = ack["documents"]
+    assert doc["status"] == expected["status"]
+    assert doc["reason"] == expected.get("reason")
+    assert [f["code"] for f in doc["findings"]] == expected.get("codes", [])
+    assert doc["queue"] == expected.get("queue")
+    for finding in [*ack["findings"], *doc["findings"]]:
+        assert finding["message"] and finding["layer"] and finding["severity"] in ("fatal", "warning")
+
+
+def test_samples_leave_nothing_behind_and_everything_accounted_for(sample_run) -> None:
+    """After the run: inbox and spool empty, one ack pair per flow, accepted documents in their queues exactly once."""
+    ws, acks, report = sample_run
+    assert len(report.outcomes) == len(SAMPLES) and report.failed == 0
+    assert not any((ws.root / "inbox").rglob("*.xml"))
+    assert not any((ws.root / "spool" / "active").iterdir())
+    for sender in EXPECTED:
+        jsons = ws.acks(sender)
+        xmls = sorted((ws.root / "acks" / sender).glob("*.xml"))
+        assert [p.stem for p in jsons] == [p.stem for p in xmls] and len(jsons) == len(EXPECTED[sender])
+    delivered = sorted(p.name for p in (ws.root / "queues").glob("*/new/*"))
+    expected = sorted(d["delivered_as"] for a in acks.values() for d in a["documents"] if d["queue"])
+    assert delivered == expected and len(delivered) == 5
+    assert not list((ws.root / "tmp").iterdir())
+
+
+def test_samples_archive_keeps_the_original_bytes(sample_run) -> None:
+    """Every flow's original bytes are in archive/YYYY/MM/DD/<flow_id>/<name>, byte for byte."""
+    ws, acks, _ = sample_run
+    for (sender, name), ack in acks.items():
+        day = ack["received_at"][:10].replace("-", "/")
+        archived = ws.root / "archive" / day / ack["flow_id"] / name
+        assert archived.read_bytes() == (FLOWS / sender / name).read_bytes()
+
+
+def test_samples_tracking_agrees_with_the_acknowledgements(sample_run) -> None:
+    """The store holds each flow with the status, documents and findings its acknowledgement gives."""
+    ws, acks, _ = sample_run
+    store = Tracking(ws.root / "tracking.sqlite")
+    try:
+        for ack in acks.values():
+            flow = store.flow(ack["flow_id"])
+            assert flow["status"] == ack["status"]
+            assert [d["status"] for d in flow["documents"]] == [d["status"] for d in ack["documents"]]
+            assert [f["code"] for d in flow["documents"] for f in d["findings"]] == [
+                f["code"] for d in ack["documents"] for f in d["findings"]
+            ]
+            assert [e["status"] for e in flow["events"] if e["idx"] is None] == ["IN_RECU", ack["status"]]
+    finally:
+        store.close()
+
+
+def test_duplicate_flow_names_the_earlier_flow(sample_run) -> None:
+    """A file whose bytes the sender already deposited is rejected DOUBLON and its ack names the first flow."""
+    _, acks, _ = sample_run
+    first = acks[("acme", "01-ubl-invoice.xml")]
+    duplicate = acks[("acme", "04-duplicate-of-01.xml")]
+    assert duplicate["duplicate_of"] == first["flow_id"]
+    assert first["flow_id"] in duplicate["findings"][0]["message"]
+
+
+def test_same_bytes_from_another_sender_is_not_a_duplicate(workspace: Workspace, clock) -> None:
+    """Duplicate flows are per sender: the operator may deposit the file acme already deposited."""
+    data = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
+    workspace.drop("acme", "a.xml", data, age=20)
+    workspace.drop("opdemat", "b.xml", data, age=10)
+    report = run_batch(workspace.settings, clock=clock)
+    assert [o.status for o in report.outcomes] == [FlowStatus.INTEGRATED, FlowStatus.INTEGRATED]
+
+
+def test_young_and_in_progress_files_are_left_for_the_next_run(make_workspace, clock) -> None:
+    """Files younger than min_age_seconds and names like *.part are not touched; they are taken once finished."""
+    ws = make_workspace(
+        "[workspace]\nroot = 'ws'\n[intake]\nmin_age_seconds = 30\n[[senders]]\nid = 'acme'\nsellers = ['*']\n"
+    )
+    data = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
+    ws.drop("acme", "young.xml", data, age=1)
+    ws.drop("acme", "upload.xml.part", data, age=3600)
+    ws.drop("acme", ".hidden.xml", data, age=3600)
+    report = run_batch(ws.settings, clock=clock)
+    assert report.outcomes == [] and report.young == 1
+    assert sorted(p.name for p in ws.inbox("acme").iterdir()) == [".hidden.xml", "upload.xml.part", "young.xml"]
+    clock.advance(60)
+    report = run_batch(ws.settings, clock=clock)
+    assert [o.file_name for o in report.outcomes] == ["young.xml"]
+
+
+def test_links_fifos_sockets_and_folders_are_skipped_not_processed(workspace: Workspace, clock, tmp_path) -> None:
+    """Symlinks are never followed; FIFOs, sockets and sub-folders are reported and left where they are."""
+    target = tmp_path / "outside.xml"
+    target.write_bytes((FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes())
+    inbox = workspace.inbox("acme")
+    (inbox / "link.xml").symlink_to(target)
+    os.mkfifo(inbox / "pipe.xml")
+    (inbox / "folder").mkdir()
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(inbox / "sock"))
+    try:
+        report = run_batch(workspace.settings, clock=clock)
+    finally:
+        server.close()
+    assert report.outcomes == []
+    assert sorted(s.path.name for s in report.skipped) == ["folder", "link.xml", "pipe.xml", "sock"]
+    assert target.exists() and (inbox / "link.xml").is_symlink()
+
+
+def test_folder_of_an_undeclared_sender_is_reported_and_left(workspace: Workspace, clock) -> None:
+    """Files under inbox/<unknown>/ are not processed (no sender to answer) and the folder is reported."""
+    workspace.drop("stranger", "x.xml", b"<a/>")
+    report = run_batch(workspace.settings, clock=clock)
+    assert report.outcomes == [] and [s.path.name for s in report.skipped] == ["stranger"]
+    assert (workspace.inbox("stranger") / "x.xml").exists()
+
+
+def test_non_utf8_and_long_file_names_are_processed_and_archived_as_they_were(workspace: Workspace, clock) -> None:
+    """A file name that is not UTF-8 is shown with \\x escapes and archived under its exact bytes."""
+    raw = b"facture-\xe9t\xe9 n\xb01.xml"
+    long = "é" * 100 + ".xml"
+    data = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
+    workspace.drop("acme", raw, data, age=20)
+    workspace.drop("acme", long, (FLOWS / "acme" / "02-ubl-creditnote.xml").read_bytes(), age=10)
+    report = run_batch(workspace.settings, clock=clock)
+    assert [o.file_name for o in report.outcomes] == ["facture-\\xe9t\\xe9 n\\xb01.xml", long]
+    archived = [p.name for p in (workspace.root / "archive").rglob("*.xml")]
+    assert os.fsdecode(raw) in archived and long in archived
+
+
+def test_batch_refuses_a_workspace_that_was_not_initialised(make_workspace, clock) -> None:
+    """Running before `edi init` is a clear WorkspaceError, not a half-created workspace."""
+    ws = make_workspace(init=False)
+    with pytest.raises(WorkspaceError, match="edi init"):
+        run_batch(ws.settings, clock=clock)
+    assert not ws.root.exists()
+
+
+@pytest.fixture
+def inject(monkeypatch: pytest.MonkeyPatch):
+    """Set EDI_FAULTS for this process (and forget it afterwards)."""
+
+    def set_faults(spec: str) -> None:
+        monkeypatch.setenv("EDI_FAULTS", spec)
+        faults._faults.cache_clear()
+
+    yield set_faults
+    monkeypatch.delenv("EDI_FAULTS", raising=False)
+    faults._faults.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "point", ["pipeline.after_decide", "pipeline.after_deliver", "ack.xml.before_rename", "pipeline.after_record"]
+)
+def test_internal_failure_parks_the_flow_then_requeue_finishes_it(workspace: Workspace, clock, inject, point) -> None:
+    """A flow that fails for our own reason goes to failed/ without an ack; requeued, it ends once, delivered once."""
+    workspace.drop("acme", "inv.xml", (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes())
+    inject(f"{point}=raise")
+    report = run_batch(workspace.settings, clock=clock)
+    (outcome,) = report.outcomes
+    assert outcome.status is FlowStatus.FAILED and report.failed == 1
+    assert (workspace.root / "failed" / outcome.flow_id / "payload").exists()
+    assert workspace.acks("acme") == [] and not list((workspace.root / "acks" / "acme").glob("*.xml"))
+    store = Tracking(workspace.root / "tracking.sqlite")
+    flow = store.flow(outcome.flow_id)
+    store.close()
+    assert flow["status"] == "IN_EN_ATTENTE_RETRAITEMENT"
+    assert "InjectedFault" in flow["events"][-1]["detail"]
+
+    inject("")
+    assert requeue(workspace.settings, [outcome.flow_id[:20]], clock=clock) == [outcome.flow_id]
+    report = run_batch(workspace.settings, clock=clock)
+    assert [o.status for o in report.outcomes] == [FlowStatus.INTEGRATED] and report.recovered == 1
+    assert len(workspace.acks("acme")) == 1 and len(workspace.queue("ville-exemple")) == 1
+    assert not (workspace.root / "failed" / outcome.flow_id).exists()
+
+
+def test_requeue_of_a_flow_that_did_not_fail_is_refused(sample_run) -> None:
+    """Requeue names what is wrong: an unknown id, or a flow that is not in failed/."""
+    ws, acks, _ = sample_run
+    with pytest.raises(UnknownFlowError):
+        requeue(ws.settings, ["nope"])
+    with pytest.raises(WorkspaceError, match="not in failed"):
+        requeue(ws.settings, [acks[("acme", "01-ubl-invoice.xml")]["flow_id"]])
+
+
+CRASH_POINTS = [
+    "claim.before_rename",
+    "claim.after_rename",
+    "pipeline.after_received",
+    "pipeline.after_deliver",
+    "deliver.before_rename",
+    "ack.json.before_rename",
+    "pipeline.after_ack",
+    "pipeline.after_record",
+    "archive.after_rename",
+]
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_crash_anywhere_is_recovered_by_the_next_run_without_duplicate_delivery(workspace: Workspace, point) -> None:
+    """SIGKILL at any step between claim and archive: the next run ends the flow once, delivered once."""
+    workspace.drop("acme", "inv.xml", (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes())
+    workspace.drop("acme", "dup.xml", (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes(), age=30)
+    env = {**os.environ, "EDI_FAULTS": f"{point}=crash"}
+    command = [sys.executable, "-m", "edi", "--config", str(workspace.config), "batch"]
+    crashed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert crashed.returncode == -9, crashed.stderr
+
+    env.pop("EDI_FAULTS")
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert finished.returncode == 0, finished.stderr
+
+    acks = [json.loads(p.read_text()) for p in workspace.acks("acme")]
+    assert sorted(a["file_name"] for a in acks) == ["dup.xml", "inv.xml"]
+    assert sorted(a["status"] for a in acks) == ["IN_INTEGRE", "IN_REJETE"]
+    assert len(workspace.queue("ville-exemple")) == 1
+    assert list(workspace.inbox("acme").iterdir()) == []
+    assert list((workspace.root / "spool" / "active").iterdir()) == []
+    assert len(list((workspace.root / "archive").rglob("*.xml"))) == 2
+    store = Tracking(workspace.root / "tracking.sqlite")
+    try:
+        assert sorted(r["status"] for r in store.flows()) == ["IN_INTEGRE", "IN_REJETE"]
+    finally:
+        store.close()
