@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -27,8 +27,11 @@ class SystemClock:
         return datetime.now(UTC)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class FlowIds:
-    """Makes flow ids that are unique and sort by arrival: ``20261126T204626.483912Z`` time, then randomness.
+    """Makes flow ids that are unique and sort by arrival: UTC time to the microsecond, then randomness.
 
     Within one process ids strictly increase even when the clock stalls or steps back; across processes the random
     suffix keeps them unique (two processes claiming in the same microsecond sort arbitrarily between themselves).
@@ -41,7 +44,7 @@ class FlowIds:
 
     def new(self) -> str:
         """A new flow id, e.g. ``20261126T204626483912-9f3ab2``."""
-        micros = int(self._clock.now().timestamp() * 1_000_000)
+        micros = (self._clock.now() - EPOCH) // timedelta(microseconds=1)  # exact: no float rounding
         with self._lock:
             micros = max(micros, self._last + 1)
             self._last = micros

@@ -7,6 +7,7 @@ one-line message naming the key for an unknown key, a value of the wrong type or
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 import types
@@ -31,8 +32,8 @@ def _safe_name(value: str) -> str:
 
 
 def _non_negative(value: float) -> float:
-    if value < 0:
-        raise ValueError(f"{value} must not be negative")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{value} must be a finite number, not negative")
     return value
 
 
@@ -157,10 +158,8 @@ def load_settings(path: Path) -> Settings:
 def settings_from_dict(data: Mapping[str, Any], path: Path) -> Settings:
     """Build settings from parsed TOML, as if read from ``path``."""
     base = path.parent.resolve()
-    raw = dict(data)
-    raw.pop("path", None)
     try:
-        settings = _build(Settings, raw, "", base)
+        settings = _build(Settings, data, "", base)
     except _BadKey as exc:
         raise ConfigError(f"{path}: {exc}") from None
     settings = replace(settings, path=path.resolve())
@@ -191,6 +190,10 @@ def _build(cls: type[T], data: Mapping[str, Any], where: str, base: Path) -> T:
         if name not in data:
             if f.default is MISSING and f.default_factory is MISSING:
                 raise _BadKey(f"'{_join(where, name)}' is required")
+            if isinstance(f.default, Path) and not f.default.is_absolute():  # defaults are relative to the file too
+                values[name] = base / f.default
+            elif is_dataclass(hints[name]):  # an absent table: its defaults, resolved the same way
+                values[name] = _build(hints[name], {}, _join(where, name), base)
             continue
         key = _join(where, name)
         value = _convert(hints[name], data[name], key, base)

@@ -211,7 +211,13 @@ class Processor:
             bound.critical("flow left in the spool for recovery", error=str(move_error))
             claim.release()
         try:
-            self.tracking.record_failed(claim.flow_id, self.clock.now(), detail)
+            known = {
+                "flow_id": claim.flow_id,
+                "sender": claim.sender,
+                "file_name": display_name(claim.name),
+                "received_at": iso(claim.received_at),
+            }
+            self.tracking.record_failed(known, self.clock.now(), detail)
         except Exception as store_error:
             bound.critical("cannot record the failure", error=str(store_error))
         return Outcome(claim.flow_id, claim.sender, display_name(claim.name), FlowStatus.FAILED)

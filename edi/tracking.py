@@ -153,9 +153,16 @@ class Tracking:
                 flow_id, None, at, ack["status"], f"{ack['documents_accepted']}/{ack['documents_total']} accepted"
             )
 
-    def record_failed(self, flow_id: str, at: datetime, detail: str) -> None:
-        """Mark a flow as failed for our own reason (kept for requeue)."""
-        self._set_status(flow_id, FlowStatus.FAILED, at, detail)
+    def record_failed(self, flow: Mapping[str, Any], at: datetime, detail: str) -> None:
+        """Mark a flow as failed for our own reason (kept for requeue), recording it first if it failed so early
+        that it was never recorded as received (``flow`` gives at least flow_id, sender, file_name, received_at)."""
+        row = {k: flow.get(k) for k in _FLOW_COLUMNS} | {"status": str(FlowStatus.FAILED), "updated_at": iso(at)}
+        with self._transaction():
+            self.db.execute(
+                f"INSERT OR IGNORE INTO flows ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                list(row.values()),
+            )
+        self._set_status(str(flow["flow_id"]), FlowStatus.FAILED, at, detail)
 
     def record_requeued(self, flow_id: str, at: datetime) -> None:
         """Mark a failed flow as back in the spool."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from edi.errors import WorkspaceError
@@ -88,6 +88,7 @@ class Layout:
 
     def archive_day(self, day: datetime) -> Path:
         """The archive folder of one UTC day."""
+        day = day.astimezone(UTC)
         return self.archive / f"{day:%Y}" / f"{day:%m}" / f"{day:%d}"
 
     @property

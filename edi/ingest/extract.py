@@ -124,7 +124,8 @@ _CII = {
 _CII_SELLER = _cii_party(f"{_AGREEMENT}/ram:SellerTradeParty")
 _CII_BUYER = _cii_party(f"{_AGREEMENT}/ram:BuyerTradeParty")
 
-_DATE_102 = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+_DATE_102 = re.compile(r"^(\d{4})(\d{2})(\d{2})$")  # CII format 102
+_DATE_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:Z|[+-]\d{2}:\d{2})$")  # an xs:date with a time zone
 
 
 def extract_invoice(root: etree._Element, syntax: str) -> Invoice:
@@ -137,6 +138,6 @@ def extract_invoice(root: etree._Element, syntax: str) -> Invoice:
         return Invoice()
     values = {name: get(root) for name, get in facts.items()}
     date = values["issue_date"]
-    if date and (m := _DATE_102.match(date)):
+    if date and (m := _DATE_102.match(date) or _DATE_ISO.match(date)):
         values["issue_date"] = f"{m.group(1)}-{m.group(2)}-{m.group(3)}"
     return Invoice(seller=seller.read(root), buyer=buyer.read(root), **values)

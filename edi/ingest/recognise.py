@@ -44,7 +44,7 @@ _ZF1_SPEC = etree.XPath(
 )
 
 _LEVEL = re.compile(r"(?:factur-x\.eu:1p0|zugferd\.de:2p0):(minimum|basicwl|basic|en16931|extended)$")
-_ZF1_LEVEL = re.compile(r"^urn:ferd:crossindustrydocument:invoice:1p0:(basic|comfort|extended)$")
+_ZF1_LEVEL = re.compile(r"^urn:ferd:crossindustrydocument:(?:invoice|order):1p0:(basic|comfort|extended)$")
 EN16931 = "urn:cen.eu:en16931:2017"
 
 

@@ -10,9 +10,19 @@ from enum import StrEnum
 
 HEAD_BYTES = 1024
 
-_BOMS = (b"\xef\xbb\xbf", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00", b"\xfe\xff", b"\xff\xfe")
-_UTF16_STARTS = (b"<\x00", b"\x00<")
-_UTF32_STARTS = (b"<\x00\x00\x00", b"\x00\x00\x00<")
+_BOMS = (
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xfe\xff", "utf-16-be"),
+    (b"\xff\xfe", "utf-16-le"),
+)
+_NO_BOM_STARTS = (
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00<", "utf-16-be"),
+    (b"<\x00", "utf-16-le"),
+)
 
 
 class Kind(StrEnum):
@@ -27,22 +37,37 @@ class Kind(StrEnum):
 
 
 def sniff(head: bytes) -> Kind:
-    """The kind of a file whose first bytes (at least :data:`HEAD_BYTES` when the file has them) are ``head``."""
+    """The kind of a file whose first bytes (at least :data:`HEAD_BYTES` when the file has them) are ``head``.
+
+    Magic numbers at offset 0 win; then XML (a ``<`` after an optional byte order mark and whitespace, in any
+    encoding XML allows); then a PDF header anywhere in the first KiB, as PDF readers accept.
+    """
     if not head:
         return Kind.EMPTY
-    if head.startswith(b"%PDF-") or b"%PDF-" in head[:HEAD_BYTES]:
-        return Kind.PDF
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return Kind.ZIP
     if head.startswith(b"\x1f\x8b"):
         return Kind.GZIP
-    body = head
-    for bom in _BOMS:
-        if body.startswith(bom):
-            body = body[len(bom) :]
-            break
-    if body.startswith(_UTF32_STARTS) or body.startswith(_UTF16_STARTS):
+    if head.startswith(b"%PDF-"):
+        return Kind.PDF
+    if _looks_like_xml(head):
         return Kind.XML
-    if body.lstrip(b" \t\r\n").startswith(b"<"):
-        return Kind.XML
+    if b"%PDF-" in head[:HEAD_BYTES]:
+        return Kind.PDF
     return Kind.UNKNOWN
+
+
+def _looks_like_xml(head: bytes) -> bool:
+    encoding = "ascii"
+    body = head
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            body, encoding = head[len(bom) :], name
+            break
+    else:
+        for start, name in _NO_BOM_STARTS:
+            if head.startswith(start):
+                encoding = name
+                break
+    text = body[: HEAD_BYTES - HEAD_BYTES % 4].decode(encoding, errors="ignore")
+    return text.lstrip(" \t\r\n").startswith("<")

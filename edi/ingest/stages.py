@@ -28,13 +28,16 @@ def open_regular(path: Path) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def _human(size: int) -> str:
+def _size(size: int) -> str:
+    """A byte count, exact, with a readable unit beside it from 1 KiB up: ``1048577 bytes (1.0 MiB)``."""
+    if size < 1024:
+        return f"{size} bytes"
     value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+    for unit in ("KiB", "MiB", "GiB"):
         value /= 1024
-    return f"{size} bytes"
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{size} bytes ({value:.1f} {unit})"
 
 
 class CheckFile:
@@ -54,7 +57,7 @@ class CheckFile:
             finding = Finding(
                 Code.IRR_TAILLE_F,
                 Layer.INTAKE,
-                f"the file is {_human(flow.size)}; the limit is {_human(self.max_bytes)} ({self.max_bytes} bytes)",
+                f"the file is {_size(flow.size)}; the limit is {_size(self.max_bytes)}",
             )
         else:
             return flow

@@ -159,6 +159,8 @@ def load_directory(path: Path | None) -> Directory:
         return Directory(tuple(recipients))
     except tomllib.TOMLDecodeError as exc:
         raise DirectoryError(f"{path}: not valid TOML: {exc}") from None
+    except csv.Error as exc:
+        raise DirectoryError(f"{path}: not valid CSV: {exc}") from None
     except DirectoryError as exc:
         raise DirectoryError(f"{path}: {exc}") from None
 
@@ -181,7 +183,7 @@ def _from_toml(item: Any, number: int) -> Recipient:
     services = []
     for service in _list(item, "services", where):
         if isinstance(service, str):
-            services.append(Service(service))
+            services.append(Service(_str(service, f"{where}: services")))
         elif isinstance(service, Mapping):
             bad = set(service) - SERVICE_KEYS
             if bad or "code" not in service:

@@ -61,6 +61,9 @@ def parse_catalogue(text: str, base: Path) -> Catalogue:
     """Build a catalogue from TOML text, with schema paths relative to ``base``."""
     try:
         data = tomllib.loads(text)
+        for item in data["xsd"]:
+            if not isinstance(item["profiles"], list):
+                raise TypeError(f"profiles must be a list, got {item['profiles']!r}")
         entries = tuple(
             SchemaEntry(
                 syntax=str(item["syntax"]),

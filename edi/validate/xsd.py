@@ -29,6 +29,9 @@ _PREFIXES = {
     "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100": "ram",
     "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100": "udt",
     "urn:un:unece:uncefact:data:standard:QualifiedDataType:100": "qdt",
+    "urn:ferd:CrossIndustryDocument:invoice:1p0": "rsm",
+    "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:12": "ram",
+    "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:15": "udt",
 }
 _CLARK = re.compile(r"\{([^}]*)\}")
 
