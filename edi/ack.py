@@ -141,11 +141,10 @@ def document_dict(flow_id: str, doc: Document) -> dict[str, Any]:
     )
 
 
-def build_ack(flow: Flow, processed_at: datetime) -> dict[str, Any]:
-    """The final acknowledgement of ``flow``."""
+def flow_record(flow: Flow) -> dict[str, Any]:
+    """What is known of a flow as soon as it is claimed: its identity, the file, when it came."""
     return _safe(
         {
-            "schema_version": SCHEMA_VERSION,
             "flow_id": flow.flow_id,
             "sender": flow.sender,
             "file_name": flow.file_name,
@@ -153,6 +152,16 @@ def build_ack(flow: Flow, processed_at: datetime) -> dict[str, Any]:
             "sha256": flow.sha256,
             "received_at": iso(flow.received_at),
             "deposited_at": iso(flow.deposited_at) if flow.deposited_at else None,
+        }
+    )
+
+
+def build_ack(flow: Flow, processed_at: datetime) -> dict[str, Any]:
+    """The final acknowledgement of ``flow``."""
+    return _safe(
+        {
+            "schema_version": SCHEMA_VERSION,
+            **flow_record(flow),
             "processed_at": iso(processed_at),
             "status": str(flow.status),
             "duplicate_of": flow.duplicate_of,

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import structlog
 
-from edi.ack import build_ack, delivery_name, to_json, to_xml
+from edi.ack import build_ack, delivery_name, flow_record, to_json, to_xml
 from edi.clock import Clock, iso
 from edi.config import Settings
 from edi.faults import fault_point
@@ -178,18 +178,7 @@ class Processor:
             deposited_at=claim.deposited_at,
             payload=claim.payload,
         )
-        self.tracking.record_received(
-            {
-                "flow_id": flow.flow_id,
-                "sender": flow.sender,
-                "file_name": flow.file_name,
-                "size": flow.size,
-                "sha256": flow.sha256,
-                "received_at": iso(flow.received_at),
-                "deposited_at": iso(flow.deposited_at) if flow.deposited_at else None,
-            },
-            self.clock.now(),
-        )
+        self.tracking.record_received(flow_record(flow), self.clock.now())
         fault_point("pipeline.after_received")
         return flow
 

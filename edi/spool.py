@@ -67,6 +67,20 @@ def _write_durably(tmp: Path, chunks: Iterator[bytes] | list[bytes]) -> None:
         os.fsync(out.fileno())
 
 
+def _publish(chunks: Iterator[bytes] | list[bytes], tmp: Path, target: Path, fault: str | None) -> None:
+    """Write ``tmp`` durably, rename it to ``target`` (replacing it), make the rename durable; no temp left."""
+    try:
+        _write_durably(tmp, chunks)
+        if fault:
+            fault_point(fault)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(target.parent)
+
+
 def _chunks(stream: BinaryIO) -> Iterator[bytes]:
     while chunk := stream.read(CHUNK):
         yield chunk
@@ -82,17 +96,7 @@ class Spool:
 
     def write_atomic(self, target: Path, data: bytes, fault: str | None = None) -> None:
         """Write ``data`` to ``target`` so that readers see the old file or the whole new one, never a part."""
-        tmp = self.layout.tmp / f"{target.name}.{os.getpid()}.tmp"
-        try:
-            _write_durably(tmp, [data])
-            if fault:
-                fault_point(fault)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        fsync_dir(target.parent)
+        _publish([data], self.layout.tmp / f"{target.name}.{os.getpid()}.tmp", target, fault)
 
     # -- claim ---------------------------------------------------------------------------------------------------
 
@@ -198,16 +202,8 @@ class Spool:
         folder = self.layout.queue(queue)
         for sub in ("tmp", "new", "cur"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        tmp, final = folder / "tmp" / name, folder / "new" / name
-        try:
-            _write_durably(tmp, _chunks(source))
-            fault_point("deliver.before_rename")
-            os.rename(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        fsync_dir(final.parent)
+        final = folder / "new" / name
+        _publish(_chunks(source), folder / "tmp" / name, final, "deliver.before_rename")
         return final
 
     # -- outcomes ------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +35,20 @@ class FixedClock:
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock()
+
+
+@pytest.fixture
+def inject(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Set EDI_FAULTS for this process during one test (edi reads it once per process: the cache is cleared)."""
+    from edi import faults
+
+    def set_faults(spec: str) -> None:
+        monkeypatch.setenv("EDI_FAULTS", spec)
+        faults._faults.cache_clear()
+
+    yield set_faults
+    monkeypatch.delenv("EDI_FAULTS", raising=False)
+    faults._faults.cache_clear()
 
 
 def corpus_rows() -> list[dict[str, str]]:

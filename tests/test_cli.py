@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 
-from edi import faults
 from edi.cli import main, parse_since
 from tests.conftest import FLOWS, Workspace
 
@@ -80,16 +79,12 @@ def test_batch_prints_the_summary_and_exits_0_with_rejections(workspace: Workspa
     )
 
 
-def test_batch_exits_1_when_a_flow_fails_internally(workspace: Workspace, monkeypatch) -> None:
+def test_batch_exits_1_when_a_flow_fails_internally(workspace: Workspace, inject) -> None:
     """A flow that fails for our own reason makes the run exit 1 and tells the operator what to do."""
     workspace.drop("acme", "inv.xml", (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes())
-    monkeypatch.setenv("EDI_FAULTS", "pipeline.after_decide=raise")
-    faults._faults.cache_clear()
-    try:
-        result = run("--config", str(workspace.config), "batch")
-    finally:
-        monkeypatch.delenv("EDI_FAULTS")
-        faults._faults.cache_clear()
+    inject("pipeline.after_decide=raise")
+    result = run("--config", str(workspace.config), "batch")
+    inject("")
     assert result.exit_code == 1
     assert "1 failed" in result.output and "edi requeue" in result.output
     failed = run("--config", str(workspace.config), "flows", "--status", "IN_EN_ATTENTE_RETRAITEMENT", "--json")

@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import pytest
 
-from edi import faults
 from edi.errors import UnknownFlowError, WorkspaceError
 from edi.model import FlowStatus
 from edi.runner import requeue, run_batch
@@ -211,19 +210,6 @@ def test_batch_refuses_a_workspace_that_was_not_initialised(make_workspace, cloc
     with pytest.raises(WorkspaceError, match="edi init"):
         run_batch(ws.settings, clock=clock)
     assert not ws.root.exists()
-
-
-@pytest.fixture
-def inject(monkeypatch: pytest.MonkeyPatch):
-    """Set EDI_FAULTS for this process (and forget it afterwards)."""
-
-    def set_faults(spec: str) -> None:
-        monkeypatch.setenv("EDI_FAULTS", spec)
-        faults._faults.cache_clear()
-
-    yield set_faults
-    monkeypatch.delenv("EDI_FAULTS", raising=False)
-    faults._faults.cache_clear()
 
 
 @pytest.mark.parametrize(

@@ -34,19 +34,6 @@ def spool(layout: Layout) -> Spool:
 
 
 @pytest.fixture
-def inject(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
-    """Set EDI_FAULTS for one test (the setting is cached per process: clear it before and after)."""
-
-    def set_faults(spec: str) -> None:
-        monkeypatch.setenv("EDI_FAULTS", spec)
-        faults._faults.cache_clear()
-
-    yield set_faults
-    monkeypatch.delenv("EDI_FAULTS", raising=False)
-    faults._faults.cache_clear()
-
-
-@pytest.fixture
 def claims() -> Iterator[list[Claim]]:
     """Claims a test makes; their locks are released at the end."""
     made: list[Claim] = []
