@@ -144,7 +144,7 @@ class Processor:
             fault_point("pipeline.after_ack")
             self.tracking.record_outcome(ack, self.clock.now())
             fault_point("pipeline.after_record")
-            self.spool.archive(claim, claim.name)
+            self.spool.archive(claim)
         except Exception as exc:
             return self._failed(claim, exc, bound)
         outcome = Outcome(

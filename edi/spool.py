@@ -208,11 +208,11 @@ class Spool:
 
     # -- outcomes ------------------------------------------------------------------------------------------------
 
-    def archive(self, claim: Claim, archive_name: str) -> Path:
-        """Move the payload of a finished flow into the archive and remove its spool folder."""
+    def archive(self, claim: Claim) -> Path:
+        """Move the payload of a finished flow to ``archive/YYYY/MM/DD/<flow_id>/<its name>``, drop its spool folder."""
         folder = self.layout.archive_day(claim.received_at) / claim.flow_id
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / archive_name
+        target = folder / claim.name
         if claim.payload.exists():
             os.rename(claim.payload, target)
             fsync_dir(folder)

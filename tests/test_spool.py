@@ -338,8 +338,11 @@ def test_archive_moves_the_payload_to_its_day_and_removes_the_spool_folder(
     spool: Spool, layout: Layout, claims: list[Claim]
 ) -> None:
     """archive puts the payload at archive/YYYY/MM/DD/<flow_id>/<name> and removes spool/active/<flow_id>."""
-    claim = claim_one(spool, layout, claims, data=b"original")
-    target = spool.archive(claim, "facture été.xml")
+    path = drop(layout, name="facture été.xml", data=b"original")
+    claim = spool.claim(path, "acme", "F1", RECEIVED)
+    assert claim is not None
+    claims.append(claim)
+    target = spool.archive(claim)
     assert target == layout.root / "archive" / "2026" / "11" / "26" / "F1" / "facture été.xml"
     assert target.read_bytes() == b"original"
     assert not claim.folder.exists()
@@ -354,7 +357,7 @@ def test_archive_after_a_crash_that_already_moved_the_payload(
     target = layout.archive_day(RECEIVED) / "F1" / "invoice.xml"
     target.parent.mkdir(parents=True)
     claim.payload.rename(target)
-    assert spool.archive(claim, "invoice.xml") == target
+    assert spool.archive(claim) == target
     assert target.read_bytes() == b"original" and not claim.folder.exists()
 
 
