@@ -21,7 +21,8 @@ from edi.model import Document, Finding, Flow
 SCHEMA_VERSION = 1
 NAMESPACE = "urn:edi:acknowledgement:1"
 
-# Field order and types, shared by the dict, the XML and the XSD. Types: "str", "int", or a nested list name.
+# Field order and types, shared by the dict, the XML and the XSD. Types: "str", "int", "names" (a list of strings,
+# as <name> elements), or the name of a nested list of records.
 FINDING_FIELDS: tuple[tuple[str, str], ...] = (
     ("code", "str"),
     ("reason", "str"),
@@ -37,6 +38,10 @@ DOCUMENT_FIELDS: tuple[tuple[str, str], ...] = (
     ("name", "str"),
     ("size", "int"),
     ("sha256", "str"),
+    ("container", "str"),
+    ("embedded_name", "str"),
+    ("attachments", "names"),
+    ("declared_profile", "str"),
     ("syntax", "str"),
     ("kind", "str"),
     ("profile", "str"),
@@ -47,13 +52,14 @@ DOCUMENT_FIELDS: tuple[tuple[str, str], ...] = (
     ("currency", "str"),
     ("seller_id", "str"),
     ("seller_name", "str"),
+    ("seller_key", "str"),
     ("buyer_id", "str"),
     ("buyer_name", "str"),
     ("service_code", "str"),
     ("engagement", "str"),
     ("recipient", "str"),
     ("queue", "str"),
-    ("delivered_as", "str"),
+    ("delivered_as", "names"),
     ("status", "str"),
     ("reason", "str"),
     ("findings", "finding"),
@@ -67,6 +73,7 @@ FLOW_FIELDS: tuple[tuple[str, str], ...] = (
     ("sha256", "str"),
     ("received_at", "str"),
     ("deposited_at", "str"),
+    ("kind", "str"),
     ("processed_at", "str"),
     ("status", "str"),
     ("duplicate_of", "str"),
@@ -85,9 +92,9 @@ def xml_safe(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
-def delivery_name(flow_id: str, doc: Document) -> str:
-    """The stable, unique file name of an accepted document in its queue."""
-    return f"{flow_id}.{doc.index:04d}.xml"
+def delivery_name(flow_id: str, doc: Document, suffix: str) -> str:
+    """The stable, unique name of one file of an accepted document in its queue (``suffix``: xml or pdf)."""
+    return f"{flow_id}.{doc.index:04d}.{suffix}"
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
@@ -117,6 +124,10 @@ def document_dict(flow_id: str, doc: Document) -> dict[str, Any]:
             "name": doc.name,
             "size": doc.size,
             "sha256": doc.sha256,
+            "container": doc.container,
+            "embedded_name": doc.embedded_name,
+            "attachments": list(doc.attachments),
+            "declared_profile": doc.declared_profile,
             "syntax": doc.syntax,
             "kind": doc.kind,
             "profile": doc.profile,
@@ -127,13 +138,14 @@ def document_dict(flow_id: str, doc: Document) -> dict[str, Any]:
             "currency": invoice.currency if invoice else None,
             "seller_id": seller.main_id if seller else None,
             "seller_name": seller.name if seller else None,
+            "seller_key": seller.key if seller else None,
             "buyer_id": buyer.main_id if buyer else None,
             "buyer_name": buyer.name if buyer else None,
             "service_code": invoice.buyer_reference if invoice else None,
             "engagement": invoice.order_reference if invoice else None,
             "recipient": doc.recipient,
             "queue": doc.queue,
-            "delivered_as": delivery_name(flow_id, doc) if doc.queue else None,
+            "delivered_as": [delivery_name(flow_id, doc, suffix) for suffix in doc.suffixes] if doc.queue else [],
             "status": str(doc.status),
             "reason": doc.reason,
             "findings": [finding_dict(f) for f in doc.findings],
@@ -152,6 +164,7 @@ def flow_record(flow: Flow) -> dict[str, Any]:
             "sha256": flow.sha256,
             "received_at": iso(flow.received_at),
             "deposited_at": iso(flow.deposited_at) if flow.deposited_at else None,
+            "kind": flow.kind,
         }
     )
 
@@ -197,7 +210,10 @@ def _fill(parent: etree._Element, values: Mapping[str, Any], spec: Sequence[tupl
         if value is None:
             continue
         element = etree.SubElement(parent, f"{{{NAMESPACE}}}{name}")
-        if kind in _NESTED:
+        if kind == "names":
+            for item in value:
+                etree.SubElement(element, f"{{{NAMESPACE}}}name").text = item
+        elif kind in _NESTED:
             for item in value:
                 _fill(etree.SubElement(element, f"{{{NAMESPACE}}}{kind}"), item, _NESTED[kind])
         else:
@@ -209,7 +225,9 @@ def _read(element: etree._Element, spec: Sequence[tuple[str, str]]) -> dict[str,
     result: dict[str, Any] = {}
     for name, kind in spec:
         child = children.get(name)
-        if kind in _NESTED:
+        if kind == "names":
+            result[name] = [] if child is None else [item.text or "" for item in child]
+        elif kind in _NESTED:
             result[name] = [] if child is None else [_read(item, _NESTED[kind]) for item in child]
         elif child is None:
             result[name] = None
@@ -220,4 +238,11 @@ def _read(element: etree._Element, spec: Sequence[tuple[str, str]]) -> dict[str,
 
 
 def _safe(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: xml_safe(v) if isinstance(v, str) else v for k, v in values.items()}
+    def safe(value: Any) -> Any:
+        if isinstance(value, str):
+            return xml_safe(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [xml_safe(v) for v in value]
+        return value
+
+    return {k: safe(v) for k, v in values.items()}

@@ -27,6 +27,7 @@ class Code(StrEnum):
     IRR_TAILLE_F = "IRR_TAILLE_F"
     IRR_TYPE_F = "IRR_TYPE_F"
     IRR_SYNTAX = "IRR_SYNTAX"
+    IRR_NOM_F = "IRR_NOM_F"
     DOUBLON = "DOUBLON"
     DEST_INC = "DEST_INC"
     SERVICE_CODE_MISSING = "SERVICE_CODE_MISSING"
@@ -34,6 +35,7 @@ class Code(StrEnum):
     ENGAGEMENT_MISSING = "ENGAGEMENT_MISSING"
     SELLER_NOT_AUTHORISED = "SELLER_NOT_AUTHORISED"
     SELLER_UNIDENTIFIED = "SELLER_UNIDENTIFIED"
+    XMP_PROFILE_MISMATCH = "XMP_PROFILE_MISMATCH"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,12 @@ CODES: dict[Code, CodeInfo] = {
     Code.IRR_SYNTAX: CodeInfo(
         DocumentStatus.IRRECEVABLE, "IRR_SYNTAX", "not well-formed XML, a DOCTYPE, or invalid against its XSD"
     ),
-    Code.DOUBLON: CodeInfo(DocumentStatus.REJETEE, "DOUBLON", "already deposited"),
+    Code.IRR_NOM_F: CodeInfo(
+        DocumentStatus.IRRECEVABLE, "IRR_NOM_F", "a file name that cannot be accepted (an unsafe path in an archive)"
+    ),
+    Code.DOUBLON: CodeInfo(
+        DocumentStatus.REJETEE, "DOUBLON", "already deposited: the same file, or the same invoice of the same seller"
+    ),
     Code.DEST_INC: CodeInfo(DocumentStatus.REJETEE, "DEST_INC", "the recipient is not in the directory"),
     Code.SERVICE_CODE_MISSING: CodeInfo(
         DocumentStatus.REJETEE, "REJ_CONT_B2G", "the recipient requires a service code (BT-10) and none is given"
@@ -70,5 +77,8 @@ CODES: dict[Code, CodeInfo] = {
     ),
     Code.SELLER_UNIDENTIFIED: CodeInfo(
         DocumentStatus.REJETEE, "REJ_COH", "the invoice names no seller identifier (BT-29/30/31) to authorise"
+    ),
+    Code.XMP_PROFILE_MISMATCH: CodeInfo(
+        DocumentStatus.REJETEE, "REJ_COH", "the PDF's XMP metadata declares another profile than its invoice XML"
     ),
 }

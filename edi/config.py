@@ -60,7 +60,18 @@ class IntakeSettings:
 
     min_age_seconds: float = field(default=2.0, metadata=_check(_non_negative))
     ignore: tuple[str, ...] = ("*.tmp", "*.part", "*.filepart", "*.crdownload", "~*")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    """How much one flow may hold; beyond, it is refused (``IRR_TAILLE_F``) rather than read."""
+
     max_flow_bytes: int = field(default=100 * 1024 * 1024, metadata=_check(_positive))
+    max_member_bytes: int = field(default=20 * 1024 * 1024, metadata=_check(_positive))
+    max_uncompressed_bytes: int = field(default=1024 * 1024 * 1024, metadata=_check(_positive))
+    max_compression_ratio: float = field(default=200.0, metadata=_check(_non_negative))
+    max_members: int = field(default=1000, metadata=_check(_positive))
+    pdf_seconds: float = field(default=20.0, metadata=_check(_non_negative))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,7 @@ class Settings:
     path: Path = Path("config.toml")
     workspace: WorkspaceSettings = WorkspaceSettings()
     intake: IntakeSettings = IntakeSettings()
+    limits: LimitsSettings = LimitsSettings()
     senders: tuple[SenderSettings, ...] = ()
     routing: RoutingSettings = RoutingSettings()
     validation: ValidationSettings = ValidationSettings()

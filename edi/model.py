@@ -6,12 +6,12 @@ Stdlib only; imports nothing of edi but the code table. Every value is frozen: a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
 
 from edi.codes import CODES, Code, DocumentStatus
 
@@ -21,6 +21,7 @@ __all__ = [
     "DocumentStatus",
     "Finding",
     "Flow",
+    "FlowRejected",
     "FlowStatus",
     "Invoice",
     "Layer",
@@ -40,6 +41,7 @@ class Layer(StrEnum):
     """Which step of the processing produced a finding."""
 
     INTAKE = "intake"
+    PDF = "pdf"
     PARSE = "parse"
     XSD = "xsd"
     ROUTING = "routing"
@@ -83,6 +85,25 @@ class Finding:
         return CODES[self.code].reason
 
 
+_SIRET = re.compile(r"^\d{14}$")
+_SIREN = re.compile(r"^\d{9}$")
+_FR_VAT = re.compile(r"^FR[0-9A-Z]{2}(\d{9})$")
+
+
+def normalise(identifier: str) -> str:
+    """An identifier as compared: without spaces, upper case."""
+    return "".join(identifier.split()).upper()
+
+
+def siren_of(identifier: str) -> str | None:
+    """The SIREN inside a SIRET or a French VAT number, if the identifier is one."""
+    value = normalise(identifier)
+    if _SIRET.match(value):
+        return value[:9]
+    vat = _FR_VAT.match(value)
+    return vat.group(1) if vat else None
+
+
 @dataclass(frozen=True, slots=True)
 class Party:
     """A seller or buyer as the invoice names it (EN 16931 BG-4 / BG-7)."""
@@ -106,6 +127,18 @@ class Party:
         found = (self.legal_id, self.vat_id, self.endpoint, *self.ids)
         return tuple(dict.fromkeys(i for i in found if i))
 
+    @property
+    def key(self) -> str | None:
+        """One stable key for the party whatever identifier an invoice uses: its SIREN when one can be told
+        (a SIREN, a SIRET, a French VAT number), else its first identifier, normalised."""
+        for identifier in self.identifiers:
+            value = normalise(identifier)
+            if _SIREN.match(value) and identifier == self.legal_id:
+                return value
+            if siren := siren_of(value):
+                return siren
+        return normalise(self.identifiers[0]) if self.identifiers else None
+
 
 @dataclass(frozen=True, slots=True)
 class Invoice:
@@ -121,21 +154,23 @@ class Invoice:
     order_reference: str | None = None  # BT-13, purchase order / engagement number
 
 
-OpenBytes = Callable[[], BinaryIO]
-
-
 @dataclass(frozen=True, slots=True)
 class Document:
     """One document of a flow: an invoice or credit note, or what stands in its place when unreadable.
 
-    ``tree`` holds the parsed XML while the document stages run and is dropped before the outcome is written.
+    ``data`` (the invoice XML) and ``tree`` (its parsed form) are held only while the document stages run and are
+    dropped before the outcome is written, so a flow of many documents holds one in memory at a time.
     """
 
     index: int
-    name: str
+    name: str  # the file name, or the member path inside an archive
     size: int
-    sha256: str
-    open: OpenBytes = field(compare=False, repr=False)
+    sha256: str  # of the bytes as sent: the XML, or the PDF that carries it
+    data: bytes | None = field(default=None, compare=False, repr=False)
+    container: str | None = None  # "pdf" when the XML came embedded in a PDF (Factur-X / ZUGFeRD)
+    embedded_name: str | None = None  # the embedded file the XML was read from (factur-x.xml, ...)
+    attachments: tuple[str, ...] = ()  # the other files embedded in the PDF
+    declared_profile: str | None = None  # the profile the PDF's XMP metadata declares
     syntax: str | None = None  # UBL, CII
     kind: str | None = None  # Invoice, CreditNote
     profile: str | None = None  # en16931, peppol-bis3, extended, ...
@@ -175,6 +210,11 @@ class Document:
         """The queue the document is delivered to: its route when accepted, else none."""
         return self.route if self.accepted else None
 
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        """The files an accepted document is delivered as: its XML, and the PDF it came in if it did."""
+        return ("xml", "pdf") if self.container == "pdf" else ("xml",)
+
     def with_findings(self, *findings: Finding) -> Document:
         """A copy with more findings."""
         return replace(self, findings=self.findings + findings)
@@ -182,7 +222,12 @@ class Document:
 
 @dataclass(frozen=True, slots=True)
 class Flow:
-    """One file a sender dropped, with the documents it holds and what was found."""
+    """One file a sender dropped, with the documents it holds and what was found.
+
+    ``members`` is set by the intake once it knows what the file is: it yields the documents one at a time,
+    reading each from the file as it goes (an archive is never held whole in memory). It raises
+    :class:`FlowRejected` when the file turns out to be unacceptable as a whole (a corrupt or hostile archive).
+    """
 
     flow_id: str
     sender: str
@@ -192,9 +237,11 @@ class Flow:
     received_at: datetime
     payload: Path = field(compare=False)
     deposited_at: datetime | None = None
+    kind: str | None = None  # what the file is: xml, pdf, zip, tar.gz (from its content)
     documents: tuple[Document, ...] = ()
     findings: tuple[Finding, ...] = ()
     duplicate_of: str | None = None
+    members: Callable[[], Iterator[Document]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def rejected_whole(self) -> bool:
@@ -210,3 +257,11 @@ class Flow:
         if accepted == len(self.documents):
             return FlowStatus.INTEGRATED
         return FlowStatus.PARTIALLY_INTEGRATED if accepted else FlowStatus.REJECTED
+
+
+class FlowRejected(Exception):
+    """Raised while reading a flow's documents when the file as a whole must be refused; carries the finding."""
+
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(finding.message)
+        self.finding = finding

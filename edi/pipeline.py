@@ -10,6 +10,7 @@ record the outcome, archive the original bytes. Its single ``try`` sends a flow 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 import time
@@ -25,8 +26,19 @@ from edi.ack import build_ack, delivery_name, flow_record, to_json, to_xml
 from edi.clock import Clock, iso
 from edi.config import Settings
 from edi.faults import fault_point
-from edi.ingest.stages import CheckFile, Expand, Extract, Parse, Recognise, RejectDuplicateFlow, open_regular
-from edi.model import Document, Flow, FlowStatus
+from edi.ingest.archives import Limits
+from edi.ingest.expand import Expand, delivery_files, original_bytes
+from edi.ingest.stages import (
+    CheckFile,
+    CheckPdfProfile,
+    Extract,
+    Parse,
+    Recognise,
+    RejectDuplicateFlow,
+    RejectDuplicateInvoice,
+    open_regular,
+)
+from edi.model import Document, Flow, FlowRejected, FlowStatus
 from edi.route.directory import Directory
 from edi.route.stages import AuthoriseSeller, Route
 from edi.spool import Claim, Spool
@@ -54,36 +66,52 @@ class Stages:
     document: Sequence[DocumentStage]
 
 
+def limits_of(settings: Settings) -> Limits:
+    """The archive limits the configuration sets."""
+    lim = settings.limits
+    return Limits(lim.max_member_bytes, lim.max_uncompressed_bytes, lim.max_compression_ratio, lim.max_members)
+
+
 def build_stages(settings: Settings, tracking: Tracking, directory: Directory, catalogue: Catalogue) -> Stages:
     """The stages the configuration asks for."""
-    document: list[DocumentStage] = [Parse(), Recognise(), Extract()]
+    document: list[DocumentStage] = [Parse(), Recognise(), CheckPdfProfile(), Extract()]
     if "xsd" in settings.validation.rules:
         document.append(XsdValidation(catalogue))
     sellers: Mapping[str, Sequence[str]] = {s.id: s.sellers for s in settings.senders}
     document += [
+        RejectDuplicateInvoice(tracking.earlier_invoice),
         AuthoriseSeller(sellers),
         Route(directory, settings.routing.rules, settings.routing.unknown_recipient),
     ]
     flow: list[FlowStage] = [
-        CheckFile(settings.intake.max_flow_bytes),
+        CheckFile(settings.limits.max_flow_bytes),
         RejectDuplicateFlow(tracking.earlier_flow),
-        Expand(),
+        Expand(limits_of(settings), settings.limits.pdf_seconds),
     ]
     return Stages(flow, document)
 
 
 def decide(flow: Flow, stages: Stages) -> Flow:
-    """Run flow stages until the file itself is rejected, then each document through every document stage."""
+    """Run flow stages until the file itself is rejected, then each document through every document stage.
+
+    Documents are read one at a time and their XML dropped once decided; each stage sees the documents of the
+    flow decided before it. A file found unacceptable as a whole while its documents are read (a hostile archive)
+    is rejected whole: no document of it stands.
+    """
     for flow_stage in stages.flow:
         flow = flow_stage(flow)
         if flow.rejected_whole:
             return flow
-    documents = []
-    for doc in flow.documents:
-        for doc_stage in stages.document:
-            doc = doc_stage(doc, flow)
-        documents.append(replace(doc, tree=None))
-    return replace(flow, documents=tuple(documents))
+    if flow.members is None:
+        return flow
+    try:
+        for doc in flow.members():
+            for doc_stage in stages.document:
+                doc = doc_stage(doc, flow)
+            flow = replace(flow, documents=(*flow.documents, replace(doc, data=None, tree=None)))
+    except FlowRejected as rejected:
+        return replace(flow, documents=(), findings=(*flow.findings, rejected.finding))
+    return flow
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +148,15 @@ def _digest(claim: Claim) -> tuple[int, str]:
 class Processor:
     """Takes a claimed flow to exactly one outcome: a final acknowledgement, or ``failed/``."""
 
-    def __init__(self, layout: Layout, spool: Spool, tracking: Tracking, stages: Stages, clock: Clock) -> None:
+    def __init__(
+        self, layout: Layout, spool: Spool, tracking: Tracking, stages: Stages, clock: Clock, limits: Limits
+    ) -> None:
         self.layout = layout
         self.spool = spool
         self.tracking = tracking
         self.stages = stages
         self.clock = clock
+        self.limits = limits
 
     def process(self, claim: Claim) -> Outcome:
         """Decide and carry out what happens to ``claim``; never raises for a single flow's failure."""
@@ -183,12 +214,15 @@ class Processor:
         return flow
 
     def _deliver(self, flow: Flow) -> None:
-        for doc in flow.documents:
-            if doc.queue is None:
-                continue
-            with doc.open() as stream:
-                self.spool.deliver(doc.queue, delivery_name(flow.flow_id, doc), stream)
+        accepted = {d.index: d for d in flow.documents if d.queue is not None}
+        for index, data in original_bytes(flow.payload, flow.kind, self.limits, set(accepted)):
+            doc = accepted.pop(index)
+            assert doc.queue is not None
+            for suffix, content in delivery_files(doc, data, self.limits):
+                self.spool.deliver(doc.queue, delivery_name(flow.flow_id, doc, suffix), io.BytesIO(content))
             fault_point("pipeline.after_deliver")
+        if accepted:  # the file read differently the second time: never acknowledge what was not delivered
+            raise RuntimeError(f"documents {sorted(accepted)} could not be read again for delivery")
 
     def _failed(self, claim: Claim, exc: Exception, bound: structlog.typing.FilteringBoundLogger) -> Outcome:
         detail = "".join(traceback.format_exception(exc)).strip()

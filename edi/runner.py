@@ -20,7 +20,7 @@ from edi.config import REJECT, Settings
 from edi.errors import UnknownFlowError, WorkspaceError
 from edi.ingest.scan import Ready, Skipped, scan_inbox
 from edi.model import FlowStatus
-from edi.pipeline import Outcome, Processor, build_stages
+from edi.pipeline import Outcome, Processor, build_stages, limits_of
 from edi.route.directory import load_directory
 from edi.spool import Spool
 from edi.tracking import Tracking
@@ -102,7 +102,8 @@ def run_batch(
     layout.create([s.id for s in settings.senders])
     tracking = Tracking(layout.database)
     spool = Spool(layout)
-    processor = Processor(layout, spool, tracking, build_stages(settings, tracking, directory, catalogue), clock)
+    stages = build_stages(settings, tracking, directory, catalogue)
+    processor = Processor(layout, spool, tracking, stages, clock, limits_of(settings))
     ids = FlowIds(clock)
     report = BatchReport()
     try:

@@ -8,6 +8,7 @@ opened, sqlite3 errors otherwise.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
@@ -31,6 +32,7 @@ _FLOW_COLUMNS = {
     "sha256": str,
     "received_at": str,
     "deposited_at": str,
+    "kind": str,
     "processed_at": str,
     "status": str,
     "duplicate_of": str,
@@ -44,6 +46,10 @@ _DOCUMENT_COLUMNS = {
     "name": str,
     "size": int,
     "sha256": str,
+    "container": str,
+    "embedded_name": str,
+    "attachments": str,  # JSON list
+    "declared_profile": str,
     "syntax": str,
     "kind": str,
     "profile": str,
@@ -54,16 +60,18 @@ _DOCUMENT_COLUMNS = {
     "currency": str,
     "seller_id": str,
     "seller_name": str,
+    "seller_key": str,
     "buyer_id": str,
     "buyer_name": str,
     "service_code": str,
     "engagement": str,
     "recipient": str,
     "queue": str,
-    "delivered_as": str,
+    "delivered_as": str,  # JSON list
     "status": str,
     "reason": str,
 }
+_LIST_COLUMNS = ("attachments", "delivered_as")
 _FINDING_COLUMNS = {
     "id": int,
     "flow_id": str,
@@ -105,15 +113,25 @@ class Tracking:
         db.table("documents").create(_DOCUMENT_COLUMNS, pk=("flow_id", "idx"), if_not_exists=True)
         db.table("findings").create(_FINDING_COLUMNS, pk="id", if_not_exists=True)
         db.table("events").create(_EVENT_COLUMNS, pk="id", if_not_exists=True)
-        for table, columns in (
+        for name, spec in (
+            ("flows", _FLOW_COLUMNS),
+            ("documents", _DOCUMENT_COLUMNS),
+            ("findings", _FINDING_COLUMNS),
+            ("events", _EVENT_COLUMNS),
+        ):  # a store made by an older edi gets the columns added since
+            existing = db.table(name)
+            for column, kind in spec.items():
+                if column not in existing.columns_dict:
+                    existing.add_column(column, kind)
+        for index_table, columns in (
             ("flows", ["sender", "sha256"]),
             ("flows", ["received_at"]),
             ("flows", ["status"]),
-            ("documents", ["seller_id", "invoice_number"]),
+            ("documents", ["seller_key", "invoice_number"]),
             ("findings", ["flow_id"]),
             ("events", ["flow_id"]),
         ):
-            db.table(table).create_index(columns, if_not_exists=True)
+            db.table(index_table).create_index(columns, if_not_exists=True)
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     def _transaction(self) -> _Transaction:
@@ -145,6 +163,8 @@ class Tracking:
             for doc in ack["documents"]:
                 documents.append({k: doc.get(k) for k in _DOCUMENT_COLUMNS if k not in ("flow_id", "idx")})
                 documents[-1].update(flow_id=flow_id, idx=doc["index"])
+                for column in _LIST_COLUMNS:
+                    documents[-1][column] = json.dumps(doc.get(column) or [], ensure_ascii=False)
                 findings += [_finding_row(flow_id, doc["index"], f) for f in doc["findings"]]
                 self._event(flow_id, doc["index"], at, doc["status"], doc.get("reason") or "")
             _insert_many(self.db.conn, "documents", documents)
@@ -191,6 +211,15 @@ class Tracking:
             [sender, sha256, flow_id],
         ).fetchone()
         return row[0] if row else None
+
+    def earlier_invoice(self, seller: str, number: str, kind: str, year: str, flow_id: str) -> tuple[str, int] | None:
+        """The first accepted document of another flow with the same seller key, number, kind and year."""
+        row = self.db.execute(
+            "SELECT flow_id, idx FROM documents WHERE seller_key = ? AND invoice_number = ? AND kind = ? "
+            "AND substr(issue_date, 1, 4) = ? AND status = '200' AND flow_id != ? ORDER BY flow_id, idx LIMIT 1",
+            [seller, number, kind, year, flow_id],
+        ).fetchone()
+        return (str(row[0]), int(row[1])) if row else None
 
     def status(self, flow_id: str) -> str | None:
         """The current status of a flow, None if unknown."""
@@ -248,6 +277,8 @@ class Tracking:
         findings = list(self.db.query("SELECT * FROM findings WHERE flow_id = ? ORDER BY id", [flow_id]))
         documents = list(self.db.query("SELECT * FROM documents WHERE flow_id = ? ORDER BY idx", [flow_id]))
         for doc in documents:
+            for column in _LIST_COLUMNS:
+                doc[column] = json.loads(doc[column]) if doc[column] else []
             doc["findings"] = [_strip(f) for f in findings if f["idx"] == doc["idx"]]
         row["findings"] = [_strip(f) for f in findings if f["idx"] == 0]
         row["documents"] = documents

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ FLOW_KEYS = [
     "sha256",
     "received_at",
     "deposited_at",
+    "kind",
     "processed_at",
     "status",
     "duplicate_of",
@@ -44,6 +44,10 @@ DOCUMENT_KEYS = [
     "name",
     "size",
     "sha256",
+    "container",
+    "embedded_name",
+    "attachments",
+    "declared_profile",
     "syntax",
     "kind",
     "profile",
@@ -54,6 +58,7 @@ DOCUMENT_KEYS = [
     "currency",
     "seller_id",
     "seller_name",
+    "seller_key",
     "buyer_id",
     "buyer_name",
     "service_code",
@@ -83,7 +88,7 @@ def document(index: int, *findings: Finding, route: str | None = "dupont", invoi
         name=f"invoice-{index}.xml",
         size=100 + index,
         sha256=f"{index:x}" * 64,
-        open=lambda: io.BytesIO(b"<Invoice/>"),
+        data=b"<Invoice/>",
         syntax="UBL" if invoice else None,
         kind="Invoice" if invoice else None,
         profile="en16931" if invoice else None,
@@ -198,16 +203,24 @@ def test_document_values() -> None:
 def test_queue_and_delivered_as_only_for_accepted_documents() -> None:
     """An accepted document names its queue and delivery file; a rejected one keeps its recipient but has neither."""
     first, second, third = build_ack(MIXED, PROCESSED)["documents"]
-    assert first["queue"] == "dupont" and first["delivered_as"] == f"{FLOW_ID}.0001.xml"
+    assert first["queue"] == "dupont" and first["delivered_as"] == [f"{FLOW_ID}.0001.xml"]
     assert first["recipient"] == "dupont"
-    assert second["recipient"] == "dupont" and second["queue"] is None and second["delivered_as"] is None
-    assert third["queue"] is None and third["delivered_as"] is None
+    assert second["recipient"] == "dupont" and second["queue"] is None and second["delivered_as"] == []
+    assert third["queue"] is None and third["delivered_as"] == []
 
 
 def test_delivery_name_is_stable_and_unique_per_document() -> None:
-    """The delivered file is <flow_id>.<index:04d>.xml."""
-    assert delivery_name(FLOW_ID, document(7)) == f"{FLOW_ID}.0007.xml"
-    assert delivery_name(FLOW_ID, document(12345)) == f"{FLOW_ID}.12345.xml"
+    """The delivered files are <flow_id>.<index:04d>.<suffix>."""
+    assert delivery_name(FLOW_ID, document(7), "xml") == f"{FLOW_ID}.0007.xml"
+    assert delivery_name(FLOW_ID, document(12345), "pdf") == f"{FLOW_ID}.12345.pdf"
+
+
+def test_a_pdf_document_is_delivered_as_its_xml_and_its_pdf() -> None:
+    """An accepted Factur-X document lists both files it is delivered as, the XML first."""
+    pdf = replace(document(1), container="pdf", embedded_name="factur-x.xml", attachments=("annexe.pdf",))
+    (doc,) = build_ack(replace(MIXED, documents=(pdf,)), PROCESSED)["documents"]
+    assert doc["delivered_as"] == [f"{FLOW_ID}.0001.xml", f"{FLOW_ID}.0001.pdf"]
+    assert (doc["container"], doc["embedded_name"], doc["attachments"]) == ("pdf", "factur-x.xml", ["annexe.pdf"])
 
 
 @pytest.mark.parametrize(
@@ -370,7 +383,7 @@ def documents(draw: st.DrawFn, index: int) -> Document:
         name=draw(any_text),
         size=draw(st.integers(min_value=0, max_value=2**40)),
         sha256=draw(sha256s),
-        open=lambda: io.BytesIO(b""),
+        data=b"",
         syntax=draw(maybe_text),
         kind=draw(maybe_text),
         profile=draw(maybe_text),

@@ -9,6 +9,7 @@ import pytest
 
 from edi.config import (
     IntakeSettings,
+    LimitsSettings,
     LoggingSettings,
     RoutingRule,
     SenderSettings,
@@ -64,7 +65,7 @@ def test_repository_config_loads() -> None:
     settings = load_settings(REPO / "config.toml")
     assert settings.path == (REPO / "config.toml").resolve()
     assert settings.workspace.root == REPO / "var"
-    assert settings.intake.min_age_seconds == 2.0 and settings.intake.max_flow_bytes == 104857600
+    assert settings.intake.min_age_seconds == 2.0 and settings.limits.max_flow_bytes == 104857600
     assert [s.id for s in settings.senders] == ["acme", "opdemat"]
     assert settings.sender("acme") == SenderSettings("acme", ("123456782",), "Acme SAS")
     assert settings.sender("opdemat") is not None and settings.sender("opdemat").any_seller  # type: ignore[union-attr]
@@ -82,7 +83,14 @@ def test_repository_config_documents_its_defaults() -> None:
     defaults = Settings()
     assert defaults.intake == IntakeSettings(min_age_seconds=2.0)
     assert defaults.intake.ignore == ("*.tmp", "*.part", "*.filepart", "*.crdownload", "~*")
-    assert defaults.intake.max_flow_bytes == 100 * 1024 * 1024
+    assert defaults.limits == LimitsSettings(
+        max_flow_bytes=100 * 1024 * 1024,
+        max_member_bytes=20 * 1024 * 1024,
+        max_uncompressed_bytes=1024**3,
+        max_compression_ratio=200.0,
+        max_members=1000,
+        pdf_seconds=20.0,
+    )
     assert defaults.routing.unknown_recipient == "reject" and defaults.routing.directory is None
     assert defaults.routing.rules == () and defaults.senders == ()
     assert defaults.validation == ValidationSettings(("xsd",)) and defaults.logging == LoggingSettings("warning")
@@ -207,7 +215,7 @@ def test_top_level_path_key_is_unknown(tmp_path: Path) -> None:
         ("[workspace]\nroot = 3\n", "'workspace.root': expected a path, got 3"),
         ("[intake]\nmin_age_seconds = '2'\n", "'intake.min_age_seconds': expected a number, got '2'"),
         ("[intake]\nmin_age_seconds = true\n", "'intake.min_age_seconds': expected a number, got True"),
-        ("[intake]\nmax_flow_bytes = 1.5\n", "'intake.max_flow_bytes': expected an integer, got 1.5"),
+        ("[limits]\nmax_flow_bytes = 1.5\n", "'limits.max_flow_bytes': expected an integer, got 1.5"),
         ("[intake]\nignore = '*.tmp'\n", "'intake.ignore': expected a list, got '*.tmp'"),
         ("[intake]\nignore = ['*.tmp', 3]\n", "'intake.ignore[1]': expected a string, got 3"),
         ("senders = {id = 'a'}\n", "'senders': expected a list"),
@@ -231,7 +239,7 @@ def test_wrong_types(tmp_path: Path, text: str, message: str) -> None:
     ("text", "message"),
     [
         ("[intake]\nmin_age_seconds = -1\n", "'intake.min_age_seconds': -1.0 must be a finite number, not negative"),
-        ("[intake]\nmax_flow_bytes = 0\n", "'intake.max_flow_bytes': 0 must be positive"),
+        ("[limits]\nmax_flow_bytes = 0\n", "'limits.max_flow_bytes': 0 must be positive"),
         ("[[senders]]\nid = '../x'\nsellers = ['*']\n", "'senders[0].id': '../x' is not a safe folder name"),
         ("[[senders]]\nid = ''\nsellers = ['*']\n", "'senders[0].id': '' is not a safe folder name"),
         ("[[senders]]\nid = 'a b'\nsellers = ['*']\n", "'senders[0].id'"),

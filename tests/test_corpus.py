@@ -1,4 +1,5 @@
-"""The shared corpus end to end: every XML file gets, through one real batch, the XSD verdict MANIFEST.tsv gives."""
+"""The shared corpus end to end: every file (XML and Factur-X PDF) gets, through one real batch, the XSD verdict
+MANIFEST.tsv gives, with the syntax and profile it gives."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from edi.runner import run_batch
 from tests.conftest import CORPUS, FixedClock, Workspace, corpus_rows, needs_corpus
 
-XML_ROWS = [r for r in corpus_rows() if r["format"] != "facturx-pdf"]
+ROWS = corpus_rows()
 FORMATS = {("UBL", "Invoice"): "ubl-invoice", ("UBL", "CreditNote"): "ubl-creditnote"}
 
 CONFIG = """
@@ -28,7 +29,7 @@ unknown_recipient = "unrouted"
 
 @pytest.fixture(scope="module")
 def corpus_acks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """Drop every XML file of the corpus in one inbox, run one batch, and index the acks by SHA-256."""
+    """Drop every file of the corpus in one inbox, run one batch, and index the acks by SHA-256."""
     needs_corpus()
     from edi.config import load_settings
     from edi.runner import init_workspace
@@ -39,28 +40,40 @@ def corpus_acks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     settings = load_settings(config)
     init_workspace(settings)
     ws = Workspace(config, settings)
-    for row in XML_ROWS:
+    for row in ROWS:
         ws.drop("check", Path(row["file"]).name, (CORPUS / row["file"]).read_bytes())
     report = run_batch(settings, clock=FixedClock())
-    assert report.failed == 0 and len(report.outcomes) == len(XML_ROWS)
+    assert report.failed == 0 and len(report.outcomes) == len(ROWS)
     acks = [json.loads(p.read_text(encoding="utf-8")) for p in ws.acks("check")]
     return {a["sha256"]: a for a in acks}
 
 
-@pytest.mark.parametrize("row", XML_ROWS, ids=[Path(r["file"]).name for r in XML_ROWS])
+def _fatal(doc: dict) -> list[dict]:
+    """Fatal findings, without invoice-level duplicates (the corpus holds the same invoices as XML and as PDF)."""
+    return [f for f in doc["findings"] if f["severity"] == "fatal" and f["code"] != "DOUBLON"]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[Path(r["file"]).name for r in ROWS])
 def test_corpus_file_gets_its_xsd_verdict(corpus_acks: dict[str, dict], row: dict[str, str]) -> None:
-    """Valid per MANIFEST: delivered (at most a DEST_INC warning); invalid: 501 IRR_SYNTAX with XSD findings."""
+    """Valid per MANIFEST: no fatal finding but a duplicate; invalid: 501 with parse, XSD or PDF findings."""
     ack = corpus_acks[row["sha256"]]
     (doc,) = ack["documents"]
+    assert ack["kind"] == ("pdf" if row["format"] == "facturx-pdf" else "xml")
+    if row["profile"] == "none":  # a PDF without usable invoice XML
+        assert doc["status"] == "501" and doc["reason"] in ("IRR_TYPE_F", "IRR_SYNTAX") and doc["container"] == "pdf"
+        return
     if row["profile"].startswith("zugferd1"):
         assert doc["status"] == "501" and doc["reason"] == "IRR_TYPE_F" and doc["syntax"] == "ZUGFeRD1"
         return
-    assert FORMATS.get((doc["syntax"], doc["kind"]), "cii") == row["format"]
+    if row["format"] == "facturx-pdf":
+        assert doc["container"] == "pdf" and doc["embedded_name"] == row["root"].split(":")[0]
+    else:
+        assert FORMATS.get((doc["syntax"], doc["kind"]), "cii") == row["format"]
     assert doc["profile"] == row["profile"]
     if row["xsd_valid"] == "yes":
-        assert ack["status"] == "IN_INTEGRE", doc["findings"]
-        assert doc["queue"] == "unrouted"
-        assert [(f["code"], f["severity"]) for f in doc["findings"]] == [("DEST_INC", "warning")]
+        assert _fatal(doc) == [], doc["findings"]
+        duplicate = [f for f in doc["findings"] if f["code"] == "DOUBLON"]
+        assert doc["queue"] == ("unrouted" if not duplicate else None)
     else:
         assert ack["status"] == "IN_REJETE" and doc["status"] == "501"
         xsd = [f for f in doc["findings"] if f["layer"] in ("xsd", "parse")]
@@ -68,3 +81,25 @@ def test_corpus_file_gets_its_xsd_verdict(corpus_acks: dict[str, dict], row: dic
         first = row["xsd_first_error"]
         if first.startswith("line "):
             assert xsd[0]["line"] == int(first.split(":")[0].removeprefix("line "))
+
+
+def test_corpus_pdfs_keep_their_other_embedded_files(corpus_acks: dict[str, dict]) -> None:
+    """A PDF that embeds files besides the invoice XML lists them in its acknowledgement."""
+    with_extras = [r for r in ROWS if r["format"] == "facturx-pdf" and r["attachments"].endswith("(pdf)")]
+    extras = {r["file"]: int(r["attachments"].split("+")[1].removesuffix("(pdf)")) for r in with_extras}
+    assert any(extras.values())
+    for row in with_extras:
+        (doc,) = corpus_acks[row["sha256"]]["documents"]
+        assert len(doc["attachments"]) == extras[row["file"]], row["file"]
+
+
+def test_corpus_duplicates_name_the_first_acceptance(corpus_acks: dict[str, dict]) -> None:
+    """The same invoice sent twice (as XML and as PDF, say) is accepted once; the repeats name that first one."""
+    by_id = {a["flow_id"]: a for a in corpus_acks.values()}
+    duplicates = [
+        (a, f) for a in corpus_acks.values() for d in a["documents"] for f in d["findings"] if f["code"] == "DOUBLON"
+    ]
+    assert duplicates, "the corpus holds the same invoices several times"
+    for ack, finding in duplicates:
+        earlier = next(fid for fid in by_id if fid in finding["message"])
+        assert earlier < ack["flow_id"] and by_id[earlier]["documents"][0]["status"] == "200"

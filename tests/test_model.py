@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from edi.codes import CODES, Code, DocumentStatus
 from edi.model import Document, Finding, Flow, FlowStatus, Layer, Party, Severity
 
-IRRECEVABLE_CODES = [Code.IRR_VIDE_F, Code.IRR_TAILLE_F, Code.IRR_TYPE_F, Code.IRR_SYNTAX]
+IRRECEVABLE_CODES = [Code.IRR_VIDE_F, Code.IRR_TAILLE_F, Code.IRR_TYPE_F, Code.IRR_SYNTAX, Code.IRR_NOM_F]
 REJETEE_CODES = [c for c in Code if c not in IRRECEVABLE_CODES]
 
 
@@ -29,7 +28,7 @@ def document(*findings: Finding, index: int = 1, route: str | None = "q") -> Doc
         name=f"doc{index}.xml",
         size=3,
         sha256="0" * 64,
-        open=lambda: io.BytesIO(b"<a/>"),
+        data=b"<a/>",
         route=route,
         findings=findings,
     )

@@ -22,8 +22,8 @@ def test_decide_runs_flow_stages_then_every_document_stage_in_order(tmp_path: Pa
 
     def split(flow: Flow) -> Flow:
         seen.append("split")
-        docs = tuple(Document(i, f"d{i}", 1, "0" * 64, open=lambda: None) for i in (1, 2))  # type: ignore[arg-type,return-value]
-        return replace(flow, documents=docs)
+        docs = [Document(i, f"d{i}", 1, "0" * 64, data=b"<a/>") for i in (1, 2)]
+        return replace(flow, members=lambda: iter(docs))
 
     def first(doc: Document, flow: Flow) -> Document:
         seen.append(f"first{doc.index}")
@@ -60,7 +60,7 @@ def test_display_name_escapes_bytes_that_are_not_utf8() -> None:
 
 def test_payload_swapped_for_a_symlink_is_rejected_not_followed(workspace, clock, tmp_path: Path) -> None:
     """If a sender swaps its file for a link between scan and claim, the link is refused, its target never read."""
-    from edi.pipeline import Processor, build_stages
+    from edi.pipeline import Processor, build_stages, limits_of
     from edi.route.directory import load_directory
     from edi.spool import Spool
     from edi.tracking import Tracking
@@ -78,7 +78,7 @@ def test_payload_swapped_for_a_symlink_is_rejected_not_followed(workspace, clock
         claim = spool.claim(link, "acme", "20261126T000000000000-aaaaaa", clock.now())
         assert claim is not None and claim.payload.is_symlink()
         stages = build_stages(workspace.settings, store, load_directory(None), load_catalogue())
-        outcome = Processor(layout, spool, store, stages, clock).process(claim)
+        outcome = Processor(layout, spool, store, stages, clock, limits_of(workspace.settings)).process(claim)
     finally:
         store.close()
     assert outcome.status is FlowStatus.REJECTED

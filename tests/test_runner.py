@@ -98,7 +98,7 @@ def test_samples_leave_nothing_behind_and_everything_accounted_for(sample_run) -
         xmls = sorted((ws.root / "acks" / sender).glob("*.xml"))
         assert [p.stem for p in jsons] == [p.stem for p in xmls] and len(jsons) == len(EXPECTED[sender])
     delivered = sorted(p.name for p in (ws.root / "queues").glob("*/new/*"))
-    expected = sorted(d["delivered_as"] for a in acks.values() for d in a["documents"] if d["queue"])
+    expected = sorted(name for a in acks.values() for d in a["documents"] for name in d["delivered_as"])
     assert delivered == expected and len(delivered) == 5
     assert not list((ws.root / "tmp").iterdir())
 
@@ -138,13 +138,18 @@ def test_duplicate_flow_names_the_earlier_flow(sample_run) -> None:
     assert first["flow_id"] in duplicate["findings"][0]["message"]
 
 
-def test_same_bytes_from_another_sender_is_not_a_duplicate(workspace: Workspace, clock) -> None:
-    """Duplicate flows are per sender: the operator may deposit the file acme already deposited."""
+def test_same_bytes_from_another_sender_is_not_a_duplicate_flow(workspace: Workspace, clock) -> None:
+    """Duplicate flows are per sender; the invoice inside is still the same invoice, so it is a duplicate invoice."""
     data = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
     workspace.drop("acme", "a.xml", data, age=20)
     workspace.drop("opdemat", "b.xml", data, age=10)
     report = run_batch(workspace.settings, clock=clock)
-    assert [o.status for o in report.outcomes] == [FlowStatus.INTEGRATED, FlowStatus.INTEGRATED]
+    assert [o.status for o in report.outcomes] == [FlowStatus.INTEGRATED, FlowStatus.REJECTED]
+    (ack,) = [json.loads(p.read_text()) for p in workspace.acks("opdemat")]
+    assert ack["findings"] == [] and ack["duplicate_of"] is None
+    (finding,) = ack["documents"][0]["findings"]
+    assert (finding["code"], finding["rule"]) == ("DOUBLON", "DUPLICATE_INVOICE")
+    assert report.outcomes[0].flow_id in finding["message"]
 
 
 def test_young_and_in_progress_files_are_left_for_the_next_run(make_workspace, clock) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
@@ -52,7 +51,7 @@ def document(index: int, *findings: Finding) -> Document:
         name=f"doc-{index}.xml",
         size=10,
         sha256="b" * 64,
-        open=lambda: io.BytesIO(b""),
+        data=b"",
         syntax="UBL",
         invoice=Invoice(
             number=f"FA-{index}",
@@ -151,7 +150,12 @@ def test_record_outcome_stores_flow_documents_findings_and_events(store: Trackin
     assert [f["code"] for f in row["findings"]] == ["DOUBLON"]
     assert row["findings"][0]["severity"] == "warning"
     first, second = row["documents"]
-    assert (first["idx"], first["status"], first["queue"], first["delivered_as"]) == (1, "200", "dupont", "F1.0001.xml")
+    assert (first["idx"], first["status"], first["queue"], first["delivered_as"]) == (
+        1,
+        "200",
+        "dupont",
+        ["F1.0001.xml"],
+    )
     assert first["seller_id"] == "123456782" and first["invoice_number"] == "FA-1" and first["findings"] == []
     assert (second["status"], second["reason"], second["queue"]) == ("213", "DEST_INC", None)
     assert [(f["code"], f["reason"], f["xpath"]) for f in second["findings"]] == [

@@ -1,4 +1,5 @@
-"""The intake stages: check the file, reject a duplicate flow, split it into documents, parse, recognise, extract.
+"""The intake stages: check the file, reject a duplicate flow, parse, recognise, extract, check a PDF's declared
+profile, reject a duplicate invoice. (Splitting a flow into documents is :mod:`edi.ingest.expand`.)
 
 Flow stages take and return a :class:`Flow`; document stages take a :class:`Document` (and its flow) and return it.
 They read the claimed payload but never move, write or delete anything.
@@ -15,11 +16,12 @@ from typing import BinaryIO
 
 from edi.ingest.extract import extract_invoice
 from edi.ingest.recognise import recognise
-from edi.ingest.sniff import HEAD_BYTES, Kind, sniff
 from edi.ingest.xmlparse import parse_xml
-from edi.model import Code, Document, Finding, Flow, Layer
+from edi.model import Code, Document, Finding, Flow, Layer, Severity
 
 EarlierFlow = Callable[[str, str, str], str | None]
+EarlierInvoice = Callable[[str, str, str, str, str], tuple[str, int] | None]
+PDF_PROFILES = frozenset({"minimum", "basicwl", "basic", "en16931", "extended", "xrechnung"})
 
 
 def open_regular(path: Path) -> BinaryIO:
@@ -84,39 +86,14 @@ class RejectDuplicateFlow:
         return replace(flow, findings=(*flow.findings, finding), duplicate_of=first)
 
 
-class Expand:
-    """Tell what the file is from its content and split it into documents (one XML file is one document)."""
-
-    def __call__(self, flow: Flow) -> Flow:
-        """The flow with its documents, or with the finding that says why it has none."""
-        with open_regular(flow.payload) as stream:
-            head = stream.read(HEAD_BYTES)
-        kind = sniff(head)
-        if kind is Kind.XML:
-            payload = flow.payload
-            document = Document(
-                index=1,
-                name=flow.file_name,
-                size=flow.size,
-                sha256=flow.sha256,
-                open=lambda: open_regular(payload),
-            )
-            return replace(flow, documents=(document,))
-        if kind in (Kind.PDF, Kind.ZIP, Kind.GZIP):
-            message = f"a {kind.value.upper()} file: only XML invoices (UBL 2.1, UN/CEFACT CII) are accepted for now"
-        else:
-            message = "not an XML invoice: the content is neither XML nor a PDF, ZIP or tar.gz file"
-        return replace(flow, findings=(*flow.findings, Finding(Code.IRR_TYPE_F, Layer.INTAKE, message)))
-
-
 class Parse:
     """Parse the document's XML safely (``IRR_SYNTAX`` when it is not well-formed or declares a DOCTYPE)."""
 
     def __call__(self, doc: Document, flow: Flow) -> Document:
         """The document with its tree, or with the findings that say why it has none."""
-        with doc.open() as stream:
-            data = stream.read()
-        tree, findings = parse_xml(data)
+        if doc.data is None:  # nothing to parse: the intake already said why
+            return doc
+        tree, findings = parse_xml(doc.data)
         return replace(doc, tree=tree, findings=doc.findings + tuple(findings))
 
 
@@ -163,3 +140,64 @@ class Extract:
         if doc.tree is None or doc.syntax is None:
             return doc
         return replace(doc, invoice=extract_invoice(doc.tree.getroot(), doc.syntax))  # type: ignore[attr-defined]
+
+
+class CheckPdfProfile:
+    """Warn when a PDF's XMP metadata declares another profile than its invoice XML (``XMP_PROFILE_MISMATCH``)."""
+
+    def __call__(self, doc: Document, flow: Flow) -> Document:
+        """The document, with a warning if the two disagree."""
+        declared, actual = doc.declared_profile, doc.profile
+        if doc.container != "pdf" or not declared or actual not in PDF_PROFILES or declared == actual:
+            return doc
+        return doc.with_findings(
+            Finding(
+                Code.XMP_PROFILE_MISMATCH,
+                Layer.PDF,
+                f"the PDF's XMP metadata declares the {declared} profile; its {doc.embedded_name} is {actual}",
+                severity=Severity.WARNING,
+            )
+        )
+
+
+class RejectDuplicateInvoice:
+    """Reject an invoice already accepted for the same seller, number, kind and year (``DOUBLON``).
+
+    A credit note is not a duplicate of an invoice. Earlier documents of the same flow count, as do accepted
+    documents of every earlier flow (``earlier``: seller key, number, kind, year, this flow id -> (flow id, index)).
+    """
+
+    def __init__(self, earlier: EarlierInvoice) -> None:
+        self.earlier = earlier
+
+    def __call__(self, doc: Document, flow: Flow) -> Document:
+        """The document, rejected if it repeats an accepted invoice."""
+        key = invoice_key(doc)
+        if key is None:
+            return doc
+        found = next(
+            ((flow.flow_id, d.index) for d in flow.documents if d.accepted and invoice_key(d) == key), None
+        ) or self.earlier(*key, flow.flow_id)
+        if found is None:
+            return doc
+        seller, number, kind, year = key
+        where = "this flow" if found[0] == flow.flow_id else f"flow {found[0]}"
+        return doc.with_findings(
+            Finding(
+                Code.DOUBLON,
+                Layer.INTAKE,
+                f"{kind} {number} of seller {seller} for {year} was already accepted: {where}, document {found[1]}",
+                rule="DUPLICATE_INVOICE",
+            )
+        )
+
+
+def invoice_key(doc: Document) -> tuple[str, str, str, str] | None:
+    """What makes an invoice unique: seller, number (BT-1), kind (invoice or credit note), year (BT-2)."""
+    invoice = doc.invoice
+    if invoice is None or not invoice.number or not invoice.issue_date or doc.kind is None:
+        return None
+    seller = invoice.seller.key
+    if seller is None:
+        return None
+    return seller, invoice.number, doc.kind, invoice.issue_date[:4]

@@ -32,11 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from edi.errors import DirectoryError
-from edi.model import Party
+from edi.model import Party, normalise, siren_of
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SIRET = re.compile(r"^\d{14}$")
-_FR_VAT = re.compile(r"^FR[0-9A-Z]{2}(\d{9})$")
 _TRUE = {"true", "yes", "1", "y", "oui"}
 _FALSE = {"false", "no", "0", "n", "non", ""}
 RECIPIENT_KEYS = frozenset(
@@ -51,20 +49,6 @@ RECIPIENT_KEYS = frozenset(
     }
 )
 SERVICE_KEYS = frozenset({"code", "name", "engagement_required"})
-
-
-def normalise(identifier: str) -> str:
-    """An identifier as compared: without spaces, upper case."""
-    return "".join(identifier.split()).upper()
-
-
-def siren_of(identifier: str) -> str | None:
-    """The SIREN inside a SIRET or a French VAT number, if the identifier is one."""
-    value = normalise(identifier)
-    if _SIRET.match(value):
-        return value[:9]
-    vat = _FR_VAT.match(value)
-    return vat.group(1) if vat else None
 
 
 def identities(party: Party) -> tuple[str, ...]:

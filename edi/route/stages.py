@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from edi.model import Code, Document, Finding, Flow, Layer, Party, Severity
-from edi.route.directory import Directory, Recipient, identities, normalise, siren_of
+from edi.model import Code, Document, Finding, Flow, Layer, Party, Severity, normalise, siren_of
+from edi.route.directory import Directory, Recipient, identities
 from edi.route.rules import Rule, queue_for
 
 REJECT = "reject"

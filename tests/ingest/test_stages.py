@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import os
-import zipfile
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from edi.ingest.archives import Limits
+from edi.ingest.expand import Expand
 from edi.ingest.recognise import ZUGFERD1
-from edi.ingest.stages import CheckFile, Expand, Extract, Parse, Recognise, RejectDuplicateFlow, open_regular
+from edi.ingest.stages import CheckFile, Extract, Parse, Recognise, RejectDuplicateFlow, open_regular
 from edi.model import Code, Document, Finding, Flow, FlowStatus, Layer
 from tests.conftest import FLOWS
 
@@ -49,8 +48,11 @@ def document_of(path: Path) -> Document:
         name=path.name,
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
-        open=lambda: path.open("rb"),
+        data=data,
     )
+
+
+LIMITS = Limits(max_member_bytes=MIB, max_uncompressed_bytes=10 * MIB, max_compression_ratio=200, max_members=100)
 
 
 # --- CheckFile ---------------------------------------------------------------------------------------------------
@@ -176,67 +178,7 @@ def test_duplicate_is_rejected_naming_the_earlier_flow(tmp_path: Path) -> None:
     assert other.duplicate_of is None
 
 
-# --- Expand ------------------------------------------------------------------------------------------------------
-
-
-def test_expand_makes_one_document_of_an_xml_file(tmp_path: Path) -> None:
-    """An XML file is one document (index 1, the flow's name, size and hash) whose open() gives its bytes."""
-    data = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
-    flow = Expand()(flow_for(payload(tmp_path, data, "facture.xml")))
-    assert flow.findings == ()
-    (doc,) = flow.documents
-    assert (doc.index, doc.name, doc.size, doc.sha256) == (1, "facture.xml", len(data), flow.sha256)
-    with doc.open() as stream:
-        assert stream.read() == data
-    with doc.open() as stream:  # can be opened again, from the start
-        assert stream.read(5) == data[:5]
-
-
-def test_expand_goes_by_content_not_by_name(tmp_path: Path) -> None:
-    """XML named .pdf is one document; a PDF named .xml is refused."""
-    xml = Expand()(flow_for(payload(tmp_path, b"<Invoice/>", "invoice.pdf")))
-    assert len(xml.documents) == 1
-    pdf = Expand()(flow_for(payload(tmp_path, b"%PDF-1.7\n", "invoice.xml")))
-    assert pdf.documents == ()
-    assert [f.code for f in pdf.findings] == [Code.IRR_TYPE_F]
-
-
-def _zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("a.xml", b"<Invoice/>")
-    return buffer.getvalue()
-
-
-NOT_XML = {
-    "pdf": (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "a PDF file"),
-    "zip": (_zip(), "a ZIP file"),
-    "gzip": (gzip.compress(b"<Invoice/>"), "a GZIP file"),
-    "unknown": (b"\x00\x01binary junk\xff", "not an XML invoice"),
-    "text": (b"Facture FA-2026-0001\n", "not an XML invoice"),
-}
-
-
-@pytest.mark.parametrize(("data", "start"), NOT_XML.values(), ids=NOT_XML.keys())
-def test_expand_refuses_what_is_not_xml_at_flow_level(tmp_path: Path, data: bytes, start: str) -> None:
-    """PDF, ZIP, gzip and unknown content give one flow-level IRR_TYPE_F finding and no document."""
-    flow = Expand()(flow_for(payload(tmp_path, data, "flow.bin")))
-    assert flow.documents == ()
-    (finding,) = flow.findings
-    assert (finding.code, finding.layer) == (Code.IRR_TYPE_F, Layer.INTAKE)
-    assert finding.message.startswith(start)
-    assert flow.rejected_whole
-
-
-def test_document_open_does_not_follow_a_symlink(tmp_path: Path) -> None:
-    """If the payload is swapped for a symlink after Expand, opening the document fails instead of following it."""
-    path = payload(tmp_path, b"<Invoice/>")
-    (doc,) = Expand()(flow_for(path)).documents
-    secret = payload(tmp_path, b"secret", "secret.xml")
-    path.unlink()
-    path.symlink_to(secret)
-    with pytest.raises(OSError):
-        doc.open()
+# --- open_regular -------------------------------------------------------------------------------------------------
 
 
 def test_open_regular_reads_a_file_and_refuses_a_symlink(tmp_path: Path) -> None:
@@ -355,9 +297,9 @@ SAMPLES = sorted(p for p in FLOWS.glob("*/*.xml") if p.stat().st_size > 0)
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.name for p in SAMPLES])
 def test_intake_stages_over_the_samples(path: Path) -> None:
     """CheckFile, Expand, Parse, Recognise, Extract give each sample the intake outcome flows/README.md lists."""
-    flow = Expand()(CheckFile(max_bytes=MIB)(flow_for(path)))
-    assert flow.findings == ()
-    (doc,) = flow.documents
+    flow = Expand(LIMITS)(CheckFile(max_bytes=MIB)(flow_for(path)))
+    assert flow.findings == () and flow.members is not None
+    (doc,) = flow.members()
     for stage in (Parse(), Recognise(), Extract()):
         doc = stage(doc, flow)
     assert [f.code for f in doc.findings] == EXPECTED.get(path.name, [])

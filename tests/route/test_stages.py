@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,7 +65,7 @@ def document(
         name="invoice.xml",
         size=10,
         sha256="0" * 64,
-        open=lambda: io.BytesIO(b"<Invoice/>"),
+        data=b"<Invoice/>",
         syntax=syntax,
         invoice=invoice,
         findings=findings,
@@ -214,7 +213,7 @@ def test_authorise_keeps_earlier_findings() -> None:
 
 def test_document_without_invoice_is_returned_unchanged_by_both_stages() -> None:
     """An unreadable document (invoice None) is passed through as is by AuthoriseSeller and Route."""
-    doc = Document(index=1, name="x", size=0, sha256="0" * 64, open=lambda: io.BytesIO(b""))
+    doc = Document(index=1, name="x", size=0, sha256="0" * 64, data=b"")
     assert AUTHORISE(doc, flow("acme")) is doc
     assert Route(DIRECTORY, RULES)(doc, flow("acme")) is doc
     assert Route(DIRECTORY, RULES, "unrouted")(doc, flow("acme")) is doc

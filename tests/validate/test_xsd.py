@@ -218,7 +218,7 @@ def _flow_and_doc(path: Path) -> tuple[Flow, Document]:
     found = recognise(tree.getroot())
     assert found is not None
     doc = Document(
-        1, path.name, len(data), sha, lambda: path.open("rb"), syntax=found.syntax, kind=found.kind,
+        1, path.name, len(data), sha, data, syntax=found.syntax, kind=found.kind,
         profile=found.profile, tree=tree,
     )  # fmt: skip
     return flow, doc
@@ -242,7 +242,7 @@ def test_stage_skips_a_document_without_tree() -> None:
     """A document that could not be parsed or recognised is left as it is."""
     flow, doc = _flow_and_doc(FLOWS / "acme" / "01-ubl-invoice.xml")
     stage = XsdValidation(load_catalogue())
-    for skipped in (Document(1, "x", 0, doc.sha256, doc.open, syntax="UBL"), Document(1, "x", 0, doc.sha256, doc.open)):
+    for skipped in (Document(1, "x", 0, doc.sha256, doc.data, syntax="UBL"), Document(1, "x", 0, doc.sha256, doc.data)):
         assert stage(skipped, flow) is skipped
 
 
