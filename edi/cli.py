@@ -289,7 +289,11 @@ def render_flow(flow: dict[str, Any]) -> str:
     out += [f"  ! {_finding(f)}" for f in flow["findings"]]
     for doc in flow["documents"]:
         what = " ".join(filter(None, [doc["syntax"], doc["kind"], doc["profile"] and f"({doc['profile']})"]))
+        if doc["container"] == "pdf":
+            what += f" in a PDF as {doc['embedded_name']}" if doc["embedded_name"] else " PDF"
         out.append(f"document {doc['idx']}: {doc['name']}  {what}".rstrip())
+        if doc["attachments"]:
+            out.append(f"  also embeds {', '.join(doc['attachments'])}")
         facts = [
             ("invoice", doc["invoice_number"]),
             ("date", doc["issue_date"]),

@@ -177,10 +177,10 @@ def _zip_members(path: Path, limits: Limits) -> Iterator[Member]:
 
 def _zip_type(info: zipfile.ZipInfo) -> None:
     name = display(info.filename)
-    mode = info.external_attr >> 16
+    mode = info.external_attr >> 16 if info.create_system == 3 else 0  # Unix file type bits, when a Unix zip
     if stat.S_ISLNK(mode):
         raise _reject(Code.IRR_TYPE_F, "ARCHIVE_LINK", f"member {name!r} is a link")
-    if mode and not stat.S_ISREG(mode):
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # no type given means a plain file
         raise _reject(Code.IRR_TYPE_F, "ARCHIVE_SPECIAL_FILE", f"member {name!r} is not a regular file")
     if info.flag_bits & 0x1:
         raise _reject(Code.IRR_TYPE_F, "ARCHIVE_ENCRYPTED", f"member {name!r} is encrypted")
