@@ -67,7 +67,7 @@ class LimitsSettings:
     """How much one flow may hold; beyond, it is refused (``IRR_TAILLE_F``) rather than read."""
 
     max_flow_bytes: int = field(default=100 * 1024 * 1024, metadata=_check(_positive))
-    max_member_bytes: int = field(default=20 * 1024 * 1024, metadata=_check(_positive))
+    max_document_bytes: int = field(default=20 * 1024 * 1024, metadata=_check(_positive))
     max_uncompressed_bytes: int = field(default=1024 * 1024 * 1024, metadata=_check(_positive))
     max_compression_ratio: float = field(default=200.0, metadata=_check(_non_negative))
     max_members: int = field(default=1000, metadata=_check(_positive))

@@ -69,7 +69,7 @@ class Stages:
 def limits_of(settings: Settings) -> Limits:
     """The archive limits the configuration sets."""
     lim = settings.limits
-    return Limits(lim.max_member_bytes, lim.max_uncompressed_bytes, lim.max_compression_ratio, lim.max_members)
+    return Limits(lim.max_document_bytes, lim.max_uncompressed_bytes, lim.max_compression_ratio, lim.max_members)
 
 
 def build_stages(settings: Settings, tracking: Tracking, directory: Directory, catalogue: Catalogue) -> Stages:

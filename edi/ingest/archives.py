@@ -1,6 +1,6 @@
 """Read the members of a ZIP or tar.gz batch safely, one at a time, and never write anything.
 
-:func:`members` yields each regular member as ``(index, name, data)``, reading at most ``max_member_bytes + 1``
+:func:`members` yields each regular member as ``(index, name, data)``, reading at most ``max_document_bytes + 1``
 bytes of it (``data`` is None for a member over the limit, which is refused on its own). It raises
 :class:`FlowRejected` with the finding that refuses the whole archive: corrupt or truncated, encrypted members,
 links, devices, absolute or ``..`` paths, nested archives, too many members, too many bytes uncompressed or a
@@ -11,6 +11,7 @@ decompressed, and again against what decompression actually produces. :func:`rer
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import stat
@@ -20,7 +21,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, cast
 
 from edi.ingest.sniff import HEAD_BYTES, Kind, sniff
 from edi.model import Code, Finding, FlowRejected, Layer
@@ -34,7 +35,7 @@ CHUNK = 64 * 1024
 class Limits:
     """What one archive may hold."""
 
-    max_member_bytes: int
+    max_document_bytes: int
     max_uncompressed_bytes: int
     max_compression_ratio: float
     max_members: int
@@ -42,7 +43,7 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One regular file of an archive: ``data`` is None when it is larger than ``max_member_bytes``."""
+    """One regular file of an archive: ``data`` is None when it is larger than ``max_document_bytes``."""
 
     index: int
     name: str
@@ -190,7 +191,7 @@ def _zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, index: int, lim
     name = display(info.filename)
     try:
         with archive.open(info) as stream:
-            data, size, sha = _read(stream, limits.max_member_bytes, budget)
+            data, size, sha = _read(stream, limits.max_document_bytes, budget)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
         raise _reject(Code.IRR_SYNTAX, "ARCHIVE_CORRUPT", f"member {name!r} cannot be read: {exc}") from None
     if data is not None:
@@ -220,7 +221,10 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[Member]:
         budget = _Budget(limits, path.stat().st_size)
         index = 0
         try:
-            with tarfile.open(fileobj=counting, mode="r|gz") as archive:  # type: ignore[call-overload]
+            with (
+                gzip.GzipFile(fileobj=cast(IO[bytes], counting), mode="rb") as unzipped,
+                tarfile.open(fileobj=unzipped, mode="r|") as archive,
+            ):
                 for info in archive:
                     if info.isdir():
                         continue
@@ -231,13 +235,21 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[Member]:
                     budget.total(budget.uncompressed + info.size)  # as declared: refused before inflating
                     stream = archive.extractfile(info)
                     assert stream is not None  # a regular member always has a stream
-                    data, size, sha = _read(stream, limits.max_member_bytes, budget)
+                    data, size, sha = _read(stream, limits.max_document_bytes, budget)
                     budget.ratio(budget.uncompressed, counting.consumed)
                     if data is not None:
                         _nested(info.name, data[:HEAD_BYTES])
                     yield Member(index, display(info.name), size, sha, data)
+                _drain(unzipped, budget)
         except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
             raise _reject(Code.IRR_SYNTAX, "ARCHIVE_CORRUPT", f"not a readable tar.gz archive: {exc}") from None
+
+
+def _drain(unzipped: gzip.GzipFile, budget: _Budget) -> None:
+    """Decompress what follows the tar's end to the end of the gzip stream: the CRC check there catches a
+    truncated or altered file (bounded by the budget, so trailing garbage cannot be a bomb)."""
+    while chunk := unzipped.read(CHUNK):
+        budget.add(len(chunk))
 
 
 def _tar_type(info: tarfile.TarInfo) -> None:

@@ -43,14 +43,22 @@ class Expand:
             return replace(flow, findings=(*flow.findings, finding))
 
         def read() -> Iterator[Document]:
-            if kind in ("xml", "pdf"):
-                yield self.document(1, flow.file_name, flow.payload.read_bytes())
+            if kind == "pdf":
+                yield self.document(1, flow.file_name, flow.payload.read_bytes(), flow.sha256)
+                return
+            if kind == "xml":
+                if flow.size > self.limits.max_document_bytes:
+                    yield _too_big(
+                        Member(1, flow.file_name, flow.size, flow.sha256, None), self.limits.max_document_bytes
+                    )
+                else:
+                    yield self.document(1, flow.file_name, flow.payload.read_bytes(), flow.sha256)
                 return
             count = 0
             for member in members(flow.payload, kind, self.limits):
                 count += 1
                 if member.data is None:
-                    yield _too_big(member, self.limits.max_member_bytes)
+                    yield _too_big(member, self.limits.max_document_bytes)
                 else:
                     yield self.document(member.index, member.name, member.data, member.sha256)
             if not count:
@@ -65,7 +73,7 @@ class Expand:
         if kind is Kind.XML:
             return replace(doc, data=data)
         if kind is Kind.PDF:
-            pdf = read_pdf(data, max_xml_bytes=self.limits.max_member_bytes, seconds=self.pdf_seconds)
+            pdf = read_pdf(data, max_xml_bytes=self.limits.max_document_bytes, seconds=self.pdf_seconds)
             return replace(
                 doc,
                 data=pdf.xml,
@@ -87,7 +95,7 @@ def _too_big(member: Member, limit: int) -> Document:
         Code.IRR_TAILLE_F,
         Layer.INTAKE,
         f"the document is {member.size} bytes; the limit is {limit} bytes",
-        rule="max_member_bytes",
+        rule="max_document_bytes",
     )
     return Document(index=member.index, name=member.name, size=member.size, sha256=member.sha256, findings=(finding,))
 
@@ -106,7 +114,7 @@ def delivery_files(doc: Document, data: bytes, limits: Limits) -> list[tuple[str
     """What an accepted document is delivered as: ``(suffix, bytes)``, the XML first, then the PDF it came in."""
     if doc.container != "pdf":
         return [("xml", data)]
-    pdf = read_pdf(data, max_xml_bytes=limits.max_member_bytes)
+    pdf = read_pdf(data, max_xml_bytes=limits.max_document_bytes)
     if pdf.xml is None:  # it was read once; it must read the same way again
         raise RuntimeError(f"the PDF of document {doc.index} no longer yields its invoice XML")
     return [("xml", pdf.xml), ("pdf", data)]

@@ -122,7 +122,7 @@ def _read(data: bytes, max_xml_bytes: int) -> PdfInvoice:
             findings=(
                 _finding(
                     Code.IRR_TAILLE_F,
-                    "max_member_bytes",
+                    "max_document_bytes",
                     f"the embedded {name} is {len(xml)} bytes; the limit is {max_xml_bytes} bytes",
                 ),
             ),

@@ -1,5 +1,7 @@
 """Parse XML safely: no entity expansion, no DTD loading, no network, and no DOCTYPE accepted.
 
+Depth is capped by libxml2 (2048 levels); size by the caller (``limits.max_document_bytes``).
+
 Pure: takes bytes, returns the tree or the findings that say why there is none. An e-invoice never needs a DOCTYPE,
 so a document that declares one is refused (``IRR_SYNTAX``) whatever it declares. lxml reads the encoding from the
 byte order mark or the XML declaration, so UTF-16 and ISO-8859-1 documents are read as their authors meant.
@@ -16,7 +18,7 @@ _PARSER_OPTIONS = {
     "no_network": True,
     "load_dtd": False,
     "dtd_validation": False,
-    "huge_tree": False,
+    "huge_tree": True,  # text nodes over 10 MB (base64 attachments) are legitimate: document size limits bound them
     "remove_comments": False,
     "collect_ids": False,
 }
