@@ -85,7 +85,7 @@ def test_repository_config_documents_its_defaults() -> None:
     assert defaults.intake.ignore == ("*.tmp", "*.part", "*.filepart", "*.crdownload", "~*")
     assert defaults.limits == LimitsSettings(
         max_flow_bytes=100 * 1024 * 1024,
-        max_member_bytes=20 * 1024 * 1024,
+        max_document_bytes=20 * 1024 * 1024,
         max_uncompressed_bytes=1024**3,
         max_compression_ratio=200.0,
         max_members=1000,

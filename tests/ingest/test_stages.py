@@ -52,7 +52,7 @@ def document_of(path: Path) -> Document:
     )
 
 
-LIMITS = Limits(max_member_bytes=MIB, max_uncompressed_bytes=10 * MIB, max_compression_ratio=200, max_members=100)
+LIMITS = Limits(max_document_bytes=MIB, max_uncompressed_bytes=10 * MIB, max_compression_ratio=200, max_members=100)
 
 
 # --- CheckFile ---------------------------------------------------------------------------------------------------
