@@ -26,7 +26,11 @@ from typing import IO, cast
 from edi.ingest.sniff import HEAD_BYTES, Kind, sniff
 from edi.model import Code, Finding, FlowRejected, Layer
 
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst")
+# Magic numbers of archive formats the sniffer does not name: 7z, RAR, bzip2, xz, zstd.
+OTHER_ARCHIVE_MAGIC = (b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+MAX_NAME = 1024  # characters in a member path
+MAX_TAR_METADATA = 64 * 1024  # bytes in one GNU long-name / pax header record
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # the methods zipfile inflates in bounded memory
 RATIO_FLOOR = 1024 * 1024  # ratios are only meaningful past this many bytes
 CHUNK = 64 * 1024
 
@@ -68,15 +72,23 @@ def _has_surrogates(name: str) -> bool:
 def check_name(name: str) -> None:
     """Refuse a member path that is absolute, climbs out with ``..``, or hides in a NUL or a drive letter."""
     shown = display(name)
+    if len(name) > MAX_NAME:
+        raise _reject(Code.IRR_NOM_F, "ARCHIVE_UNSAFE_PATH", f"a member path is {len(name)} characters long")
     posix = name.replace("\\", "/")
     parts = PurePosixPath(posix).parts
-    if "\x00" in name or posix.startswith("/") or (len(posix) > 1 and posix[1] == ":") or ".." in parts:
+    drive = len(posix) > 1 and posix[1] == ":" and posix[0].isascii() and posix[0].isalpha()
+    if "\x00" in name or posix.startswith("/") or drive or ".." in parts:
         raise _reject(Code.IRR_NOM_F, "ARCHIVE_UNSAFE_PATH", f"member {shown!r} has an absolute or '..' path")
 
 
 def _nested(name: str, head: bytes) -> None:
-    if name.lower().endswith(ARCHIVE_SUFFIXES) or sniff(head) in (Kind.ZIP, Kind.GZIP):
+    """Refuse a member whose bytes are an archive (whatever its name says)."""
+    if sniff(head) in (Kind.ZIP, Kind.GZIP) or head.startswith(OTHER_ARCHIVE_MAGIC) or _is_tar(head):
         raise _reject(Code.IRR_TYPE_F, "ARCHIVE_NESTED", f"member {display(name)!r} is itself an archive")
+
+
+def _is_tar(head: bytes) -> bool:
+    return head[257:262] == b"ustar"
 
 
 def _read(stream: IO[bytes], cap: int, budget: _Budget) -> tuple[bytes | None, int, str]:
@@ -157,23 +169,43 @@ def reread(path: Path, kind: str, limits: Limits, wanted: set[int]) -> Iterator[
 
 
 def _zip_members(path: Path, limits: Limits) -> Iterator[Member]:
+    _zip_directory_fits(path, limits)
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise _reject(Code.IRR_SYNTAX, "ARCHIVE_CORRUPT", f"not a readable ZIP archive: {exc}") from None
     with archive:
-        infos = [i for i in archive.infolist() if not i.is_dir()]
         budget = _Budget(limits, path.stat().st_size)
-        for info in infos:  # everything the central directory declares, checked before anything is inflated
+        for info in archive.infolist():  # everything the central directory declares, before anything is inflated
             budget.count()
             check_name(info.filename)
-            _zip_type(info)
-            budget.ratio(info.file_size, info.compress_size)
+            if not info.is_dir():
+                _zip_type(info)
+                budget.ratio(info.file_size, info.compress_size)
+        infos = [i for i in archive.infolist() if not i.is_dir()]
         declared = sum(i.file_size for i in infos)
         budget.total(declared)
         budget.ratio(declared, budget.compressed)
         for index, info in enumerate(infos, start=1):
             yield _zip_member(archive, info, index, limits, budget)
+
+
+def _zip_directory_fits(path: Path, limits: Limits) -> None:
+    """Refuse a ZIP whose central directory is too big for ``max_members`` entries, before zipfile reads it."""
+    try:
+        with path.open("rb") as handle:
+            end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]  # the end-of-central-directory record
+    except OSError as exc:
+        raise _reject(Code.IRR_SYNTAX, "ARCHIVE_CORRUPT", f"not a readable ZIP archive: {exc}") from None
+    if end is None:
+        raise _reject(Code.IRR_SYNTAX, "ARCHIVE_CORRUPT", "not a readable ZIP archive: no central directory")
+    entries, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+    if entries > limits.max_members or size > limits.max_members * (46 + MAX_NAME + 512):
+        raise _reject(
+            Code.IRR_TAILLE_F,
+            "max_members",
+            f"the archive declares {entries} entries in a {size}-byte directory; the limit is {limits.max_members}",
+        )
 
 
 def _zip_type(info: zipfile.ZipInfo) -> None:
@@ -185,6 +217,12 @@ def _zip_type(info: zipfile.ZipInfo) -> None:
         raise _reject(Code.IRR_TYPE_F, "ARCHIVE_SPECIAL_FILE", f"member {name!r} is not a regular file")
     if info.flag_bits & 0x1:
         raise _reject(Code.IRR_TYPE_F, "ARCHIVE_ENCRYPTED", f"member {name!r} is encrypted")
+    if info.compress_type not in ZIP_METHODS:
+        raise _reject(
+            Code.IRR_TYPE_F,
+            "ARCHIVE_COMPRESSION",
+            f"member {name!r} uses compression method {info.compress_type}; only stored and deflate are accepted",
+        )
 
 
 def _zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, index: int, limits: Limits, budget: _Budget) -> Member:
@@ -192,7 +230,7 @@ def _zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, index: int, lim
     try:
         with archive.open(info) as stream:
             data, size, sha = _read(stream, limits.max_document_bytes, budget)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
         raise _reject(Code.IRR_SYNTAX, "ARCHIVE_CORRUPT", f"member {name!r} cannot be read: {exc}") from None
     if data is not None:
         _nested(info.filename, data[:HEAD_BYTES])
@@ -223,13 +261,13 @@ def _tar_members(path: Path, limits: Limits) -> Iterator[Member]:
         try:
             with (
                 gzip.GzipFile(fileobj=cast(IO[bytes], counting), mode="rb") as unzipped,
-                tarfile.open(fileobj=unzipped, mode="r|") as archive,
+                tarfile.open(fileobj=unzipped, mode="r|", tarinfo=_BoundedTarInfo) as archive,
             ):
                 for info in archive:
+                    budget.count()  # folders count too: tarfile keeps every entry it reads
+                    check_name(info.name)
                     if info.isdir():
                         continue
-                    budget.count()
-                    check_name(info.name)
                     _tar_type(info)
                     index += 1
                     budget.total(budget.uncompressed + info.size)  # as declared: refused before inflating
@@ -250,6 +288,17 @@ def _drain(unzipped: gzip.GzipFile, budget: _Budget) -> None:
     truncated or altered file (bounded by the budget, so trailing garbage cannot be a bomb)."""
     while chunk := unzipped.read(CHUNK):
         budget.add(len(chunk))
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses GNU long-name and pax header records too big to be metadata (tarfile would read
+    them whole into memory)."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        metadata = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE)
+        if self.type in metadata and self.size > MAX_TAR_METADATA:
+            raise tarfile.HeaderError(f"a {self.size}-byte header record (the limit is {MAX_TAR_METADATA})")
+        return super()._proc_member(tarfile_)  # type: ignore[misc, no-any-return]
 
 
 def _tar_type(info: tarfile.TarInfo) -> None:

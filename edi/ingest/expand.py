@@ -33,7 +33,10 @@ class Expand:
         """The flow with its kind and document reader, or with the finding that says why it has none."""
         with open_regular(flow.payload) as stream:
             head = stream.read(HEAD_BYTES)
-        kind = KINDS.get(sniff(head))
+        sniffed = sniff(head)
+        if sniffed is Kind.EMPTY:
+            return replace(flow, findings=(*flow.findings, Finding(Code.IRR_VIDE_F, Layer.INTAKE, "the file is empty")))
+        kind = KINDS.get(sniffed)
         if kind is None:
             finding = Finding(
                 Code.IRR_TYPE_F,

@@ -14,8 +14,11 @@ import io
 import logging
 import signal
 import threading
+import time
+import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from lxml import etree
 
@@ -41,7 +44,14 @@ XMP_LEVELS = {
 logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns on every odd PDF; findings say what matters
 
 
-class _TimeUp(Exception):
+MAX_XMP_BYTES = 1024 * 1024  # an XMP packet is a few KiB; a bigger one is not read
+
+
+class _TimeUp(BaseException):  # not an Exception: no ``except Exception`` in pypdf may swallow it
+    pass
+
+
+class _Damaged(Exception):
     pass
 
 
@@ -79,55 +89,65 @@ def _read(data: bytes, max_xml_bytes: int) -> PdfInvoice:
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
-            return PdfInvoice(
-                findings=(
-                    _finding(
-                        Code.IRR_TYPE_F,
-                        "PDF_ENCRYPTED",
-                        "the PDF is encrypted; a Factur-X PDF (PDF/A-3) must not be",
-                    ),
-                )
-            )
-        embedded = [(entry.name, entry) for entry in reader.attachment_list]
+            message = "the PDF is encrypted; a Factur-X PDF (PDF/A-3) must not be"
+            return PdfInvoice(findings=(_finding(Code.IRR_TYPE_F, "PDF_ENCRYPTED", message),))
+        embedded = [(_name(entry.name), entry) for entry in reader.attachment_list]
         declared = _declared_profile(reader)
-    except Exception as exc:
+    except Exception as exc:  # pypdf raises many kinds of errors on hostile input
         return PdfInvoice(findings=(_finding(Code.IRR_SYNTAX, "PDF_UNREADABLE", f"not a readable PDF: {_short(exc)}"),))
     names = [name for name, _ in embedded]
     chosen = _choose(names)
     if chosen is None:
         listed = f" (it embeds {', '.join(names)})" if names else ""
+        message = f"the PDF carries no embedded invoice XML{listed}"
         return PdfInvoice(
             attachments=tuple(names),
             declared_profile=declared,
-            findings=(
-                _finding(Code.IRR_TYPE_F, "PDF_NO_INVOICE_XML", f"the PDF carries no embedded invoice XML{listed}"),
-            ),
+            findings=(_finding(Code.IRR_TYPE_F, "PDF_NO_INVOICE_XML", message),),
         )
     others = tuple(n for i, n in enumerate(names) if i != chosen)
     name, entry = embedded[chosen]
+    found = PdfInvoice(xml_name=name, attachments=others, declared_profile=declared)
     try:
-        xml = entry.content
-    except Exception as exc:
-        return PdfInvoice(
-            xml_name=name,
-            attachments=others,
-            declared_profile=declared,
-            findings=(_finding(Code.IRR_SYNTAX, "PDF_UNREADABLE", f"cannot read the embedded {name}: {_short(exc)}"),),
-        )
-    if len(xml) > max_xml_bytes:
-        return PdfInvoice(
-            xml_name=name,
-            attachments=others,
-            declared_profile=declared,
-            findings=(
-                _finding(
-                    Code.IRR_TAILLE_F,
-                    "max_document_bytes",
-                    f"the embedded {name} is {len(xml)} bytes; the limit is {max_xml_bytes} bytes",
-                ),
-            ),
-        )
-    return PdfInvoice(xml_name=name, xml=xml, attachments=others, declared_profile=declared)
+        xml = _stream_bytes(entry._embedded_file, max_xml_bytes)
+    except Exception as exc:  # damaged streams, and pypdf's own errors
+        message = f"the embedded {name} cannot be read: {_short(exc)}"
+        return replace(found, findings=(_finding(Code.IRR_SYNTAX, "PDF_UNREADABLE", message),))
+    if xml is None:
+        message = f"the embedded {name} is larger than {max_xml_bytes} bytes"
+        return replace(found, findings=(_finding(Code.IRR_TAILLE_F, "max_document_bytes", message),))
+    return replace(found, xml=xml)
+
+
+def _name(value: object) -> str:
+    """An embedded file's name as text, whatever the PDF put there."""
+    return value if isinstance(value, str) else repr(value)
+
+
+def _stream_bytes(stream: Any, cap: int) -> bytes | None:
+    """The decoded bytes of a PDF stream, or None past ``cap`` bytes.
+
+    Plain and Flate streams (what Factur-X uses) are inflated here, never beyond the cap, and a damaged or cut one
+    is an error rather than pypdf's silent partial repair; other filters go through pypdf with its own limits.
+    """
+    filters = stream.get("/Filter")
+    names = [str(f) for f in (filters if isinstance(filters, list) else [filters] if filters else [])]
+    raw = getattr(stream, "_data", None)  # the stream's bytes as stored in the file
+    if isinstance(raw, bytes) and not names:
+        return raw if len(raw) <= cap else None
+    if isinstance(raw, bytes) and names == ["/FlateDecode"] and not stream.get("/DecodeParms"):
+        inflate = zlib.decompressobj()
+        try:
+            out = inflate.decompress(raw, cap + 1)
+        except zlib.error as exc:
+            raise _Damaged(f"damaged compressed data ({exc})") from None
+        if len(out) > cap:
+            return None
+        if not inflate.eof:
+            raise _Damaged("the compressed data is cut short")
+        return out
+    data = stream.get_data()
+    return data if len(data) <= cap else None
 
 
 def _choose(names: list[str]) -> int | None:
@@ -145,8 +165,10 @@ def _declared_profile(reader: object) -> str | None:
         metadata = reader.trailer["/Root"].get("/Metadata")  # type: ignore[attr-defined]
         if metadata is None:
             return None
-        packet = metadata.get_object().get_data()
-    except Exception:
+        packet = _stream_bytes(metadata.get_object(), MAX_XMP_BYTES)
+    except Exception:  # no readable metadata is the same as none
+        return None
+    if packet is None:
         return None
     tree, _ = parse_xml(packet)
     if tree is None:
@@ -183,10 +205,13 @@ def _deadline(seconds: float) -> Iterator[None]:
     def time_up(signum: int, frame: object) -> None:
         raise _TimeUp
 
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, time_up)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer, interval = signal.setitimer(signal.ITIMER_REAL, seconds)  # a timer the caller had running
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer > 0:  # give the caller its timer back, less the time spent here
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 0.001), interval)
