@@ -290,3 +290,17 @@ def test_crash_anywhere_is_recovered_by_the_next_run_without_duplicate_delivery(
         assert sorted(r["status"] for r in store.flows()) == ["IN_INTEGRE", "IN_REJETE"]
     finally:
         store.close()
+
+
+def test_a_factur_x_invoice_is_delivered_as_its_pdf_with_its_xml_beside(sample_run) -> None:
+    """The recipient gets the PDF exactly as sent, and beside it the invoice XML it embeds."""
+    from edi.ingest.pdf import read_pdf
+
+    ws, acks, _ = sample_run
+    (doc,) = acks[("acme", "15-facturx-invoice.pdf")]["documents"]
+    xml_name, pdf_name = doc["delivered_as"]
+    queue = ws.root / "queues" / doc["queue"] / "new"
+    sent = (FLOWS / "acme" / "15-facturx-invoice.pdf").read_bytes()
+    assert (queue / pdf_name).read_bytes() == sent
+    assert (queue / xml_name).read_bytes() == read_pdf(sent, max_xml_bytes=1 << 20).xml
+    assert doc["attachments"] == ["bon-de-livraison.txt"] and doc["embedded_name"] == "factur-x.xml"

@@ -13,7 +13,17 @@ import pytest
 from edi.ingest.archives import Limits
 from edi.ingest.expand import Expand
 from edi.ingest.recognise import ZUGFERD1
-from edi.ingest.stages import CheckFile, Extract, Parse, Recognise, RejectDuplicateFlow, open_regular
+from edi.ingest.stages import (
+    CheckFile,
+    CheckPdfProfile,
+    Extract,
+    Parse,
+    Recognise,
+    RejectDuplicateFlow,
+    RejectDuplicateInvoice,
+    invoice_key,
+    open_regular,
+)
 from edi.model import Code, Document, Finding, Flow, FlowStatus, Layer
 from tests.conftest import FLOWS
 
@@ -316,3 +326,81 @@ def test_empty_sample_is_rejected_whole() -> None:
     """The empty sample is rejected whole by CheckFile with IRR_VIDE_F."""
     flow = CheckFile(max_bytes=MIB)(flow_for(FLOWS / "acme" / "12-empty.xml"))
     assert [f.code for f in flow.findings] == [Code.IRR_VIDE_F]
+
+
+# --- CheckPdfProfile --------------------------------------------------------------------------------------------
+
+
+def _pdf_doc(declared: str | None, profile: str | None, container: str | None = "pdf") -> Document:
+    return Document(
+        1, "f.pdf", 1, "0" * 64, container=container, embedded_name="factur-x.xml", declared_profile=declared,
+        profile=profile,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("declared", "profile", "warned"),
+    [
+        ("en16931", "en16931", False),
+        ("en16931", "xrechnung", True),
+        ("basic", "extended", True),
+        (None, "en16931", False),  # no XMP conformance level: nothing to compare
+        ("en16931", "peppol-bis3", False),  # not a Factur-X level: nothing to compare
+        ("en16931", None, False),  # unrecognised XML
+    ],
+)
+def test_check_pdf_profile_warns_on_disagreement(declared: str | None, profile: str | None, warned: bool) -> None:
+    """XMP declaring another Factur-X level than the XML is a warning (the document stays accepted)."""
+    doc = CheckPdfProfile()(_pdf_doc(declared, profile), flow_for(Path("/nonexistent")))
+    codes = [(f.code, f.severity.value) for f in doc.findings]
+    assert codes == ([(Code.XMP_PROFILE_MISMATCH, "warning")] if warned else [])
+    assert doc.accepted
+    if warned:
+        assert declared in doc.findings[0].message and str(profile) in doc.findings[0].message
+
+
+def test_check_pdf_profile_ignores_what_did_not_come_in_a_pdf() -> None:
+    """An XML document has no XMP to compare."""
+    doc = _pdf_doc("basic", "en16931", container=None)
+    assert CheckPdfProfile()(doc, flow_for(Path("/nonexistent"))).findings == ()
+
+
+# --- RejectDuplicateInvoice -------------------------------------------------------------------------------------
+
+
+def _invoice_doc(index: int, number: str = "FA-1", kind: str = "Invoice", seller: str = "FR11123456782") -> Document:
+    from edi.model import Invoice, Party
+
+    invoice = Invoice(number=number, issue_date="2026-11-05", seller=Party(vat_id=seller))
+    return Document(index, f"d{index}.xml", 1, "0" * 64, kind=kind, invoice=invoice)
+
+
+def test_invoice_key_uses_the_siren_whatever_identifier_the_seller_gives() -> None:
+    """Seller key (a SIREN from a VAT id or SIRET), number, kind and year make the key."""
+    assert invoice_key(_invoice_doc(1)) == ("123456782", "FA-1", "Invoice", "2026")
+    assert invoice_key(_invoice_doc(1, seller="12345678200010"))[0] == "123456782"  # type: ignore[index]
+    assert invoice_key(replace(_invoice_doc(1), invoice=None)) is None
+
+
+def test_duplicate_invoice_found_in_the_store_names_flow_and_document() -> None:
+    """A document matching an accepted one elsewhere is DOUBLON, naming that flow and document."""
+    calls = []
+
+    def earlier(*key: str) -> tuple[str, int] | None:
+        calls.append(key)
+        return ("F-1", 3)
+
+    doc = RejectDuplicateInvoice(earlier)(_invoice_doc(1), flow_for(Path("/nonexistent")))
+    (finding,) = doc.findings
+    assert (finding.code, finding.rule) == (Code.DOUBLON, "DUPLICATE_INVOICE")
+    assert "flow F-1, document 3" in finding.message
+    assert calls == [("123456782", "FA-1", "Invoice", "2026", "F-2")]
+
+
+def test_duplicate_invoice_within_the_flow_comes_before_the_store() -> None:
+    """An earlier accepted document of the same flow is found without asking the store."""
+    flow = replace(flow_for(Path("/nonexistent")), documents=(_invoice_doc(1),))
+    doc = RejectDuplicateInvoice(lambda *key: None)(_invoice_doc(2), flow)
+    assert "this flow, document 1" in doc.findings[0].message
+    credit = RejectDuplicateInvoice(lambda *key: None)(_invoice_doc(2, kind="CreditNote"), flow)
+    assert credit.findings == ()
