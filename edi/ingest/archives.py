@@ -1,12 +1,13 @@
 """Read the members of a ZIP or tar.gz batch safely, one at a time, and never write anything.
 
-:func:`members` yields each regular member as ``(index, name, data)``, reading at most ``max_document_bytes + 1``
-bytes of it (``data`` is None for a member over the limit, which is refused on its own). It raises
-:class:`FlowRejected` with the finding that refuses the whole archive: corrupt or truncated, encrypted members,
-links, devices, absolute or ``..`` paths, nested archives, too many members, too many bytes uncompressed or a
-compression ratio that says "bomb". Limits are checked against what the archive declares before anything is
-decompressed, and again against what decompression actually produces. :func:`reread` streams chosen members again
-(for delivery) with the same checks.
+:func:`members` yields each regular member as a :class:`Member` (index, name, size, SHA-256 and bytes), keeping at
+most ``max_document_bytes`` of it in memory: ``data`` is None for a member over that limit, which is then only
+hashed, and refused on its own. It raises :class:`FlowRejected` with the finding that refuses the whole archive:
+corrupt or truncated, encrypted members, compression methods other than stored and deflate, links, devices,
+absolute or ``..`` paths, nested archives, too many entries, too many bytes uncompressed or a compression ratio that
+says "bomb". Limits are checked against what the archive declares before anything is decompressed, and again
+against what decompression actually produces. :func:`reread` streams chosen members again (for delivery) with the
+same checks.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def _read(stream: IO[bytes], cap: int, budget: _Budget) -> tuple[bytes | None, i
 
 
 class _Budget:
-    """Counts members and uncompressed bytes against the limits."""
+    """Counts entries (files and folders) and uncompressed bytes against the limits."""
 
     def __init__(self, limits: Limits, compressed: int) -> None:
         self.limits = limits
@@ -117,11 +118,11 @@ class _Budget:
         self.uncompressed = 0
 
     def count(self) -> None:
-        """One more member."""
+        """One more entry."""
         self.members += 1
         if self.members > self.limits.max_members:
             raise _reject(
-                Code.IRR_TAILLE_F, "max_members", f"the archive holds more than {self.limits.max_members} documents"
+                Code.IRR_TAILLE_F, "max_members", f"the archive holds more than {self.limits.max_members} entries"
             )
 
     def total(self, total: int) -> None:

@@ -47,7 +47,7 @@ class Expand:
 
         def read() -> Iterator[Document]:
             if kind == "pdf":
-                yield self.document(1, flow.file_name, flow.payload.read_bytes(), flow.sha256)
+                yield self.document(1, flow.file_name, _payload(flow.payload), flow.sha256)
                 return
             if kind == "xml":
                 if flow.size > self.limits.max_document_bytes:
@@ -55,7 +55,7 @@ class Expand:
                         Member(1, flow.file_name, flow.size, flow.sha256, None), self.limits.max_document_bytes
                     )
                 else:
-                    yield self.document(1, flow.file_name, flow.payload.read_bytes(), flow.sha256)
+                    yield self.document(1, flow.file_name, _payload(flow.payload), flow.sha256)
                 return
             count = 0
             for member in members(flow.payload, kind, self.limits):
@@ -93,6 +93,11 @@ class Expand:
         )
 
 
+def _payload(path: Path) -> bytes:
+    with open_regular(path) as stream:
+        return stream.read()
+
+
 def _too_big(member: Member, limit: int) -> Document:
     finding = Finding(
         Code.IRR_TAILLE_F,
@@ -110,7 +115,7 @@ def original_bytes(payload: Path, kind: str | None, limits: Limits, wanted: set[
     if kind in ("zip", "tar.gz"):
         yield from reread(payload, kind, limits, wanted)
     elif 1 in wanted:
-        yield 1, payload.read_bytes()
+        yield 1, _payload(payload)
 
 
 def delivery_files(doc: Document, data: bytes, limits: Limits) -> list[tuple[str, bytes]]:
