@@ -36,6 +36,8 @@ class Code(StrEnum):
     SELLER_NOT_AUTHORISED = "SELLER_NOT_AUTHORISED"
     SELLER_UNIDENTIFIED = "SELLER_UNIDENTIFIED"
     XMP_PROFILE_MISMATCH = "XMP_PROFILE_MISMATCH"
+    REJ_SEMAN = "REJ_SEMAN"
+    LAYER_NOT_RUN = "LAYER_NOT_RUN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,10 @@ CODES: dict[Code, CodeInfo] = {
     ),
     Code.SELLER_UNIDENTIFIED: CodeInfo(
         DocumentStatus.REJETEE, "REJ_COH", "the invoice names no seller identifier (BT-29/30/31) to authorise"
+    ),
+    Code.REJ_SEMAN: CodeInfo(DocumentStatus.REJETEE, "REJ_SEMAN", "a business rule (EN 16931, BR-FR, ...) is broken"),
+    Code.LAYER_NOT_RUN: CodeInfo(
+        DocumentStatus.REJETEE, "REJ_SEMAN", "a required validation layer could not run: the document is not accepted"
     ),
     Code.XMP_PROFILE_MISMATCH: CodeInfo(
         DocumentStatus.REJETEE, "REJ_COH", "the PDF's XMP metadata declares another profile than its invoice XML"

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edi.errors import ConfigError
+from edi.model import RULE_SETS
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-RULE_SETS = ("xsd",)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 REJECT = "reject"
 
@@ -41,6 +41,12 @@ def _positive(value: int) -> int:
     if value <= 0:
         raise ValueError(f"{value} must be positive")
     return value
+
+
+def _check_rule_sets(key: str, values: tuple[str, ...]) -> None:
+    for rule in values:
+        if rule not in RULE_SETS:
+            raise ValueError(f"{key}: unknown rule set {rule!r} (known: {', '.join(RULE_SETS)})")
 
 
 def _check(fn: Callable[[Any], Any]) -> dict[str, Any]:
@@ -81,12 +87,16 @@ class SenderSettings:
     id: str = field(metadata=_check(_safe_name))
     sellers: tuple[str, ...] = ()
     name: str | None = None
+    rules: tuple[str, ...] | None = None  # the validation layers for this sender, instead of [validation] rules
+    grace: tuple[str, ...] = ()  # layers whose fatal findings are only warnings for this sender (grace period)
 
     def __post_init__(self) -> None:
         if not self.sellers:
             raise ValueError('sellers: list the SIREN / SIRET / VAT ids this sender may deposit for, or ["*"]')
         if "*" in self.sellers and len(self.sellers) > 1:
             raise ValueError('sellers: "*" means any seller and stands alone')
+        _check_rule_sets("rules", self.rules or ())
+        _check_rule_sets("grace", self.grace)
 
     @property
     def any_seller(self) -> bool:
@@ -120,9 +130,7 @@ class ValidationSettings:
     rules: tuple[str, ...] = ("xsd",)
 
     def __post_init__(self) -> None:
-        for rule in self.rules:
-            if rule not in RULE_SETS:
-                raise ValueError(f"rules: unknown rule set {rule!r} (known: {', '.join(RULE_SETS)})")
+        _check_rule_sets("rules", self.rules)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,15 @@ class Layer(StrEnum):
     PDF = "pdf"
     PARSE = "parse"
     XSD = "xsd"
+    EN16931 = "en16931"  # business rules: each rule set is its own layer
+    FACTURX = "facturx"
+    BR_FR = "br-fr"
+    EXTENDED_CTC_FR = "extended-ctc-fr"
     ROUTING = "routing"
+
+
+# The validation layers a configuration may ask for, in the order they run.
+RULE_SETS = ("xsd", "en16931", "facturx", "br-fr", "extended-ctc-fr")
 
 
 class FlowStatus(StrEnum):
@@ -73,6 +81,8 @@ class Finding:
     rule: str | None = None
     line: int | None = None
     xpath: str | None = None
+    rule_set_version: str | None = None  # for business rules: the artefact that ran ...
+    rule_set_sha256: str | None = None  # ... and the SHA-256 of its official file
 
     @property
     def fatal(self) -> bool:
@@ -176,6 +186,7 @@ class Document:
     profile: str | None = None  # en16931, peppol-bis3, extended, ...
     specification_id: str | None = None  # BT-24 as written
     invoice: Invoice | None = None
+    layers: tuple[str, ...] = ()  # the validation layers that ran on it (xsd, en16931, ...)
     recipient: str | None = None  # directory id of the recipient
     route: str | None = None  # the queue routing chose (delivered only if accepted)
     findings: tuple[Finding, ...] = ()

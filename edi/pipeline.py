@@ -38,12 +38,13 @@ from edi.ingest.stages import (
     RejectDuplicateInvoice,
     open_regular,
 )
-from edi.model import Document, Flow, FlowRejected, FlowStatus
+from edi.model import RULE_SETS, Document, Flow, FlowRejected, FlowStatus
 from edi.route.directory import Directory
 from edi.route.stages import AuthoriseSeller, Route
 from edi.spool import Claim, Spool
 from edi.tracking import Tracking
 from edi.validate.catalogue import Catalogue
+from edi.validate.schematron import BusinessRules, runner_for
 from edi.validate.xsd import XsdValidation
 from edi.workspace import Layout
 
@@ -72,11 +73,32 @@ def limits_of(settings: Settings) -> Limits:
     return Limits(lim.max_document_bytes, lim.max_uncompressed_bytes, lim.max_compression_ratio, lim.max_members)
 
 
+def layers(settings: Settings, directory: Directory) -> Callable[[Document, Flow], tuple[str, ...]]:
+    """What validation layers a document is due: its sender's (or the configured ones), plus its recipient's."""
+    senders = {s.id: s for s in settings.senders}
+
+    def layers_for(doc: Document, flow: Flow) -> tuple[str, ...]:
+        sender = senders.get(flow.sender)
+        base = sender.rules if sender is not None and sender.rules is not None else settings.validation.rules
+        recipient = directory.find(doc.invoice.buyer) if doc.invoice is not None else None
+        extra = recipient.rules if recipient is not None else ()
+        return tuple(r for r in RULE_SETS if r in base or r in extra)
+
+    return layers_for
+
+
 def build_stages(settings: Settings, tracking: Tracking, directory: Directory, catalogue: Catalogue) -> Stages:
     """The stages the configuration asks for."""
-    document: list[DocumentStage] = [Parse(), Recognise(), CheckPdfProfile(), Extract()]
-    if "xsd" in settings.validation.rules:
-        document.append(XsdValidation(catalogue))
+    layers_for = layers(settings, directory)
+    grace = {s.id: s.grace for s in settings.senders}
+    document: list[DocumentStage] = [
+        Parse(),
+        Recognise(),
+        CheckPdfProfile(),
+        Extract(),
+        XsdValidation(catalogue, layers_for),
+        BusinessRules(runner_for(catalogue), layers_for, lambda flow: grace.get(flow.sender, ())),
+    ]
     sellers: Mapping[str, Sequence[str]] = {s.id: s.sellers for s in settings.senders}
     document += [
         RejectDuplicateInvoice(tracking.earlier_invoice),

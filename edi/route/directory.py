@@ -15,9 +15,10 @@ TOML::
     engagement_required = false
     service_or_engagement_required = false  # Chorus Pro's "EJ or service code"
     services = ["ACHATS", { code = "VOIRIE", engagement_required = true }]
+    rules = ["br-fr"]                       # validation layers it requires, beyond the configured ones
 
 CSV: a header row with ``id,name,identifiers,services,service_code_required,engagement_required,
-service_or_engagement_required``; lists are separated by ``;``, booleans are ``true``/``false`` (or yes/no, 1/0).
+service_or_engagement_required,rules``; lists are separated by ``;``, booleans are ``true``/``false`` (or yes/no, 1/0).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from edi.errors import DirectoryError
-from edi.model import Party, normalise, siren_of
+from edi.model import RULE_SETS, Party, normalise, siren_of
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TRUE = {"true", "yes", "1", "y", "oui"}
@@ -46,6 +47,7 @@ RECIPIENT_KEYS = frozenset(
         "service_code_required",
         "engagement_required",
         "service_or_engagement_required",
+        "rules",
     }
 )
 SERVICE_KEYS = frozenset({"code", "name", "engagement_required"})
@@ -78,6 +80,7 @@ class Recipient:
     service_code_required: bool = False
     engagement_required: bool = False
     service_or_engagement_required: bool = False
+    rules: tuple[str, ...] = ()  # validation layers this recipient requires on top of the configured ones
 
     def service(self, code: str | None) -> Service | None:
         """The declared service with this code, if any."""
@@ -187,6 +190,7 @@ def _from_toml(item: Any, number: int) -> Recipient:
         name=_opt_str(item.get("name"), f"{where}: name"),
         identifiers=tuple(_str(i, f"{where}: identifiers") for i in _list(item, "identifiers", where)),
         services=tuple(services),
+        rules=tuple(_str(r, f"{where}: rules") for r in _list(item, "rules", where)),
         flags={
             k: item.get(k, False)
             for k in ("service_code_required", "engagement_required", "service_or_engagement_required")
@@ -211,6 +215,7 @@ def _from_csv(row: Mapping[str, str | None], line: int) -> Recipient:
         name=(row.get("name") or "").strip() or None,
         identifiers=split("identifiers"),
         services=tuple(Service(code) for code in split("services")),
+        rules=split("rules"),
         flags={
             k: (row.get(k) or "").strip().lower()
             for k in ("service_code_required", "engagement_required", "service_or_engagement_required")
@@ -225,17 +230,22 @@ def _recipient(
     name: str | None,
     identifiers: tuple[str, ...],
     services: tuple[Service, ...],
+    rules: tuple[str, ...],
     flags: Mapping[str, Any],
 ) -> Recipient:
     if not isinstance(rid, str) or not _SAFE_ID.match(rid):
         raise DirectoryError(f"{where}: 'id' must be a safe name (letters, digits, '.', '_', '-'), got {rid!r}")
     if not identifiers:
         raise DirectoryError(f"{where} ({rid}): list at least one identifier (SIRET, SIREN, electronic address...)")
+    unknown = [r for r in rules if r not in RULE_SETS]
+    if unknown:
+        raise DirectoryError(f"{where} ({rid}): rules: unknown rule set {unknown[0]!r} (known: {', '.join(RULE_SETS)})")
     return Recipient(
         id=rid,
         name=name,
         identifiers=identifiers,
         services=services,
+        rules=rules,
         **{key: _bool(value, f"{where} ({rid}): {key}") for key, value in flags.items()},
     )
 

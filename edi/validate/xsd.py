@@ -8,6 +8,8 @@ Raises :class:`CatalogueError` only when a schema itself cannot be compiled (an 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -82,14 +84,18 @@ def readable(message: str) -> str:
 class XsdValidation:
     """The ``xsd`` layer: validate each recognised document against the schema the catalogue names for it."""
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, wanted: Callable[[Document, Flow], Sequence[str]] | None = None) -> None:
         self.catalogue = catalogue
+        self.wanted = wanted
 
     def __call__(self, doc: Document, flow: Flow) -> Document:
-        """The document with its XSD findings (none when valid)."""
+        """The document with its XSD findings (none when valid), and ``xsd`` among the layers that ran."""
         if doc.tree is None or doc.syntax is None:
+            return doc
+        if self.wanted is not None and "xsd" not in self.wanted(doc, flow):
             return doc
         entry = self.catalogue.xsd_for(doc.syntax, doc.kind or "*", doc.profile or "unknown")
         if entry is None:
             raise CatalogueError(f"no schema in the catalogue for {doc.syntax} {doc.kind} {doc.profile}")
-        return doc.with_findings(*validate_xsd(doc.tree, entry.schema))
+        checked = doc.with_findings(*validate_xsd(doc.tree, entry.schema))
+        return replace(checked, layers=(*checked.layers, "xsd"))

@@ -1,0 +1,221 @@
+"""Make a Schematron-generated XSLT cheap to run, without changing what it reports.
+
+Pure: takes the parsed official stylesheet (lxml) and returns an equivalent one; the official file is never
+changed or copied. ``tests/validate/test_xslt_optimise.py`` runs both on every corpus document and sample and checks
+that they fire the same asserts and reports, with the same ids, flags, locations and texts.
+
+Why the Factur-X XSLTs cost several times the CEN UBL one (measured in ``benchmarks/bench_rules.py``):
+
+1. Every one of their code-list checks calls ``document('..._codedb.xml')``: each transformation parses that 35-270
+   KiB file again, because a document pool lives for one transformation only. Here the code list is parsed once
+   and passed in as the ``$edi-codedb`` parameter, and looked up through a key instead of a scan.
+2. The ISO skeleton they were generated with walks the whole document once per pattern (66 patterns for EN16931,
+   82 for EXTENDED, against 3 for the CEN UBL artefact), and before each of those walks runs a second, default-mode
+   walk that outputs nothing (its only template for the nodes it visits discards text). Here each pattern's walk
+   visits only the nodes its rules match, in the same document order, and the empty walks are dropped.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+XSL = "http://www.w3.org/1999/XSL/Transform"
+SVRL = "http://purl.oclc.org/dsdl/svrl"
+CODEDB_PARAM = "edi-codedb"
+CODEDB_KEY = "edi-code"
+
+_DOCUMENT = re.compile(r"document\('([^']+)'\)")
+_CODE_LOOKUP = re.compile(r"document\('[^']+'\)/codedb/cl\[@id=(\d+)\]/enumeration\[@value=(\$[A-Za-z_][\w.-]*)\]")
+
+
+@dataclass(frozen=True, slots=True)
+class Optimised:
+    """An equivalent stylesheet, and the code list file (beside the original) it expects as ``$edi-codedb``."""
+
+    stylesheet: etree._ElementTree
+    codedb: str | None
+    changes: tuple[str, ...]
+
+
+def optimise(original: etree._ElementTree) -> Optimised:
+    """An equivalent, cheaper copy of a Schematron-generated XSLT (the parts it cannot prove safe are left alone)."""
+    tree = copy.deepcopy(original)
+    changes = []
+    codedb = _inline_codedb(tree)
+    if codedb:
+        changes.append(f"code lists from {codedb} parsed once, looked up by key")
+    if _drop_silent_walks(tree):
+        changes.append("no-op default-mode walks dropped")
+    flattened = _flatten_pattern_walks(tree)
+    if flattened:
+        changes.append(f"{flattened} pattern walks visit only the nodes their rules match")
+    return Optimised(tree, codedb, tuple(changes))
+
+
+def _inline_codedb(tree: etree._ElementTree) -> str | None:
+    """Replace ``document('X_codedb.xml')`` lookups with a key over a parameter; the name of X, if any."""
+    names: set[str] = set()
+    root = tree.getroot()
+    for element in root.iter():
+        for attribute, value in element.attrib.items():
+            if "document(" not in value:
+                continue
+            names.update(_DOCUMENT.findall(value))
+            value = _CODE_LOOKUP.sub(
+                lambda m: f"key('{CODEDB_KEY}', '{m.group(1)}|' || {m.group(2)}, ${CODEDB_PARAM})", value
+            )
+            element.set(attribute, _DOCUMENT.sub(f"${CODEDB_PARAM}", value))
+    if not names:
+        return None
+    if len(names) > 1:
+        raise ValueError(f"several documents are read: {sorted(names)}")
+    param = etree.Element(f"{{{XSL}}}param", name=CODEDB_PARAM)
+    key = etree.Element(f"{{{XSL}}}key", name=CODEDB_KEY, match="enumeration", use="../@id || '|' || @value")
+    root.insert(0, key)
+    root.insert(0, param)
+    return names.pop()
+
+
+def _default_mode_templates(tree: etree._ElementTree) -> list[etree._Element]:
+    return [
+        t
+        for t in tree.getroot().iter(f"{{{XSL}}}template")
+        if t.get("mode") in (None, "#default") and t.get("match") is not None
+    ]
+
+
+def _drop_silent_walks(tree: etree._ElementTree) -> bool:
+    """Drop the mode-less ``xsl:apply-templates`` inside ``svrl:active-pattern``, when the default mode can output
+    nothing for the nodes it visits (its only templates are for the root, which it never visits, and text)."""
+    if any(t.get("match").strip() not in ("/", "text()") for t in _default_mode_templates(tree)):
+        return False
+    dropped = False
+    for pattern in tree.getroot().iter(f"{{{SVRL}}}active-pattern"):
+        for child in list(pattern):
+            if child.tag == f"{{{XSL}}}apply-templates" and child.get("select") is None and child.get("mode") is None:
+                pattern.remove(child)
+                dropped = True
+    return dropped
+
+
+def _flatten_pattern_walks(tree: etree._ElementTree) -> int:
+    """For each pattern mode whose shape is the skeleton's, apply the rule templates to the nodes they match
+    instead of walking every node; return how many modes were rewritten."""
+    root = tree.getroot()
+    by_mode: dict[str, list[etree._Element]] = {}
+    for template in root.iter(f"{{{XSL}}}template"):
+        mode = template.get("mode")
+        if mode and re.fullmatch(r"M\d+", mode):
+            by_mode.setdefault(mode, []).append(template)
+    entries = {
+        a.get("mode"): a
+        for a in root.iter(f"{{{XSL}}}apply-templates")
+        if a.get("select") == "/" and a.get("mode") in by_mode and _in_root_template(a)
+    }
+    count = 0
+    for mode, templates in by_mode.items():
+        rules, defaults = _split(templates, mode)
+        entry = entries.get(mode)
+        if entry is None or rules is None or defaults is None:
+            continue
+        patterns = []
+        for rule in rules:
+            alternatives = _alternatives(rule.get("match", ""))
+            if alternatives is None:
+                break
+            patterns += alternatives
+        else:
+            for rule in rules:
+                recursion = rule[-1]
+                rule.remove(recursion)
+            entry.set("select", " | ".join(patterns))
+            count += 1
+    return count
+
+
+def _in_root_template(element: etree._Element) -> bool:
+    parent = element.getparent()
+    while parent is not None and parent.tag != f"{{{XSL}}}template":
+        parent = parent.getparent()
+    return parent is not None and parent.get("match") == "/" and parent.get("mode") is None
+
+
+_RECURSION = {"@*|*", "*|@*", "@*|*|comment()|processing-instruction()", "*|comment()|processing-instruction()"}
+
+
+def _split(
+    templates: list[etree._Element], mode: str
+) -> tuple[list[etree._Element] | None, list[etree._Element] | None]:
+    """The rule templates of a pattern mode and its two skeleton defaults, or Nones if the mode is not that shape."""
+    rules, defaults = [], []
+    for template in templates:
+        match = (template.get("match") or "").strip()
+        last = template[-1] if len(template) else None
+        recurses = (
+            last is not None
+            and last.tag == f"{{{XSL}}}apply-templates"
+            and last.get("mode") == mode
+            and (last.get("select") or "").replace(" ", "") in _RECURSION
+            and not len(last)
+        )
+        if match in ("text()", "@*|node()", "node()|@*") and template.get("priority") in ("-1", "-2"):
+            defaults.append(template)
+        elif recurses and _priority(template) > 0 and template.nsmap == template.getroottree().getroot().nsmap:
+            rules.append(template)
+        else:
+            return None, None
+    if len(defaults) != 2:
+        return None, None
+    return rules, defaults
+
+
+# Functions whose meaning differs between a pattern and an expression, and node tests the walk never visits.
+def _priority(template: etree._Element) -> float:
+    try:
+        return float(template.get("priority", "0"))
+    except ValueError:
+        return 0.0
+
+
+_UNSAFE = re.compile(r"\b(key|id|current|position|last|root|text|comment|processing-instruction|node)\s*\(")
+
+
+def _alternatives(match: str) -> list[str] | None:
+    """A match pattern as select expressions that find the same nodes from the root, or None when unsure."""
+    match = " ".join(match.split())
+    if not match or _UNSAFE.search(match):
+        return None
+    out = []
+    for alternative in _split_union(match):
+        alternative = alternative.strip()
+        if alternative == "/":
+            out.append("/")
+        elif alternative.startswith("/"):
+            out.append(alternative)
+        else:
+            out.append("//" + alternative)
+    return out
+
+
+def _split_union(pattern: str) -> list[str]:
+    """Split a pattern on the top-level ``|`` (not inside brackets, parentheses or quotes)."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(pattern):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+    parts.append(pattern[start:])
+    return parts
