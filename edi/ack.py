@@ -32,6 +32,8 @@ FINDING_FIELDS: tuple[tuple[str, str], ...] = (
     ("line", "int"),
     ("xpath", "str"),
     ("message", "str"),
+    ("rule_set_version", "str"),
+    ("rule_set_sha256", "str"),
 )
 DOCUMENT_FIELDS: tuple[tuple[str, str], ...] = (
     ("index", "int"),
@@ -46,6 +48,7 @@ DOCUMENT_FIELDS: tuple[tuple[str, str], ...] = (
     ("kind", "str"),
     ("profile", "str"),
     ("specification_id", "str"),
+    ("layers", "names"),
     ("invoice_number", "str"),
     ("type_code", "str"),
     ("issue_date", "str"),
@@ -109,6 +112,8 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
             "line": finding.line,
             "xpath": finding.xpath,
             "message": finding.message,
+            "rule_set_version": finding.rule_set_version,
+            "rule_set_sha256": finding.rule_set_sha256,
         }
     )
 
@@ -132,6 +137,7 @@ def document_dict(flow_id: str, doc: Document) -> dict[str, Any]:
             "kind": doc.kind,
             "profile": doc.profile,
             "specification_id": doc.specification_id,
+            "layers": list(doc.layers),
             "invoice_number": invoice.number if invoice else None,
             "type_code": invoice.type_code if invoice else None,
             "issue_date": invoice.issue_date if invoice else None,

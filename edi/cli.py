@@ -15,10 +15,12 @@ from typing import Any
 
 import click
 
+from edi.ack import finding_dict
+from edi.check import DEFAULT_LAYERS, Checker, parse_layers
 from edi.config import Settings, load_settings
 from edi.errors import ConfigError, EdiError
 from edi.logs import configure_logging
-from edi.model import FlowStatus
+from edi.model import RULE_SETS, FlowStatus
 from edi.pipeline import Outcome
 from edi.runner import BatchReport, init_workspace, requeue, run_batch
 from edi.tracking import Tracking
@@ -93,6 +95,7 @@ def main(ctx: click.Context, config: Path, verbose: int) -> None:
       edi batch                     process what is ready, print a summary
       edi flows --status IN_REJETE  what was rejected
       edi show 20261126T2046        one flow, its findings and history
+      edi validate invoice.xml      check files offline, without a workspace
     """
     ctx.obj = Context(config, verbose)
 
@@ -318,6 +321,49 @@ def _finding(f: dict[str, Any]) -> str:
     where = ", ".join(filter(None, [f["line"] and f"line {f['line']}", f["xpath"]]))
     head = f"{f['severity']} {f['code']}" + (f" [{f['rule']}]" if f["rule"] else "")
     return f"{head} {f['layer']}: {f['message']}" + (f" ({where})" if where else "")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--rules",
+    default=",".join(DEFAULT_LAYERS),
+    show_default=True,
+    help=f"Comma-separated layers to run, from: {', '.join(RULE_SETS)}.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file and line.")
+def validate(files: tuple[Path, ...], rules: str, as_json: bool) -> None:
+    """Validate XML invoices and Factur-X PDFs offline, without a workspace.
+
+    Prints each file's findings; exits with the number of files that are not valid
+    (0 when all are, at most 100), as the KoSIT validator does. Layers run in the
+    order xsd, en16931, facturx, br-fr, extended-ctc-fr; a layer that does not
+    apply to a file (extended-ctc-fr to another profile, say) is skipped, and the
+    JSON says which layers ran.
+
+    \b
+    Examples:
+      edi validate invoice.xml facture.pdf
+      edi validate --rules xsd,en16931,br-fr --json flows/acme/*.xml
+      edi validate --rules en16931 fragment.xml     (business rules only)
+    """
+    try:
+        layers = parse_layers(rules)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rules") from None
+    invalid = 0
+    for result in Checker(layers).check_all(files):
+        invalid += not result.valid
+        if as_json:
+            click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+            continue
+        doc = result.document
+        what = " ".join(filter(None, [doc.syntax, doc.kind, doc.profile and f"({doc.profile})"]))
+        ran = ", ".join(doc.layers) or "no layer"
+        click.echo(f"{result.path}: {'valid' if result.valid else 'NOT VALID'}  {what}  [{ran}]".rstrip())
+        for finding in doc.findings:
+            click.echo(f"  {_finding(finding_dict(finding))}")
+    sys.exit(min(invalid, 100))
 
 
 @main.command(name="requeue")

@@ -24,7 +24,7 @@ import structlog
 
 from edi.ack import build_ack, delivery_name, flow_record, to_json, to_xml
 from edi.clock import Clock, iso
-from edi.config import Settings
+from edi.config import LimitsSettings, Settings
 from edi.faults import fault_point
 from edi.ingest.archives import Limits
 from edi.ingest.expand import Expand, delivery_files, original_bytes
@@ -67,10 +67,11 @@ class Stages:
     document: Sequence[DocumentStage]
 
 
-def limits_of(settings: Settings) -> Limits:
-    """The archive limits the configuration sets."""
-    lim = settings.limits
-    return Limits(lim.max_document_bytes, lim.max_uncompressed_bytes, lim.max_compression_ratio, lim.max_members)
+def limits_of(limits: LimitsSettings) -> Limits:
+    """The reading limits the configuration sets."""
+    return Limits(
+        limits.max_document_bytes, limits.max_uncompressed_bytes, limits.max_compression_ratio, limits.max_members
+    )
 
 
 def layers(settings: Settings, directory: Directory) -> Callable[[Document, Flow], tuple[str, ...]]:
@@ -108,7 +109,7 @@ def build_stages(settings: Settings, tracking: Tracking, directory: Directory, c
     flow: list[FlowStage] = [
         CheckFile(settings.limits.max_flow_bytes),
         RejectDuplicateFlow(tracking.earlier_flow),
-        Expand(limits_of(settings), settings.limits.pdf_seconds),
+        Expand(limits_of(settings.limits), settings.limits.pdf_seconds),
     ]
     return Stages(flow, document)
 

@@ -103,7 +103,7 @@ def run_batch(
     tracking = Tracking(layout.database)
     spool = Spool(layout)
     stages = build_stages(settings, tracking, directory, catalogue)
-    processor = Processor(layout, spool, tracking, stages, clock, limits_of(settings))
+    processor = Processor(layout, spool, tracking, stages, clock, limits_of(settings.limits))
     ids = FlowIds(clock)
     report = BatchReport()
     try:

@@ -54,6 +54,7 @@ _DOCUMENT_COLUMNS = {
     "kind": str,
     "profile": str,
     "specification_id": str,
+    "layers": str,  # JSON list
     "invoice_number": str,
     "type_code": str,
     "issue_date": str,
@@ -71,7 +72,7 @@ _DOCUMENT_COLUMNS = {
     "status": str,
     "reason": str,
 }
-_LIST_COLUMNS = ("attachments", "delivered_as")
+_LIST_COLUMNS = ("attachments", "delivered_as", "layers")
 _FINDING_COLUMNS = {
     "id": int,
     "flow_id": str,
@@ -84,6 +85,8 @@ _FINDING_COLUMNS = {
     "line": int,
     "xpath": str,
     "message": str,
+    "rule_set_version": str,
+    "rule_set_sha256": str,
 }
 _EVENT_COLUMNS = {"id": int, "flow_id": str, "idx": int, "at": str, "status": str, "detail": str}
 

@@ -52,6 +52,7 @@ DOCUMENT_KEYS = [
     "kind",
     "profile",
     "specification_id",
+    "layers",
     "invoice_number",
     "type_code",
     "issue_date",
@@ -70,7 +71,18 @@ DOCUMENT_KEYS = [
     "reason",
     "findings",
 ]
-FINDING_KEYS = ["code", "reason", "rule", "layer", "severity", "line", "xpath", "message"]
+FINDING_KEYS = [
+    "code",
+    "reason",
+    "rule",
+    "layer",
+    "severity",
+    "line",
+    "xpath",
+    "message",
+    "rule_set_version",
+    "rule_set_sha256",
+]
 # The keys the issue names as the contract consumers rely on.
 CONTRACT_FLOW = {"flow_id", "sender", "file_name", "sha256", "received_at", "processed_at", "status", "findings"}
 CONTRACT_DOCUMENT = {"index", "name", "syntax", "profile", "invoice_number", "issue_date", "seller_id", "buyer_id"}
@@ -178,6 +190,8 @@ def test_ack_values() -> None:
             "line": None,
             "xpath": None,
             "message": "seen before",
+            "rule_set_version": None,
+            "rule_set_sha256": None,
         }
     ]
 

@@ -78,7 +78,7 @@ def test_payload_swapped_for_a_symlink_is_rejected_not_followed(workspace, clock
         claim = spool.claim(link, "acme", "20261126T000000000000-aaaaaa", clock.now())
         assert claim is not None and claim.payload.is_symlink()
         stages = build_stages(workspace.settings, store, load_directory(None), load_catalogue())
-        outcome = Processor(layout, spool, store, stages, clock, limits_of(workspace.settings)).process(claim)
+        outcome = Processor(layout, spool, store, stages, clock, limits_of(workspace.settings.limits)).process(claim)
     finally:
         store.close()
     assert outcome.status is FlowStatus.REJECTED
