@@ -152,3 +152,56 @@ def test_parse_since_accepts_durations_and_dates() -> None:
     assert parse_since("2h", now) == datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
     assert parse_since("1w", now) == datetime(2026, 11, 19, 12, 0, tzinfo=UTC)
     assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=UTC)
+
+
+# -- edi validate ------------------------------------------------------------------------------------------------
+
+
+def test_validate_needs_no_workspace_and_exits_with_the_number_of_invalid_files(tmp_path) -> None:
+    """`edi validate` works without any configuration and exits with how many files are not valid."""
+    files = [FLOWS / "acme" / n for n in ("01-ubl-invoice.xml", "10-schema-invalid.xml", "16-business-rule-broken.xml")]
+    result = run("--config", str(tmp_path / "absent.toml"), "validate", *map(str, files))
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert lines[0].endswith("01-ubl-invoice.xml: valid  UBL Invoice (en16931)  [xsd, en16931]")
+    assert "NOT VALID" in result.output and "[BR-CO-16] en16931" in result.output
+    assert "[SCHEMAV_CVC_DATATYPE_VALID_1_2_1] xsd" in result.output
+
+
+def test_validate_json_gives_one_object_per_file(tmp_path) -> None:
+    """--json prints one line per file with file, valid and findings shaped as in acknowledgements."""
+    pdf = FLOWS / "acme" / "15-facturx-invoice.pdf"
+    broken = FLOWS / "acme" / "16-business-rule-broken.xml"
+    result = run("validate", "--json", "--rules", "xsd,en16931,br-fr", str(pdf), str(broken))
+    first, second = (json.loads(line) for line in result.output.splitlines())
+    assert (first["file"], first["valid"], first["layers"]) == (str(pdf), True, ["xsd", "en16931", "br-fr"])
+    assert second["valid"] is False and result.exit_code == 1
+    (rule,) = [f for f in second["findings"] if f["severity"] == "fatal"]
+    assert set(rule) >= {"code", "rule", "layer", "severity", "line", "xpath", "message", "rule_set_sha256"}
+    assert (rule["rule"], rule["layer"], rule["line"]) == ("BR-CO-16", "en16931", 91)
+
+
+def test_validate_one_layer_alone_checks_fragments(tmp_path) -> None:
+    """--rules en16931 runs that layer only: a schema-invalid fragment is judged on its business rules."""
+    fragment = tmp_path / "fragment.xml"
+    fragment.write_text(
+        '<Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2" '
+        'xmlns:cbc="urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2">'
+        "<cbc:CustomizationID>urn:cen.eu:en16931:2017</cbc:CustomizationID></Invoice>",
+        encoding="utf-8",
+    )
+    out = json.loads(run("validate", "--json", "--rules", "en16931", str(fragment)).output)
+    assert out["layers"] == ["en16931"]
+    assert all(f["layer"] == "en16931" for f in out["findings"])
+    assert "BR-02" in {f["rule"] for f in out["findings"]}  # an invoice shall have an invoice number
+
+
+def test_validate_refuses_an_unknown_layer_and_reports_unreadable_files(tmp_path) -> None:
+    """A bad --rules value is a usage error; a missing or non-invoice file is a finding, not a crash."""
+    assert run("validate", "--rules", "xsd,magic", str(FLOWS / "acme" / "01-ubl-invoice.xml")).exit_code == 2
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01\x02")
+    result = run("validate", "--json", str(junk), str(tmp_path / "missing.xml"))
+    assert result.exit_code == 2
+    codes = [json.loads(line)["findings"][0]["code"] for line in result.output.splitlines()]
+    assert codes == ["IRR_TYPE_F", "IRR_TYPE_F"]

@@ -75,7 +75,8 @@ def test_repository_config_loads() -> None:
     assert settings.routing.rules == (
         RoutingRule(queue="ville-exemple-voirie", recipient="ville-exemple", service="VOIRIE"),
     )
-    assert settings.validation.rules == ("xsd",) and settings.logging.level == "warning"
+    assert settings.validation.rules == ("xsd", "en16931") and settings.logging.level == "warning"
+    assert settings.sender("opdemat").grace == ("br-fr",)  # type: ignore[union-attr]
 
 
 def test_repository_config_documents_its_defaults() -> None:

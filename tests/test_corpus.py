@@ -103,3 +103,46 @@ def test_corpus_duplicates_name_the_first_acceptance(corpus_acks: dict[str, dict
     for ack, finding in duplicates:
         earlier = next(fid for fid in by_id if fid in finding["message"])
         assert earlier < ack["flow_id"] and by_id[earlier]["documents"][0]["status"] == "200"
+
+
+# -- EN 16931 business rules ------------------------------------------------------------------------------------
+
+RULE_ROWS = [r for r in ROWS if r["en16931_valid"] != "na" and not r["profile"].startswith("zugferd1")]
+
+
+@pytest.fixture(scope="module")
+def corpus_rules_acks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """The whole corpus through one batch with rules = ["xsd", "en16931"]."""
+    needs_corpus()
+    from edi.config import load_settings
+    from edi.runner import init_workspace
+
+    tmp = tmp_path_factory.mktemp("corpus-rules")
+    config = tmp / "config.toml"
+    config.write_text(CONFIG + '\n[validation]\nrules = ["xsd", "en16931"]\n', encoding="utf-8")
+    settings = load_settings(config)
+    init_workspace(settings)
+    ws = Workspace(config, settings)
+    for row in RULE_ROWS:
+        ws.drop("check", Path(row["file"]).name, (CORPUS / row["file"]).read_bytes())
+    report = run_batch(settings, clock=FixedClock())
+    assert report.failed == 0
+    return {a["sha256"]: a for a in (json.loads(p.read_text(encoding="utf-8")) for p in ws.acks("check"))}
+
+
+@pytest.mark.parametrize("row", RULE_ROWS, ids=[Path(r["file"]).name for r in RULE_ROWS])
+def test_corpus_file_gets_its_en16931_verdict(corpus_rules_acks: dict[str, dict], row: dict[str, str]) -> None:
+    """Rejected exactly when MANIFEST says the XSD or EN 16931 fails; the fatal rule ids are MANIFEST's."""
+    (doc,) = corpus_rules_acks[row["sha256"]]["documents"]
+    expected_invalid = row["xsd_valid"] != "yes" or row["en16931_valid"] != "yes"
+    assert bool(_fatal(doc)) == expected_invalid, _fatal(doc)
+    assert "en16931" in doc["layers"]
+    rules = {f["rule"] for f in _fatal(doc) if f["layer"] == "en16931" and f["code"] == "REJ_SEMAN"}
+    listed = row["en16931_failed_rules"]
+    if listed and not listed.startswith("XSLT error"):
+        assert rules == set(listed.split(";")), rules
+    elif listed.startswith("XSLT error"):
+        assert any(f["code"] == "LAYER_NOT_RUN" for f in _fatal(doc))
+    for finding in doc["findings"]:
+        if finding["layer"] == "en16931":
+            assert finding["rule_set_version"] and len(finding["rule_set_sha256"]) == 64

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def test_samples_leave_nothing_behind_and_everything_accounted_for(sample_run) -
         assert [p.stem for p in jsons] == [p.stem for p in xmls] and len(jsons) == len(EXPECTED[sender])
     delivered = sorted(p.name for p in (ws.root / "queues").glob("*/new/*"))
     expected = sorted(name for a in acks.values() for d in a["documents"] for name in d["delivered_as"])
-    assert delivered == expected and len(delivered) == 12  # 8 XML invoices, and 2 PDFs each with its XML beside
+    assert delivered == expected and len(delivered) == 13  # 9 XML invoices, and 2 PDFs each with its XML beside
     assert not list((ws.root / "tmp").iterdir())
 
 
@@ -304,3 +305,46 @@ def test_a_factur_x_invoice_is_delivered_as_its_pdf_with_its_xml_beside(sample_r
     assert (queue / pdf_name).read_bytes() == sent
     assert (queue / xml_name).read_bytes() == read_pdf(sent, max_xml_bytes=1 << 20).xml
     assert doc["attachments"] == ["bon-de-livraison.txt"] and doc["embedded_name"] == "factur-x.xml"
+
+
+def test_layers_follow_the_sender_and_the_recipient(make_workspace, clock) -> None:
+    """A sender's own rules replace the configured ones; a recipient's rules add to them."""
+    ws = make_workspace(
+        """
+        [workspace]
+        root = "ws"
+        [intake]
+        min_age_seconds = 0
+        [[senders]]
+        id = "acme"
+        sellers = ["123456782"]
+        [[senders]]
+        id = "lenient"
+        sellers = ["*"]
+        rules = ["xsd"]
+        [routing]
+        directory = "{directory}"
+        [validation]
+        rules = ["xsd", "en16931"]
+        """
+    )
+    broken = (FLOWS / "acme" / "16-business-rule-broken.xml").read_bytes()
+    credit_note = (FLOWS / "acme" / "02-ubl-creditnote.xml").read_bytes()
+    no_notes = re.sub(rb"\s*<cbc:Note>#(PMT|PMD|AAB)#[^<]*</cbc:Note>", b"", credit_note)
+    to_ville = (FLOWS / "opdemat" / "05-grace-br-fr.xml").read_bytes()
+    ws.drop("acme", "broken.xml", broken, age=50)
+    ws.drop("lenient", "broken.xml", broken.replace(b"FA-2026-0016", b"FA-2026-0116"), age=40)
+    ws.drop("acme", "no-notes-to-dupont.xml", no_notes, age=30)
+    ws.drop("lenient", "no-notes-to-ville.xml", to_ville, age=20)
+    outcomes = run_batch(ws.settings, clock=clock).outcomes
+    acks = {(o.sender, o.file_name): json.loads((ws.root / "acks" / o.sender / f"{o.flow_id}.json").read_text())
+            for o in outcomes}  # fmt: skip
+    strict, lenient = acks[("acme", "broken.xml")], acks[("lenient", "broken.xml")]
+    # Both go to Ville d'Exemple, which adds BR-FR; only the sender's own rules skip EN 16931 (and BR-CO-16).
+    assert strict["status"] == "IN_REJETE" and strict["documents"][0]["layers"] == ["xsd", "en16931", "br-fr"]
+    assert lenient["status"] == "IN_INTEGRE" and lenient["documents"][0]["layers"] == ["xsd", "br-fr"]
+    dupont = acks[("acme", "no-notes-to-dupont.xml")]["documents"][0]
+    assert dupont["status"] == "200" and dupont["layers"] == ["xsd", "en16931"]  # Dupont requires no BR-FR
+    ville = acks[("lenient", "no-notes-to-ville.xml")]["documents"][0]
+    assert ville["layers"] == ["xsd", "br-fr"] and ville["status"] == "213"  # Ville adds BR-FR; no grace here
+    assert {f["rule"][:9] for f in ville["findings"] if f["severity"] == "fatal"} == {"BR-FR-05_"}
