@@ -123,8 +123,9 @@ def _flatten_pattern_walks(tree: etree._ElementTree) -> int:
         if entry is None or rules is None or defaults is None:
             continue
         patterns = []
+        attributes = all((r[-1].get("select") or "").replace(" ", "") in _WALKS_ATTRIBUTES for r in rules)
         for rule in rules:
-            alternatives = _alternatives(rule.get("match", ""))
+            alternatives = _alternatives(rule.get("match", ""), attributes=attributes)
             if alternatives is None:
                 break
             patterns += alternatives
@@ -144,7 +145,10 @@ def _in_root_template(element: etree._Element) -> bool:
     return parent is not None and parent.get("match") == "/" and parent.get("mode") is None
 
 
-_RECURSION = {"@*|*", "*|@*", "@*|*|comment()|processing-instruction()", "*|comment()|processing-instruction()"}
+# How a skeleton's rule templates carry the walk on: over child elements and attributes, or child elements only.
+_WALKS_ATTRIBUTES = {"@*|*", "*|@*", "@*|*|comment()|processing-instruction()"}
+_WALKS_ELEMENTS = {"*", "*|comment()|processing-instruction()"}
+_RECURSION = _WALKS_ATTRIBUTES | _WALKS_ELEMENTS
 
 
 def _split(
@@ -184,14 +188,21 @@ def _priority(template: etree._Element) -> float:
 _UNSAFE = re.compile(r"\b(key|id|current|position|last|root|text|comment|processing-instruction|node)\s*\(")
 
 
-def _alternatives(match: str) -> list[str] | None:
-    """A match pattern as select expressions that find the same nodes from the root, or None when unsure."""
+def _alternatives(match: str, *, attributes: bool = True) -> list[str] | None:
+    """A match pattern as select expressions that find the same nodes from the root, or None when unsure.
+
+    With ``attributes`` False (a walk that visits elements only), a pattern that can match an attribute is refused:
+    the walk would never have reached it.
+    """
     match = " ".join(match.split())
     if not match or _UNSAFE.search(match):
         return None
     out = []
     for alternative in _split_union(match):
         alternative = alternative.strip()
+        last = _split_steps(alternative)[-1].strip()
+        if not attributes and (last.startswith("@") or "attribute::" in last):
+            return None
         if alternative == "/":
             out.append("/")
         elif alternative.startswith("/"):
@@ -203,6 +214,16 @@ def _alternatives(match: str) -> list[str] | None:
 
 def _split_union(pattern: str) -> list[str]:
     """Split a pattern on the top-level ``|`` (not inside brackets, parentheses or quotes)."""
+    return _split_top(pattern, "|")
+
+
+def _split_steps(path: str) -> list[str]:
+    """Split a path on the top-level ``/``."""
+    return _split_top(path, "/")
+
+
+def _split_top(pattern: str, separator: str) -> list[str]:
+    """Split on ``separator`` where it is not inside brackets, parentheses or quotes."""
     parts, depth, quote, start = [], 0, "", 0
     for i, ch in enumerate(pattern):
         if quote:
@@ -214,7 +235,7 @@ def _split_union(pattern: str) -> list[str]:
             depth += 1
         elif ch in "])":
             depth -= 1
-        elif ch == "|" and depth == 0:
+        elif ch == separator and depth == 0:
             parts.append(pattern[start:i])
             start = i + 1
     parts.append(pattern[start:])
