@@ -92,6 +92,7 @@ class RulesRunner:
                 executable = saxon.new_xslt30_processor().compile_stylesheet(
                     stylesheet_text=etree.tostring(optimised.stylesheet, encoding="unicode")
                 )
+            executable.set_capture_result_documents(True)  # xsl:result-document writes nothing to disk
             if optimised.codedb:
                 codedb = (entry.xslt.parent / optimised.codedb).read_text(encoding="utf-8")
                 executable.set_parameter(CODEDB_PARAM, saxon.parse_xml(xml_text=_without_declaration(codedb)))
@@ -212,7 +213,7 @@ def line_of(tree: etree._ElementTree, location: str) -> int | None:
             break
         match = _STEP.match(step)
         if match is None:
-            break
+            return None
         ns = match.group("ns") if match.group("local") else match.group("qns")
         local = match.group("local") or match.group("qlocal") or match.group("plain")
         index = int(match.group("index") or 1)
@@ -225,7 +226,7 @@ def line_of(tree: etree._ElementTree, location: str) -> int | None:
             and (ns is None or (etree.QName(c).namespace or "") == ns)
         ]
         if len(same) < index:
-            break
+            return None  # the location does not lead to an element of this document
         current = same[index - 1]
     return current.sourceline if current is not None else None
 

@@ -29,6 +29,7 @@ CODEDB_PARAM = "edi-codedb"
 CODEDB_KEY = "edi-code"
 
 _DOCUMENT = re.compile(r"document\('([^']+)'\)")
+_CODEDB_NAME = re.compile(r"^[\w.-]+_codedb\.xml$")  # a code list beside the XSLT: no folder, no scheme
 _CODE_LOOKUP = re.compile(r"document\('[^']+'\)/codedb/cl\[@id=(\d+)\]/enumeration\[@value=(\$[A-Za-z_][\w.-]*)\]")
 
 
@@ -61,18 +62,18 @@ def _inline_codedb(tree: etree._ElementTree) -> str | None:
     names: set[str] = set()
     root = tree.getroot()
     for element in root.iter():
+        for value in element.attrib.values():
+            names.update(_DOCUMENT.findall(value))
+    if len(names) != 1 or not _CODEDB_NAME.match(next(iter(names))):
+        return None  # nothing to inline, or not a code list beside the XSLT: left to Saxon, which reads no file
+    for element in root.iter():
         for attribute, value in element.attrib.items():
             if "document(" not in value:
                 continue
-            names.update(_DOCUMENT.findall(value))
             value = _CODE_LOOKUP.sub(
                 lambda m: f"key('{CODEDB_KEY}', '{m.group(1)}|' || {m.group(2)}, ${CODEDB_PARAM})", value
             )
             element.set(attribute, _DOCUMENT.sub(f"${CODEDB_PARAM}", value))
-    if not names:
-        return None
-    if len(names) > 1:
-        raise ValueError(f"several documents are read: {sorted(names)}")
     param = etree.Element(f"{{{XSL}}}param", name=CODEDB_PARAM)
     key = etree.Element(f"{{{XSL}}}key", name=CODEDB_KEY, match="enumeration", use="../@id || '|' || @value")
     root.insert(0, key)
@@ -166,13 +167,18 @@ def _split(
             and (last.get("select") or "").replace(" ", "") in _RECURSION
             and not len(last)
         )
-        if match in ("text()", "@*|node()", "node()|@*") and template.get("priority") in ("-1", "-2"):
+        if (match == "text()" and template.get("priority") == "-1" and not len(template) and not template.text) or (
+            match in ("@*|node()", "node()|@*") and template.get("priority") == "-2" and recurses and len(template) == 1
+        ):
             defaults.append(template)
         elif recurses and _priority(template) > 0 and template.nsmap == template.getroottree().getroot().nsmap:
             rules.append(template)
         else:
             return None, None
     if len(defaults) != 2:
+        return None, None
+    walks = {(t[-1].get("select") or "").replace(" ", "") for t in [*rules, *defaults] if len(t)}
+    if len(walks) != 1:  # the rules and the default must carry the walk on over the same nodes
         return None, None
     return rules, defaults
 
@@ -185,7 +191,9 @@ def _priority(template: etree._Element) -> float:
         return 0.0
 
 
-_UNSAFE = re.compile(r"\b(key|id|current|position|last|root|text|comment|processing-instruction|node)\s*\(")
+_UNSAFE = re.compile(
+    r"\b(key|id|current|position|last|root|text|comment|processing-instruction|node)\s*\(|\b(union|intersect|except)\b"
+)
 
 
 def _alternatives(match: str, *, attributes: bool = True) -> list[str] | None:
@@ -200,8 +208,8 @@ def _alternatives(match: str, *, attributes: bool = True) -> list[str] | None:
     out = []
     for alternative in _split_union(match):
         alternative = alternative.strip()
-        last = _split_steps(alternative)[-1].strip()
-        if not attributes and (last.startswith("@") or "attribute::" in last):
+        last = _without_predicates(_split_steps(alternative)[-1])
+        if not attributes and ("@" in last or "attribute" in last):
             return None
         if alternative == "/":
             out.append("/")
@@ -215,6 +223,19 @@ def _alternatives(match: str, *, attributes: bool = True) -> list[str] | None:
 def _split_union(pattern: str) -> list[str]:
     """Split a pattern on the top-level ``|`` (not inside brackets, parentheses or quotes)."""
     return _split_top(pattern, "|")
+
+
+def _without_predicates(step: str) -> str:
+    """A step with its ``[...]`` predicates removed."""
+    out, depth = [], 0
+    for ch in step:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
 
 
 def _split_steps(path: str) -> list[str]:

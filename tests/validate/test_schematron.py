@@ -1,0 +1,633 @@
+"""Tests for edi.validate.schematron: the official Schematron XSLTs run in process by Saxon, fail-closed and offline."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from edi.ingest.recognise import NS, recognise
+from edi.ingest.xmlparse import parse_xml
+from edi.model import Code, Document, Finding, Flow, Layer, Severity
+from edi.validate.catalogue import Catalogue, RuleEntry, load_catalogue, official_schemas
+from edi.validate.schematron import MAX_FINDINGS, BusinessRules, RulesRunner, line_of, runner_for, severity
+from tests.conftest import CORPUS, FLOWS, needs_corpus
+
+UBL_INVOICE = FLOWS / "acme" / "01-ubl-invoice.xml"
+CII_INVOICE = FLOWS / "acme" / "03-cii-invoice.xml"
+CEN_UBL_XSLT = official_schemas() / "ubl-2.1" / "EN16931-UBL-validation.xslt"
+
+
+def document_of(data: bytes, name: str = "doc.xml") -> Document:
+    """A parsed and recognised document, as the Parse and Recognise stages leave it."""
+    tree, findings = parse_xml(data)
+    assert tree is not None, findings
+    found = recognise(tree.getroot())
+    assert found is not None
+    return Document(
+        1,
+        name,
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+        data=data,
+        syntax=found.syntax,
+        kind=found.kind,
+        profile=found.profile,
+        specification_id=found.specification_id,
+        tree=tree,
+    )
+
+
+def broken_ubl() -> bytes:
+    """The UBL sample with its amount due (BT-115) one cent off: BR-CO-16 fires."""
+    data = UBL_INVOICE.read_bytes()
+    assert b">180.00</cbc:PayableAmount>" in data
+    return data.replace(b">180.00</cbc:PayableAmount>", b">180.01</cbc:PayableAmount>")
+
+
+def broken_cii() -> bytes:
+    """The CII sample without its French payment notes (BR-FR-05 fires) and one cent off its amount due (BR-CO-16)."""
+    data = CII_INVOICE.read_bytes()
+    notes = rb"<ram:IncludedNote>\s*<ram:Content>[^<]*</ram:Content>\s*<ram:SubjectCode>[^<]*</ram:SubjectCode>\s*"
+    data, removed = re.subn(notes + rb"</ram:IncludedNote>", b"", data)
+    assert removed == 3
+    assert b"<ram:DuePayableAmount>787.20<" in data
+    return data.replace(b"<ram:DuePayableAmount>787.20<", b"<ram:DuePayableAmount>787.21<")
+
+
+def flow_of(sender: str = "acme") -> Flow:
+    return Flow("F1", sender, "doc.xml", 0, "", datetime.now(UTC), Path("doc.xml"))
+
+
+def resolve(tree: etree._ElementTree, location: str) -> etree._Element:
+    """The element an SVRL ``*:Name[namespace-uri()='ns'][i]`` location names, found with lxml's XPath 1.0."""
+    step = re.compile(r"\*:([\w.-]+)\[namespace-uri\(\)='([^']*)'\]\[(\d+)\]")
+    xpath = step.sub(lambda m: f"*[local-name()='{m[1]}' and namespace-uri()='{m[2]}'][{m[3]}]", location)
+    found = tree.xpath(xpath)
+    assert len(found) == 1, (location, xpath)
+    return found[0]
+
+
+SVRL_SHEET = """<xsl:stylesheet version="3.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
+    xmlns:svrl="http://purl.oclc.org/dsdl/svrl">{top}
+  <xsl:template match="/">
+    <svrl:schematron-output>{body}</svrl:schematron-output>
+  </xsl:template>
+</xsl:stylesheet>
+"""
+
+
+def rule_entry(path: Path, rule_set: str = "en16931", syntax: str = "UBL", policy: str = "flag") -> RuleEntry:
+    return RuleEntry(rule_set, syntax, ("*",), path, policy, "test 1.0")
+
+
+def catalogue_with(tmp_path: Path, text: str, name: str = "rules.xslt", **entry: str) -> Catalogue:
+    """A catalogue with one rule entry whose XSLT (written in tmp_path) is ``text``."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return Catalogue((), (rule_entry(path, **entry),))
+
+
+# --- severity ------------------------------------------------------------------------------------------------------
+
+SEVERITIES = [
+    ("flag", "BR-01", "fatal", Severity.FATAL),
+    ("flag", "ANY-1", "error", Severity.FATAL),
+    ("flag", "BR-01", "warning", Severity.WARNING),
+    ("flag", "ANY-1", "information", Severity.WARNING),
+    ("flag", "UBL-CR-001", None, Severity.FATAL),
+    ("flag", None, None, Severity.FATAL),
+    ("flag", "FX-SCH-A-000556", None, Severity.FATAL),
+    ("cen", "BR-01", None, Severity.FATAL),
+    ("cen", "BR-CO-16", None, Severity.FATAL),
+    ("cen", "BR-S-08", None, Severity.FATAL),
+    ("cen", "CII-SR-001", None, Severity.FATAL),
+    ("cen", "CII-DT-031", None, Severity.FATAL),
+    ("cen", "CII-SR-463", None, Severity.FATAL),
+    ("cen", "CII-SR-464", None, Severity.WARNING),
+    ("cen", "CII-SR-465", None, Severity.WARNING),
+    ("cen", "CII-SR-466", None, Severity.WARNING),
+    ("cen", "FX-SCH-A-000556", None, Severity.WARNING),
+    ("cen", "PEPPOL-EN16931-R008", None, Severity.WARNING),
+    ("cen", None, None, Severity.WARNING),
+    ("cen", "BR-01", "warning", Severity.WARNING),
+    ("cen", "BR-01", "information", Severity.WARNING),
+    ("cen", "FX-SCH-A-000556", "fatal", Severity.FATAL),
+    ("cen", None, "error", Severity.FATAL),
+]
+
+
+@pytest.mark.parametrize(
+    ("policy", "rule", "flag", "expected"),
+    SEVERITIES,
+    ids=[f"{p}-{r}-{f}" for p, r, f, _ in SEVERITIES],
+)
+def test_severity_table(policy: str, rule: str | None, flag: str | None, expected: Severity) -> None:
+    """A fired rule's severity follows its flag, else the policy: fatal under flag, CEN ids but 464-466 under cen."""
+    assert severity(policy, rule, flag) is expected
+
+
+# --- when a rule set does not apply ---------------------------------------------------------------------------------
+
+
+def test_check_is_none_for_facturx_on_ubl() -> None:
+    """The Factur-X rule set has nothing to say about a UBL invoice."""
+    assert runner_for(load_catalogue()).check("facturx", document_of(UBL_INVOICE.read_bytes())) is None
+
+
+@pytest.mark.parametrize("path", [UBL_INVOICE, CII_INVOICE], ids=[UBL_INVOICE.name, CII_INVOICE.name])
+def test_check_is_none_for_extended_ctc_fr_on_en16931_documents(path: Path) -> None:
+    """The EXTENDED-CTC-FR rules apply only to documents of that profile."""
+    doc = document_of(path.read_bytes())
+    assert doc.profile == "en16931"
+    assert runner_for(load_catalogue()).check("extended-ctc-fr", doc) is None
+
+
+def test_check_is_none_without_tree_or_syntax() -> None:
+    """A document that was not parsed (or not recognised) is not checked."""
+    runner = runner_for(load_catalogue())
+    parsed = document_of(UBL_INVOICE.read_bytes())
+    assert runner.check("en16931", Document(1, "x.xml", 0, "", syntax="UBL", profile="en16931")) is None
+    assert runner.check("en16931", Document(1, "x.xml", 0, "", tree=parsed.tree)) is None
+
+
+def test_check_is_none_for_an_unknown_rule_set() -> None:
+    """A rule set the catalogue does not name applies to nothing."""
+    assert runner_for(load_catalogue()).check("no-such-rules", document_of(UBL_INVOICE.read_bytes())) is None
+
+
+def test_runner_for_is_one_per_catalogue() -> None:
+    """The same catalogue gets the same runner, so each XSLT is compiled once per process."""
+    assert runner_for(load_catalogue()) is runner_for(load_catalogue())
+
+
+# --- findings ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [UBL_INVOICE, CII_INVOICE], ids=[UBL_INVOICE.name, CII_INVOICE.name])
+def test_valid_samples_have_no_fatal_en16931_finding(path: Path) -> None:
+    """The repository's valid samples pass the EN 16931 rules."""
+    found = runner_for(load_catalogue()).check("en16931", document_of(path.read_bytes()))
+    assert found is not None
+    assert [f for f in found if f.fatal] == []
+
+
+def test_broken_ubl_finding_carries_rule_location_line_text_and_artefact() -> None:
+    """BR-CO-16 carries code, layer, XPath, the named element's line, rule text, version and XSLT SHA-256."""
+    data = broken_ubl()
+    doc = document_of(data)
+    found = runner_for(load_catalogue()).check("en16931", doc)
+    assert found is not None
+    [finding] = [f for f in found if f.rule == "BR-CO-16"]
+    assert finding.code is Code.REJ_SEMAN
+    assert finding.layer is Layer.EN16931
+    assert finding.severity is Severity.FATAL
+    assert finding.xpath is not None
+    assert finding.xpath.endswith("/*:LegalMonetaryTotal[namespace-uri()='" + NS["cac"] + "'][1]")
+    lines = data.decode("utf-8").splitlines()
+    assert finding.line == next(i for i, line in enumerate(lines, 1) if "<cac:LegalMonetaryTotal>" in line)
+    assert finding.line == resolve(doc.tree, finding.xpath).sourceline
+    assert finding.message.startswith("[BR-CO-16]-Amount due for payment (BT-115)")
+    assert "\n" not in finding.message
+    entry = load_catalogue().rules_for("en16931", "UBL", "en16931")
+    assert entry is not None
+    assert finding.rule_set_version == entry.version == "CEN EN 16931 UBL 1.3.16"
+    assert finding.rule_set_sha256 == hashlib.sha256(CEN_UBL_XSLT.read_bytes()).hexdigest()
+    assert not [f for f in found if f.fatal and f.rule != "BR-CO-16"]
+
+
+@pytest.mark.parametrize("rule_set", ["en16931", "br-fr"])
+def test_broken_cii_findings_point_at_the_elements_they_name(rule_set: str) -> None:
+    """Every finding on the broken CII sample has the line of the element its SVRL location names."""
+    doc = document_of(broken_cii())
+    found = runner_for(load_catalogue()).check(rule_set, doc)
+    assert found
+    for finding in found:
+        assert finding.code is Code.REJ_SEMAN
+        assert finding.layer.value == rule_set
+        assert finding.xpath is not None
+        assert finding.line == resolve(doc.tree, finding.xpath).sourceline
+
+
+def test_broken_cii_fires_the_expected_rules() -> None:
+    """The broken CII sample fails BR-CO-16 and BR-FR-05 (x3), each with its own XSLT's version and SHA-256."""
+    catalogue = load_catalogue()
+    doc = document_of(broken_cii())
+    runner = runner_for(catalogue)
+    en = runner.check("en16931", doc)
+    fr = runner.check("br-fr", doc)
+    assert en is not None
+    assert fr is not None
+    assert [(f.rule, f.severity) for f in en if f.fatal] == [("BR-CO-16", Severity.FATAL)]
+    assert sorted(f.rule for f in fr if f.fatal) == [f"BR-FR-05_BT-22_{c}" for c in ("AAB", "PMD", "PMT")]
+    for rule_set, findings in (("en16931", en), ("br-fr", fr)):
+        entry = catalogue.rules_for(rule_set, "CII", "en16931")
+        assert entry is not None
+        digest = hashlib.sha256(entry.xslt.read_bytes()).hexdigest()
+        assert {(f.rule_set_version, f.rule_set_sha256) for f in findings} == {(entry.version, digest)}
+
+
+def test_svrl_report_items_become_findings(tmp_path: Path) -> None:
+    """Failed asserts and successful reports (not fired rules) become findings, text normalised."""
+    body = """
+      <svrl:fired-rule context="/"/>
+      <svrl:failed-assert id="A-1" flag="fatal" location="/*:Invoice[namespace-uri()='{ns}'][1]">
+        <svrl:text>  first
+           line  </svrl:text>
+      </svrl:failed-assert>
+      <svrl:successful-report id="R-1" flag="warning" location="/Q{{{{{ns}}}}}Invoice[1]/@foo">
+        <svrl:text>a report</svrl:text>
+      </svrl:successful-report>
+      <svrl:failed-assert test="count(x) = 1" location="/nowhere[1]"/>
+    """.format(ns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2")
+    catalogue = catalogue_with(tmp_path, SVRL_SHEET.format(top="", body=body))
+    doc = document_of(UBL_INVOICE.read_bytes())
+    root_line = doc.tree.getroot().sourceline
+    found = RulesRunner(catalogue).check("en16931", doc)
+    assert found is not None
+    assert [(f.rule, f.severity, f.message, f.line) for f in found] == [
+        ("A-1", Severity.FATAL, "first line", root_line),
+        ("R-1", Severity.WARNING, "a report", root_line),
+        (None, Severity.FATAL, "rule count(x) = 1 is broken", None),
+    ]
+    sha = hashlib.sha256((tmp_path / "rules.xslt").read_bytes()).hexdigest()
+    assert {(f.code, f.layer, f.rule_set_version, f.rule_set_sha256) for f in found} == {
+        (Code.REJ_SEMAN, Layer.EN16931, "test 1.0", sha)
+    }
+
+
+def test_findings_are_capped(tmp_path: Path) -> None:
+    """Past MAX_FINDINGS fired rules, the rest are summed up in one warning."""
+    body = '<xsl:for-each select="1 to {n}"><svrl:failed-assert id="X-{{.}}" flag="fatal" location="/"/></xsl:for-each>'
+    catalogue = catalogue_with(tmp_path, SVRL_SHEET.format(top="", body=body.format(n=MAX_FINDINGS + 5)))
+    found = RulesRunner(catalogue).check("en16931", document_of(UBL_INVOICE.read_bytes()))
+    assert found is not None
+    assert len(found) == MAX_FINDINGS + 1
+    assert found[MAX_FINDINGS - 1].rule == f"X-{MAX_FINDINGS}"
+    last = found[-1]
+    assert (last.severity, last.message) == (Severity.WARNING, "5 more findings not listed")
+
+
+# --- fail-closed ---------------------------------------------------------------------------------------------------
+
+BROKEN_XSLTS = {
+    "not-well-formed": "<xsl:stylesheet version='3.0' xmlns:xsl='http://www.w3.org/1999/XSL/Transform'>",
+    "bad-xpath": SVRL_SHEET.format(top="", body='<xsl:value-of select="1 +* )"/>'),
+    "unknown-instruction": SVRL_SHEET.format(top="", body="<xsl:no-such-instruction/>"),
+    "not-xslt": "<html><body>not a stylesheet</body></html>",
+}
+
+
+@pytest.mark.parametrize("text", BROKEN_XSLTS.values(), ids=BROKEN_XSLTS.keys())
+def test_uncompilable_xslt_gives_one_layer_not_run(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], text: str
+) -> None:
+    """An XSLT that does not compile gives one fatal LAYER_NOT_RUN saying why, and no stderr output."""
+    catalogue = catalogue_with(tmp_path, text, name="broken.xslt")
+    runner = RulesRunner(catalogue)
+    found = runner.check("en16931", document_of(UBL_INVOICE.read_bytes()))
+    assert found is not None
+    [finding] = found
+    assert (finding.code, finding.layer, finding.severity) == (Code.LAYER_NOT_RUN, Layer.EN16931, Severity.FATAL)
+    assert "the en16931 rules did not run" in finding.message
+    assert "broken.xslt does not compile" in finding.message
+    assert finding.rule_set_version == "test 1.0"
+    assert finding.rule_set_sha256 == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    assert capfd.readouterr().err == ""
+
+
+def test_compile_failure_is_remembered(tmp_path: Path) -> None:
+    """A failed compilation is not retried: every document gets the same answer from the one Compiled."""
+    catalogue = catalogue_with(tmp_path, BROKEN_XSLTS["bad-xpath"])
+    runner = RulesRunner(catalogue)
+    entry = catalogue.rules[0]
+    first = runner.compiled(entry)
+    assert first.error is not None
+    assert first.executable is None
+    assert runner.compiled(entry) is first
+    doc = document_of(UBL_INVOICE.read_bytes())
+    assert runner.check("en16931", doc) == runner.check("en16931", doc)
+
+
+def test_missing_xslt_gives_layer_not_run(tmp_path: Path) -> None:
+    """An XSLT file that cannot be read gives LAYER_NOT_RUN saying so (and no SHA-256)."""
+    catalogue = Catalogue((), (rule_entry(tmp_path / "gone.xslt"),))
+    found = RulesRunner(catalogue).check("en16931", document_of(UBL_INVOICE.read_bytes()))
+    assert found is not None
+    [finding] = found
+    assert finding.code is Code.LAYER_NOT_RUN
+    assert finding.fatal
+    assert "cannot read gone.xslt" in finding.message
+    assert finding.rule_set_sha256 is None
+
+
+def test_dynamic_error_gives_layer_not_run(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """An XSLT that fails on a document gives one LAYER_NOT_RUN for it, and still runs on the next document."""
+    body = """<xsl:if test="not(//*:PayableAmount = '180.00')"><xsl:value-of select="error()"/></xsl:if>
+      <svrl:failed-assert id="OK" flag="warning" location="/"><svrl:text>ran</svrl:text></svrl:failed-assert>"""
+    catalogue = catalogue_with(tmp_path, SVRL_SHEET.format(top="", body=body), name="dyn.xslt")
+    runner = RulesRunner(catalogue)
+    failed = runner.check("en16931", document_of(broken_ubl()))
+    assert failed is not None
+    [finding] = failed
+    assert finding.code is Code.LAYER_NOT_RUN
+    assert "dyn.xslt failed on this document" in finding.message
+    assert finding.rule_set_sha256 == hashlib.sha256((tmp_path / "dyn.xslt").read_bytes()).hexdigest()
+    ran = runner.check("en16931", document_of(UBL_INVOICE.read_bytes()))
+    assert ran is not None
+    assert [(f.rule, f.message) for f in ran] == [("OK", "ran")]
+    assert capfd.readouterr().err == ""
+
+
+def test_output_that_is_not_svrl_xml_gives_layer_not_run(tmp_path: Path) -> None:
+    """An XSLT whose output cannot be read as XML does not run as if it found nothing."""
+    text = """<xsl:stylesheet version="3.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+      <xsl:output method="text"/><xsl:template match="/">not &lt; xml</xsl:template></xsl:stylesheet>"""
+    found = RulesRunner(catalogue_with(tmp_path, text)).check("en16931", document_of(UBL_INVOICE.read_bytes()))
+    assert found is not None
+    assert [f.code for f in found] == [Code.LAYER_NOT_RUN]
+
+
+def test_corpus_xslt_crash_gives_layer_not_run(capfd: pytest.CaptureFixture[str]) -> None:
+    """The Factur-X XSLT's crash on Extended_fremdwaehrung.xml gives LAYER_NOT_RUN, silently."""
+    needs_corpus()
+    doc = document_of((CORPUS / "invalid" / "mustang__library__Extended_fremdwaehrung.xml").read_bytes())
+    assert (doc.syntax, doc.profile) == ("CII", "extended")
+    capfd.readouterr()
+    for rule_set in ("en16931", "facturx"):
+        found = runner_for(load_catalogue()).check(rule_set, doc)
+        assert found is not None
+        [finding] = found
+        assert (finding.code, finding.layer, finding.severity) == (Code.LAYER_NOT_RUN, Layer(rule_set), Severity.FATAL)
+        assert f"the {rule_set} rules did not run" in finding.message
+        assert "failed on this document" in finding.message
+    assert capfd.readouterr().err == ""
+
+
+# --- no file, no network -------------------------------------------------------------------------------------------
+
+SECRET = "TOPSECRET-7f3a9c"
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    """A folder with a secret XML file, a secret text file and a stylesheet module that holds the secret."""
+    folder = tmp_path / "secret"
+    folder.mkdir()
+    (folder / "secret.xml").write_text(f"<s>{SECRET}</s>", encoding="utf-8")
+    (folder / "secret.txt").write_text(SECRET, encoding="utf-8")
+    module = '<xsl:stylesheet version="3.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">\n'
+    module += f'<xsl:variable name="leak" select="\'{SECRET}\'"/></xsl:stylesheet>'
+    (folder / "module.xsl").write_text(module, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A local TCP port that records whether anything connected to it."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.setblocking(False)
+    yield server
+    server.close()
+
+
+def connected(server: socket.socket) -> bool:
+    try:
+        conn, _ = server.accept()
+    except BlockingIOError:
+        return False
+    conn.close()
+    return True
+
+
+# (top-level declarations, template body); {dir} is the secret folder as a file: URI, {port} the listener's port.
+REACHES = {
+    "document-file-uri": ("", "<xsl:value-of select=\"document('{dir}/secret.xml')\"/>"),
+    "doc-file-uri": ("", "<xsl:value-of select=\"doc('{dir}/secret.xml')\"/>"),
+    "unparsed-text": ("", "<xsl:value-of select=\"unparsed-text('{dir}/secret.txt')\"/>"),
+    "unparsed-text-lines": ("", "<xsl:value-of select=\"unparsed-text-lines('{dir}/secret.txt')\"/>"),
+    "json-doc": ("", "<xsl:value-of select=\"json-doc('{dir}/secret.txt')\"/>"),
+    "collection": ("", "<xsl:value-of select=\"collection('{dir}/')\"/>"),
+    "doc-http-port-9": ("", "<xsl:value-of select=\"doc('http://127.0.0.1:9/x')\"/>"),
+    "doc-http-listener": ("", "<xsl:value-of select=\"doc('http://127.0.0.1:{port}/x')\"/>"),
+    "unparsed-text-http": ("", "<xsl:value-of select=\"unparsed-text('http://127.0.0.1:{port}/x')\"/>"),
+    "include-file": ('<xsl:include href="{dir}/module.xsl"/>', "<xsl:value-of select='$leak'/>"),
+    "import-http": ('<xsl:import href="http://127.0.0.1:{port}/m.xsl"/>', ""),
+    "transform-file": (
+        "",
+        "<xsl:value-of select=\"transform(map{{'stylesheet-location': '{dir}/module.xsl', 'source-node': /}})"
+        '?output"/>',
+    ),
+}
+
+
+@pytest.mark.parametrize(("top", "body"), REACHES.values(), ids=REACHES.keys())
+def test_xslt_reaches_no_file_and_no_network(
+    tmp_path: Path, secret: Path, listener: socket.socket, capfd: pytest.CaptureFixture[str], top: str, body: str
+) -> None:
+    """An XSLT reading a file or URL gives LAYER_NOT_RUN, leaks nothing, connects nowhere."""
+    port = listener.getsockname()[1]
+    fill = {"dir": secret.as_uri(), "port": port}
+    text = SVRL_SHEET.format(
+        top=top.format(**fill),
+        body=f'<svrl:failed-assert id="LEAK" location="/"><svrl:text>{body.format(**fill)}</svrl:text>'
+        "</svrl:failed-assert>",
+    )
+    found = RulesRunner(catalogue_with(tmp_path, text)).check("en16931", document_of(UBL_INVOICE.read_bytes()))
+    assert found is not None
+    assert [f.code for f in found] == [Code.LAYER_NOT_RUN]
+    assert not any(SECRET in f.message for f in found)
+    assert not connected(listener)
+    assert capfd.readouterr().err == ""
+
+
+def test_availability_probes_see_nothing(tmp_path: Path, secret: Path) -> None:
+    """doc-available() and unparsed-text-available() on an existing file answer false: Saxon cannot see files."""
+    body = (
+        "<svrl:failed-assert id='P' location='/'><svrl:text>"
+        f"<xsl:value-of select=\"doc-available('{secret.as_uri()}/secret.xml'), "
+        f"unparsed-text-available('{secret.as_uri()}/secret.txt')\"/>"
+        "</svrl:text></svrl:failed-assert>"
+    )
+    found = RulesRunner(catalogue_with(tmp_path, SVRL_SHEET.format(top="", body=body))).check(
+        "en16931", document_of(UBL_INVOICE.read_bytes())
+    )
+    assert found is not None
+    assert [f.message for f in found] == ["false false"]
+
+
+def test_xslt_document_with_a_plain_path_reads_no_file(tmp_path: Path, secret: Path) -> None:
+    """document('/absolute/path') (no URI scheme) does not read the file either: the secret appears in no finding."""
+    body = (
+        "<svrl:failed-assert id='LEAK' location='/'><svrl:text>"
+        f"<xsl:value-of select=\"document('{secret / 'secret.xml'}')\"/></svrl:text></svrl:failed-assert>"
+    )
+    found = RulesRunner(catalogue_with(tmp_path, SVRL_SHEET.format(top="", body=body))).check(
+        "en16931", document_of(UBL_INVOICE.read_bytes())
+    )
+    assert found is not None
+    assert not any(SECRET in f.message for f in found)
+
+
+def test_xslt_writes_no_file(tmp_path: Path) -> None:
+    """An XSLT that writes a secondary result document with xsl:result-document writes nothing (it is captured)."""
+    target = tmp_path / "written.xml"
+    body = f"<xsl:result-document href='{target.as_uri()}'><w/></xsl:result-document>"
+    found = RulesRunner(catalogue_with(tmp_path, SVRL_SHEET.format(top="", body=body))).check(
+        "en16931", document_of(UBL_INVOICE.read_bytes())
+    )
+    assert not target.exists()
+    assert found == []
+
+
+# --- line_of -------------------------------------------------------------------------------------------------------
+
+LINES_XML = b"""<r xmlns="urn:x" xmlns:p="urn:p">
+  <p:a k="1">
+    <b>first</b>
+    <!-- a comment is not an element -->
+    <b>second</b>
+  </p:a>
+  <a/>
+</r>
+"""
+
+LINE_CASES = {
+    "anyns-style": (
+        "/*:r[namespace-uri()='urn:x'][1]/*:a[namespace-uri()='urn:p'][1]/*:b[namespace-uri()='urn:x'][2]",
+        5,
+    ),
+    "anyns-root": ("/*:r[namespace-uri()='urn:x'][1]", 1),
+    "anyns-namespace-tells-apart": ("/*:r[namespace-uri()='urn:x'][1]/*:a[namespace-uri()='urn:x'][1]", 7),
+    "eqname-style": ("/Q{urn:x}r[1]/Q{urn:p}a[1]/Q{urn:x}b[1]", 3),
+    "eqname-without-index": ("/Q{urn:x}r/Q{urn:p}a/Q{urn:x}b", 3),
+    "prefix-style": ("/x:r[1]/p:a[1]/x:b[2]", 5),
+    "unprefixed": ("/r[1]/a[1]", 2),
+    "attribute": ("/Q{urn:x}r[1]/Q{urn:p}a[1]/@k", 2),
+    "anyns-attribute": ("/*:r[namespace-uri()='urn:x'][1]/*:a[namespace-uri()='urn:p'][1]/@*[local-name()='k']", 2),
+    "text": ("/Q{urn:x}r[1]/Q{urn:p}a[1]/Q{urn:x}b[2]/text()[1]", 5),
+    "root-index-out-of-range": ("/Q{urn:x}r[2]", None),
+    "root-wrong-namespace": ("/Q{urn:y}r[1]", None),
+    "document-node": ("/", None),
+}
+
+
+@pytest.mark.parametrize(("location", "line"), LINE_CASES.values(), ids=LINE_CASES.keys())
+def test_line_of(location: str, line: int | None) -> None:
+    """line_of follows the three SVRL location styles to the element (its parent for an attribute or text)."""
+    tree, _ = parse_xml(LINES_XML)
+    assert tree is not None
+    assert line_of(tree, location) == line
+
+
+NOWHERE = {
+    "index-out-of-range": "/Q{urn:x}r[1]/Q{urn:p}a[1]/Q{urn:x}b[3]",
+    "wrong-namespace": "/*:r[namespace-uri()='urn:x'][1]/*:a[namespace-uri()='urn:y'][1]",
+}
+
+
+@pytest.mark.parametrize("location", NOWHERE.values(), ids=NOWHERE.keys())
+def test_line_of_a_missing_element_is_none(location: str) -> None:
+    """A location naming an element the document does not have gets no line (not an ancestor's line)."""
+    tree, _ = parse_xml(LINES_XML)
+    assert tree is not None
+    assert line_of(tree, location) is None
+
+
+# --- the BusinessRules stage ---------------------------------------------------------------------------------------
+
+
+def stage(layers: Sequence[str], grace: Sequence[str] = ()) -> BusinessRules:
+    return BusinessRules(runner_for(load_catalogue()), lambda doc, flow: layers, lambda flow: grace)
+
+
+def test_stage_runs_due_layers_in_order_and_skips_the_rest() -> None:
+    """The stage runs the due rule sets in order, skipping xsd and those that do not apply."""
+    doc = document_of(broken_cii())
+    before = replace(doc, layers=("xsd",))
+    out = stage(("br-fr", "xsd", "extended-ctc-fr", "en16931"))(before, flow_of())
+    assert out.layers == ("xsd", "br-fr", "en16931")
+    assert [f.layer for f in out.findings] == sorted(
+        (f.layer for f in out.findings), key=[Layer.BR_FR, Layer.EN16931].index
+    )
+    assert {f.layer for f in out.findings} == {Layer.BR_FR, Layer.EN16931}
+    ubl = stage(("en16931", "facturx", "br-fr", "extended-ctc-fr"))(document_of(broken_ubl()), flow_of())
+    assert ubl.layers == ("en16931", "br-fr")
+
+
+def test_stage_findings_equal_the_runner_findings() -> None:
+    """The stage adds exactly what the runner finds for each rule set, in layer order."""
+    doc = document_of(broken_cii())
+    runner = runner_for(load_catalogue())
+    expected = [*(runner.check("en16931", doc) or []), *(runner.check("br-fr", doc) or [])]
+    assert list(stage(("en16931", "br-fr"))(doc, flow_of()).findings) == expected
+
+
+def test_stage_runs_even_when_the_xsd_failed() -> None:
+    """A document with XSD findings still gets its business rules, after the XSD findings."""
+    xsd = Finding(Code.IRR_SYNTAX, Layer.XSD, "element x not expected", line=3)
+    doc = document_of(broken_ubl()).with_findings(xsd)
+    doc = replace(doc, layers=("xsd",))
+    out = stage(("xsd", "en16931"))(doc, flow_of())
+    assert out.findings[0] == xsd
+    assert "BR-CO-16" in {f.rule for f in out.findings[1:]}
+    assert out.layers == ("xsd", "en16931")
+
+
+def test_stage_does_not_rerun_a_layer_that_ran() -> None:
+    """A rule set already among the document's layers is not run again."""
+    doc = replace(document_of(broken_ubl()), layers=("en16931",))
+    out = stage(("en16931",))(doc, flow_of())
+    assert out.findings == ()
+    assert out.layers == ("en16931",)
+
+
+def test_stage_leaves_unparsed_documents_alone() -> None:
+    """A document without a tree passes through unchanged."""
+    doc = Document(1, "x.xml", 3, "", findings=(Finding(Code.IRR_SYNTAX, Layer.PARSE, "not XML"),))
+    assert stage(("en16931", "br-fr"))(doc, flow_of()) is doc
+
+
+def test_stage_grace_period_keeps_fatal_findings_as_warnings() -> None:
+    """A rule set in grace has its fatal findings kept as warnings that say so; others unchanged."""
+    doc = document_of(broken_cii())
+    strict = stage(("en16931", "br-fr"))(doc, flow_of("opdemat"))
+    lenient = stage(("en16931", "br-fr"), grace=["br-fr"])(doc, flow_of("opdemat"))
+    assert not strict.accepted
+    assert [f.rule for f in strict.findings] == [f.rule for f in lenient.findings]
+    fr = [(s, g) for s, g in zip(strict.findings, lenient.findings, strict=True) if s.layer is Layer.BR_FR]
+    assert fr
+    assert any(s.fatal for s, _ in fr)
+    for before, after in fr:
+        assert after.severity is Severity.WARNING
+        if before.fatal:
+            assert after.message == f"{before.message} (not enforced: grace period for opdemat)"
+        else:
+            assert after == before
+    assert [f for f in strict.findings if f.layer is Layer.EN16931] == [
+        f for f in lenient.findings if f.layer is Layer.EN16931
+    ]
+    assert [f.rule for f in lenient.findings if f.fatal] == ["BR-CO-16"]
+    assert lenient.layers == ("en16931", "br-fr")
+
+
+def test_stage_grace_period_on_a_corpus_document() -> None:
+    """The Mustang EXTENDED sample lacks the French notes: its br-fr findings are fatal, and warnings in grace."""
+    needs_corpus()
+    doc = document_of((CORPUS / "invalid" / "mustang__library__factur-x-extended.xml").read_bytes())
+    strict = stage(("br-fr",))(doc, flow_of())
+    lenient = stage(("br-fr",), grace=("br-fr",))(doc, flow_of())
+    assert any(f.fatal and f.rule and f.rule.startswith("BR-FR-") for f in strict.findings)
+    assert lenient.accepted
+    for before, after in zip(strict.findings, lenient.findings, strict=True):
+        assert after.rule == before.rule
+        assert ("grace period" in after.message) is before.fatal
