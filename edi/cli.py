@@ -1,7 +1,8 @@
 """The ``edi`` command: parse arguments, call one library function, render the result. Nothing imports this module.
 
 Exit codes: 0 the command did its job (rejected flows are a normal outcome); 1 the processor failed (a flow failed
-internally, the workspace is unusable, a flow is unknown); 2 bad usage or bad configuration.
+internally, the workspace is unusable, a flow is unknown); 2 bad usage or bad configuration; 75 another processor
+holds the workspace (try again later). ``edi validate`` exits with the number of files that are not valid.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import click
 from edi.ack import finding_dict
 from edi.check import DEFAULT_LAYERS, Checker, parse_layers
 from edi.config import Settings, load_settings
-from edi.errors import ConfigError, EdiError
+from edi.errors import ConfigError, EdiError, WorkspaceBusy
 from edi.logs import configure_logging
 from edi.model import RULE_SETS, FlowStatus
 from edi.pipeline import Outcome
 from edi.runner import BatchReport, init_workspace, requeue, run_batch
 from edi.tracking import Tracking
+from edi.watch import watch
 from edi.workspace import Layout
 
 STATUS_WORDS = {
@@ -35,11 +37,12 @@ STATUS_WORDS = {
 
 
 class Failure(click.ClickException):
-    """An EdiError as a one-line message; configuration errors exit 2, the others 1."""
+    """An EdiError as a one-line message; configuration errors exit 2, a busy workspace 75, the others 1."""
 
     def __init__(self, error: EdiError) -> None:
         super().__init__(str(error))
-        self.exit_code = 2 if isinstance(error, ConfigError) else 1  # type: ignore[misc]
+        code = 2 if isinstance(error, ConfigError) else 75 if isinstance(error, WorkspaceBusy) else 1
+        self.exit_code = code  # type: ignore[misc]
 
 
 class Context:
@@ -178,6 +181,8 @@ def summary(report: BatchReport) -> str:
         extra.append(f"{report.recovered} recovered from an earlier run")
     if report.young:
         extra.append(f"{report.young} still arriving (left for the next run)")
+    if report.incomplete:
+        extra.append(f"{report.incomplete} stalled uploads that look cut short (waiting out their grace period)")
     if report.skipped:
         extra.append(f"{len(report.skipped)} inbox entries skipped (not regular files or no declared sender)")
     if extra:
@@ -321,6 +326,35 @@ def _finding(f: dict[str, Any]) -> str:
     where = ", ".join(filter(None, [f["line"] and f"line {f['line']}", f["xpath"]]))
     head = f"{f['severity']} {f['code']}" + (f" [{f['rule']}]" if f["rule"] else "")
     return f"{head} {f['layer']}: {f['message']}" + (f" ({where})" if where else "")
+
+
+@main.command(name="watch")
+@pass_context
+def watch_cmd(ctx: Context) -> None:
+    """Process files as they arrive, until SIGTERM or SIGINT (Ctrl-C).
+
+    \b
+    Runs the same pass as `edi batch` whenever the inbox changes: a file its writer
+    closed (or renamed into place) is taken as soon as it is structurally whole; other
+    files after intake.min_age_seconds. Uploads that stall and look cut short wait out
+    intake.incomplete_grace_seconds. A rescan every watch.rescan_seconds catches what
+    the filesystem does not report (network mounts). On SIGTERM the flow in hand is
+    finished, no new one is taken, and the exit status is 0.
+
+    \b
+    Only one processor works on a workspace at a time (workspace.exclusive): a second
+    one exits with status 75 and says who holds it.
+
+    \b
+    Example (systemd: ExecStart=..., KillSignal=SIGTERM):
+      edi --config /etc/edi/config.toml -v watch
+    """
+    settings = ctx.settings
+    try:
+        summary = watch(settings)
+    except EdiError as exc:
+        raise Failure(exc) from None
+    click.echo(f"watch stopped: {summary.flows} flows in {summary.passes} passes, {summary.failed} failed")
 
 
 @main.command()

@@ -37,6 +37,12 @@ def _non_negative(value: float) -> float:
     return value
 
 
+def _positive_float(value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{value} must be a positive number")
+    return value
+
+
 def _positive(value: int) -> int:
     if value <= 0:
         raise ValueError(f"{value} must be positive")
@@ -58,6 +64,7 @@ class WorkspaceSettings:
     """Where every folder and the SQLite store live."""
 
     root: Path = Path("var")
+    exclusive: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,7 @@ class IntakeSettings:
 
     min_age_seconds: float = field(default=2.0, metadata=_check(_non_negative))
     ignore: tuple[str, ...] = ("*.tmp", "*.part", "*.filepart", "*.crdownload", "~*")
+    incomplete_grace_seconds: float = field(default=900.0, metadata=_check(_non_negative))
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +142,13 @@ class ValidationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WatchSettings:
+    """How ``edi watch`` notices new files."""
+
+    rescan_seconds: float = field(default=30.0, metadata=_check(_positive_float))
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     """What edi logs to standard error."""
 
@@ -155,6 +170,7 @@ class Settings:
     senders: tuple[SenderSettings, ...] = ()
     routing: RoutingSettings = RoutingSettings()
     validation: ValidationSettings = ValidationSettings()
+    watch: WatchSettings = WatchSettings()
     logging: LoggingSettings = LoggingSettings()
 
     def sender(self, sender_id: str) -> SenderSettings | None:

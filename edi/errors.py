@@ -23,6 +23,10 @@ class WorkspaceError(EdiError):
     """The workspace is missing, not initialised, or not writable."""
 
 
+class WorkspaceBusy(WorkspaceError):
+    """Another processor holds the workspace's processor lock."""
+
+
 class UnknownFlowError(EdiError):
     """No flow has the id an operator asked for."""
 

@@ -1,4 +1,5 @@
-"""Runs: ``init`` a workspace, one ``batch`` scan (what cron, watch and schedule all trigger), ``requeue``.
+"""Runs: ``init`` a workspace, one ``batch`` pass (what cron, ``edi watch`` and ``edi schedule`` all trigger),
+``requeue``.
 
 A batch first recovers what a crash (or ``edi requeue``) left in the spool, then claims every finished file of every
 declared sender's inbox, oldest first, and takes each flow to its outcome. Reads the configuration it is given and
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +20,14 @@ from edi.clock import Clock, FlowIds, SystemClock
 from edi.config import REJECT, Settings
 from edi.errors import UnknownFlowError, WorkspaceError
 from edi.ingest.scan import Ready, Skipped, scan_inbox
+from edi.lock import processor_lock
 from edi.model import FlowStatus
 from edi.pipeline import Outcome, Processor, build_stages, limits_of
 from edi.route.directory import load_directory
 from edi.spool import Spool
 from edi.tracking import Tracking
 from edi.validate.catalogue import load_catalogue
+from edi.validate.schematron import runner_for
 from edi.workspace import Layout
 
 log = structlog.get_logger()
@@ -48,8 +51,10 @@ class BatchReport:
 
     outcomes: list[Outcome] = field(default_factory=list)
     recovered: int = 0
-    young: int = 0
+    young: int = 0  # files waiting out min_age_seconds
+    incomplete: int = 0  # files that stopped growing but look cut short (a stalled upload), within their grace
     skipped: list[Skipped] = field(default_factory=list)
+    stopped: bool = False  # asked to stop: files still ready were left for the next run
 
     @property
     def by_status(self) -> Counter[FlowStatus]:
@@ -86,6 +91,89 @@ def init_workspace(settings: Settings) -> InitReport:
     return InitReport(layout.root, created, senders, queues)
 
 
+class Session:
+    """What processing needs, set up once for one run or for the life of ``edi watch``: the store, the stages
+    (with their compiled schemas and rules), the spool. Close it when done."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.layout = Layout(settings.workspace.root)
+        self.layout.check_writable()
+        self.directory = directory = load_directory(settings.routing.directory)
+        self.catalogue = load_catalogue()
+        self.layout.create([s.id for s in settings.senders])
+        self.tracking = Tracking(self.layout.database)
+        self.spool = Spool(self.layout)
+        stages = build_stages(settings, self.tracking, directory, self.catalogue)
+        self.processor = Processor(
+            self.layout, self.spool, self.tracking, stages, self.clock, limits_of(settings.limits)
+        )
+        self.ids = FlowIds(self.clock)
+
+    def close(self) -> None:
+        """Release the store."""
+        self.tracking.close()
+
+    def warm_up(self) -> int:
+        """Compile now every business-rule XSLT the configuration can ask for, so that the first file of a long run
+        does not wait for it; return how many were compiled."""
+        wanted = set(self.settings.validation.rules)
+        for sender in self.settings.senders:
+            wanted.update(sender.rules or ())
+        for recipient in self.directory.recipients:
+            wanted.update(recipient.rules)
+        runner = runner_for(self.catalogue)
+        entries = [e for e in self.catalogue.rules if e.rule_set in wanted]
+        for entry in entries:
+            runner.compiled(entry)
+        return len(entries)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run_once(
+        self,
+        *,
+        settled: Collection[Path] = (),
+        on_start: Callable[[int], None] | None = None,
+        on_flow: Callable[[Outcome], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> BatchReport:
+        """One pass: recover what is left in the spool, then claim and process what is ready, oldest first.
+
+        ``settled`` files were closed or renamed into place by their writer (watch mode): they need not wait
+        ``min_age_seconds``. ``should_stop`` is asked between flows: when it says yes, no new flow is taken.
+        """
+        report = BatchReport()
+        clock, spool = self.clock, self.spool
+        spool.sweep_tmp(STALE_TMP_SECONDS, clock.now().timestamp())
+        orphans = list(spool.orphans())
+        ready, report.young, report.incomplete, report.skipped = _scan(self.settings, self.layout, clock, settled)
+        for skipped in report.skipped:
+            log.warning("inbox entry skipped", path=str(skipped.path), why=skipped.why)
+        if on_start:
+            on_start(len(orphans) + len(ready))
+        for claim in orphans:
+            if should_stop():
+                claim.release()
+                continue
+            log.info("recovering flow", flow_id=claim.flow_id, sender=claim.sender)
+            report.recovered += 1
+            _done(report, self.processor.process(claim), on_flow)
+        for sender, item in ready:
+            if should_stop():
+                report.stopped = True
+                break
+            claimed = spool.claim(item.path, sender, self.ids.new(), clock.now())
+            if claimed is not None:
+                _done(report, self.processor.process(claimed), on_flow)
+        return report
+
+
 def run_batch(
     settings: Settings,
     *,
@@ -93,38 +181,13 @@ def run_batch(
     on_start: Callable[[int], None] | None = None,
     on_flow: Callable[[Outcome], None] | None = None,
 ) -> BatchReport:
-    """Process everything that is ready once: recovered flows first, then new files, oldest first."""
-    clock = clock or SystemClock()
-    layout = Layout(settings.workspace.root)
-    layout.check_writable()
-    directory = load_directory(settings.routing.directory)
-    catalogue = load_catalogue()
-    layout.create([s.id for s in settings.senders])
-    tracking = Tracking(layout.database)
-    spool = Spool(layout)
-    stages = build_stages(settings, tracking, directory, catalogue)
-    processor = Processor(layout, spool, tracking, stages, clock, limits_of(settings.limits))
-    ids = FlowIds(clock)
-    report = BatchReport()
-    try:
-        spool.sweep_tmp(STALE_TMP_SECONDS, clock.now().timestamp())
-        orphans = list(spool.orphans())
-        ready, report.young, report.skipped = _scan(settings, layout, clock)
-        for skipped in report.skipped:
-            log.warning("inbox entry skipped", path=str(skipped.path), why=skipped.why)
-        if on_start:
-            on_start(len(orphans) + len(ready))
-        for claim in orphans:
-            log.info("recovering flow", flow_id=claim.flow_id, sender=claim.sender)
-            report.recovered += 1
-            _done(report, processor.process(claim), on_flow)
-        for sender, item in ready:
-            claimed = spool.claim(item.path, sender, ids.new(), clock.now())
-            if claimed is not None:
-                _done(report, processor.process(claimed), on_flow)
-    finally:
-        tracking.close()
-    return report
+    """Process everything that is ready once: recovered flows first, then new files, oldest first.
+
+    Holds the workspace's processor lock for the run when ``workspace.exclusive`` (raises WorkspaceBusy if another
+    processor holds it).
+    """
+    with processor_lock(settings, "edi batch"), Session(settings, clock) as session:
+        return session.run_once(on_start=on_start, on_flow=on_flow)
 
 
 def _done(report: BatchReport, outcome: Outcome, on_flow: Callable[[Outcome], None] | None) -> None:
@@ -133,10 +196,12 @@ def _done(report: BatchReport, outcome: Outcome, on_flow: Callable[[Outcome], No
         on_flow(outcome)
 
 
-def _scan(settings: Settings, layout: Layout, clock: Clock) -> tuple[list[tuple[str, Ready]], int, list[Skipped]]:
+def _scan(
+    settings: Settings, layout: Layout, clock: Clock, settled: Collection[Path] = ()
+) -> tuple[list[tuple[str, Ready]], int, int, list[Skipped]]:
     now = clock.now().timestamp()
     ready: list[tuple[str, Ready]] = []
-    young = 0
+    young = incomplete = 0
     skipped: list[Skipped] = []
     declared = {s.id for s in settings.senders}
     for sender in sorted(declared):
@@ -145,9 +210,12 @@ def _scan(settings: Settings, layout: Layout, clock: Clock) -> tuple[list[tuple[
             min_age=settings.intake.min_age_seconds,
             ignore=settings.intake.ignore,
             now=now,
+            grace=settings.intake.incomplete_grace_seconds,
+            settled=settled,
         )
         ready += [(sender, item) for item in scan.ready]
         young += scan.young
+        incomplete += scan.incomplete
         skipped += scan.skipped
     try:
         for entry in os.scandir(layout.inbox):
@@ -156,7 +224,7 @@ def _scan(settings: Settings, layout: Layout, clock: Clock) -> tuple[list[tuple[
     except FileNotFoundError:
         pass
     ready.sort(key=lambda pair: (pair[1].mtime, pair[0], os.fsencode(pair[1].path.name)))
-    return ready, young, skipped
+    return ready, young, incomplete, skipped
 
 
 def requeue(

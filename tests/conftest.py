@@ -71,6 +71,7 @@ root = "ws"
 
 [intake]
 min_age_seconds = 0
+incomplete_grace_seconds = 0
 
 [[senders]]
 id = "acme"

@@ -19,6 +19,7 @@ CONFIG = """
 root = "ws"
 [intake]
 min_age_seconds = 0
+incomplete_grace_seconds = 0
 [[senders]]
 id = "check"
 sellers = ["*"]

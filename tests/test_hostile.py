@@ -27,6 +27,7 @@ CONFIG = """
 root = "ws"
 [intake]
 min_age_seconds = 0
+incomplete_grace_seconds = 0
 [limits]
 max_document_bytes = 2097152
 max_uncompressed_bytes = 8388608

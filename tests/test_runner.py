@@ -27,6 +27,7 @@ def repo_config_workspace(make_workspace: Callable[..., Workspace]) -> Workspace
     """A workspace configured by the repository's own config.toml (only the root, directory and min age changed)."""
     text = (REPO / "config.toml").read_text(encoding="utf-8")
     text = text.replace('root = "var"', 'root = "ws"').replace("min_age_seconds = 2", "min_age_seconds = 0")
+    text = text.replace("incomplete_grace_seconds = 900", "incomplete_grace_seconds = 0")
     text = text.replace('directory = "flows/directory.toml"', 'directory = "{directory}"')
     return make_workspace(text.replace("{", "{{").replace("}", "}}").replace("{{directory}}", "{directory}"))
 

@@ -1,9 +1,10 @@
 """Find the files in a sender's inbox that are finished and safe to claim.
 
-Reads directory entries and their ``lstat`` only, never file contents; writes nothing; raises nothing for an
-inbox that is missing (it is simply empty). A file counts as finished when its name does not say "still being
-written" (dotfiles, ``*.tmp``, ``*.part``, ``*.filepart``, ...) and it was last modified at least ``min_age`` seconds
-ago. Symlinks are never followed; FIFOs, sockets, devices and sub-folders are reported as skipped.
+Reads directory entries, their ``lstat``, and the head and tail of files old enough to be candidates (to check they
+are whole); writes nothing; raises nothing for an inbox that is missing (it is simply empty). A file counts as
+finished when its name does not say "still being written" (dotfiles, ``*.tmp``, ``*.part``, ``*.filepart``, ...),
+it was last modified at least ``min_age`` seconds ago (or its writer closed it) and it is structurally whole.
+Symlinks are never followed; FIFOs, sockets, devices and sub-folders are reported as skipped.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edi.ingest.complete import is_complete
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class Scan:
     ready: list[Ready] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     young: int = 0  # finished-looking files younger than min_age, left for the next scan
+    incomplete: int = 0  # files that stopped growing but look cut short, within their grace period
 
 
 def in_progress(name: str, ignore: Sequence[str]) -> bool:
@@ -48,11 +52,25 @@ def in_progress(name: str, ignore: Sequence[str]) -> bool:
     return name.startswith(".") or any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in ignore)
 
 
-def scan_inbox(folder: Path, *, min_age: float, ignore: Sequence[str], now: float) -> Scan:
-    """List what is ready in ``folder``, oldest first (then by name)."""
+def scan_inbox(
+    folder: Path,
+    *,
+    min_age: float,
+    ignore: Sequence[str],
+    now: float,
+    grace: float = 0.0,
+    settled: Collection[Path] = (),
+) -> Scan:
+    """List what is ready in ``folder``, oldest first (then by name).
+
+    A file is ready when its name does not say "in progress", it is at least ``min_age`` seconds old (or in
+    ``settled``: its writer closed it or renamed it into place since it last changed), and it is structurally whole;
+    a file that looks cut short is left for ``grace`` seconds after its last change (an upload that stalled), then
+    taken anyway (and refused as truncated).
+    """
     ready: list[Ready] = []
     skipped: list[Skipped] = []
-    young = 0
+    young = incomplete = 0
     try:
         entries = list(os.scandir(folder))
     except (FileNotFoundError, NotADirectoryError):
@@ -66,14 +84,17 @@ def scan_inbox(folder: Path, *, min_age: float, ignore: Sequence[str], now: floa
         except FileNotFoundError:  # gone since the listing
             continue
         kind = _kind(st.st_mode)
+        age = now - st.st_mtime
         if kind != "file":
             skipped.append(Skipped(path, f"{kind}: only regular files are processed"))
-        elif now - st.st_mtime < min_age:
+        elif age < min_age and path not in settled:
             young += 1
+        elif age < grace and not is_complete(path):
+            incomplete += 1
         else:
             ready.append(Ready(path, st.st_size, st.st_mtime))
     ready.sort(key=lambda r: (r.mtime, os.fsencode(r.path.name)))
-    return Scan(ready, skipped, young)
+    return Scan(ready, skipped, young, incomplete)
 
 
 def _kind(mode: int) -> str:

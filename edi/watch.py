@@ -1,0 +1,137 @@
+"""``edi watch``: process files within a second of arriving, by triggering the same pass ``edi batch`` runs.
+
+Filesystem events on the inbox (watchdog: inotify on Linux) only trigger a pass; what is ready is decided, as
+always, by the scan. A file its writer closed after writing, or renamed into place, is taken as soon as it is
+structurally whole, without waiting ``min_age_seconds``; other events (every write of an upload) only wake the loop.
+A periodic rescan catches what a filesystem does not report (network mounts). SIGTERM or SIGINT stops taking new
+flows; the flow in hand is finished and the process exits 0. Holds the workspace's processor lock for its lifetime.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from watchdog.events import FileClosedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from edi.clock import Clock
+from edi.config import Settings
+from edi.lock import processor_lock
+from edi.runner import BatchReport, Session
+
+log = structlog.get_logger()
+
+YOUNG_POLL = 0.25  # seconds between looks while a file waits out min_age_seconds
+STALLED_POLL = 5.0  # seconds between looks while an upload looks cut short
+
+
+@dataclass(slots=True)
+class WatchSummary:
+    """What a watch did before it stopped."""
+
+    passes: int = 0
+    flows: int = 0
+    failed: int = 0
+    reports: list[BatchReport] = field(default_factory=list)
+
+
+class _Inbox(FileSystemEventHandler):
+    """Collects the files writers have finished with, and wakes the loop on any change."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self.wake = wake
+        self.settled: set[Path] = set()
+        self.guard = threading.Lock()
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        """Note closed-after-write and renamed-into-place files; wake the loop for everything."""
+        if isinstance(event, FileClosedEvent) and not event.is_directory:
+            self._settle(event.src_path)
+        elif isinstance(event, FileMovedEvent) and not event.is_directory:
+            self._settle(event.dest_path)
+        elif event.event_type in ("opened", "closed_no_write"):
+            return  # reading a file (ours included) is no news
+        self.wake.set()
+
+    def _settle(self, path: str | bytes) -> None:
+        with self.guard:
+            self.settled.add(Path(path.decode() if isinstance(path, bytes) else path))
+
+    def take_settled(self) -> set[Path]:
+        """The settled files noted since the last call."""
+        with self.guard:
+            taken, self.settled = self.settled, set()
+        return taken
+
+
+def watch(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    stop: threading.Event | None = None,
+    on_pass: Callable[[BatchReport], None] | None = None,
+    handle_signals: bool = True,
+) -> WatchSummary:
+    """Run until ``stop`` is set (SIGTERM / SIGINT set it when ``handle_signals``)."""
+    stop = stop or threading.Event()
+    wake = threading.Event()
+    summary = WatchSummary()
+    previous: dict[int, Any] = {}
+    if handle_signals:
+
+        def on_signal(signum: int, frame: object) -> None:
+            log.info("stopping", signal=signal.Signals(signum).name)
+            stop.set()
+            wake.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        with processor_lock(settings, "edi watch"), Session(settings, clock) as session:
+            session.warm_up()
+            inbox = _Inbox(wake)
+            observer = Observer()
+            observer.schedule(inbox, str(session.layout.inbox), recursive=True)
+            observer.start()
+            log.info("watching", inbox=str(session.layout.inbox), rescan_seconds=settings.watch.rescan_seconds)
+            try:
+                _loop(session, inbox, wake, stop, settings.watch.rescan_seconds, summary, on_pass)
+            finally:
+                observer.stop()
+                observer.join(timeout=10)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    log.info("stopped", passes=summary.passes, flows=summary.flows, failed=summary.failed)
+    return summary
+
+
+def _loop(
+    session: Session,
+    inbox: _Inbox,
+    wake: threading.Event,
+    stop: threading.Event,
+    rescan: float,
+    summary: WatchSummary,
+    on_pass: Callable[[BatchReport], None] | None,
+) -> None:
+    while not stop.is_set():
+        wake.clear()
+        report = session.run_once(settled=inbox.take_settled(), should_stop=stop.is_set)
+        summary.passes += 1
+        summary.flows += len(report.outcomes)
+        summary.failed += report.failed
+        if report.outcomes or report.recovered:
+            summary.reports.append(report)
+        if on_pass:
+            on_pass(report)
+        # Files waiting out min_age become ready by the clock alone, and stalled uploads may resume without an
+        # event the filesystem reports: look again soon for the first, now and then for the second.
+        delay = YOUNG_POLL if report.young else min(rescan, STALLED_POLL) if report.incomplete else rescan
+        wake.wait(timeout=delay)
