@@ -9,6 +9,7 @@ flows; the flow in hand is finished and the process exits 0. Holds the workspace
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -26,6 +27,18 @@ from edi.lock import processor_lock
 from edi.runner import BatchReport, Session
 
 log = structlog.get_logger()
+logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown race chatter is not news
+
+
+def _quick_move_pairing() -> None:
+    """watchdog holds every IN_MOVED_FROM for 0.5 s, hoping to pair it with its IN_MOVED_TO, and every event
+    behind it waits too: each claim (a rename out of the inbox) would delay the next file's events by half a second.
+    The two halves of one rename are read together from inotify, so a short window pairs them just as well."""
+    try:
+        from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
+    except ImportError:  # not Linux, or another watchdog: its own defaults apply
+        return
+    InotifyMoveEventGrouper.delay = 0.02
 
 YOUNG_POLL = 0.25  # seconds between looks while a file waits out min_age_seconds
 STALLED_POLL = 5.0  # seconds between looks while an upload looks cut short
@@ -94,11 +107,12 @@ def watch(
             previous[sig] = signal.signal(sig, on_signal)
     try:
         with processor_lock(settings, "edi watch"), Session(settings, clock) as session:
-            session.warm_up()
             inbox = _Inbox(wake)
+            _quick_move_pairing()
             observer = Observer()
             observer.schedule(inbox, str(session.layout.inbox), recursive=True)
-            observer.start()
+            observer.start()  # before warming up: files closed meanwhile are noted, not missed
+            session.warm_up()
             log.info("watching", inbox=str(session.layout.inbox), rescan_seconds=settings.watch.rescan_seconds)
             try:
                 _loop(session, inbox, wake, stop, settings.watch.rescan_seconds, summary, on_pass)
