@@ -20,10 +20,12 @@ from edi.ack import finding_dict
 from edi.check import DEFAULT_LAYERS, Checker, parse_layers
 from edi.config import Settings, load_settings
 from edi.errors import ConfigError, EdiError, WorkspaceBusy
+from edi.jobs import day_report, render_report
 from edi.logs import configure_logging
 from edi.model import RULE_SETS, FlowStatus
 from edi.pipeline import Outcome
 from edi.runner import BatchReport, init_workspace, requeue, run_batch
+from edi.schedule import Scheduler, plan
 from edi.tracking import Tracking
 from edi.watch import watch
 from edi.workspace import Layout
@@ -355,6 +357,74 @@ def watch_cmd(ctx: Context) -> None:
     except EdiError as exc:
         raise Failure(exc) from None
     click.echo(f"watch stopped: {summary.flows} flows in {summary.passes} passes, {summary.failed} failed")
+
+
+@main.command(name="schedule")
+@click.option("--list", "as_list", is_flag=True, help="Show each job, its next run and its last outcome, and exit.")
+@pass_context
+def schedule_cmd(ctx: Context, as_list: bool) -> None:
+    """Run the jobs [[schedule.jobs]] declares, until SIGTERM or SIGINT.
+
+    \b
+    Jobs: batch (one pass, as `edi batch`), retention (finished flows older than
+    retention.days: archive, acks and tracking rows deleted or moved out), report
+    (the daily flow report, for yesterday, in <workspace>/reports/). They run one at a
+    time; a run still going when the next is due is not doubled; runs missed while
+    down are run once (coalesced) within misfire_grace_seconds. Each run is logged
+    and kept with its outcome.
+
+    \b
+    Example (config.toml):
+      [schedule]
+      timezone = "Europe/Paris"
+      [[schedule.jobs]]
+      job = "batch"
+      every_seconds = 60
+      [[schedule.jobs]]
+      job = "report"
+      cron = "0 6 * * *"
+
+    \b
+      edi schedule --list
+      edi schedule
+    """
+    settings = ctx.settings
+    try:
+        if as_list:
+            planned = plan(settings)
+            if not planned:
+                click.echo("no [[schedule.jobs]] in the configuration")
+            for job in planned:
+                last = job.last
+                how = f"last {last['outcome']} at {last['finished_at']}: {last['detail']}" if last else "never run"
+                click.echo(f"{job.name:14} {job.trigger:40} next {job.next_run}  {how}")
+            return
+        Scheduler(settings).run()
+    except EdiError as exc:
+        raise Failure(exc) from None
+    click.echo("schedule stopped")
+
+
+@main.command()
+@click.option("--day", type=click.DateTime(formats=["%Y-%m-%d"]), help="The UTC day to report on (default: yesterday).")
+@pass_context
+def report(ctx: Context, day: datetime | None) -> None:
+    """Write the flow report of one day to <workspace>/reports/ and print it.
+
+    \b
+    Counts per status and sender, documents refused per reason, the most broken
+    rules, and the flows needing an operator (failed, or still in the spool).
+
+    \b
+    Example:
+      edi report --day 2026-11-25
+    """
+    try:
+        path, content = day_report(ctx.settings, day.date() if day else None)
+    except EdiError as exc:
+        raise Failure(exc) from None
+    click.echo(render_report(content), nl=False)
+    click.echo(f"written to {path} (and {path.with_suffix('.txt').name})")
 
 
 @main.command()

@@ -148,6 +148,71 @@ class WatchSettings:
     rescan_seconds: float = field(default=30.0, metadata=_check(_positive_float))
 
 
+JOBS = ("batch", "retention", "report")
+
+
+@dataclass(frozen=True, slots=True)
+class JobSettings:
+    """One scheduled job: what it does and when (a crontab line or an interval)."""
+
+    job: str
+    name: str | None = None
+    cron: str | None = None  # minute hour day-of-month month day-of-week, as in a crontab
+    every_seconds: float | None = None
+    misfire_grace_seconds: float = field(default=300.0, metadata=_check(_non_negative))
+
+    def __post_init__(self) -> None:
+        if self.job not in JOBS:
+            raise ValueError(f"job: {self.job!r} is not one of {', '.join(JOBS)}")
+        if (self.cron is None) == (self.every_seconds is None):
+            raise ValueError(f"job {self.label!r}: give either cron or every_seconds")
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError(f"job {self.label!r}: cron {self.cron!r} needs 5 fields (minute hour day month weekday)")
+        if self.every_seconds is not None and not (math.isfinite(self.every_seconds) and self.every_seconds > 0):
+            raise ValueError(f"job {self.label!r}: every_seconds must be positive")
+
+    @property
+    def label(self) -> str:
+        """The job's name, or what it does."""
+        return self.name or self.job
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSettings:
+    """What ``edi schedule`` runs, and in which time zone its cron lines are read."""
+
+    timezone: str = "UTC"
+    jobs: tuple[JobSettings, ...] = ()
+
+    def __post_init__(self) -> None:
+        labels = [j.label for j in self.jobs]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"jobs: two jobs are called {twice[0]!r}: give them different names")
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """What the retention job does with finished flows older than ``days``."""
+
+    days: int = field(default=3650, metadata=_check(_positive))
+    action: str = "delete"  # or "move"
+    move_to: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.action not in ("delete", "move"):
+            raise ValueError(f"action: {self.action!r} is not delete or move")
+        if self.action == "move" and self.move_to is None:
+            raise ValueError("move_to: say where old flows are moved to")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSettings:
+    """Where the daily flow report is written (default: <workspace>/reports)."""
+
+    folder: Path | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingSettings:
     """What edi logs to standard error."""
@@ -171,6 +236,9 @@ class Settings:
     routing: RoutingSettings = RoutingSettings()
     validation: ValidationSettings = ValidationSettings()
     watch: WatchSettings = WatchSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    retention: RetentionSettings = RetentionSettings()
+    report: ReportSettings = ReportSettings()
     logging: LoggingSettings = LoggingSettings()
 
     def sender(self, sender_id: str) -> SenderSettings | None:

@@ -11,6 +11,7 @@ Raises OSError (and InjectedFault) from the filesystem; callers decide what a fa
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -81,6 +82,16 @@ def _publish(chunks: Iterator[bytes] | list[bytes], tmp: Path, target: Path, fau
     fsync_dir(target.parent)
 
 
+def _fsync_file(path: Path) -> None:
+    if path.is_symlink():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _chunks(stream: BinaryIO) -> Iterator[bytes]:
     while chunk := stream.read(CHUNK):
         yield chunk
@@ -95,8 +106,13 @@ class Spool:
     # -- atomic writes -------------------------------------------------------------------------------------------
 
     def write_atomic(self, target: Path, data: bytes, fault: str | None = None) -> None:
-        """Write ``data`` to ``target`` so that readers see the old file or the whole new one, never a part."""
-        _publish([data], self.layout.tmp / f"{target.name}.{os.getpid()}.tmp", target, fault)
+        """Write ``data`` to ``target`` so that readers see the old file or the whole new one, never a part.
+
+        The temporary file is in the workspace's ``tmp/`` for targets in the workspace, else beside the target (a
+        rename must stay on one filesystem)."""
+        inside = target.resolve().is_relative_to(self.layout.root.resolve())
+        folder = self.layout.tmp if inside else target.parent
+        _publish([data], folder / f".{target.name}.{os.getpid()}.tmp", target, fault)
 
     # -- claim ---------------------------------------------------------------------------------------------------
 
@@ -227,6 +243,38 @@ class Spool:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
                 fsync_dir(path.parent)
+
+    def discard(self, path: Path) -> None:
+        """Remove a file or folder of the workspace for good (retention)."""
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            fsync_dir(path.parent)
+
+    def move_out(self, path: Path, target: Path) -> None:
+        """Move a file or folder out of the workspace to ``target`` (retention), across filesystems if need be:
+        copied and made durable there first, removed here only then."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(path, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            partial = target.with_name(target.name + ".partial")
+            if path.is_dir():
+                shutil.copytree(path, partial, symlinks=True)
+                for folder, _, names in os.walk(partial):
+                    for name in names:
+                        _fsync_file(Path(folder) / name)
+            else:
+                shutil.copy2(path, partial, follow_symlinks=False)
+                _fsync_file(partial)
+            os.rename(partial, target)
+            self.discard(path)
+        fsync_dir(target.parent)
 
     def fail(self, claim: Claim) -> Path:
         """Move a flow that failed for our own reason to ``failed/``, keeping everything it had."""

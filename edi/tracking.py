@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,8 @@ _FINDING_COLUMNS = {
     "rule_set_sha256": str,
 }
 _EVENT_COLUMNS = {"id": int, "flow_id": str, "idx": int, "at": str, "status": str, "detail": str}
+_RUN_COLUMNS = {"id": int, "job": str, "started_at": str, "finished_at": str, "outcome": str, "detail": str}
+FINAL = tuple(str(s) for s in FlowStatus if s.final)
 
 
 class Tracking:
@@ -116,11 +118,13 @@ class Tracking:
         db.table("documents").create(_DOCUMENT_COLUMNS, pk=("flow_id", "idx"), if_not_exists=True)
         db.table("findings").create(_FINDING_COLUMNS, pk="id", if_not_exists=True)
         db.table("events").create(_EVENT_COLUMNS, pk="id", if_not_exists=True)
+        db.table("runs").create(_RUN_COLUMNS, pk="id", if_not_exists=True)
         for name, spec in (
             ("flows", _FLOW_COLUMNS),
             ("documents", _DOCUMENT_COLUMNS),
             ("findings", _FINDING_COLUMNS),
             ("events", _EVENT_COLUMNS),
+            ("runs", _RUN_COLUMNS),
         ):  # a store made by an older edi gets the columns added since
             existing = db.table(name)
             for column, kind in spec.items():
@@ -204,7 +208,94 @@ class Tracking:
             [flow_id, idx, iso(at), str(status), detail],
         )
 
+    def record_run(self, job: str, started: datetime, finished: datetime, outcome: str, detail: str) -> None:
+        """Keep the outcome of one scheduled job run."""
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO runs (job, started_at, finished_at, outcome, detail) VALUES (?, ?, ?, ?, ?)",
+                [job, iso(started), iso(finished), outcome, detail],
+            )
+
+    def final_flows_before(self, cutoff: datetime) -> list[dict[str, Any]]:
+        """Flows whose final outcome was reached before ``cutoff`` (never one still in progress or failed)."""
+        marks = ", ".join("?" for _ in FINAL)
+        return list(
+            self.db.query(
+                f"SELECT flow_id, sender, received_at, processed_at FROM flows WHERE status IN ({marks}) "
+                "AND processed_at < ? ORDER BY processed_at",
+                [*FINAL, iso(cutoff)],
+            )
+        )
+
+    def export(self, flow_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Every row kept about these flows (flow, documents, findings, events), one dict per flow."""
+        for flow_id in flow_ids:
+            yield self.flow(flow_id)
+
+    def forget(self, flow_ids: Sequence[str]) -> int:
+        """Delete every row about these flows, in one transaction; return how many flows went."""
+        if not flow_ids:
+            return 0
+        with self._transaction():
+            for table in ("findings", "documents", "events", "flows"):
+                self.db.conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", [[f] for f in flow_ids])
+        return len(flow_ids)
+
     # -- reads ---------------------------------------------------------------------------------------------------
+
+    def last_runs(self) -> dict[str, dict[str, Any]]:
+        """The last run of each scheduled job."""
+        rows = self.db.query("SELECT * FROM runs WHERE id IN (SELECT max(id) FROM runs GROUP BY job)")
+        return {r["job"]: r for r in rows}
+
+    def day_report(self, start: datetime, end: datetime) -> dict[str, Any]:
+        """What happened to the flows received in [start, end): counts, reasons, and what needs an operator."""
+        window = [iso(start), iso(end)]
+        where = "received_at >= ? AND received_at < ?"
+        by_status = {
+            r["status"]: r["n"]
+            for r in self.db.query(f"SELECT status, count(*) AS n FROM flows WHERE {where} GROUP BY status", window)
+        }
+        by_sender = list(
+            self.db.query(
+                f"SELECT sender, status, count(*) AS flows, coalesce(sum(documents_total), 0) AS documents, "
+                f"coalesce(sum(documents_accepted), 0) AS accepted FROM flows WHERE {where} "
+                "GROUP BY sender, status ORDER BY sender, status",
+                window,
+            )
+        )
+        reasons = list(
+            self.db.query(
+                "SELECT d.reason AS reason, count(*) AS documents FROM documents d JOIN flows f USING (flow_id) "
+                "WHERE f.received_at >= ? AND f.received_at < ? AND d.reason IS NOT NULL "
+                "GROUP BY d.reason ORDER BY documents DESC, reason",
+                window,
+            )
+        )
+        rules = list(
+            self.db.query(
+                "SELECT x.layer AS layer, x.rule AS rule, count(*) AS findings FROM findings x "
+                "JOIN flows f USING (flow_id) WHERE f.received_at >= ? AND f.received_at < ? "
+                "AND x.severity = 'fatal' AND x.rule IS NOT NULL GROUP BY x.layer, x.rule "
+                "ORDER BY findings DESC, rule LIMIT 20",
+                window,
+            )
+        )
+        attention = list(
+            self.db.query(
+                "SELECT flow_id, sender, file_name, status, received_at FROM flows WHERE status IN (?, ?) "
+                "ORDER BY received_at",
+                [str(FlowStatus.FAILED), str(FlowStatus.RECEIVED)],
+            )
+        )
+        return {
+            "flows": sum(by_status.values()),
+            "by_status": by_status,
+            "by_sender": by_sender,
+            "reasons": reasons,
+            "top_rules": rules,
+            "needing_attention": attention,
+        }
 
     def earlier_flow(self, sender: str, sha256: str, flow_id: str) -> str | None:
         """The first other flow in which ``sender`` deposited these same bytes, if any."""

@@ -40,6 +40,7 @@ def _quick_move_pairing() -> None:
         return
     InotifyMoveEventGrouper.delay = 0.02
 
+
 YOUNG_POLL = 0.25  # seconds between looks while a file waits out min_age_seconds
 STALLED_POLL = 5.0  # seconds between looks while an upload looks cut short
 

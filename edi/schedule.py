@@ -1,0 +1,186 @@
+"""``edi schedule``: run the jobs ``[schedule]`` declares (batch passes, retention, the daily report) without
+crontabs, with APScheduler 3.
+
+Jobs run one at a time in one worker thread, so two batch passes never overlap, and a job that is still running
+when it is due again is not started twice. A run missed while the process was down (or busy) is run once when it
+can, within the job's ``misfire_grace_seconds`` (several missed runs coalesce into one). Each run is logged and kept
+in the tracking store with its outcome (ok, failed, or skipped when another processor holds the workspace);
+``edi schedule --list`` shows the next run of each job and how its last run went. SIGTERM or SIGINT lets the running
+job finish its flow in hand and stops.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from edi.clock import Clock, SystemClock
+from edi.config import JobSettings, Settings
+from edi.errors import ConfigError, WorkspaceBusy
+from edi.jobs import day_report, retention
+from edi.lock import processor_lock
+from edi.model import FlowStatus
+from edi.runner import Session
+from edi.tracking import Tracking
+from edi.workspace import Layout
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A job as ``edi schedule --list`` shows it."""
+
+    name: str
+    job: str
+    trigger: str
+    next_run: datetime | None
+    last: dict[str, Any] | None
+
+
+def timezone_of(settings: Settings) -> tzinfo:
+    """The time zone cron lines are read in."""
+    try:
+        return ZoneInfo(settings.schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"schedule.timezone: unknown time zone {settings.schedule.timezone!r}") from None
+
+
+def trigger_of(job: JobSettings, zone: tzinfo) -> BaseTrigger:
+    """The APScheduler trigger of a job."""
+    if job.cron is not None:
+        try:
+            return CronTrigger.from_crontab(job.cron, timezone=zone)
+        except ValueError as exc:
+            raise ConfigError(f"schedule job {job.label!r}: cron {job.cron!r}: {exc}") from None
+    assert job.every_seconds is not None
+    return IntervalTrigger(seconds=job.every_seconds, timezone=zone)
+
+
+def plan(settings: Settings, clock: Clock | None = None) -> list[Planned]:
+    """Every job with its next run time and its last outcome."""
+    now = (clock or SystemClock()).now()
+    zone = timezone_of(settings)
+    layout = Layout(settings.workspace.root)
+    last: dict[str, dict[str, Any]] = {}
+    if layout.initialised:
+        store = Tracking(layout.database)
+        try:
+            last = store.last_runs()
+        finally:
+            store.close()
+    planned = []
+    for job in settings.schedule.jobs:
+        trigger = trigger_of(job, zone)
+        shown = f"cron {job.cron} ({settings.schedule.timezone})" if job.cron else f"every {job.every_seconds:g} s"
+        planned.append(Planned(job.label, job.job, shown, trigger.get_next_fire_time(None, now), last.get(job.label)))
+    return planned
+
+
+class Scheduler:
+    """The jobs of one configuration, ready to run."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        if not settings.schedule.jobs:
+            raise ConfigError("no [[schedule.jobs]] in the configuration: nothing to schedule")
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.stop = threading.Event()
+        zone = timezone_of(settings)
+        self.scheduler = BlockingScheduler(
+            timezone=zone,
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+        for job in settings.schedule.jobs:
+            self.scheduler.add_job(
+                self._runner(job),
+                trigger_of(job, zone),
+                id=job.label,
+                name=job.label,
+                misfire_grace_time=int(job.misfire_grace_seconds) or None,
+            )
+
+    def _runner(self, job: JobSettings) -> Callable[[], None]:
+        actions: dict[str, Callable[[], str]] = {
+            "batch": self._batch,
+            "retention": lambda: _retention_detail(retention(self.settings, self.clock)),
+            "report": lambda: f"written to {day_report(self.settings, clock=self.clock)[0]}",
+        }
+        action = actions[job.job]
+
+        def run() -> None:
+            started = self.clock.now()
+            try:
+                outcome, detail = "ok", action()
+            except WorkspaceBusy as exc:
+                outcome, detail = "skipped", str(exc)
+            except Exception as exc:  # a job's failure is logged and kept, the scheduler goes on
+                outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
+                log.error("job failed", job=job.label, traceback="".join(traceback.format_exception(exc)))
+            finished = self.clock.now()
+            log.info("job", job=job.label, outcome=outcome, detail=detail, seconds=(finished - started).total_seconds())
+            self._record(job.label, started, finished, outcome, detail)
+
+        return run
+
+    def _batch(self) -> str:
+        with processor_lock(self.settings, "edi schedule (batch)"), Session(self.settings, self.clock) as session:
+            report = session.run_once(should_stop=self.stop.is_set)
+        counts = report.by_status
+        integrated, partial = counts[FlowStatus.INTEGRATED], counts[FlowStatus.PARTIALLY_INTEGRATED]
+        rejected = counts[FlowStatus.REJECTED]
+        return (
+            f"{len(report.outcomes)} flows: {integrated} integrated, {partial} partial, {rejected} rejected, "
+            f"{report.failed} failed"
+        )
+
+    def _record(self, job: str, started: datetime, finished: datetime, outcome: str, detail: str) -> None:
+        layout = Layout(self.settings.workspace.root)
+        if not layout.initialised:
+            return
+        try:
+            store = Tracking(layout.database)
+            try:
+                store.record_run(job, started, finished, outcome, detail)
+            finally:
+                store.close()
+        except Exception as exc:  # the run itself is logged already
+            log.error("cannot record the run", job=job, error=str(exc))
+
+    def run(self, handle_signals: bool = True) -> None:
+        """Run the jobs until SIGTERM / SIGINT (or ``stop()``)."""
+        previous: dict[int, Any] = {}
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, lambda signum, frame: self.request_stop())
+        try:
+            for planned in plan(self.settings, self.clock):
+                log.info("scheduled", job=planned.name, trigger=planned.trigger, next_run=str(planned.next_run))
+            self.scheduler.start()
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def request_stop(self) -> None:
+        """Stop taking new flows and new runs; the running job finishes its flow in hand."""
+        log.info("stopping")
+        self.stop.set()
+        self.scheduler.shutdown(wait=True)  # waits for the running job, which stops after its flow in hand
+
+
+def _retention_detail(report: Any) -> str:
+    return f"{report.flows} flows older than {report.cutoff:%Y-%m-%d} ({report.action})"
