@@ -28,7 +28,6 @@ from edi.runner import BatchReport, init_workspace, requeue, run_batch
 from edi.schedule import Scheduler, plan
 from edi.tracking import Tracking
 from edi.watch import watch
-from edi.workspace import Layout
 
 STATUS_WORDS = {
     FlowStatus.INTEGRATED: "integrated",
@@ -213,7 +212,7 @@ def parse_since(value: str, now: datetime) -> datetime:
 
 
 def _store(ctx: Context) -> Tracking:
-    layout = Layout(ctx.settings.workspace.root)
+    layout = ctx.settings.workspace.layout()
     if not layout.initialised:
         raise Failure(EdiError(f"{layout.root} is not an edi workspace: run `edi init` first"))
     return Tracking(layout.database)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from edi.errors import ConfigError
 from edi.model import RULE_SETS
+from edi.workspace import Layout
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -65,6 +66,12 @@ class WorkspaceSettings:
 
     root: Path = Path("var")
     exclusive: bool = True
+    inbox: Path | None = None  # default <root>/inbox; elsewhere (an SFTP chroot), but on the same filesystem
+    acks: Path | None = None  # default <root>/acks
+
+    def layout(self) -> Layout:
+        """The folders of this workspace."""
+        return Layout(self.root, self.inbox, self.acks)
 
 
 @dataclass(frozen=True, slots=True)

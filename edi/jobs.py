@@ -26,7 +26,6 @@ from edi.clock import Clock, SystemClock, iso
 from edi.config import Settings
 from edi.spool import Spool
 from edi.tracking import Tracking
-from edi.workspace import Layout
 
 log = structlog.get_logger()
 
@@ -44,7 +43,7 @@ def retention(settings: Settings, clock: Clock | None = None) -> RetentionReport
     """Delete or move out what is kept about finished flows older than ``retention.days``."""
     clock = clock or SystemClock()
     now = clock.now()
-    layout = Layout(settings.workspace.root)
+    layout = settings.workspace.layout()
     layout.check_writable()
     keep = settings.retention
     cutoff = now - timedelta(days=keep.days)
@@ -82,7 +81,7 @@ def retention(settings: Settings, clock: Clock | None = None) -> RetentionReport
 
 def report_folder(settings: Settings) -> Path:
     """Where daily reports go."""
-    return settings.report.folder or Layout(settings.workspace.root).root / "reports"
+    return settings.report.folder or settings.workspace.layout().root / "reports"
 
 
 def day_report(settings: Settings, day: date | None = None, clock: Clock | None = None) -> tuple[Path, dict[str, Any]]:
@@ -90,7 +89,7 @@ def day_report(settings: Settings, day: date | None = None, clock: Clock | None 
     clock = clock or SystemClock()
     day = day or (clock.now().astimezone(UTC).date() - timedelta(days=1))
     start = datetime.combine(day, time(), UTC)
-    layout = Layout(settings.workspace.root)
+    layout = settings.workspace.layout()
     layout.check_writable()
     store = Tracking(layout.database)
     try:

@@ -20,7 +20,6 @@ import structlog
 from edi.clock import iso
 from edi.config import Settings
 from edi.errors import WorkspaceBusy
-from edi.workspace import Layout
 
 log = structlog.get_logger()
 LOCK_NAME = "processor.lock"
@@ -32,7 +31,7 @@ def processor_lock(settings: Settings, command: str) -> Iterator[None]:
     if not settings.workspace.exclusive:
         yield
         return
-    layout = Layout(settings.workspace.root)
+    layout = settings.workspace.layout()
     path = layout.root / LOCK_NAME
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)

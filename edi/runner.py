@@ -83,7 +83,7 @@ def known_queues(settings: Settings) -> list[str]:
 
 def init_workspace(settings: Settings) -> InitReport:
     """Create the workspace folders, one inbox and acks folder per sender, the queues and the tracking store."""
-    layout = Layout(settings.workspace.root)
+    layout = settings.workspace.layout()
     senders = [s.id for s in settings.senders]
     queues = known_queues(settings)
     created = layout.create(senders, queues)
@@ -98,7 +98,7 @@ class Session:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.layout = Layout(settings.workspace.root)
+        self.layout = settings.workspace.layout()
         self.layout.check_writable()
         self.directory = directory = load_directory(settings.routing.directory)
         self.catalogue = load_catalogue()
@@ -232,7 +232,7 @@ def requeue(
 ) -> list[str]:
     """Put failed flows back in the spool (the next batch processes them); return the ids requeued."""
     clock = clock or SystemClock()
-    layout = Layout(settings.workspace.root)
+    layout = settings.workspace.layout()
     layout.check_writable()
     spool = Spool(layout)
     tracking = Tracking(layout.database)

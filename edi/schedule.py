@@ -35,7 +35,6 @@ from edi.lock import processor_lock
 from edi.model import FlowStatus
 from edi.runner import Session
 from edi.tracking import Tracking
-from edi.workspace import Layout
 
 log = structlog.get_logger()
 
@@ -74,7 +73,7 @@ def plan(settings: Settings, clock: Clock | None = None) -> list[Planned]:
     """Every job with its next run time and its last outcome."""
     now = (clock or SystemClock()).now()
     zone = timezone_of(settings)
-    layout = Layout(settings.workspace.root)
+    layout = settings.workspace.layout()
     last: dict[str, dict[str, Any]] = {}
     if layout.initialised:
         store = Tracking(layout.database)
@@ -149,7 +148,7 @@ class Scheduler:
         )
 
     def _record(self, job: str, started: datetime, finished: datetime, outcome: str, detail: str) -> None:
-        layout = Layout(self.settings.workspace.root)
+        layout = self.settings.workspace.layout()
         if not layout.initialised:
             return
         try:

@@ -33,11 +33,13 @@ class Layout:
     """The paths of one workspace."""
 
     root: Path
+    inbox_folder: Path | None = None  # elsewhere than root/inbox (an SFTP chroot): same filesystem
+    acks_folder: Path | None = None  # elsewhere than root/acks
 
     @property
     def inbox(self) -> Path:
         """Parent of the per-sender drop folders."""
-        return self.root / "inbox"
+        return self.inbox_folder or self.root / "inbox"
 
     @property
     def active(self) -> Path:
@@ -52,7 +54,7 @@ class Layout:
     @property
     def acks(self) -> Path:
         """Parent of the per-sender acknowledgement folders."""
-        return self.root / "acks"
+        return self.acks_folder or self.root / "acks"
 
     @property
     def archive(self) -> Path:
@@ -122,6 +124,10 @@ class Layout:
         """Raise :class:`WorkspaceError` unless the workspace is initialised and writable."""
         if not self.initialised:
             raise WorkspaceError(f"{self.root} is not an edi workspace: run `edi init` first")
+        if self.inbox.is_dir() and self.inbox.stat().st_dev != self.active.stat().st_dev:
+            raise WorkspaceError(
+                f"{self.inbox} and {self.active} are on two filesystems: files could not be claimed by rename"
+            )
         probe = self.tmp / f".probe-{os.getpid()}"
         try:
             probe.write_bytes(b"")
