@@ -30,7 +30,7 @@ log = structlog.get_logger()
 logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its shutdown race chatter is not news
 
 
-def _quick_move_pairing() -> None:
+def quick_move_pairing() -> None:
     """watchdog holds every IN_MOVED_FROM for 0.5 s, hoping to pair it with its IN_MOVED_TO, and every event
     behind it waits too: each claim (a rename out of the inbox) would delay the next file's events by half a second.
     The two halves of one rename are read together from inotify, so a short window pairs them just as well."""
@@ -67,8 +67,8 @@ class _Inbox(FileSystemEventHandler):
         """Note closed-after-write and renamed-into-place files; wake the loop for everything."""
         if isinstance(event, FileClosedEvent) and not event.is_directory:
             self._settle(event.src_path)
-        elif isinstance(event, FileMovedEvent) and not event.is_directory:
-            self._settle(event.dest_path)
+        elif isinstance(event, FileMovedEvent) and not event.is_directory and event.dest_path:
+            self._settle(event.dest_path)  # renamed into place (from the inbox, or from outside it)
         elif event.event_type in ("opened", "closed_no_write"):
             return  # reading a file (ours included) is no news
         self.wake.set()
@@ -82,6 +82,16 @@ class _Inbox(FileSystemEventHandler):
         with self.guard:
             taken, self.settled = self.settled, set()
         return taken
+
+
+def new_observer() -> Any:
+    """An observer that reports a file renamed in from an unwatched folder as a move (not as a creation, which
+    watchdog's default inotify emitter makes of it): that rename is the writer saying "done"."""
+    try:
+        from watchdog.observers.inotify import InotifyObserver
+    except ImportError:  # not Linux: the platform's observer, and min_age for renamed-in files
+        return Observer()
+    return InotifyObserver(generate_full_events=True)
 
 
 def watch(
@@ -109,8 +119,8 @@ def watch(
     try:
         with processor_lock(settings, "edi watch"), Session(settings, clock) as session:
             inbox = _Inbox(wake)
-            _quick_move_pairing()
-            observer = Observer()
+            quick_move_pairing()
+            observer = new_observer()
             observer.schedule(inbox, str(session.layout.inbox), recursive=True)
             observer.start()  # before warming up: files closed meanwhile are noted, not missed
             session.warm_up()

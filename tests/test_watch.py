@@ -1,0 +1,229 @@
+"""The real `edi watch` process: files taken as soon as their writer is done, never before; stalled uploads wait out
+their grace; SIGTERM finishes the flow in hand and exits 0; one processor per workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FLOWS
+
+INVOICE = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
+
+CONFIG = """
+[workspace]
+root = "ws"
+[intake]
+min_age_seconds = {min_age}
+incomplete_grace_seconds = {grace}
+[[senders]]
+id = "acme"
+sellers = ["*"]
+[routing]
+unknown_recipient = "unrouted"
+[watch]
+rescan_seconds = {rescan}
+"""
+
+
+def invoice(number: int) -> bytes:
+    """A distinct valid invoice (its own number, so never a duplicate)."""
+    return INVOICE.replace(b"FA-2026-0001", f"FA-2026-9{number:03d}".encode())
+
+
+class Watcher:
+    """A running `edi watch` on a fresh workspace."""
+
+    def __init__(self, root: Path, process: subprocess.Popen[str], config: Path) -> None:
+        self.root = root
+        self.process = process
+        self.config = config
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "ws" / "inbox" / "acme"
+
+    def acks(self) -> list[dict]:
+        return [json.loads(p.read_text()) for p in sorted((self.root / "ws" / "acks" / "acme").glob("*.json"))]
+
+    def wait_for_acks(self, count: int, timeout: float) -> float:
+        """Seconds until ``count`` acknowledgements exist (fails after ``timeout``)."""
+        started = time.monotonic()
+        while len(self.acks()) < count:
+            assert time.monotonic() - started < timeout, f"{len(self.acks())} acks after {timeout} s"
+            assert self.process.poll() is None, self.process.stderr.read() if self.process.stderr else ""
+            time.sleep(0.01)
+        return time.monotonic() - started
+
+    def stop(self) -> tuple[int, str, str]:
+        self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=30)
+        return self.process.returncode, out, err
+
+
+@pytest.fixture
+def start_watch(tmp_path: Path) -> Iterator[Callable[..., Watcher]]:
+    """Start `edi watch` (after `edi init`) with the given intake timings; it is stopped at the end of the test."""
+    started: list[Watcher] = []
+
+    def start(min_age: float = 30, grace: float = 60, rescan: float = 30, wait: bool = True) -> Watcher:
+        config = tmp_path / "config.toml"
+        config.write_text(CONFIG.format(min_age=min_age, grace=grace, rescan=rescan), encoding="utf-8")
+        edi = [sys.executable, "-m", "edi", "--config", str(config)]
+        subprocess.run([*edi, "init"], check=True, capture_output=True)
+        process = subprocess.Popen([*edi, "-v", "watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        watcher = Watcher(tmp_path, process, config)
+        started.append(watcher)
+        if wait:  # until the inbox is watched: the startup log line says so
+            deadline = time.monotonic() + 30
+            lock = tmp_path / "ws" / "processor.lock"
+            while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)  # the observer starts right after the lock is taken
+        return watcher
+
+    yield start
+    for watcher in started:
+        if watcher.process.poll() is None:
+            watcher.process.kill()
+            watcher.process.wait()
+
+
+def test_a_file_closed_by_its_writer_is_taken_at_once(start_watch) -> None:
+    """Closed after writing, a whole file is processed in well under a second, without waiting min_age (30 s)."""
+    watcher = start_watch(min_age=30)
+    (watcher.inbox / "a.xml").write_bytes(invoice(1))
+    latency = watcher.wait_for_acks(1, timeout=10)
+    assert latency < 2.0, latency
+    (ack,) = watcher.acks()
+    assert ack["file_name"] == "a.xml" and ack["status"] == "IN_INTEGRE"
+    code, out, _ = watcher.stop()
+    assert code == 0 and "watch stopped: 1 flows" in out
+
+
+def test_a_file_still_open_is_never_taken(start_watch) -> None:
+    """A file its writer keeps open (an upload in progress) is not taken, even whole; it is once closed."""
+    watcher = start_watch(min_age=30)
+    with (watcher.inbox / "slow.xml").open("wb") as upload:
+        upload.write(invoice(2)[:1000])
+        upload.flush()
+        time.sleep(1.5)
+        upload.write(invoice(2)[1000:])
+        upload.flush()
+        time.sleep(1.5)
+        assert watcher.acks() == [] and (watcher.inbox / "slow.xml").exists()
+    watcher.wait_for_acks(1, timeout=10)
+    assert watcher.acks()[0]["status"] == "IN_INTEGRE"
+    assert watcher.stop()[0] == 0
+
+
+def test_a_file_renamed_into_place_is_taken_at_once(start_watch) -> None:
+    """Written under a temporary name (*.part), renamed when done: taken right after the rename, exactly once."""
+    watcher = start_watch(min_age=30)
+    part = watcher.inbox / "b.xml.part"
+    part.write_bytes(invoice(3))
+    time.sleep(1.0)
+    assert watcher.acks() == [] and part.exists()
+    part.rename(watcher.inbox / "b.xml")
+    assert watcher.wait_for_acks(1, timeout=10) < 2.0
+    time.sleep(1.0)
+    assert len(watcher.acks()) == 1
+    assert watcher.stop()[0] == 0
+
+
+def test_a_stalled_upload_waits_its_grace_then_is_refused_once(start_watch) -> None:
+    """Closed but cut short (an interrupted upload): left alone for the grace period, then refused as truncated."""
+    watcher = start_watch(min_age=1, grace=4)
+    (watcher.inbox / "cut.xml").write_bytes(invoice(4)[:2000])
+    time.sleep(2.5)
+    assert watcher.acks() == [] and (watcher.inbox / "cut.xml").exists()
+    watcher.wait_for_acks(1, timeout=15)
+    (ack,) = watcher.acks()
+    assert ack["status"] == "IN_REJETE" and ack["documents"][0]["reason"] == "IRR_SYNTAX"
+    assert watcher.stop()[0] == 0
+
+
+def test_a_stalled_upload_that_resumes_is_accepted(start_watch) -> None:
+    """An upload that stalls past min_age and then completes (a resume) is taken whole, not refused as truncated."""
+    watcher = start_watch(min_age=1, grace=30)
+    target = watcher.inbox / "resumed.xml"
+    data = invoice(5)
+    target.write_bytes(data[:1500])
+    time.sleep(2.5)
+    assert watcher.acks() == []
+    with target.open("ab") as resume:
+        resume.write(data[1500:])
+    watcher.wait_for_acks(1, timeout=10)
+    assert watcher.acks()[0]["status"] == "IN_INTEGRE"
+    assert watcher.stop()[0] == 0
+
+
+def test_files_present_at_start_and_missed_events_are_found(start_watch, tmp_path: Path) -> None:
+    """Files already in the inbox when watch starts are taken once they are min_age old (the rescan path)."""
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG.format(min_age=0.5, grace=60, rescan=1), encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "edi", "--config", str(config), "init"], check=True, capture_output=True)
+    inbox = tmp_path / "ws" / "inbox" / "acme"
+    for number in range(3):
+        (inbox / f"early-{number}.xml").write_bytes(invoice(10 + number))
+    watcher = start_watch(min_age=0.5, rescan=1, wait=False)
+    watcher.wait_for_acks(3, timeout=30)
+    assert watcher.stop()[0] == 0
+
+
+def test_sigterm_finishes_the_flow_in_hand_and_leaves_the_rest_whole(start_watch) -> None:
+    """SIGTERM in the middle of many files: exit 0; every file is either acknowledged or untouched in the inbox."""
+    watcher = start_watch(min_age=0)
+    names = [f"m{number:03d}.xml" for number in range(60)]
+    for number, name in enumerate(names):
+        (watcher.inbox / name).write_bytes(invoice(100 + number))
+    watcher.wait_for_acks(1, timeout=10)
+    code, _, _ = watcher.stop()
+    assert code == 0
+    done = {ack["file_name"] for ack in watcher.acks()}
+    left = {p.name for p in watcher.inbox.iterdir()}
+    assert done | left == set(names) and not done & left
+    assert list((watcher.root / "ws" / "spool" / "active").iterdir()) == []
+    batch = subprocess.run(
+        [sys.executable, "-m", "edi", "--config", str(watcher.config), "batch"], capture_output=True, text=True
+    )
+    assert batch.returncode == 0
+    assert {ack["file_name"] for ack in watcher.acks()} == set(names) and len(watcher.acks()) == len(names)
+
+
+def test_a_second_processor_is_refused_with_the_holder_named(start_watch) -> None:
+    """While edi watch runs, a second watch or a batch exits 75 and says which process holds the workspace."""
+    watcher = start_watch()
+    for command in ("watch", "batch"):
+        second = subprocess.run(
+            [sys.executable, "-m", "edi", "--config", str(watcher.config), command],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 75
+        assert f"edi watch (pid {watcher.process.pid}" in second.stderr
+    assert watcher.stop()[0] == 0
+
+
+def test_a_lock_left_by_a_killed_watch_is_taken_over(start_watch) -> None:
+    """A watch killed with SIGKILL leaves its lock file; the next processor takes it over and works."""
+    watcher = start_watch()
+    watcher.process.kill()
+    watcher.process.wait()
+    assert json.loads((watcher.root / "ws" / "processor.lock").read_text())["pid"] == watcher.process.pid
+    (watcher.inbox / "after.xml").write_bytes(invoice(7))
+    os.utime(watcher.inbox / "after.xml", (time.time() - 60, time.time() - 60))
+    batch = subprocess.run(
+        [sys.executable, "-m", "edi", "--config", str(watcher.config), "-v", "batch"], capture_output=True, text=True
+    )
+    assert batch.returncode == 0 and "stale processor lock taken over" in batch.stderr
+    assert len(watcher.acks()) == 1
