@@ -26,6 +26,7 @@ from edi.clock import Clock, SystemClock, iso
 from edi.config import Settings
 from edi.spool import Spool
 from edi.tracking import Tracking
+from edi.workspace import Layout
 
 log = structlog.get_logger()
 
@@ -56,7 +57,7 @@ def retention(settings: Settings, clock: Clock | None = None) -> RetentionReport
         ids = [row["flow_id"] for row in old]
         if keep.action == "move":
             assert keep.move_to is not None
-            exported = keep.move_to / "tracking" / f"flows-{now:%Y%m%dT%H%M%S}.jsonl"
+            exported = keep.move_to / "tracking" / f"flows-{now:%Y%m%dT%H%M%S}-{ids[0]}.jsonl"
             lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in store.export(ids))
             exported.parent.mkdir(parents=True, exist_ok=True)
             spool.write_atomic(exported, lines.encode("utf-8"))
@@ -69,7 +70,7 @@ def retention(settings: Settings, clock: Clock | None = None) -> RetentionReport
                     continue
                 if keep.action == "move":
                     assert keep.move_to is not None
-                    spool.move_out(path, keep.move_to / path.relative_to(layout.root))
+                    spool.move_out(path, _moved_to(path, layout, keep.move_to))
                 else:
                     spool.discard(path)
         store.forget(ids)
@@ -77,6 +78,14 @@ def retention(settings: Settings, clock: Clock | None = None) -> RetentionReport
         store.close()
     log.info("retention", flows=len(ids), action=keep.action, cutoff=iso(cutoff))
     return RetentionReport(cutoff, len(ids), keep.action)
+
+
+def _moved_to(path: Path, layout: Layout, move_to: Path) -> Path:
+    """Where retention moves ``path``: at the same place under ``move_to`` as under the workspace; acknowledgements
+    kept outside the workspace (``workspace.acks``) under ``move_to/acks``."""
+    if path.is_relative_to(layout.acks) and not path.is_relative_to(layout.root):
+        return move_to / "acks" / path.relative_to(layout.acks)
+    return move_to / path.relative_to(layout.root)
 
 
 def report_folder(settings: Settings) -> Path:

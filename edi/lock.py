@@ -3,7 +3,8 @@
 Reads and writes ``<workspace>/processor.lock``: an ``flock`` on it says a processor is at work, the text in it
 says who (pid, command, since when). The kernel drops the flock when its holder dies, so a lock left by a crash is
 stale by construction: the next processor takes it and logs whose it was. Raises :class:`WorkspaceBusy` with a
-one-line message naming the holder when another live processor has it.
+one-line message naming the holder when another live processor has it, WorkspaceError when the lock file
+cannot be opened.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import structlog
 
 from edi.clock import iso
 from edi.config import Settings
-from edi.errors import WorkspaceBusy
+from edi.errors import WorkspaceBusy, WorkspaceError
 
 log = structlog.get_logger()
 LOCK_NAME = "processor.lock"
@@ -38,6 +39,8 @@ def processor_lock(settings: Settings, command: str) -> Iterator[None]:
     except FileNotFoundError:  # no workspace: let the run say so
         yield
         return
+    except OSError as exc:  # a link (never followed), a folder, no permission
+        raise WorkspaceError(f"cannot open the processor lock {path}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

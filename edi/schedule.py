@@ -11,16 +11,18 @@ job finish its flow in hand and stops.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
+from apscheduler.events import EVENT_SCHEDULER_STARTED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -58,15 +60,57 @@ def timezone_of(settings: Settings) -> tzinfo:
         raise ConfigError(f"schedule.timezone: unknown time zone {settings.schedule.timezone!r}") from None
 
 
-def trigger_of(job: JobSettings, zone: tzinfo) -> BaseTrigger:
-    """The APScheduler trigger of a job."""
+def trigger_of(job: JobSettings, zone: tzinfo, now: datetime | None = None) -> BaseTrigger:
+    """The APScheduler trigger of a job (an interval counts from ``now``, by default the real time)."""
     if job.cron is not None:
         try:
-            return CronTrigger.from_crontab(job.cron, timezone=zone)
+            minute, hour, day, month, weekday = job.cron.split()
+            return CronTrigger(
+                minute=minute, hour=hour, day=day, month=month, day_of_week=crontab_weekdays(weekday), timezone=zone
+            )
         except ValueError as exc:
             raise ConfigError(f"schedule job {job.label!r}: cron {job.cron!r}: {exc}") from None
     assert job.every_seconds is not None
-    return IntervalTrigger(seconds=job.every_seconds, timezone=zone)
+    start = None if now is None else now + timedelta(seconds=job.every_seconds)
+    return IntervalTrigger(seconds=job.every_seconds, timezone=zone, start_date=start)
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def crontab_weekdays(field: str) -> str:
+    """A crontab day-of-week field (0 or 7 = Sunday, 1 = Monday, ranges, steps, names) in APScheduler's terms
+    (which number from Monday = 0): numbers become day names; raises ValueError for what crontab refuses."""
+    if not any(c.isdigit() for c in field):
+        return field  # *, names and name ranges mean the same to both
+    days: list[str] = []
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if span == "*":
+            first, last = 0, 6
+        else:
+            low, _, high = span.partition("-")
+            first = _weekday(low)
+            last = _weekday(high) if high else 6 if step_text else first
+            if last < first:
+                raise ValueError(f"day-of-week range {span!r} runs backwards")
+        if step < 1:
+            raise ValueError(f"day-of-week step {step_text!r} must be at least 1")
+        days += [_WEEKDAYS[n % 7] for n in range(first, last + 1, step)]
+    return ",".join(dict.fromkeys(days))
+
+
+def _weekday(text: str) -> int:
+    if text.isdigit():
+        number = int(text)
+        if number > 7:
+            raise ValueError(f"day of week {text} is not between 0 and 7")
+        return number
+    try:
+        return _WEEKDAYS.index(text.lower())
+    except ValueError:
+        raise ValueError(f"day of week {text!r} is not a number 0-7 or a day name") from None
 
 
 def plan(settings: Settings, clock: Clock | None = None) -> list[Planned]:
@@ -83,7 +127,7 @@ def plan(settings: Settings, clock: Clock | None = None) -> list[Planned]:
             store.close()
     planned = []
     for job in settings.schedule.jobs:
-        trigger = trigger_of(job, zone)
+        trigger = trigger_of(job, zone, now)
         shown = f"cron {job.cron} ({settings.schedule.timezone})" if job.cron else f"every {job.every_seconds:g} s"
         planned.append(Planned(job.label, job.job, shown, trigger.get_next_fire_time(None, now), last.get(job.label)))
     return planned
@@ -110,7 +154,7 @@ class Scheduler:
                 trigger_of(job, zone),
                 id=job.label,
                 name=job.label,
-                misfire_grace_time=int(job.misfire_grace_seconds) or None,
+                misfire_grace_time=max(1, math.ceil(job.misfire_grace_seconds)),  # None would be "however late"
             )
 
     def _runner(self, job: JobSettings) -> Callable[[], None]:
@@ -169,6 +213,9 @@ class Scheduler:
         try:
             for planned in plan(self.settings, self.clock):
                 log.info("scheduled", job=planned.name, trigger=planned.trigger, next_run=str(planned.next_run))
+            if self.stop.is_set():  # asked to stop while starting
+                return
+            self.scheduler.add_listener(self._started, EVENT_SCHEDULER_STARTED)
             self.scheduler.start()
         finally:
             for number, handler in previous.items():
@@ -178,7 +225,12 @@ class Scheduler:
         """Stop taking new flows and new runs; the running job finishes its flow in hand."""
         log.info("stopping")
         self.stop.set()
-        self.scheduler.shutdown(wait=True)  # waits for the running job, which stops after its flow in hand
+        if self.scheduler.running:  # else run() sees the request before (or as soon as) the scheduler starts
+            self.scheduler.shutdown(wait=True)  # waits for the running job, which stops after its flow in hand
+
+    def _started(self, event: object) -> None:
+        if self.stop.is_set():  # the stop request came while the scheduler was starting
+            self.scheduler.shutdown(wait=False)
 
 
 def _retention_detail(report: Any) -> str:

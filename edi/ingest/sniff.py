@@ -57,17 +57,19 @@ def sniff(head: bytes) -> Kind:
     return Kind.UNKNOWN
 
 
-def _looks_like_xml(head: bytes) -> bool:
-    encoding = "ascii"
-    body = head
+def xml_encoding(head: bytes) -> tuple[int, str]:
+    """How XML starting with ``head`` is encoded, from its byte order mark or its first ``<``: the length of the
+    mark (0 when there is none) and the Python codec (``ascii`` stands for any ASCII-compatible encoding)."""
     for bom, name in _BOMS:
         if head.startswith(bom):
-            body, encoding = head[len(bom) :], name
-            break
-    else:
-        for start, name in _NO_BOM_STARTS:
-            if head.startswith(start):
-                encoding = name
-                break
-    text = body[: HEAD_BYTES - HEAD_BYTES % 4].decode(encoding, errors="ignore")
+            return len(bom), name
+    for start, name in _NO_BOM_STARTS:
+        if head.startswith(start):
+            return 0, name
+    return 0, "ascii"
+
+
+def _looks_like_xml(head: bytes) -> bool:
+    skip, encoding = xml_encoding(head)
+    text = head[skip : HEAD_BYTES - HEAD_BYTES % 4].decode(encoding, errors="ignore")
     return text.lstrip(" \t\r\n").startswith("<")

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
@@ -125,7 +126,12 @@ class RulesRunner:
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Keep Saxon's native error printing off standard error (the error comes back as an exception, and from
-    there as a finding); the descriptor is restored right after."""
+    there as a finding); the descriptor is restored right after. Only while this is the process's one thread: with
+    others (``edi schedule``'s jobs, ``edi watch``'s observer) it would swallow what they write meanwhile, and Saxon's
+    diagnostic is let through instead."""
+    if threading.active_count() > 1:
+        yield
+        return
     saved = os.dup(2)
     try:
         null = os.open(os.devnull, os.O_WRONLY)
