@@ -51,6 +51,7 @@ from edi.workspace import Layout
 log = structlog.get_logger()
 
 FlowStage = Callable[[Flow], Flow]
+ACK_MODE = 0o640  # acknowledgements: their sender's group may read them (docs/sftp.md), nobody else, whatever the umask
 
 
 class DocumentStage(Protocol):
@@ -193,8 +194,8 @@ class Processor:
             ack = build_ack(flow, self.clock.now())
             json_path, xml_path = self._ack_paths(claim)
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            self.spool.write_atomic(json_path, to_json(ack), fault="ack.json.before_rename")
-            self.spool.write_atomic(xml_path, to_xml(ack), fault="ack.xml.before_rename")
+            self.spool.write_atomic(json_path, to_json(ack), fault="ack.json.before_rename", mode=ACK_MODE)
+            self.spool.write_atomic(xml_path, to_xml(ack), fault="ack.xml.before_rename", mode=ACK_MODE)
             fault_point("pipeline.after_ack")
             self.tracking.record_outcome(ack, self.clock.now())
             fault_point("pipeline.after_record")

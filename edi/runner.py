@@ -139,6 +139,7 @@ class Session:
         self,
         *,
         settled: Collection[Path] = (),
+        writing: Collection[Path] = (),
         on_start: Callable[[int], None] | None = None,
         on_flow: Callable[[Outcome], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
@@ -146,13 +147,16 @@ class Session:
         """One pass: recover what is left in the spool, then claim and process what is ready, oldest first.
 
         ``settled`` files were closed or renamed into place by their writer (watch mode): they need not wait
-        ``min_age_seconds``. ``should_stop`` is asked between flows: when it says yes, no new flow is taken.
+        ``min_age_seconds``; ``writing`` files were written to and not closed since (watch mode): they wait like an
+        upload cut short. ``should_stop`` is asked between flows: when it says yes, no new flow is taken.
         """
         report = BatchReport()
         clock, spool = self.clock, self.spool
         spool.sweep_tmp(STALE_TMP_SECONDS, clock.now().timestamp())
         orphans = list(spool.orphans())
-        ready, report.young, report.incomplete, report.skipped = _scan(self.settings, self.layout, clock, settled)
+        ready, report.young, report.incomplete, report.skipped = _scan(
+            self.settings, self.layout, clock, settled, writing
+        )
         for skipped in report.skipped:
             log.warning("inbox entry skipped", path=str(skipped.path), why=skipped.why)
         if on_start:
@@ -197,7 +201,7 @@ def _done(report: BatchReport, outcome: Outcome, on_flow: Callable[[Outcome], No
 
 
 def _scan(
-    settings: Settings, layout: Layout, clock: Clock, settled: Collection[Path] = ()
+    settings: Settings, layout: Layout, clock: Clock, settled: Collection[Path] = (), writing: Collection[Path] = ()
 ) -> tuple[list[tuple[str, Ready]], int, int, list[Skipped]]:
     now = clock.now().timestamp()
     ready: list[tuple[str, Ready]] = []
@@ -212,6 +216,7 @@ def _scan(
             now=now,
             grace=settings.intake.incomplete_grace_seconds,
             settled=settled,
+            writing=writing,
         )
         ready += [(sender, item) for item in scan.ready]
         young += scan.young

@@ -11,6 +11,7 @@ job finish its flow in hand and stops.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -24,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 from apscheduler.events import EVENT_SCHEDULER_STARTED
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -142,6 +144,8 @@ class Scheduler:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.stop = threading.Event()
+        self._stopping = threading.Lock()
+        self._stopper: threading.Thread | None = None
         zone = timezone_of(settings)
         self.scheduler = BlockingScheduler(
             timezone=zone,
@@ -217,20 +221,30 @@ class Scheduler:
                 return
             self.scheduler.add_listener(self._started, EVENT_SCHEDULER_STARTED)
             self.scheduler.start()
+            if self._stopper is not None:
+                self._stopper.join()  # the running job has finished
+            log.info("stopped")
         finally:
             for number, handler in previous.items():
                 signal.signal(number, handler)
 
     def request_stop(self) -> None:
-        """Stop taking new flows and new runs; the running job finishes its flow in hand."""
-        log.info("stopping")
+        """Stop taking new flows and new runs; the running job finishes its flow in hand. Called from a signal
+        handler, so it neither logs nor waits (the signal may land while this thread holds the log stream's lock,
+        which the running job may need): the scheduler is shut down from another thread, which ``run`` joins."""
         self.stop.set()
-        if self.scheduler.running:  # else run() sees the request before (or as soon as) the scheduler starts
-            self.scheduler.shutdown(wait=True)  # waits for the running job, which stops after its flow in hand
+        with self._stopping:
+            if self.scheduler.running and self._stopper is None:  # else run() sees the request as it starts
+                self._stopper = threading.Thread(target=self._shutdown, kwargs={"wait": True})
+                self._stopper.start()
 
     def _started(self, event: object) -> None:
         if self.stop.is_set():  # the stop request came while the scheduler was starting
-            self.scheduler.shutdown(wait=False)
+            self._shutdown(wait=False)
+
+    def _shutdown(self, wait: bool) -> None:
+        with contextlib.suppress(SchedulerNotRunningError):  # the other way of stopping got there first
+            self.scheduler.shutdown(wait=wait)
 
 
 def _retention_detail(report: Any) -> str:

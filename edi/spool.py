@@ -60,18 +60,22 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_durably(tmp: Path, chunks: Iterator[bytes] | list[bytes]) -> None:
+def _write_durably(tmp: Path, chunks: Iterator[bytes] | list[bytes], mode: int | None = None) -> None:
     with open(tmp, "wb") as out:
         for chunk in chunks:
             out.write(chunk)
         out.flush()
+        if mode is not None:
+            os.fchmod(out.fileno(), mode)  # whatever the umask
         os.fsync(out.fileno())
 
 
-def _publish(chunks: Iterator[bytes] | list[bytes], tmp: Path, target: Path, fault: str | None) -> None:
+def _publish(
+    chunks: Iterator[bytes] | list[bytes], tmp: Path, target: Path, fault: str | None, mode: int | None = None
+) -> None:
     """Write ``tmp`` durably, rename it to ``target`` (replacing it), make the rename durable; no temp left."""
     try:
-        _write_durably(tmp, chunks)
+        _write_durably(tmp, chunks, mode)
         if fault:
             fault_point(fault)
         os.replace(tmp, target)
@@ -105,14 +109,15 @@ class Spool:
 
     # -- atomic writes -------------------------------------------------------------------------------------------
 
-    def write_atomic(self, target: Path, data: bytes, fault: str | None = None) -> None:
-        """Write ``data`` to ``target`` so that readers see the old file or the whole new one, never a part.
+    def write_atomic(self, target: Path, data: bytes, fault: str | None = None, mode: int | None = None) -> None:
+        """Write ``data`` to ``target`` so that readers see the old file or the whole new one, never a part; with
+        ``mode`` its permissions are exactly that, whatever the umask.
 
         The temporary file is in the workspace's ``tmp/`` for targets in the workspace, else beside the target (a
         rename must stay on one filesystem)."""
         inside = target.resolve().is_relative_to(self.layout.root.resolve())
         folder = self.layout.tmp if inside else target.parent
-        _publish([data], folder / f".{target.name}.{os.getpid()}.tmp", target, fault)
+        _publish([data], folder / f".{target.name}.{os.getpid()}.tmp", target, fault, mode)
 
     # -- claim ---------------------------------------------------------------------------------------------------
 

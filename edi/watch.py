@@ -56,32 +56,46 @@ class WatchSummary:
 
 
 class _Inbox(FileSystemEventHandler):
-    """Collects the files writers have finished with, and wakes the loop on any change."""
+    """Collects the files writers have finished with (closed after writing, renamed into place) and those still
+    being written (written to, not closed since), and wakes the loop on any change."""
 
     def __init__(self, wake: threading.Event) -> None:
         self.wake = wake
         self.settled: set[Path] = set()
+        self.writing: set[Path] = set()
         self.guard = threading.Lock()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        """Note closed-after-write and renamed-into-place files; wake the loop for everything."""
-        if isinstance(event, FileClosedEvent) and not event.is_directory:
-            self._settle(event.src_path)
-        elif isinstance(event, FileMovedEvent) and not event.is_directory and event.dest_path:
-            self._settle(event.dest_path)  # renamed into place (from the inbox, or from outside it)
-        elif event.event_type in ("opened", "closed_no_write"):
+        """Note closed-after-write and renamed-into-place files, and files written to; wake the loop for
+        everything."""
+        if event.event_type in ("opened", "closed_no_write"):
             return  # reading a file (ours included) is no news
+        if not event.is_directory:
+            with self.guard:
+                source = _path(event.src_path)
+                if isinstance(event, FileClosedEvent):
+                    self.writing.discard(source)
+                    self.settled.add(source)
+                elif isinstance(event, FileMovedEvent):
+                    self.writing.discard(source)
+                    if event.dest_path:  # renamed into place (from the inbox, or from outside it)
+                        self.settled.add(_path(event.dest_path))
+                elif event.event_type == "deleted":
+                    self.writing.discard(source)
+                elif event.event_type == "modified":  # data written: the writer may not be done
+                    self.writing.add(source)
+                    self.settled.discard(source)
         self.wake.set()
 
-    def _settle(self, path: str | bytes) -> None:
-        with self.guard:
-            self.settled.add(Path(path.decode() if isinstance(path, bytes) else path))
-
-    def take_settled(self) -> set[Path]:
-        """The settled files noted since the last call."""
+    def take_settled(self) -> tuple[set[Path], frozenset[Path]]:
+        """The settled files noted since the last call, and the files being written now."""
         with self.guard:
             taken, self.settled = self.settled, set()
-        return taken
+            return taken, frozenset(self.writing)
+
+
+def _path(path: str | bytes) -> Path:
+    return Path(path.decode() if isinstance(path, bytes) else path)
 
 
 def new_observer() -> Any:
@@ -110,7 +124,7 @@ def watch(
     if handle_signals:
 
         def on_signal(signum: int, frame: object) -> None:
-            log.info("stopping", signal=signal.Signals(signum).name)
+            # No logging here: the signal may land while this very thread holds the log stream's lock.
             stop.set()
             wake.set()
 
@@ -148,7 +162,8 @@ def _loop(
 ) -> None:
     while not stop.is_set():
         wake.clear()
-        report = session.run_once(settled=inbox.take_settled(), should_stop=stop.is_set)
+        settled, writing = inbox.take_settled()
+        report = session.run_once(settled=settled, writing=writing, should_stop=stop.is_set)
         summary.passes += 1
         summary.flows += len(report.outcomes)
         summary.failed += report.failed

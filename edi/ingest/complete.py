@@ -5,7 +5,7 @@ Reads the head and tail of the file (a gzip stream is read through, to its end-o
 never raises (a file it cannot read is "not complete"). What it checks, by what the first bytes say the file is:
 
 - XML: the root element is closed (the last tag is the root's end tag, or the root is empty-element).
-- PDF: an ``%%EOF`` marker ends the file.
+- PDF: an ``%%EOF`` marker ends the file (only end-of-line characters may follow it).
 - ZIP: the end-of-central-directory record is there, whole, with the comment it announces.
 - gzip (tar.gz): the deflate stream reaches its end.
 - empty: never complete (the writer has not written yet).
@@ -53,8 +53,8 @@ def is_complete(path: Path) -> bool:
             tail = stream.read()
     except OSError:
         return False
-    if kind is Kind.PDF:
-        return b"%%EOF" in tail[-1024:]
+    if kind is Kind.PDF:  # the last revision's marker ends the file (an earlier one may end what arrived so far)
+        return tail.rstrip(b"\r\n\t \x00").endswith(b"%%EOF")
     if kind is Kind.ZIP:
         return _zip_complete(tail)
     return True

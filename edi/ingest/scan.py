@@ -60,13 +60,15 @@ def scan_inbox(
     now: float,
     grace: float = 0.0,
     settled: Collection[Path] = (),
+    writing: Collection[Path] = (),
 ) -> Scan:
     """List what is ready in ``folder``, oldest first (then by name).
 
     A file is ready when its name does not say "in progress", it is at least ``min_age`` seconds old (or in
     ``settled``: its writer closed it or renamed it into place since it last changed), and it is structurally whole;
     a file that looks cut short is left for ``grace`` seconds after its last change (an upload that stalled), then
-    taken anyway (and refused as truncated).
+    taken anyway (and refused as truncated). A file in ``writing`` (written to since its writer last closed it:
+    a slow link, a stalled upload) is treated as cut short, however whole it looks.
     """
     ready: list[Ready] = []
     skipped: list[Skipped] = []
@@ -89,7 +91,7 @@ def scan_inbox(
             skipped.append(Skipped(path, f"{kind}: only regular files are processed"))
         elif age < min_age and path not in settled:
             young += 1
-        elif age < grace and not is_complete(path):
+        elif age < grace and (path in writing or not is_complete(path)):
             incomplete += 1
         else:
             ready.append(Ready(path, st.st_size, st.st_mtime))
