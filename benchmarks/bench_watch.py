@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -106,11 +107,12 @@ def main() -> None:
         subprocess.run([*edi, "init"], check=True, capture_output=True)
         inbox, acks, staging = work / "ws" / "inbox" / "acme", work / "ws" / "acks" / "acme", work / "staging"
         staging.mkdir()
-        watcher = subprocess.Popen([*edi, "watch"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        lock = work / "ws" / "processor.lock"
-        while not (lock.exists() and lock.read_text()):
-            time.sleep(0.05)
-        time.sleep(3)  # the business rules compile at start
+        watcher = subprocess.Popen([*edi, "-v", "watch"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert watcher.stderr is not None
+        for line in watcher.stderr:  # "watching" comes once the business rules are compiled (warm-up)
+            if "watching" in line:
+                break
+        threading.Thread(target=watcher.stderr.read, daemon=True).start()  # keep draining it
         count = int(args.rate * args.seconds)
         dropped: dict[str, float] = {}
         started = time.time()

@@ -68,7 +68,9 @@ def scan_inbox(
     ``settled``: its writer closed it or renamed it into place since it last changed), and it is structurally whole;
     a file that looks cut short is left for ``grace`` seconds after its last change (an upload that stalled), then
     taken anyway (and refused as truncated). A file in ``writing`` (written to since its writer last closed it:
-    a slow link, a stalled upload) is treated as cut short, however whole it looks.
+    a slow link, a stalled upload) is treated as cut short, however whole it looks. With ``min_age`` 0 files are
+    declared finished when they appear (senders rename them into place): one that looks cut short is truncated, not
+    arriving, and is taken at once.
     """
     ready: list[Ready] = []
     skipped: list[Skipped] = []
@@ -91,7 +93,7 @@ def scan_inbox(
             skipped.append(Skipped(path, f"{kind}: only regular files are processed"))
         elif age < min_age and path not in settled:
             young += 1
-        elif age < grace and (path in writing or not is_complete(path)):
+        elif age < grace and (path in writing or (min_age > 0 and not is_complete(path))):
             incomplete += 1
         else:
             ready.append(Ready(path, st.st_size, st.st_mtime))

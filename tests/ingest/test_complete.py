@@ -402,8 +402,18 @@ def test_a_cut_file_waits_out_its_grace_then_is_ready(tmp_path: Path) -> None:
 def test_an_empty_file_waits_out_its_grace(tmp_path: Path) -> None:
     """An empty file is an upload not started: incomplete within grace, then taken (and refused as empty)."""
     empty = put(tmp_path, "empty.xml", b"", age=60)
-    assert scan_inbox(tmp_path, min_age=0, ignore=IGNORE, now=NOW, grace=900).incomplete == 1
-    assert [r.path for r in scan_inbox(tmp_path, min_age=0, ignore=IGNORE, now=NOW + 900, grace=900).ready] == [empty]
+    assert scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=NOW, grace=900).incomplete == 1
+    assert [r.path for r in scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=NOW + 900, grace=900).ready] == [empty]
+
+
+def test_with_min_age_zero_a_cut_file_is_truncated_not_arriving(tmp_path: Path) -> None:
+    """min_age = 0 says senders rename finished files into place: a cut or empty file is taken at once (and
+    refused), but a file still being written to (watch mode knows) waits all the same."""
+    cut = put(tmp_path, "cut.pdf", PDF[:2000], age=1)
+    empty = put(tmp_path, "empty.xml", b"", age=1)
+    open_ = put(tmp_path, "open.xml", INVOICE, age=1)
+    result = scan_inbox(tmp_path, min_age=0, ignore=IGNORE, now=NOW, grace=900, writing={open_})
+    assert sorted(r.path for r in result.ready) == sorted([cut, empty]) and result.incomplete == 1
 
 
 def test_without_grace_a_cut_file_is_taken_at_once(tmp_path: Path) -> None:
