@@ -172,8 +172,8 @@ def bomb() -> bytes:
 
 @pytest.fixture(scope="module")
 def slow_pdf() -> bytes:
-    """A PDF embedding 4000 small files before its factur-x.xml: tenths of a second for pypdf to list them."""
-    notes = [(b"(note-%05d.txt)" % i, stream(b"note")) for i in range(4000)]
+    """A PDF embedding 12000 small files before its factur-x.xml: most of a second for pypdf to list them."""
+    notes = [(b"(note-%05d.txt)" % i, stream(b"note")) for i in range(12000)]
     return embedding([*notes, (b"(factur-x.xml)", stream(CII))])
 
 
@@ -660,11 +660,11 @@ def test_slow_pdf_is_slow_without_a_budget(slow_pdf: bytes) -> None:
     """The slow PDF really takes much longer than the budgets above, and reads fine given time."""
     started = time.monotonic()
     result = read(slow_pdf, seconds=0)
-    assert time.monotonic() - started > 0.1
+    assert time.monotonic() - started > 0.2
     assert result.findings == ()
     assert result.xml_name == "factur-x.xml"
     assert result.xml == CII
-    assert len(result.attachments) == 4000
+    assert len(result.attachments) == 12000
 
 
 @pytest.mark.parametrize("budget", [0.002, 0.05, 30])
@@ -692,5 +692,5 @@ def test_time_budget_outside_the_main_thread_is_ignored(slow_pdf: bytes, alarm_s
     worker = threading.Thread(target=lambda: results.append(read_pdf(slow_pdf, max_xml_bytes=MIB, seconds=0.01)))
     worker.start()
     worker.join(timeout=30)
-    assert [(r.findings, r.xml, len(r.attachments)) for r in results] == [((), CII, 4000)]
+    assert [(r.findings, r.xml, len(r.attachments)) for r in results] == [((), CII, 12000)]
     assert signal.getsignal(signal.SIGALRM) is alarm_sentinel
