@@ -193,37 +193,54 @@ def build_ack(flow: Flow, processed_at: datetime) -> dict[str, Any]:
 
 
 def to_json(ack: Mapping[str, Any]) -> bytes:
-    """The acknowledgement as UTF-8 JSON."""
-    return (json.dumps(ack, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    """The acknowledgement as UTF-8 JSON, on one line (``jq .`` shows it indented)."""
+    return (json.dumps(ack, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def to_xml(ack: Mapping[str, Any]) -> bytes:
-    """The acknowledgement as XML in the ``urn:edi:acknowledgement:1`` namespace."""
-    root = etree.Element(f"{{{NAMESPACE}}}acknowledgement", nsmap={None: NAMESPACE})  # default namespace
-    _fill(root, ack, FLOW_FIELDS)
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+    """The acknowledgement as XML in the ``urn:edi:acknowledgement:1`` namespace, indented (written as text: it is
+    made for every flow, and building it as a tree costs several times more)."""
+    out = [f"<?xml version='1.0' encoding='UTF-8'?>\n<acknowledgement xmlns=\"{NAMESPACE}\">\n"]
+    _write(out, ack, FLOW_FIELDS, "  ")
+    out.append("</acknowledgement>\n")
+    return "".join(out).encode("utf-8")
+
+
+def _text(value: str) -> str:
+    """Character data as XML writes it: markup characters escaped, and carriage returns (which XML parsers would
+    turn into line feeds)."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+
+
+def _write(out: list[str], values: Mapping[str, Any], spec: Sequence[tuple[str, str]], pad: str) -> None:
+    for name, kind in spec:
+        value = values.get(name)
+        if value is None:
+            continue
+        if kind == "names":
+            if value:
+                items = "".join(f"{pad}  <name>{_text(item)}</name>\n" for item in value)
+                out.append(f"{pad}<{name}>\n{items}{pad}</{name}>\n")
+            else:
+                out.append(f"{pad}<{name}/>\n")
+        elif kind in _NESTED:
+            if not value:
+                out.append(f"{pad}<{name}/>\n")
+                continue
+            out.append(f"{pad}<{name}>\n")
+            for item in value:
+                out.append(f"{pad}  <{kind}>\n")
+                _write(out, item, _NESTED[kind], pad + "    ")
+                out.append(f"{pad}  </{kind}>\n")
+            out.append(f"{pad}</{name}>\n")
+        else:
+            out.append(f"{pad}<{name}>{_text(value if isinstance(value, str) else str(value))}</{name}>\n")
 
 
 def from_xml(data: bytes) -> dict[str, Any]:
     """Read an acknowledgement XML back into the dict it was made from."""
     root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
     return _read(root, FLOW_FIELDS)
-
-
-def _fill(parent: etree._Element, values: Mapping[str, Any], spec: Sequence[tuple[str, str]]) -> None:
-    for name, kind in spec:
-        value = values.get(name)
-        if value is None:
-            continue
-        element = etree.SubElement(parent, f"{{{NAMESPACE}}}{name}")
-        if kind == "names":
-            for item in value:
-                etree.SubElement(element, f"{{{NAMESPACE}}}name").text = item
-        elif kind in _NESTED:
-            for item in value:
-                _fill(etree.SubElement(element, f"{{{NAMESPACE}}}{kind}"), item, _NESTED[kind])
-        else:
-            element.text = str(value)
 
 
 def _read(element: etree._Element, spec: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -244,11 +261,10 @@ def _read(element: etree._Element, spec: Sequence[tuple[str, str]]) -> dict[str,
 
 
 def _safe(values: dict[str, Any]) -> dict[str, Any]:
-    def safe(value: Any) -> Any:
-        if isinstance(value, str):
-            return xml_safe(value)
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return [xml_safe(v) for v in value]
-        return value
-
-    return {k: safe(v) for k, v in values.items()}
+    sub = _NOT_XML.sub
+    for key, value in values.items():
+        if value.__class__ is str:
+            values[key] = sub("\ufffd", value)
+        elif value.__class__ is list and value and all(v.__class__ is str for v in value):
+            values[key] = [sub("\ufffd", v) for v in value]
+    return values

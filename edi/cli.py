@@ -8,8 +8,11 @@ holds the workspace (try again later). ``edi validate`` exits with the number of
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,8 @@ from edi.errors import ConfigError, EdiError, WorkspaceBusy
 from edi.jobs import day_report, render_report
 from edi.logs import configure_logging
 from edi.model import RULE_SETS, FlowStatus
-from edi.pipeline import Outcome
-from edi.runner import BatchReport, init_workspace, requeue, run_batch
+from edi.processor import Outcome
+from edi.runner import BatchReport, init_workspace, recover, requeue, run_batch
 from edi.schedule import Scheduler, plan
 from edi.tracking import Tracking
 from edi.watch import watch
@@ -127,16 +130,29 @@ def init(ctx: Context) -> None:
     click.echo(f"  queues:  {', '.join(report.queues) or 'none yet'}")
 
 
+WORKERS = click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=lambda: os.cpu_count() or 1,
+    show_default="the number of cores",
+    help="Processes that claim and process flows in parallel (each claims a file by renaming it, so none is "
+    "taken twice). Small runs stay in one process.",
+)
+
+
 @main.command()
+@WORKERS
 @pass_context
-def batch(ctx: Context) -> None:
+def batch(ctx: Context, workers: int) -> None:
     """Process every finished file once, then exit.
 
     \b
     First finishes what a crash or `edi requeue` left in the spool, then claims each
-    finished file of every sender's inbox, oldest first. Files younger than
-    intake.min_age_seconds, dotfiles and *.tmp / *.part / *.filepart are left alone.
-    Prints a summary; shows a progress bar when stderr is a terminal.
+    finished file of every sender's inbox, oldest first, in groups, with up to
+    --workers processes. Files younger than intake.min_age_seconds, dotfiles and
+    *.tmp / *.part / *.filepart are left alone. Files that arrive during the run are
+    left for the next one. SIGTERM or SIGINT: the groups in hand are finished, no new
+    file is taken. Prints a summary; shows a progress bar when stderr is a terminal.
 
     \b
     Exit status: 0 when the run worked (rejected flows included), 1 when a flow
@@ -160,11 +176,17 @@ def batch(ctx: Context) -> None:
         if bar is not None:
             bar.update(1)
 
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        report = run_batch(settings, on_start=on_start, on_flow=on_flow)
+        report = run_batch(
+            settings, workers=workers, on_start=on_start, on_flow=on_flow, should_stop=stop.is_set, keep_outcomes=False
+        )
     except EdiError as exc:
         raise Failure(exc) from None
     finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         if bar is not None:
             bar.__exit__(None, None, None)
     click.echo(summary(report))
@@ -176,7 +198,7 @@ def summary(report: BatchReport) -> str:
     """The one-paragraph summary of a batch run."""
     counts = report.by_status
     parts = [f"{counts[s]} {word}" for s, word in STATUS_WORDS.items()]
-    lines = [f"{len(report.outcomes)} flows, {report.documents} documents: {', '.join(parts)}"]
+    lines = [f"{report.flows} flows, {report.documents} documents: {', '.join(parts)}"]
     extra = []
     if report.recovered:
         extra.append(f"{report.recovered} recovered from an earlier run")
@@ -186,6 +208,8 @@ def summary(report: BatchReport) -> str:
         extra.append(f"{report.incomplete} stalled uploads that look cut short (waiting out their grace period)")
     if report.skipped:
         extra.append(f"{len(report.skipped)} inbox entries skipped (not regular files or no declared sender)")
+    if report.stopped:
+        extra.append("stopped on request: what is still ready is left for the next run")
     if extra:
         lines.append("; ".join(extra))
     if report.failed:
@@ -330,8 +354,9 @@ def _finding(f: dict[str, Any]) -> str:
 
 
 @main.command(name="watch")
+@WORKERS
 @pass_context
-def watch_cmd(ctx: Context) -> None:
+def watch_cmd(ctx: Context, workers: int) -> None:
     """Process files as they arrive, until SIGTERM or SIGINT (Ctrl-C).
 
     \b
@@ -352,7 +377,7 @@ def watch_cmd(ctx: Context) -> None:
     """
     settings = ctx.settings
     try:
-        summary = watch(settings)
+        summary = watch(settings, workers=workers)
     except EdiError as exc:
         raise Failure(exc) from None
     click.echo(f"watch stopped: {summary.flows} flows in {summary.passes} passes, {summary.failed} failed")
@@ -488,3 +513,32 @@ def requeue_cmd(ctx: Context, flow_ids: tuple[str, ...], all_failed: bool) -> No
     except EdiError as exc:
         raise Failure(exc) from None
     click.echo(f"{len(done)} flows requeued" + (": " + ", ".join(done) if done else ""))
+
+
+@main.command(name="recover")
+@pass_context
+def recover_cmd(ctx: Context) -> None:
+    """Finish or roll back what a crash left, and process requeued flows; nothing else.
+
+    \b
+    Every `edi batch`, `edi watch` and scheduled batch starts with this: use it alone
+    after a crash to bring the workspace back to a clean state before looking at it.
+    A processing process keeps its flows in its own folder under spool/active/, locked
+    while it lives; the folder of a process that died is taken over, and each of its
+    flows either finished (answered and recorded already: only archived) or decided
+    again from the start (deliveries are never made twice). Claims recorded but never
+    made are forgotten: the file is still in the inbox. Bytes of unknown origin go to
+    failed/. Prints how many flows reached an outcome.
+
+    \b
+    Exit status: 0, or 1 when a recovered flow failed internally (then `edi requeue`).
+    """
+    try:
+        outcomes: list[Outcome] = []
+        count = recover(ctx.settings, on_flow=outcomes.append)
+    except EdiError as exc:
+        raise Failure(exc) from None
+    failed = sum(o.status is FlowStatus.FAILED for o in outcomes)
+    click.echo(f"{count} flows recovered" + (f", {failed} failed (see failed/, then `edi requeue`)" if failed else ""))
+    if failed:
+        sys.exit(1)

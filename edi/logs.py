@@ -12,10 +12,13 @@ from typing import TextIO
 import structlog
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_level = "warning"
 
 
 def configure_logging(level: str = "warning", stream: TextIO | None = None) -> None:
     """Log at ``level`` and above to ``stream`` (standard error by default)."""
+    global _level
+    _level = level
     stream = stream or sys.stderr
     pretty = stream.isatty()
     processors: list[structlog.typing.Processor] = [
@@ -33,3 +36,8 @@ def configure_logging(level: str = "warning", stream: TextIO | None = None) -> N
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+
+
+def current_level() -> str:
+    """The level logging was last configured at (worker processes log at their parent's)."""
+    return _level

@@ -1,38 +1,49 @@
 """Runs: ``init`` a workspace, one ``batch`` pass (what cron, ``edi watch`` and ``edi schedule`` all trigger),
-``requeue``.
+``recover``, ``requeue``.
 
-A batch first recovers what a crash (or ``edi requeue``) left in the spool, then claims every finished file of every
-declared sender's inbox, oldest first, and takes each flow to its outcome. Reads the configuration it is given and
-the workspace; raises :class:`EdiError` subclasses when the run cannot start (bad directory, unusable workspace).
+A batch first recovers what a crash (or ``edi requeue``) left in the spool, then claims the finished files of every
+declared sender's inbox, oldest first, a group at a time (:data:`GROUP_FLOWS`), and takes each group to its outcomes
+(:mod:`edi.processor`), in this process or in worker processes (:mod:`edi.workers`). The inbox is looked at
+:data:`SCAN_LIMIT` files at a time, so memory does not grow with the backlog. Reads the configuration it is given
+and the workspace; raises :class:`EdiError` subclasses when the run cannot start (bad directory, unusable workspace).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from edi.clock import Clock, FlowIds, SystemClock
+from edi.clock import Clock, FlowIds, SystemClock, iso
 from edi.config import REJECT, Settings
 from edi.errors import UnknownFlowError, WorkspaceError
 from edi.ingest.scan import Ready, Skipped, scan_inbox
 from edi.lock import processor_lock
 from edi.model import FlowStatus
-from edi.pipeline import Outcome, Processor, build_stages, limits_of
+from edi.pipeline import build_stages, display_name, limits_of
+from edi.processor import Outcome, Processor
 from edi.route.directory import load_directory
-from edi.spool import Spool
+from edi.spool import Claim, Spool, claim_from_meta
 from edi.tracking import Tracking
 from edi.validate.catalogue import load_catalogue
 from edi.validate.schematron import runner_for
+from edi.workers import WorkerPool
 from edi.workspace import Layout
 
 log = structlog.get_logger()
 
 STALE_TMP_SECONDS = 6 * 3600
+GROUP_FLOWS = 32  # flows claimed and taken to their outcome together: two waits for the disk per group
+GROUP_BYTES = 32 * 1024 * 1024  # ... and no more bytes than this in one group
+UNKNOWN_SENDER = "?"  # a recovered flow whose origin neither the store nor its metadata knows
+SCAN_LIMIT = 8192  # inbox files looked at per scan, oldest first (the rest waits for the next scan of the pass)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +58,13 @@ class InitReport:
 
 @dataclass(slots=True)
 class BatchReport:
-    """What one batch run did."""
+    """What one batch run did. Outcomes are counted; each one is also kept in ``outcomes`` unless the run was
+    asked not to (a run of 100,000 flows keeps its memory flat)."""
 
+    by_status: Counter[FlowStatus] = field(default_factory=Counter)
+    documents: int = 0  # documents processed in flows that reached an outcome
     outcomes: list[Outcome] = field(default_factory=list)
+    keep_outcomes: bool = True
     recovered: int = 0
     young: int = 0  # files waiting out min_age_seconds
     incomplete: int = 0  # files that stopped growing but look cut short (a stalled upload), within their grace
@@ -57,19 +72,21 @@ class BatchReport:
     stopped: bool = False  # asked to stop: files still ready were left for the next run
 
     @property
-    def by_status(self) -> Counter[FlowStatus]:
-        """Number of flows per final status."""
-        return Counter(o.status for o in self.outcomes)
-
-    @property
-    def documents(self) -> int:
-        """Documents processed in flows that reached an outcome."""
-        return sum(o.documents for o in self.outcomes)
+    def flows(self) -> int:
+        """Flows that reached an outcome (failed included)."""
+        return sum(self.by_status.values())
 
     @property
     def failed(self) -> int:
         """Flows that failed for our own reason."""
         return self.by_status[FlowStatus.FAILED]
+
+    def add(self, outcome: Outcome) -> None:
+        """Count one outcome (and keep it, unless told not to)."""
+        self.by_status[outcome.status] += 1
+        self.documents += outcome.documents
+        if self.keep_outcomes:
+            self.outcomes.append(outcome)
 
 
 def known_queues(settings: Settings) -> list[str]:
@@ -93,9 +110,10 @@ def init_workspace(settings: Settings) -> InitReport:
 
 class Session:
     """What processing needs, set up once for one run or for the life of ``edi watch``: the store, the stages
-    (with their compiled schemas and rules), the spool. Close it when done."""
+    (with their compiled schemas and rules), the spool and its hand, and up to ``workers`` processes. Close it when
+    done."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None, workers: int = 1) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.layout = settings.workspace.layout()
@@ -110,10 +128,19 @@ class Session:
             self.layout, self.spool, self.tracking, stages, self.clock, limits_of(settings.limits)
         )
         self.ids = FlowIds(self.clock)
+        self.workers = max(1, workers)
+        self._pool: WorkerPool | None = None
+        self._pool_refused = False  # a worker died in this pass: the rest of it runs here
 
     def close(self) -> None:
-        """Release the store."""
-        self.tracking.close()
+        """Stop the worker processes, make everything durable, let the hand go, release the store."""
+        try:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+        finally:
+            self.spool.close()
+            self.tracking.close()
 
     def warm_up(self) -> int:
         """Compile now every business-rule XSLT the configuration can ask for, so that the first file of a long run
@@ -135,6 +162,8 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- one pass ------------------------------------------------------------------------------------------------
+
     def run_once(
         self,
         *,
@@ -143,72 +172,235 @@ class Session:
         on_start: Callable[[int], None] | None = None,
         on_flow: Callable[[Outcome], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        keep_outcomes: bool = True,
     ) -> BatchReport:
-        """One pass: recover what is left in the spool, then claim and process what is ready, oldest first.
+        """One pass: recover what crashes (or ``edi requeue``) left, then claim and process what is ready, oldest
+        first, a group at a time, in this process or spread over the workers.
 
         ``settled`` files were closed or renamed into place by their writer (watch mode): they need not wait
         ``min_age_seconds``; ``writing`` files were written to and not closed since (watch mode): they wait like an
-        upload cut short. ``should_stop`` is asked between flows: when it says yes, no new flow is taken.
+        upload cut short. ``should_stop`` is asked between groups: when it says yes, no new flow is taken. Files
+        modified after the pass started are left for the next one, so that a pass ends.
         """
-        report = BatchReport()
-        clock, spool = self.clock, self.spool
-        spool.sweep_tmp(STALE_TMP_SECONDS, clock.now().timestamp())
-        orphans = list(spool.orphans())
-        ready, report.young, report.incomplete, report.skipped = _scan(
-            self.settings, self.layout, clock, settled, writing
-        )
-        for skipped in report.skipped:
-            log.warning("inbox entry skipped", path=str(skipped.path), why=skipped.why)
-        if on_start:
-            on_start(len(orphans) + len(ready))
-        for claim in orphans:
-            if should_stop():
-                claim.release()
-                continue
-            log.info("recovering flow", flow_id=claim.flow_id, sender=claim.sender)
-            report.recovered += 1
-            _done(report, self.processor.process(claim), on_flow)
-        for sender, item in ready:
-            if should_stop():
-                report.stopped = True
+        report = BatchReport(keep_outcomes=keep_outcomes)
+        clock, started = self.clock, self.clock.now().timestamp()
+        self._pool_refused = False
+
+        def done(outcome: Outcome) -> None:
+            report.add(outcome)
+            if on_flow:
+                on_flow(outcome)
+
+        self.spool.sweep_tmp(STALE_TMP_SECONDS, started)
+        report.recovered = self.recover(on_flow=done, should_stop=should_stop)
+        leave: set[Path] = set()  # stalled, or not claimable: not looked at again in this pass
+        first = True
+        while not should_stop():
+            scan = _scan(self.settings, self.layout, clock, settled, writing, SCAN_LIMIT, started, leave)
+            leave.update(scan.stalled)
+            if first:
+                report.young, report.skipped = scan.young, scan.skipped
+                for skipped in scan.skipped:
+                    log.warning("inbox entry skipped", path=str(skipped.path), why=skipped.why)
+                if on_start:
+                    on_start(report.recovered + len(scan.ready) + scan.more)
+                first = False
+            report.incomplete += len(scan.stalled)
+            if not scan.ready:
+                if scan.more and scan.stalled:
+                    continue  # every candidate looked at was stalled: look past them
                 break
-            claimed = spool.claim(item.path, sender, self.ids.new(), clock.now())
-            if claimed is not None:
-                _done(report, self.processor.process(claimed), on_flow)
+            groups = list(_groups(scan.ready))
+            if self._use_pool(len(scan.ready) + scan.more):
+                if self._dispatch(groups, done, should_stop):
+                    continue  # a worker died: what it held is recovered, what it did not take is scanned again
+            else:
+                for group in groups:
+                    if should_stop():
+                        break
+                    for outcome in self.claim_and_process(group, leave):
+                        done(outcome)
+            if not scan.more:
+                break
+        report.stopped = should_stop()
         return report
+
+    def claim_and_process(self, items: Sequence[tuple[str, Ready]], leave: set[Path] | None = None) -> list[Outcome]:
+        """Claim these inbox files (recorded first, then renamed into this process's hand) and take every one
+        claimed to its outcome. A file another process took first is not ours; one that cannot be renamed is
+        logged and added to ``leave``."""
+        now = self.clock.now()
+        planned = [(sender, item, self.ids.new()) for sender, item in items]
+        hand = self.spool.hand.name
+        self.tracking.record_claims([_claim_row(s, i, f, now, hand) for s, i, f in planned], now)
+        claims: list[Claim] = []
+        missed: list[str] = []
+        for sender, item, flow_id in planned:
+            try:
+                payload = self.spool.claim(item.path, flow_id)
+            except OSError as exc:
+                log.error("cannot claim", path=str(item.path), error=f"{type(exc).__name__}: {exc}")
+                if leave is not None:
+                    leave.add(item.path)
+                payload = None
+            if payload is None:
+                missed.append(flow_id)
+                continue
+            deposited = datetime.fromtimestamp(item.mtime, UTC)
+            claims.append(Claim(flow_id, sender, item.path.name, payload, now, deposited))
+        self.tracking.forget_claims(missed)
+        return self.processor.process_group(claims) if claims else []
+
+    # -- recovery ------------------------------------------------------------------------------------------------
+
+    def recover(
+        self,
+        *,
+        on_flow: Callable[[Outcome], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Finish or roll back what crashed processes left (their hands) and take back what ``edi requeue`` put
+        back; return how many flows were taken to an outcome. Claims recorded but never renamed are forgotten (the
+        file is still in the inbox)."""
+        claims: list[Claim] = []
+        for dead, payloads in self.spool.orphans():
+            present = {p.name for p in payloads}
+            for payload in payloads:
+                claims.append(self._recovered_claim(payload, None))
+            unclaimed = [
+                f for f in self.tracking.claims_of(dead) if f not in present and not (self.layout.failed / f).exists()
+            ]
+            self.tracking.forget_claims(unclaimed)
+        for payload, meta in self.spool.requeued():
+            claims.append(self._recovered_claim(payload, meta))
+        for claim in [c for c in claims if c.sender == UNKNOWN_SENDER]:  # never deleted: parked for an operator
+            log.critical("a flow in the spool has no record: kept in failed/", flow_id=claim.flow_id)
+            self.spool.fail(claim)
+            self.tracking.record_failed(
+                {"flow_id": claim.flow_id, "sender": claim.sender, "file_name": claim.name,
+                 "received_at": iso(claim.received_at)},
+                self.clock.now(),
+                "found in the spool without any record of where it came from",
+            )  # fmt: skip
+        claims = [c for c in claims if c.sender != UNKNOWN_SENDER]
+        recovered = 0
+        for start in range(0, len(claims), GROUP_FLOWS):
+            group = claims[start : start + GROUP_FLOWS]
+            if should_stop():  # leave them in this hand: the next run takes them back
+                break
+            for claim in group:
+                log.info("recovering flow", flow_id=claim.flow_id, sender=claim.sender)
+            for outcome in self.processor.process_group(group, recovered=True):
+                recovered += 1
+                if on_flow:
+                    on_flow(outcome)
+        return recovered
+
+    def _recovered_claim(self, payload: Path, meta: dict[str, Any] | None) -> Claim:
+        """The claim of a flow taken back into this hand, from its metadata or its row in the store."""
+        flow_id = payload.name
+        row = self.tracking.claimed(flow_id)
+        if meta is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                claim = claim_from_meta(meta, payload)
+                if row is None:  # the store lost it (it is what failed): record it again
+                    self.tracking.record_claims(
+                        [_claim_row(claim.sender, None, flow_id, claim.received_at, self.spool.hand.name, claim)],
+                        claim.received_at,
+                    )
+                return claim
+        if row is None:  # bytes nobody knows the origin of (see recover)
+            return Claim(flow_id, UNKNOWN_SENDER, flow_id, payload, self.clock.now(), None)
+        name = os.fsdecode(bytes.fromhex(row["raw_name"])) if row.get("raw_name") else row["file_name"]
+        deposited = row.get("deposited_at")
+        received = _parse(row["received_at"]) or self.clock.now()
+        return Claim(flow_id, row["sender"], name, payload, received, _parse(deposited))
+
+    # -- workers -------------------------------------------------------------------------------------------------
+
+    def _use_pool(self, ready: int) -> bool:
+        """Worker processes pay off when there is more than a couple of groups of work."""
+        if self.workers <= 1 or self._pool_refused or (self._pool is None and ready <= 2 * GROUP_FLOWS):
+            return False
+        if self._pool is None:
+            self._pool = WorkerPool(self.settings, self.workers - 1)  # this process is a worker too
+        return not self._pool.broken
+
+    def _dispatch(
+        self, groups: list[list[tuple[str, Ready]]], done: Callable[[Outcome], None], should_stop: Callable[[], bool]
+    ) -> bool:
+        """Run the groups in the worker processes; True if one of them died (the pool is then closed and what the
+        workers held is recovered here)."""
+        assert self._pool is not None
+        for outcome in self._pool.run(groups, should_stop, self.claim_and_process):
+            done(outcome)
+        if not self._pool.broken:
+            return False
+        log.error("a worker process died: its flows are recovered, the rest of this pass goes on in this process")
+        self._pool.close()
+        self._pool, self._pool_refused = None, True
+        self.recover(on_flow=done, should_stop=should_stop)
+        return True
 
 
 def run_batch(
     settings: Settings,
     *,
     clock: Clock | None = None,
+    workers: int = 1,
     on_start: Callable[[int], None] | None = None,
     on_flow: Callable[[Outcome], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    keep_outcomes: bool = True,
 ) -> BatchReport:
-    """Process everything that is ready once: recovered flows first, then new files, oldest first.
+    """Process everything that is ready once: recovered flows first, then new files, oldest first, with up to
+    ``workers`` processes.
 
     Holds the workspace's processor lock for the run when ``workspace.exclusive`` (raises WorkspaceBusy if another
     processor holds it).
     """
-    with processor_lock(settings, "edi batch"), Session(settings, clock) as session:
-        return session.run_once(on_start=on_start, on_flow=on_flow)
+    with processor_lock(settings, "edi batch"), Session(settings, clock, workers) as session:
+        return session.run_once(
+            on_start=on_start, on_flow=on_flow, should_stop=should_stop, keep_outcomes=keep_outcomes
+        )
 
 
-def _done(report: BatchReport, outcome: Outcome, on_flow: Callable[[Outcome], None] | None) -> None:
-    report.outcomes.append(outcome)
-    if on_flow:
-        on_flow(outcome)
+def recover(settings: Settings, *, clock: Clock | None = None, on_flow: Callable[[Outcome], None] | None = None) -> int:
+    """Finish or roll back what crashed processes left and take back requeued flows, nothing else; return how many
+    flows reached an outcome (``edi recover``; every run also starts with it)."""
+    with processor_lock(settings, "edi recover"), Session(settings, clock) as session:
+        return session.recover(on_flow=on_flow)
+
+
+@dataclass(frozen=True, slots=True)
+class SenderScan:
+    """What a look at every declared sender's inbox found: the oldest ready files with their sender."""
+
+    ready: list[tuple[str, Ready]]
+    skipped: list[Skipped]
+    young: int
+    more: int  # ready files past the limit, for the next scan
+    stalled: list[Path]
 
 
 def _scan(
-    settings: Settings, layout: Layout, clock: Clock, settled: Collection[Path] = (), writing: Collection[Path] = ()
-) -> tuple[list[tuple[str, Ready]], int, int, list[Skipped]]:
+    settings: Settings,
+    layout: Layout,
+    clock: Clock,
+    settled: Collection[Path],
+    writing: Collection[Path],
+    limit: int,
+    cutoff: float,
+    leave: Collection[Path],
+) -> SenderScan:
+    """Every declared sender's inbox: the ``limit`` oldest ready files across them, and what else was seen."""
     now = clock.now().timestamp()
-    ready: list[tuple[str, Ready]] = []
-    young = incomplete = 0
+    ready: list[tuple[float, str, bytes, Ready]] = []
     skipped: list[Skipped] = []
-    declared = {s.id for s in settings.senders}
-    for sender in sorted(declared):
+    stalled: list[Path] = []
+    young = more = 0
+    declared = sorted({s.id for s in settings.senders})
+    for sender in declared:
         scan = scan_inbox(
             layout.sender_inbox(sender),
             min_age=settings.intake.min_age_seconds,
@@ -217,19 +409,65 @@ def _scan(
             grace=settings.intake.incomplete_grace_seconds,
             settled=settled,
             writing=writing,
+            limit=limit,
+            cutoff=cutoff,
+            exclude=leave,
         )
-        ready += [(sender, item) for item in scan.ready]
-        young += scan.young
-        incomplete += scan.incomplete
+        ready += [(r.mtime, sender, os.fsencode(r.path.name), r) for r in scan.ready]
         skipped += scan.skipped
+        stalled += scan.stalled
+        young += scan.young
+        more += scan.more
     try:
         for entry in os.scandir(layout.inbox):
             if entry.name not in declared and not entry.name.startswith("."):
                 skipped.append(Skipped(Path(entry.path), "not the inbox of a declared sender"))
     except FileNotFoundError:
         pass
-    ready.sort(key=lambda pair: (pair[1].mtime, pair[0], os.fsencode(pair[1].path.name)))
-    return ready, young, incomplete, skipped
+    ready.sort(key=lambda item: item[:3])
+    kept = [(sender, item) for _, sender, _, item in ready[:limit]]
+    return SenderScan(kept, skipped, young, more + max(0, len(ready) - limit), stalled)
+
+
+def _groups(ready: list[tuple[str, Ready]]) -> Iterator[list[tuple[str, Ready]]]:
+    """Ready files in groups of at most :data:`GROUP_FLOWS` files and :data:`GROUP_BYTES` bytes, in order."""
+    group: list[tuple[str, Ready]] = []
+    size = 0
+    for sender, item in ready:
+        if group and (len(group) >= GROUP_FLOWS or size + item.size > GROUP_BYTES):
+            yield group
+            group, size = [], 0
+        group.append((sender, item))
+        size += item.size
+    if group:
+        yield group
+
+
+def _claim_row(
+    sender: str, item: Ready | None, flow_id: str, now: datetime, hand: str, claim: Claim | None = None
+) -> dict[str, Any]:
+    """The row recorded for a flow just before its file is renamed into the spool (or taken back from failed/)."""
+    deposited: datetime | None
+    if item is not None:
+        name, received, deposited = item.path.name, now, datetime.fromtimestamp(item.mtime, UTC)
+    else:
+        assert claim is not None
+        name, received, deposited = claim.name, claim.received_at, claim.deposited_at
+    raw = os.fsencode(name)
+    shown = display_name(name)
+    return {
+        "flow_id": flow_id,
+        "sender": sender,
+        "file_name": shown,
+        "raw_name": raw.hex() if shown.encode("utf-8") != raw else None,
+        "received_at": iso(received),
+        "deposited_at": iso(deposited) if deposited else None,
+        "claimed_by": hand,
+    }
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def requeue(

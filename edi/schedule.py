@@ -191,7 +191,7 @@ class Scheduler:
         integrated, partial = counts[FlowStatus.INTEGRATED], counts[FlowStatus.PARTIALLY_INTEGRATED]
         rejected = counts[FlowStatus.REJECTED]
         return (
-            f"{len(report.outcomes)} flows: {integrated} integrated, {partial} partial, {rejected} rejected, "
+            f"{report.flows} flows: {integrated} integrated, {partial} partial, {rejected} rejected, "
             f"{report.failed} failed"
         )
 

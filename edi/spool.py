@@ -1,9 +1,18 @@
-"""The only module that moves files: claim, write atomically, deliver, archive, fail, requeue, recover.
+"""The only module that moves files: claim, stage and publish, archive, fail, requeue, recover.
 
-Every move is an ``os.rename`` inside the workspace (one filesystem), every write is temp file + fsync + rename +
-fsync of the folder, so a crash at any instant leaves each file either where it was or where it was going, never
-half-written. A claimed flow lives in ``spool/active/<flow_id>/`` and is owned by whoever holds the ``flock`` on its
-``lock`` file: the kernel drops the lock when the owner dies, which is how recovery knows a flow is orphaned.
+Every move is an ``os.rename`` inside the workspace (one filesystem); every new file is written under a temporary
+name, made durable, then renamed into place, so a crash at any instant leaves each file either where it was or where
+it was going, never half-written.
+
+Each processing process owns one folder, its *hand*: ``spool/active/<pid>-<random>/``, held by an ``flock`` on its
+``lock`` file for the life of the process. Claiming a flow is one rename of the inbox file to ``<hand>/<flow_id>``
+(what the sender called it and when it came were recorded in the tracking store just before). The kernel drops the
+lock when its owner dies, however it dies: a hand whose lock can be taken is an orphan, and recovery renames its
+flows into the recovering process's own hand, one at a time, so that two recovering processes never take the same.
+
+Durability is batched: files are written without waiting for the disk, and :meth:`Spool.barrier` makes everything
+written so far durable at once (``syncfs`` of the workspace's filesystem on Linux, else an ``fsync`` of each file and
+folder touched). A caller writes a group of files, calls the barrier, renames them into place, calls it again.
 
 Raises OSError (and InjectedFault) from the filesystem; callers decide what a failure means for the flow.
 """
@@ -11,44 +20,69 @@ Raises OSError (and InjectedFault) from the filesystem; callers decide what a fa
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import fcntl
 import json
 import os
+import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 from edi.faults import fault_point
 from edi.workspace import Layout
 
-CHUNK = 1024 * 1024
+LOCK = "lock"
+META = "meta.json"
+PAYLOAD = "payload"
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A flow this process owns: its folder in the spool, what the sender dropped, and the lock that proves it."""
+    """A flow this process owns: the bytes the sender dropped, now in its hand, and what is known about them."""
 
     flow_id: str
     sender: str
     name: str  # the file name as it was in the inbox (may hold undecodable bytes as surrogates)
-    folder: Path
+    payload: Path
     received_at: datetime
     deposited_at: datetime | None
-    lock_fd: int
 
-    @property
-    def payload(self) -> Path:
-        """The bytes the sender dropped."""
-        return self.folder / "payload"
+    def meta(self) -> dict[str, Any]:
+        """What ``failed/<flow_id>/meta.json`` keeps, so a failed flow can be requeued without the store."""
+        return {
+            "flow_id": self.flow_id,
+            "sender": self.sender,
+            "name_hex": os.fsencode(self.name).hex(),
+            "received_at": self.received_at.isoformat(),
+            "deposited_at": self.deposited_at.isoformat() if self.deposited_at else None,
+        }
 
-    def release(self) -> None:
-        """Give up ownership (the folder stays where it is)."""
-        with contextlib.suppress(OSError):
-            os.close(self.lock_fd)
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A file written under a temporary name, waiting to be renamed into place."""
+
+    tmp: Path
+    target: Path
+
+
+def claim_from_meta(meta: dict[str, Any], payload: Path) -> Claim:
+    """A claim rebuilt from what :meth:`Claim.meta` wrote; raises KeyError / ValueError when it is not that."""
+    deposited = meta.get("deposited_at")
+    return Claim(
+        flow_id=meta["flow_id"],
+        sender=meta["sender"],
+        name=os.fsdecode(bytes.fromhex(meta["name_hex"])),
+        payload=payload,
+        received_at=datetime.fromisoformat(meta["received_at"]),
+        deposited_at=datetime.fromisoformat(deposited) if deposited else None,
+    )
 
 
 def fsync_dir(path: Path) -> None:
@@ -58,32 +92,6 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_durably(tmp: Path, chunks: Iterator[bytes] | list[bytes], mode: int | None = None) -> None:
-    with open(tmp, "wb") as out:
-        for chunk in chunks:
-            out.write(chunk)
-        out.flush()
-        if mode is not None:
-            os.fchmod(out.fileno(), mode)  # whatever the umask
-        os.fsync(out.fileno())
-
-
-def _publish(
-    chunks: Iterator[bytes] | list[bytes], tmp: Path, target: Path, fault: str | None, mode: int | None = None
-) -> None:
-    """Write ``tmp`` durably, rename it to ``target`` (replacing it), make the rename durable; no temp left."""
-    try:
-        _write_durably(tmp, chunks, mode)
-        if fault:
-            fault_point(fault)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(target.parent)
 
 
 def _fsync_file(path: Path) -> None:
@@ -96,154 +104,339 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _chunks(stream: BinaryIO) -> Iterator[bytes]:
-    while chunk := stream.read(CHUNK):
-        yield chunk
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs`` (Linux), or None where there is none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        function: Callable[[int], int] = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+SYNCFS = _syncfs()
+
+
+def _write(path: Path, data: bytes, mode: int | None) -> None:
+    """Create ``path`` (it must not exist) holding ``data``; with ``mode``, exactly those permissions."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600 if mode is not None else 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if mode is not None:
+            os.fchmod(fd, mode)  # whatever the umask
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
 
 
 class Spool:
-    """File moves of one workspace."""
+    """File moves of one workspace, for one process."""
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
+        self._hand: Path | None = None
+        self._hand_fd: int | None = None
+        self._root_fd: int | None = None
+        self._touched: set[Path] = set()  # files and folders to fsync where there is no syncfs
+        self._queues: dict[str, tuple[Path, Path, Path]] = {}  # queue -> its tmp/, new/, cur/
+        self._days: dict[tuple[int, int, int], Path] = {}  # UTC day -> its archive folder, made
+        self._tmp = layout.tmp
+        self._root = layout.root
 
-    # -- atomic writes -------------------------------------------------------------------------------------------
+    # -- this process's hand -------------------------------------------------------------------------------------
 
-    def write_atomic(self, target: Path, data: bytes, fault: str | None = None, mode: int | None = None) -> None:
-        """Write ``data`` to ``target`` so that readers see the old file or the whole new one, never a part; with
-        ``mode`` its permissions are exactly that, whatever the umask.
+    @property
+    def hand(self) -> Path:
+        """This process's folder in ``spool/active`` (made and locked on first use)."""
+        if self._hand is None:
+            self.layout.active.mkdir(parents=True, exist_ok=True)
+            folder = self.layout.active / f"{os.getpid()}-{secrets.token_hex(3)}"
+            folder.mkdir()
+            fd = _try_lock(folder)
+            assert fd is not None  # nobody else knows this brand-new folder
+            fsync_dir(self.layout.active)
+            self._hand, self._hand_fd = folder, fd
+        return self._hand
 
-        The temporary file is in the workspace's ``tmp/`` for targets in the workspace, else beside the target (a
-        rename must stay on one filesystem)."""
-        inside = target.resolve().is_relative_to(self.layout.root.resolve())
-        folder = self.layout.tmp if inside else target.parent
-        _publish([data], folder / f".{target.name}.{os.getpid()}.tmp", target, fault, mode)
+    def close(self) -> None:
+        """Make everything durable, remove this process's hand if nothing is left in it, and let it go."""
+        with contextlib.suppress(OSError):
+            self.barrier()
+        if self._hand is not None and self._hand_fd is not None:
+            with contextlib.suppress(OSError):
+                if os.listdir(self._hand) == [LOCK]:
+                    os.unlink(self._hand / LOCK)
+                    os.rmdir(self._hand)
+            os.close(self._hand_fd)
+            self._hand = self._hand_fd = None
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
+
+    # -- durability ----------------------------------------------------------------------------------------------
+
+    def barrier(self) -> None:
+        """Make every file written and every rename done so far durable; raises OSError if the disk says no."""
+        if SYNCFS is not None:
+            if self._root_fd is None:
+                self._root_fd = os.open(self.layout.root, os.O_RDONLY | os.O_DIRECTORY)
+            if SYNCFS(self._root_fd) != 0:
+                number = ctypes.get_errno()
+                raise OSError(number, f"syncfs: {os.strerror(number)}", str(self.layout.root))
+            self._touched.clear()
+            return
+        touched, self._touched = self._touched, set()
+        for path in sorted(touched, key=lambda p: (p.is_dir(), str(p))):  # files first, then their folders
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_dir():
+                    fsync_dir(path)
+                else:
+                    _fsync_file(path)
+
+    def _touch(self, *paths: Path) -> None:
+        if SYNCFS is None:
+            self._touched.update(paths)
 
     # -- claim ---------------------------------------------------------------------------------------------------
 
-    def claim(self, source: Path, sender: str, flow_id: str, received_at: datetime) -> Claim | None:
-        """Take ``source`` out of the inbox into ``spool/active/<flow_id>/payload``; None if another took it first."""
+    def claim(self, source: Path, flow_id: str) -> Path | None:
+        """Rename ``source`` out of the inbox to ``<hand>/<flow_id>``; None if another process took it first."""
+        target = self.hand / flow_id
+        fault_point("claim.before_rename")
         try:
-            stat = source.lstat()
-        except FileNotFoundError:
-            return None
-        folder = self.layout.active / flow_id
-        folder.mkdir()
-        lock_fd = _try_lock(folder)
-        if lock_fd is None:  # recovery grabbed the brand-new folder first: it will remove it; the file stays put
-            return None
-        deposited_at = datetime.fromtimestamp(stat.st_mtime, UTC)
-        meta = {
-            "flow_id": flow_id,
-            "sender": sender,
-            "name": source.name,
-            "received_at": received_at.isoformat(),
-            "deposited_at": deposited_at.isoformat(),
-        }
-        claim = Claim(flow_id, sender, source.name, folder, received_at, deposited_at, lock_fd)
-        try:
-            _write_durably(folder / "meta.tmp", [json.dumps(meta).encode()])
-            os.replace(folder / "meta.tmp", folder / "meta.json")
-            fault_point("claim.before_rename")
-            os.rename(source, claim.payload)
+            os.rename(source, target)
         except FileNotFoundError:  # another process claimed it between our scan and our rename
-            self._discard(claim)
             return None
-        except BaseException:
-            self._discard(claim)
-            raise
-        fsync_dir(folder)
-        fsync_dir(source.parent)
+        self._touch(source.parent, self.hand)
         fault_point("claim.after_rename")
-        return claim
-
-    def _discard(self, claim: Claim) -> None:
-        """Remove a claim folder that holds no payload."""
-        shutil.rmtree(claim.folder, ignore_errors=True)
-        claim.release()
+        return target
 
     # -- recovery ------------------------------------------------------------------------------------------------
 
-    def orphans(self) -> Iterator[Claim]:
-        """Claim every flow left in ``spool/active`` by a process that died; clean up claims that never completed."""
+    def orphans(self) -> list[tuple[str, list[Path]]]:
+        """Take every flow left in the hand of a process that died into this one's: for each dead hand, its name
+        and the new paths of its flows (the dead hand's folder is removed)."""
         try:
             names = sorted(os.listdir(self.layout.active))
         except FileNotFoundError:
-            return
+            return []
+        found = []
         for name in names:
             folder = self.layout.active / name
+            if folder == self._hand or not folder.is_dir() or folder.is_symlink():
+                continue
             try:
                 lock_fd = _try_lock(folder)
-            except (FileNotFoundError, NotADirectoryError):
+            except OSError:
                 continue
             if lock_fd is None:  # a live process owns it
                 continue
-            claim = _read_claim(folder, lock_fd)
-            if not (folder / "payload").exists():  # the claim never completed, or the flow was already archived
-                shutil.rmtree(folder, ignore_errors=True)
+            taken = []
+            try:
+                for entry in sorted(os.listdir(folder)):
+                    if entry == LOCK or entry.startswith("."):
+                        continue
+                    target = self.hand / entry
+                    try:
+                        os.rename(folder / entry, target)
+                    except FileNotFoundError:
+                        continue
+                    self._touch(folder, self.hand)
+                    taken.append(target)
+                with contextlib.suppress(OSError):
+                    os.unlink(folder / LOCK)
+                    os.rmdir(folder)
+            finally:
                 os.close(lock_fd)
-            elif claim is None:  # bytes without readable metadata: never delete them, park them for an operator
-                self.layout.failed.mkdir(parents=True, exist_ok=True)
-                os.rename(folder, self.layout.failed / name)
-                os.close(lock_fd)
-            else:
-                yield claim
+            found.append((name, taken))
+        return found
+
+    def requeued(self) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+        """Take every flow an operator put back (``spool/requeued/<flow_id>/``) into this hand; yield each new path
+        with the metadata it was failed with (None if unreadable: the store knows it)."""
+        try:
+            names = sorted(os.listdir(self.layout.requeued))
+        except FileNotFoundError:
+            return
+        for name in names:
+            folder = self.layout.requeued / name
+            meta = _read_meta(folder)
+            target = self.hand / name
+            try:
+                os.rename(folder / PAYLOAD, target)
+            except FileNotFoundError:  # taken by another process, or a leftover of one already taken
+                if not (folder / PAYLOAD).exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+                continue
+            except NotADirectoryError:
+                continue
+            self._touch(folder, self.hand)
+            shutil.rmtree(folder, ignore_errors=True)
+            yield target, meta
 
     def sweep_tmp(self, older_than: float, now: float) -> int:
         """Remove temporary files that a crash left behind; return how many."""
         removed = 0
-        for folder in [self.layout.tmp, *self.layout.queues.glob("*/tmp")]:
+        folders = [self.layout.tmp, *self.layout.queues.glob("*/tmp")]
+        if self.layout.acks_folder is not None:  # temporary files beside acknowledgements kept outside
+            folders += [p for p in self.layout.acks.iterdir() if p.is_dir()] if self.layout.acks.is_dir() else []
+        for folder in folders:
             with contextlib.suppress(FileNotFoundError):
                 for entry in os.scandir(folder):
+                    if folder.parent == self.layout.acks and not entry.name.startswith("."):
+                        continue
                     if entry.is_file(follow_symlinks=False) and now - entry.stat().st_mtime > older_than:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(entry.path)
                             removed += 1
         return removed
 
-    # -- delivery ------------------------------------------------------------------------------------------------
+    # -- staging and publishing ----------------------------------------------------------------------------------
+
+    def stage(self, target: Path, data: bytes, mode: int | None = None) -> Staged:
+        """Write ``data`` under a temporary name for ``target`` (not durable until the next barrier); with ``mode``
+        the file gets exactly those permissions. The temporary file is in the workspace's ``tmp/`` for targets in
+        the workspace, else beside the target, hidden (a rename must stay on one filesystem)."""
+        inside = target.parent.is_relative_to(self._root)
+        folder = self._tmp if inside else target.parent
+        tmp = folder / f".{target.name}.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # left by a crash of an earlier process with our pid
+        _write(tmp, data, mode)
+        self._touch(tmp)
+        return Staged(tmp, target)
+
+    def stage_delivery(self, queue: str, name: str, data: bytes, again: bool = True) -> Staged | None:
+        """Write a document for ``queues/<queue>/new/<name>`` through the queue's ``tmp/`` (Maildir); None when it
+        is already delivered (in ``new/``, or read by a consumer into ``cur/``): delivered at most once. A flow
+        decided for the first time (``again`` false: its id is new) cannot have been delivered: nothing to look up."""
+        tmp_folder, new_folder, _ = self._queue(queue)
+        if again and self.delivered(queue, name) is not None:
+            return None
+        tmp = tmp_folder / name
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        _write(tmp, data, None)
+        self._touch(tmp)
+        return Staged(tmp, new_folder / name)
+
+    def _queue(self, queue: str) -> tuple[Path, Path, Path]:
+        folders = self._queues.get(queue)
+        if folders is None:
+            base = self.layout.queue(queue)
+            folders = (base / "tmp", base / "new", base / "cur")
+            for folder in folders:
+                folder.mkdir(parents=True, exist_ok=True)
+            self._queues[queue] = folders
+        return folders
+
+    def publish(self, staged: Staged, fault: str | None = None) -> Path:
+        """Rename a staged file into place (replacing what is there); the temporary file goes if this fails."""
+        try:
+            if fault:
+                fault_point(fault)
+            os.replace(staged.tmp, staged.target)
+        except BaseException:
+            self.unstage(staged)
+            raise
+        self._touch(staged.target.parent)
+        return staged.target
+
+    def unstage(self, staged: Staged) -> None:
+        """Remove a staged file that will not be published."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged.tmp)
 
     def delivered(self, queue: str, name: str) -> Path | None:
         """Where ``name`` already sits in ``queue`` (``new/`` or, read by a consumer, ``cur/``), if it does."""
-        folder = self.layout.queue(queue)
-        new = folder / "new" / name
-        if new.exists():
+        _, new_folder, cur_folder = self._queue(queue)
+        new = new_folder / name
+        if os.path.lexists(new):
             return new
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(folder / "cur"):
+        with contextlib.suppress(FileNotFoundError), os.scandir(cur_folder) as entries:
+            for entry in entries:
                 if entry.name == name or entry.name.startswith(name + ":"):
                     return Path(entry.path)
         return None
 
-    def deliver(self, queue: str, name: str, source: BinaryIO) -> Path:
-        """Put a document in ``queues/<queue>/new/<name>`` Maildir-style, at most once."""
-        existing = self.delivered(queue, name)
-        if existing is not None:
-            return existing
-        folder = self.layout.queue(queue)
-        for sub in ("tmp", "new", "cur"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        final = folder / "new" / name
-        _publish(_chunks(source), folder / "tmp" / name, final, "deliver.before_rename")
-        return final
+    def write_atomic(self, target: Path, data: bytes, fault: str | None = None, mode: int | None = None) -> None:
+        """Write ``data`` to ``target`` durably, so that readers see the old file or the whole new one, never a part
+        (reports, exports: one file at a time)."""
+        staged = self.stage(target, data, mode)
+        try:
+            _fsync_file(staged.tmp)
+        except BaseException:
+            self.unstage(staged)
+            raise
+        self.publish(staged, fault)
+        fsync_dir(target.parent)
 
     # -- outcomes ------------------------------------------------------------------------------------------------
 
     def archive(self, claim: Claim) -> Path:
-        """Move the payload of a finished flow to ``archive/YYYY/MM/DD/<flow_id>/<its name>``, drop its spool folder."""
-        folder = self.layout.archive_day(claim.received_at) / claim.flow_id
-        folder.mkdir(parents=True, exist_ok=True)
+        """Move the payload of a finished flow to ``archive/YYYY/MM/DD/<flow_id>/<its name>`` (durable at the next
+        barrier); a payload already there (recovery after a crash past this point) stays."""
+        at = claim.received_at.astimezone(UTC)
+        day = self._days.get((at.year, at.month, at.day))
+        if day is None:
+            day = self.layout.archive_day(at)
+            day.mkdir(parents=True, exist_ok=True)
+            self._days[(at.year, at.month, at.day)] = day
+        folder = day / claim.flow_id
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
         target = folder / claim.name
-        if claim.payload.exists():
+        with contextlib.suppress(FileNotFoundError):
             os.rename(claim.payload, target)
-            fsync_dir(folder)
+            self._touch(day, folder, claim.payload.parent)
         fault_point("archive.after_rename")
-        shutil.rmtree(claim.folder, ignore_errors=True)
-        claim.release()
         return target
 
+    def fail(self, claim: Claim) -> Path:
+        """Move a flow that failed for our own reason to ``failed/<flow_id>/`` (its bytes as ``payload``, beside
+        ``meta.json``), durably."""
+        folder = self.layout.failed / claim.flow_id
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = folder / META
+        if not meta.exists():
+            staged = Staged(folder / f".{META}.tmp", meta)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged.tmp)
+            _write(staged.tmp, json.dumps(claim.meta()).encode(), None)
+            _fsync_file(staged.tmp)
+            os.replace(staged.tmp, meta)
+        with contextlib.suppress(FileNotFoundError):  # already moved by an earlier attempt
+            os.rename(claim.payload, folder / PAYLOAD)
+        fsync_dir(folder)
+        fsync_dir(self.layout.failed)
+        fsync_dir(claim.payload.parent)
+        return folder
+
+    def failed_ids(self) -> list[str]:
+        """The flows waiting in ``failed/``, oldest first."""
+        try:
+            return sorted(n for n in os.listdir(self.layout.failed) if (self.layout.failed / n).is_dir())
+        except FileNotFoundError:
+            return []
+
+    def requeue(self, flow_id: str) -> bool:
+        """Put a failed flow back for the next run (``spool/requeued/``); False if it is not in ``failed/``."""
+        source = self.layout.failed / flow_id
+        if not (source / PAYLOAD).exists():
+            return False
+        self.layout.requeued.mkdir(parents=True, exist_ok=True)
+        os.rename(source, self.layout.requeued / flow_id)
+        fsync_dir(self.layout.requeued)
+        fsync_dir(self.layout.failed)
+        return True
+
     def withdraw(self, *paths: Path) -> None:
-        """Remove files that must not stand (an acknowledgement of a flow that then failed)."""
+        """Remove files that must not stand (an acknowledgement or a delivery of a flow that then failed)."""
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -281,37 +474,10 @@ class Spool:
             self.discard(path)
         fsync_dir(target.parent)
 
-    def fail(self, claim: Claim) -> Path:
-        """Move a flow that failed for our own reason to ``failed/``, keeping everything it had."""
-        target = self.layout.failed / claim.flow_id
-        self.layout.failed.mkdir(parents=True, exist_ok=True)
-        os.rename(claim.folder, target)
-        fsync_dir(self.layout.failed)
-        claim.release()
-        return target
-
-    def failed_ids(self) -> list[str]:
-        """The flows waiting in ``failed/``, oldest first."""
-        try:
-            return sorted(n for n in os.listdir(self.layout.failed) if (self.layout.failed / n).is_dir())
-        except FileNotFoundError:
-            return []
-
-    def requeue(self, flow_id: str) -> bool:
-        """Put a failed flow back in the spool for the next run; False if it is not in ``failed/``."""
-        source = self.layout.failed / flow_id
-        if not (source / "payload").exists():
-            return False
-        self.layout.active.mkdir(parents=True, exist_ok=True)
-        os.rename(source, self.layout.active / flow_id)
-        fsync_dir(self.layout.active)
-        fsync_dir(self.layout.failed)
-        return True
-
 
 def _try_lock(folder: Path) -> int | None:
     """Open and lock ``folder/lock`` without waiting; None if someone else holds it."""
-    fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -320,18 +486,9 @@ def _try_lock(folder: Path) -> int | None:
     return fd
 
 
-def _read_claim(folder: Path, lock_fd: int) -> Claim | None:
+def _read_meta(folder: Path) -> dict[str, Any] | None:
     try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        deposited = meta.get("deposited_at")
-        return Claim(
-            flow_id=meta["flow_id"],
-            sender=meta["sender"],
-            name=meta["name"],
-            folder=folder,
-            received_at=datetime.fromisoformat(meta["received_at"]),
-            deposited_at=datetime.fromisoformat(deposited) if deposited else None,
-            lock_fd=lock_fd,
-        )
-    except (OSError, ValueError, KeyError):
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
+    return meta if isinstance(meta, dict) else None

@@ -39,6 +39,8 @@ _FLOW_COLUMNS = {
     "documents_total": int,
     "documents_accepted": int,
     "updated_at": str,
+    "claimed_by": str,  # the spool folder of the process that claimed it (docs/architecture.md, "Crash safety")
+    "raw_name": str,  # hex of the file name's bytes when they are not UTF-8 (file_name shows them escaped)
 }
 _DOCUMENT_COLUMNS = {
     "flow_id": str,
@@ -89,6 +91,14 @@ _FINDING_COLUMNS = {
     "rule_set_sha256": str,
 }
 _EVENT_COLUMNS = {"id": int, "flow_id": str, "idx": int, "at": str, "status": str, "detail": str}
+_INVOICE_COLUMNS = {  # one row per accepted invoice key: who holds it (reserved when decided, kept once accepted)
+    "seller_key": str,
+    "invoice_number": str,
+    "kind": str,
+    "year": str,
+    "flow_id": str,
+    "idx": int,
+}
 _RUN_COLUMNS = {"id": int, "job": str, "started_at": str, "finished_at": str, "outcome": str, "detail": str}
 FINAL = tuple(str(s) for s in FlowStatus if s.final)
 
@@ -119,6 +129,15 @@ class Tracking:
         db.table("findings").create(_FINDING_COLUMNS, pk="id", if_not_exists=True)
         db.table("events").create(_EVENT_COLUMNS, pk="id", if_not_exists=True)
         db.table("runs").create(_RUN_COLUMNS, pk="id", if_not_exists=True)
+        if "invoices" not in db.table_names():  # a store made by an older edi: the keys of its accepted invoices
+            db.table("invoices").create(
+                _INVOICE_COLUMNS, pk=("seller_key", "invoice_number", "kind", "year"), if_not_exists=True
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO invoices SELECT seller_key, invoice_number, kind, substr(issue_date, 1, 4), "
+                "flow_id, idx FROM documents WHERE status = '200' AND seller_key IS NOT NULL "
+                "AND invoice_number IS NOT NULL AND kind IS NOT NULL AND issue_date IS NOT NULL ORDER BY flow_id, idx"
+            )
         for name, spec in (
             ("flows", _FLOW_COLUMNS),
             ("documents", _DOCUMENT_COLUMNS),
@@ -134,6 +153,8 @@ class Tracking:
             ("flows", ["sender", "sha256"]),
             ("flows", ["received_at"]),
             ("flows", ["status"]),
+            ("flows", ["claimed_by"]),
+            ("invoices", ["flow_id"]),
             ("documents", ["seller_key", "invoice_number"]),
             ("findings", ["flow_id"]),
             ("events", ["flow_id"]),
@@ -146,39 +167,134 @@ class Tracking:
 
     # -- writes --------------------------------------------------------------------------------------------------
 
-    def record_received(self, flow: Mapping[str, Any], at: datetime) -> None:
-        """Record a claimed flow (idempotent: a recovered flow keeps its first record and gets no new event)."""
-        row = {k: flow.get(k) for k in _FLOW_COLUMNS} | {"status": str(FlowStatus.RECEIVED), "updated_at": iso(at)}
+    def record_claims(self, flows: Sequence[Mapping[str, Any]], at: datetime) -> None:
+        """Record flows about to be claimed (before their file is renamed into the spool), in one transaction;
+        a flow already recorded keeps its row and gets no new event (recovery, requeue)."""
+        if not flows:
+            return
+        status, when = str(FlowStatus.RECEIVED), iso(at)
+        columns = list(_FLOW_COLUMNS)
         with self._transaction():
-            inserted = self.db.execute(
-                f"INSERT OR IGNORE INTO flows ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
-                list(row.values()),
-            ).rowcount
-            if inserted:
-                self._event(str(row["flow_id"]), None, at, FlowStatus.RECEIVED, "claimed from the inbox")
+            known = {
+                str(r[0])
+                for f in flows
+                for r in self.db.execute("SELECT flow_id FROM flows WHERE flow_id = ?", [f["flow_id"]]).fetchall()
+            }
+            new = [f for f in flows if f["flow_id"] not in known]
+            rows = [[*(f.get(c) for c in columns)] for f in new]
+            for row in rows:
+                row[columns.index("status")], row[columns.index("updated_at")] = status, when
+            self.db.conn.executemany(
+                f"INSERT INTO flows ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", rows
+            )
+            self.db.conn.executemany(
+                "INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, NULL, ?, ?, ?)",
+                [[f["flow_id"], when, status, "claimed from the inbox"] for f in new],
+            )
+
+    def record_received(self, flow: Mapping[str, Any], at: datetime) -> None:
+        """Record one claimed flow (see :meth:`record_claims`)."""
+        self.record_claims([flow], at)
+
+    def forget_claims(self, flow_ids: Sequence[str]) -> None:
+        """Remove the rows of claims that did not happen (another process renamed the file first)."""
+        if not flow_ids:
+            return
+        with self._transaction():
+            for table in ("events", "flows"):
+                self.db.conn.executemany(
+                    f"DELETE FROM {table} WHERE flow_id = ? AND flow_id IN "
+                    "(SELECT flow_id FROM flows WHERE status = ? AND processed_at IS NULL)",
+                    [[f, str(FlowStatus.RECEIVED)] for f in flow_ids],
+                )
+
+    def record_digests(self, digests: Sequence[tuple[str, int, str]]) -> None:
+        """Store (flow id, size, SHA-256) of claimed flows, in one transaction."""
+        with self._transaction():
+            self.db.conn.executemany(
+                "UPDATE flows SET size = ?, sha256 = ? WHERE flow_id = ?", [[z, h, f] for f, z, h in digests]
+            )
+
+    def claims_of(self, hand: str) -> list[str]:
+        """The flows a process (by its hand's name) recorded as claimed and took to no outcome."""
+        rows = self.db.execute(
+            "SELECT flow_id FROM flows WHERE claimed_by = ? AND status = ?", [hand, str(FlowStatus.RECEIVED)]
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def claimed(self, flow_id: str) -> dict[str, Any] | None:
+        """What was recorded when a flow was claimed (its row), None if nothing was."""
+        return next(iter(self.db.query("SELECT * FROM flows WHERE flow_id = ?", [flow_id])), None)
+
+    def reserve_invoice(self, key: tuple[str, str, str, str], flow_id: str, idx: int) -> tuple[str, int]:
+        """Hold an invoice key (seller key, number, kind, year) for a document about to be accepted; return who
+        holds it: this document, or the one that got it first (then this one is a duplicate). Processes that decide
+        at the same time cannot both get it (one statement, atomic)."""
+        while True:
+            inserted = self.db.execute("INSERT OR IGNORE INTO invoices VALUES (?, ?, ?, ?, ?, ?)", [*key, flow_id, idx])
+            if inserted.rowcount:
+                return flow_id, idx
+            row = self.db.execute(
+                "SELECT flow_id, idx FROM invoices WHERE seller_key = ? AND invoice_number = ? AND kind = ? "
+                "AND year = ?",
+                list(key),
+            ).fetchone()
+            if row is not None:  # else its holder let it go in between: try again
+                return str(row[0]), int(row[1])
 
     def record_outcome(self, ack: Mapping[str, Any], at: datetime) -> None:
         """Store what the final acknowledgement says, in one transaction, with one event per status."""
-        flow_id = ack["flow_id"]
-        row = {k: ack.get(k) for k in _FLOW_COLUMNS} | {"updated_at": iso(at)}
-        with self._transaction():
-            _upsert(self.db.conn, "flows", row)
-            self.db.execute("DELETE FROM documents WHERE flow_id = ?", [flow_id])
-            self.db.execute("DELETE FROM findings WHERE flow_id = ?", [flow_id])
-            findings = [_finding_row(flow_id, 0, f) for f in ack["findings"]]
-            documents = []
+        self.record_outcomes([ack], at)
+
+    def record_outcomes(self, acks: Sequence[Mapping[str, Any]], at: datetime) -> None:
+        """Store what final acknowledgements say, all in one transaction, with one event per status; an invoice
+        key held by a document that was not accepted after all is let go."""
+        if not acks:
+            return
+        when = iso(at)
+        conn = self.db.conn
+        columns = [c for c in _FLOW_COLUMNS if c not in ("flow_id", "claimed_by", "raw_name")]
+        flows: list[list[Any]] = []
+        documents: list[dict[str, Any]] = []
+        findings: list[dict[str, Any]] = []
+        events: list[list[Any]] = []
+        releases: list[tuple[str, list[int]]] = []
+        for ack in acks:
+            flow_id = ack["flow_id"]
+            flows.append([*(when if c == "updated_at" else ack.get(c) for c in columns), flow_id])
+            findings += [_finding_row(flow_id, 0, f) for f in ack["findings"]]
             for doc in ack["documents"]:
-                documents.append({k: doc.get(k) for k in _DOCUMENT_COLUMNS if k not in ("flow_id", "idx")})
-                documents[-1].update(flow_id=flow_id, idx=doc["index"])
+                row = {k: doc.get(k) for k in _DOCUMENT_COLUMNS if k not in ("flow_id", "idx")}
+                row.update(flow_id=flow_id, idx=doc["index"])
                 for column in _LIST_COLUMNS:
-                    documents[-1][column] = json.dumps(doc.get(column) or [], ensure_ascii=False)
+                    row[column] = json.dumps(doc.get(column) or [], ensure_ascii=False)
+                documents.append(row)
                 findings += [_finding_row(flow_id, doc["index"], f) for f in doc["findings"]]
-                self._event(flow_id, doc["index"], at, doc["status"], doc.get("reason") or "")
-            _insert_many(self.db.conn, "documents", documents)
-            _insert_many(self.db.conn, "findings", findings)
-            self._event(
-                flow_id, None, at, ack["status"], f"{ack['documents_accepted']}/{ack['documents_total']} accepted"
-            )
+                events.append([flow_id, doc["index"], when, doc["status"], doc.get("reason") or ""])
+            accepted = f"{ack['documents_accepted']}/{ack['documents_total']} accepted"
+            events.append([flow_id, None, when, ack["status"], accepted])
+            if not ack["documents"] or any(d["status"] != "200" for d in ack["documents"]):
+                releases.append((flow_id, [d["index"] for d in ack["documents"] if d["status"] == "200"]))
+        with self._transaction():
+            assignments = ", ".join(f"{c} = ?" for c in columns)
+            for flow in flows:
+                if not conn.execute(f"UPDATE flows SET {assignments} WHERE flow_id = ?", flow).rowcount:
+                    # never recorded as claimed (a store restored from an older backup): recorded now
+                    conn.execute(
+                        f"INSERT INTO flows ({', '.join(columns)}, flow_id) VALUES ({', '.join('?' for _ in flow)})",
+                        flow,
+                    )
+            ids = [[flow[-1]] for flow in flows]
+            conn.executemany("DELETE FROM documents WHERE flow_id = ?", ids)  # an earlier attempt's, if any
+            conn.executemany("DELETE FROM findings WHERE flow_id = ?", ids)
+            _insert_many(conn, "documents", documents)
+            _insert_many(conn, "findings", findings)
+            conn.executemany("INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, ?, ?, ?, ?)", events)
+            for flow_id, kept in releases:
+                conn.execute(
+                    f"DELETE FROM invoices WHERE flow_id = ? AND idx NOT IN ({', '.join('?' for _ in kept)})",
+                    [flow_id, *kept],
+                )
 
     def record_failed(self, flow: Mapping[str, Any], at: datetime, detail: str) -> None:
         """Mark a flow as failed for our own reason (kept for requeue), recording it first if it failed so early
@@ -189,6 +305,7 @@ class Tracking:
                 f"INSERT OR IGNORE INTO flows ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
                 list(row.values()),
             )
+            self.db.execute("DELETE FROM invoices WHERE flow_id = ?", [flow["flow_id"]])  # nothing of it accepted
         self._set_status(str(flow["flow_id"]), FlowStatus.FAILED, at, detail)
 
     def record_requeued(self, flow_id: str, at: datetime) -> None:
@@ -237,7 +354,7 @@ class Tracking:
         if not flow_ids:
             return 0
         with self._transaction():
-            for table in ("findings", "documents", "events", "flows"):
+            for table in ("findings", "documents", "events", "invoices", "flows"):
                 self.db.conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", [[f] for f in flow_ids])
         return len(flow_ids)
 
@@ -298,19 +415,20 @@ class Tracking:
         }
 
     def earlier_flow(self, sender: str, sha256: str, flow_id: str) -> str | None:
-        """The first other flow in which ``sender`` deposited these same bytes, if any."""
+        """The first flow claimed before this one (ids sort by claim time) in which ``sender`` deposited these same
+        bytes, if any."""
         row = self.db.execute(
-            "SELECT flow_id FROM flows WHERE sender = ? AND sha256 = ? AND flow_id != ? "
-            "ORDER BY received_at, flow_id LIMIT 1",
+            "SELECT flow_id FROM flows WHERE sender = ? AND sha256 = ? AND flow_id < ? ORDER BY flow_id LIMIT 1",
             [sender, sha256, flow_id],
         ).fetchone()
         return row[0] if row else None
 
     def earlier_invoice(self, seller: str, number: str, kind: str, year: str, flow_id: str) -> tuple[str, int] | None:
-        """The first accepted document of another flow with the same seller key, number, kind and year."""
+        """The document of another flow that holds (accepted, or about to be) this seller key, number, kind and
+        year."""
         row = self.db.execute(
-            "SELECT flow_id, idx FROM documents WHERE seller_key = ? AND invoice_number = ? AND kind = ? "
-            "AND substr(issue_date, 1, 4) = ? AND status = '200' AND flow_id != ? ORDER BY flow_id, idx LIMIT 1",
+            "SELECT flow_id, idx FROM invoices WHERE seller_key = ? AND invoice_number = ? AND kind = ? "
+            "AND year = ? AND flow_id != ?",
             [seller, number, kind, year, flow_id],
         ).fetchone()
         return (str(row[0]), int(row[1])) if row else None
@@ -384,13 +502,6 @@ class Tracking:
     def counts(self) -> dict[str, int]:
         """How many flows are in each status."""
         return {r["status"]: r["n"] for r in self.db.query("SELECT status, count(*) AS n FROM flows GROUP BY status")}
-
-
-def _upsert(conn: sqlite3.Connection, table: str, row: Mapping[str, Any]) -> None:
-    columns = ", ".join(row)
-    conn.execute(
-        f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
-    )
 
 
 def _insert_many(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> None:

@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ class WatchSummary:
     passes: int = 0
     flows: int = 0
     failed: int = 0
-    reports: list[BatchReport] = field(default_factory=list)
 
 
 class _Inbox(FileSystemEventHandler):
@@ -115,8 +114,10 @@ def watch(
     stop: threading.Event | None = None,
     on_pass: Callable[[BatchReport], None] | None = None,
     handle_signals: bool = True,
+    workers: int = 1,
 ) -> WatchSummary:
-    """Run until ``stop`` is set (SIGTERM / SIGINT set it when ``handle_signals``)."""
+    """Run until ``stop`` is set (SIGTERM / SIGINT set it when ``handle_signals``), with up to ``workers``
+    processes when a pass has enough to do."""
     stop = stop or threading.Event()
     wake = threading.Event()
     summary = WatchSummary()
@@ -131,7 +132,7 @@ def watch(
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
     try:
-        with processor_lock(settings, "edi watch"), Session(settings, clock) as session:
+        with processor_lock(settings, "edi watch"), Session(settings, clock, workers) as session:
             inbox = _Inbox(wake)
             quick_move_pairing()
             observer = new_observer()
@@ -163,12 +164,10 @@ def _loop(
     while not stop.is_set():
         wake.clear()
         settled, writing = inbox.take_settled()
-        report = session.run_once(settled=settled, writing=writing, should_stop=stop.is_set)
+        report = session.run_once(settled=settled, writing=writing, should_stop=stop.is_set, keep_outcomes=False)
         summary.passes += 1
-        summary.flows += len(report.outcomes)
+        summary.flows += report.flows
         summary.failed += report.failed
-        if report.outcomes or report.recovered:
-            summary.reports.append(report)
         if on_pass:
             on_pass(report)
         # Files waiting out min_age become ready by the clock alone, and stalled uploads may resume without an

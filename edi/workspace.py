@@ -4,11 +4,13 @@
 
     <root>/
       inbox/<sender>/          senders drop files here (SFTP chroot or shared folder)
-      spool/active/<flow_id>/  a claimed flow: lock, meta.json, payload (the bytes as they came)
+      spool/active/<hand>/     one folder per processing process (flock on its lock): <flow_id> files are the
+                               bytes of the flows it claimed, as they came
+      spool/requeued/<flow_id>/  failed flows put back by ``edi requeue``: payload, meta.json
       queues/<queue>/{tmp,new,cur}/   Maildir-style delivery of accepted documents
       acks/<sender>/           <flow_id>.json and <flow_id>.xml, one final acknowledgement per flow
       archive/YYYY/MM/DD/<flow_id>/<file name>   the original bytes of every finished flow
-      failed/<flow_id>/        flows that failed for our own reason, kept for ``edi requeue``
+      failed/<flow_id>/        flows that failed for our own reason (payload, meta.json), kept for ``edi requeue``
       tmp/                     temporary files on their way to acks/ (same filesystem, renamed into place)
       tracking.sqlite          the flow-tracking store
 
@@ -45,6 +47,11 @@ class Layout:
     def active(self) -> Path:
         """Claimed flows being processed (or left by a crash, for recovery)."""
         return self.root / "spool" / "active"
+
+    @property
+    def requeued(self) -> Path:
+        """Failed flows put back by an operator, waiting for the next run."""
+        return self.root / "spool" / "requeued"
 
     @property
     def queues(self) -> Path:
@@ -100,7 +107,8 @@ class Layout:
 
     def create(self, senders: Iterable[str], queues: Iterable[str] = ()) -> list[Path]:
         """Make every folder (idempotent); return the ones that did not exist yet."""
-        wanted = [self.root, self.inbox, self.active, self.queues, self.acks, self.archive, self.failed, self.tmp]
+        wanted = [self.root, self.inbox, self.active, self.requeued, self.queues, self.acks, self.archive]
+        wanted += [self.failed, self.tmp]
         for sender in senders:
             wanted += [self.sender_inbox(sender), self.sender_acks(sender)]
         for name in queues:

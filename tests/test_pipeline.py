@@ -60,28 +60,18 @@ def test_display_name_escapes_bytes_that_are_not_utf8() -> None:
 
 def test_payload_swapped_for_a_symlink_is_rejected_not_followed(workspace, clock, tmp_path: Path) -> None:
     """If a sender swaps its file for a link between scan and claim, the link is refused, its target never read."""
-    from edi.pipeline import Processor, build_stages, limits_of
-    from edi.route.directory import load_directory
-    from edi.spool import Spool
-    from edi.tracking import Tracking
-    from edi.validate.catalogue import load_catalogue
-    from edi.workspace import Layout
+    from edi.ingest.scan import Ready
+    from edi.runner import Session
 
     secret = tmp_path / "secret.xml"
     secret.write_bytes(b"<secret>do not read</secret>")
     link = workspace.inbox("acme") / "swap.xml"
     link.symlink_to(secret)
-    layout = Layout(workspace.root)
-    spool = Spool(layout)
-    store = Tracking(layout.database)
-    try:
-        claim = spool.claim(link, "acme", "20261126T000000000000-aaaaaa", clock.now())
-        assert claim is not None and claim.payload.is_symlink()
-        stages = build_stages(workspace.settings, store, load_directory(None), load_catalogue())
-        outcome = Processor(layout, spool, store, stages, clock, limits_of(workspace.settings.limits)).process(claim)
-    finally:
-        store.close()
+    with Session(workspace.settings, clock) as session:
+        (outcome,) = session.claim_and_process([("acme", Ready(link, 0, 0.0))])
     assert outcome.status is FlowStatus.REJECTED
-    ack = (workspace.root / "acks" / "acme" / f"{claim.flow_id}.json").read_text()
+    ack = (workspace.root / "acks" / "acme" / f"{outcome.flow_id}.json").read_text()
     assert "IRR_TYPE_F" in ack and "not a regular file" in ack and "do not read" not in ack
     assert secret.read_bytes() == b"<secret>do not read</secret>"
+    archived = list((workspace.root / "archive").rglob("swap.xml"))
+    assert len(archived) == 1 and archived[0].is_symlink()

@@ -210,14 +210,16 @@ def test_a_failed_outcome_rolls_back_entirely(store: Tracking) -> None:
 
 
 def test_earlier_flow_finds_the_first_same_bytes_from_the_same_sender(store: Tracking) -> None:
-    """earlier_flow gives the earliest other flow with the sender's same sha256, ignoring other senders and itself."""
+    """earlier_flow gives the earliest flow claimed before this one (ids sort by claim time) with the sender's same
+    sha256, ignoring other senders, itself and later flows (two copies in flight are not each other's duplicate)."""
     store.record_received(received("F2", at=T0 + timedelta(minutes=2)), T0)
     store.record_received(received("F1", at=T0 + timedelta(minutes=1)), T0)
     store.record_received(received("F0", sender="opdemat", at=T0), T0)
     store.record_received(received("F9", sha256="c" * 64, at=T0 - timedelta(days=1)), T0)
     store.record_received(received("F3", at=T0 + timedelta(minutes=3)), T0)
     assert store.earlier_flow("acme", "a" * 64, "F3") == "F1"
-    assert store.earlier_flow("acme", "a" * 64, "F1") == "F2"
+    assert store.earlier_flow("acme", "a" * 64, "F2") == "F1"
+    assert store.earlier_flow("acme", "a" * 64, "F1") is None
     assert store.earlier_flow("opdemat", "a" * 64, "F0") is None
     assert store.earlier_flow("acme", "c" * 64, "F9") is None
     assert store.earlier_flow("other", "a" * 64, "F3") is None

@@ -71,10 +71,11 @@ class Expand:
 
     def document(self, index: int, name: str, data: bytes, sha256: str | None = None) -> Document:
         """One document from its bytes: an XML invoice, or a PDF carrying one, or a finding saying it is neither."""
-        doc = Document(index=index, name=name, size=len(data), sha256=sha256 or hashlib.sha256(data).hexdigest())
+        digest = sha256 or hashlib.sha256(data).hexdigest()
         kind = sniff(data[:HEAD_BYTES])
         if kind is Kind.XML:
-            return replace(doc, data=data)
+            return Document(index=index, name=name, size=len(data), sha256=digest, data=data)
+        doc = Document(index=index, name=name, size=len(data), sha256=digest)
         if kind is Kind.PDF:
             pdf = read_pdf(data, max_xml_bytes=self.limits.max_document_bytes, seconds=self.pdf_seconds)
             return replace(

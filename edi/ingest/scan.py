@@ -10,6 +10,7 @@ Symlinks are never followed; FIFOs, sockets, devices and sub-folders are reporte
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import os
 import stat
 from collections.abc import Collection, Sequence
@@ -44,6 +45,8 @@ class Scan:
     skipped: list[Skipped] = field(default_factory=list)
     young: int = 0  # finished-looking files younger than min_age, left for the next scan
     incomplete: int = 0  # files that stopped growing but look cut short, within their grace period
+    more: int = 0  # files old enough past the ``limit`` oldest: not looked at further this time
+    stalled: list[Path] = field(default_factory=list)  # the incomplete ones
 
 
 def in_progress(name: str, ignore: Sequence[str]) -> bool:
@@ -61,6 +64,9 @@ def scan_inbox(
     grace: float = 0.0,
     settled: Collection[Path] = (),
     writing: Collection[Path] = (),
+    limit: int | None = None,
+    cutoff: float | None = None,
+    exclude: Collection[Path] = (),
 ) -> Scan:
     """List what is ready in ``folder``, oldest first (then by name).
 
@@ -71,34 +77,57 @@ def scan_inbox(
     a slow link, a stalled upload) is treated as cut short, however whole it looks. With ``min_age`` 0 files are
     declared finished when they appear (senders rename them into place): one that looks cut short is truncated, not
     arriving, and is taken at once.
+
+    Memory stays bounded whatever the backlog: with ``limit``, only the ``limit`` oldest candidates are kept (and
+    checked for completeness); the others are counted in ``more``, for a later scan. Files modified after
+    ``cutoff`` (a run's start) and files in ``exclude`` are left out.
     """
-    ready: list[Ready] = []
+    candidates: list[tuple[float, bytes, str, int]] = []  # a max-heap (negated) of the oldest
     skipped: list[Skipped] = []
-    young = incomplete = 0
+    young = more = 0
     try:
-        entries = list(os.scandir(folder))
+        entries = os.scandir(folder)
     except (FileNotFoundError, NotADirectoryError):
         return Scan()
-    for entry in entries:
-        path = Path(entry.path)
-        if in_progress(entry.name, ignore):
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:  # gone since the listing
-            continue
-        kind = _kind(st.st_mode)
-        age = now - st.st_mtime
-        if kind != "file":
-            skipped.append(Skipped(path, f"{kind}: only regular files are processed"))
-        elif age < min_age and path not in settled:
-            young += 1
-        elif age < grace and (path in writing or (min_age > 0 and not is_complete(path))):
-            incomplete += 1
+    with entries:
+        for entry in entries:
+            if in_progress(entry.name, ignore):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # gone since the listing
+                continue
+            kind = _kind(st.st_mode)
+            if kind != "file":
+                skipped.append(Skipped(Path(entry.path), f"{kind}: only regular files are processed"))
+                continue
+            if exclude and Path(entry.path) in exclude:
+                continue
+            if (cutoff is not None and st.st_mtime > cutoff) or (
+                now - st.st_mtime < min_age and Path(entry.path) not in settled
+            ):
+                young += 1  # changed since this pass began, or not old enough: the next pass takes it
+                continue
+            item = (-st.st_mtime, _negated(os.fsencode(entry.name)), entry.path, st.st_size)
+            if limit is None or len(candidates) < limit:
+                heapq.heappush(candidates, item)
+            else:
+                heapq.heappushpop(candidates, item)
+                more += 1
+    ready: list[Ready] = []
+    stalled: list[Path] = []
+    for negated_mtime, _, name, size in sorted(candidates, reverse=True):  # oldest first, then by name
+        path, mtime = Path(name), -negated_mtime
+        if now - mtime < grace and (path in writing or (min_age > 0 and not is_complete(path))):
+            stalled.append(path)
         else:
-            ready.append(Ready(path, st.st_size, st.st_mtime))
-    ready.sort(key=lambda r: (r.mtime, os.fsencode(r.path.name)))
-    return Scan(ready, skipped, young, incomplete)
+            ready.append(Ready(path, size, mtime))
+    return Scan(ready, skipped, young, len(stalled), more, stalled)
+
+
+def _negated(name: bytes) -> bytes:
+    """A key that sorts names in reverse, for the max-heap (a name's bytes, each complemented, then a high end)."""
+    return bytes(255 - b for b in name) + b"\xff"
 
 
 def _kind(mode: int) -> str:

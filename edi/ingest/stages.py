@@ -180,16 +180,38 @@ class RejectDuplicateInvoice:
         ) or self.earlier(*key, flow.flow_id)
         if found is None:
             return doc
-        seller, number, kind, year = key
-        where = "this flow" if found[0] == flow.flow_id else f"flow {found[0]}"
-        return doc.with_findings(
-            Finding(
-                Code.DOUBLON,
-                Layer.INTAKE,
-                f"{kind} {number} of seller {seller} for {year} was already accepted: {where}, document {found[1]}",
-                rule="DUPLICATE_INVOICE",
-            )
-        )
+        return doc.with_findings(duplicate_invoice(key, found, flow))
+
+
+class ReserveInvoice:
+    """Hold the key of each invoice about to be accepted (``reserve``: key, flow id, index -> holder), last of the
+    document stages: if another flow, decided at the same moment by another process, got it first, this one is a
+    duplicate after all (``DOUBLON``)."""
+
+    def __init__(self, reserve: Callable[[tuple[str, str, str, str], str, int], tuple[str, int]]) -> None:
+        self.reserve = reserve
+
+    def __call__(self, doc: Document, flow: Flow) -> Document:
+        """The document, rejected if another holds its key."""
+        key = invoice_key(doc)
+        if key is None or not doc.accepted:
+            return doc
+        holder = self.reserve(key, flow.flow_id, doc.index)
+        if holder == (flow.flow_id, doc.index):
+            return doc
+        return doc.with_findings(duplicate_invoice(key, holder, flow))
+
+
+def duplicate_invoice(key: tuple[str, str, str, str], found: tuple[str, int], flow: Flow) -> Finding:
+    """The finding of a document that repeats the invoice ``found`` (flow id, document index) holds."""
+    seller, number, kind, year = key
+    where = "this flow" if found[0] == flow.flow_id else f"flow {found[0]}"
+    return Finding(
+        Code.DOUBLON,
+        Layer.INTAKE,
+        f"{kind} {number} of seller {seller} for {year} was already accepted: {where}, document {found[1]}",
+        rule="DUPLICATE_INVOICE",
+    )
 
 
 def invoice_key(doc: Document) -> tuple[str, str, str, str] | None:

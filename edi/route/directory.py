@@ -51,6 +51,7 @@ RECIPIENT_KEYS = frozenset(
     }
 )
 SERVICE_KEYS = frozenset({"code", "name", "engagement_required"})
+FIND_CACHE = 10_000  # buyers whose recipient is remembered
 
 
 def identities(party: Party) -> tuple[str, ...]:
@@ -96,6 +97,7 @@ class Directory:
 
     recipients: tuple[Recipient, ...] = ()
     _index: dict[str, Recipient] = field(init=False, repr=False, compare=False, default_factory=dict)
+    _found: dict[Party, Recipient | None] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         index: dict[str, Recipient] = {}
@@ -111,11 +113,17 @@ class Directory:
         object.__setattr__(self, "_index", index)
 
     def find(self, party: Party) -> Recipient | None:
-        """The recipient a buyer designates: by any of its identifiers, else by the SIREN they imply."""
-        for key in identities(party):
-            if key in self._index:
-                return self._index[key]
-        return None
+        """The recipient a buyer designates: by any of its identifiers, else by the SIREN they imply (the answer
+        for a party is remembered: the same buyers come again and again)."""
+        try:
+            return self._found[party]
+        except KeyError:
+            pass
+        found = next((self._index[key] for key in identities(party) if key in self._index), None)
+        if len(self._found) >= FIND_CACHE:
+            self._found.clear()
+        self._found[party] = found
+        return found
 
     def get(self, recipient_id: str) -> Recipient | None:
         """The recipient with this directory id."""

@@ -97,5 +97,5 @@ class XsdValidation:
         entry = self.catalogue.xsd_for(doc.syntax, doc.kind or "*", doc.profile or "unknown")
         if entry is None:
             raise CatalogueError(f"no schema in the catalogue for {doc.syntax} {doc.kind} {doc.profile}")
-        checked = doc.with_findings(*validate_xsd(doc.tree, entry.schema))
-        return replace(checked, layers=(*checked.layers, "xsd"))
+        found = validate_xsd(doc.tree, entry.schema)
+        return replace(doc, findings=(*doc.findings, *found), layers=(*doc.layers, "xsd"))

@@ -1,0 +1,288 @@
+"""Takes claimed flows to exactly one outcome each, a group at a time, waiting for the disk twice per group.
+
+For a group, each step runs for every flow before the next step starts:
+
+1. hash each payload; record sizes and digests (one transaction);
+2. decide each flow (:func:`edi.pipeline.decide`);
+3. stage its deliveries and its acknowledgement (written under temporary names);
+4. barrier: all of that, and the claims before it, durable;
+5. publish: deliveries renamed into their queues, then the acknowledgement into place;
+6. barrier;
+7. record every outcome (one transaction);
+8. archive each payload.
+
+A flow that fails for our own reason at any step (a full disk, a permission or I/O error, a bug) leaves the group:
+what it staged is removed, what it published is withdrawn (a delivery already taken by its consumer stays), it goes
+to ``failed/`` with status ``IN_EN_ATTENTE_RETRAITEMENT`` and no acknowledgement, and the other flows go on. A crash at
+any point leaves each flow in the process's hand, where the next run's recovery finds it: a flow whose outcome is
+recorded and whose acknowledgement is in place is only archived; any other is decided again (deliveries are
+idempotent by name, the acknowledgement is replaced whole).
+
+Reads and writes through the spool and the tracking store; never raises for a flow's failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from edi.ack import build_ack, delivery_name, to_json, to_xml
+from edi.clock import Clock, iso
+from edi.faults import fault_point
+from edi.ingest.archives import Limits
+from edi.ingest.expand import delivery_files, original_bytes
+from edi.ingest.stages import open_regular
+from edi.model import Flow, FlowStatus
+from edi.pipeline import Stages, decide, display_name
+from edi.spool import Claim, Spool, Staged
+from edi.tracking import Tracking
+from edi.workspace import Layout
+
+log = structlog.get_logger()
+
+ACK_MODE = 0o640  # acknowledgements: their sender's group may read them (docs/sftp.md), nobody else, whatever the umask
+FINAL = frozenset(str(s) for s in FlowStatus if s.final)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one flow in a run."""
+
+    flow_id: str
+    sender: str
+    file_name: str
+    status: FlowStatus
+    documents: int = 0
+    accepted: int = 0
+
+
+@dataclass(slots=True)
+class _Work:
+    """One flow of a group, as it goes through the steps."""
+
+    claim: Claim
+    started: float
+    flow: Flow | None = None
+    ack: dict[str, Any] | None = None
+    staged: list[tuple[Staged, str]] = field(default_factory=list)  # (file, fault point before its rename)
+    deliveries: list[Path] = field(default_factory=list)  # where its documents are (or go) in their queues
+    published: list[Path] = field(default_factory=list)
+    error: BaseException | None = None
+    recovered: bool = False  # taken back after a crash or a requeue: it may have been delivered already
+    finish_only: bool = False  # recovered with its outcome recorded and its acknowledgement in place
+
+    @property
+    def live(self) -> bool:
+        return self.error is None
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of a payload; a payload swapped for a link or special file hashes as empty (and is
+    rejected by the intake as not a regular file) rather than being followed."""
+    st = path.lstat()
+    if not stat.S_ISREG(st.st_mode):
+        return st.st_size, hashlib.sha256().hexdigest()
+    with open_regular(path) as stream:
+        digest = hashlib.file_digest(stream, "sha256")  # type: ignore[arg-type]  # a raw or buffered file
+        size = os.fstat(stream.fileno()).st_size
+    return size, digest.hexdigest()
+
+
+class Processor:
+    """Takes claimed flows to exactly one outcome each: a final acknowledgement, or ``failed/``."""
+
+    def __init__(
+        self, layout: Layout, spool: Spool, tracking: Tracking, stages: Stages, clock: Clock, limits: Limits
+    ) -> None:
+        self.layout = layout
+        self.spool = spool
+        self.tracking = tracking
+        self.stages = stages
+        self.clock = clock
+        self.limits = limits
+        self._acks: dict[str, Path] = {}  # sender -> its acknowledgement folder, made once
+
+    def process(self, claim: Claim) -> Outcome:
+        """Decide and carry out what happens to one flow."""
+        return self.process_group([claim])[0]
+
+    def process_group(self, claims: Sequence[Claim], recovered: bool = False) -> list[Outcome]:
+        """Take every claimed flow of a group to its outcome, in the order of the steps above; ``recovered`` flows
+        may be finished already but for their archiving."""
+        works = [_Work(claim, time.monotonic(), recovered=recovered) for claim in claims]
+        if recovered:
+            for work in works:
+                self._check_finished(work)
+        self._each(works, self._hash)
+        self._group(works, self._record_digests)
+        self._each(works, self._decide)
+        self._each(works, self._stage)
+        self._group(works, lambda live: self.spool.barrier())
+        self._each(works, self._publish)
+        self._group(works, lambda live: self.spool.barrier())
+        self._group(works, self._record_outcomes)
+        return [self._end(work) for work in works]
+
+    # -- the steps -----------------------------------------------------------------------------------------------
+
+    def _each(self, works: list[_Work], step: Any) -> None:
+        for work in works:
+            if work.live and not work.finish_only:
+                try:
+                    step(work)
+                except Exception as exc:
+                    work.error = exc
+
+    def _group(self, works: list[_Work], step: Any) -> None:
+        live = [w for w in works if w.live and not w.finish_only]
+        if not live:
+            return
+        try:
+            step(live)
+        except Exception as exc:  # the whole group shares the fate of a transaction or a barrier
+            for work in live:
+                work.error = exc
+
+    def _check_finished(self, work: _Work) -> None:
+        json_path, xml_path = self._ack_paths(work.claim)
+        status = self.tracking.status(work.claim.flow_id)
+        work.finish_only = status in FINAL and json_path.exists() and xml_path.exists()
+
+    def _hash(self, work: _Work) -> None:
+        claim = work.claim
+        size, sha256 = _digest(claim.payload)
+        work.flow = Flow(
+            flow_id=claim.flow_id,
+            sender=claim.sender,
+            file_name=display_name(claim.name),
+            size=size,
+            sha256=sha256,
+            received_at=claim.received_at,
+            deposited_at=claim.deposited_at,
+            payload=claim.payload,
+        )
+
+    def _record_digests(self, live: list[_Work]) -> None:
+        self.tracking.record_digests([(w.claim.flow_id, w.flow.size, w.flow.sha256) for w in live if w.flow])
+        fault_point("pipeline.after_received")
+
+    def _decide(self, work: _Work) -> None:
+        assert work.flow is not None
+        work.flow = decide(work.flow, self.stages)
+        fault_point("pipeline.after_decide")
+
+    def _stage(self, work: _Work) -> None:
+        flow = work.flow
+        assert flow is not None
+        accepted = {d.index: d for d in flow.documents if d.queue is not None}
+        for index, data in original_bytes(flow.payload, flow.kind, self.limits, set(accepted)):
+            doc = accepted.pop(index)
+            assert doc.queue is not None
+            for suffix, content in delivery_files(doc, data, self.limits):
+                name = delivery_name(flow.flow_id, doc, suffix)
+                work.deliveries.append(self.layout.queue(doc.queue) / "new" / name)
+                staged = self.spool.stage_delivery(doc.queue, name, content, again=work.recovered)
+                if staged is not None:
+                    work.staged.append((staged, "deliver.before_rename"))
+        if accepted:  # the file read differently the second time: never acknowledge what was not delivered
+            raise RuntimeError(f"documents {sorted(accepted)} could not be read again for delivery")
+        work.ack = build_ack(flow, self.clock.now())
+        json_path, xml_path = self._ack_paths(work.claim, make=True)
+        work.staged.append((self.spool.stage(json_path, to_json(work.ack), ACK_MODE), "ack.json.before_rename"))
+        work.staged.append((self.spool.stage(xml_path, to_xml(work.ack), ACK_MODE), "ack.xml.before_rename"))
+
+    def _publish(self, work: _Work) -> None:
+        delivered = False
+        while work.staged:
+            staged, fault = work.staged[0]
+            if fault.startswith("ack") and not delivered:
+                fault_point("pipeline.after_deliver")
+                delivered = True
+            work.published.append(self.spool.publish(staged, fault))
+            work.staged.pop(0)
+        fault_point("pipeline.after_ack")
+
+    def _record_outcomes(self, live: list[_Work]) -> None:
+        self.tracking.record_outcomes([w.ack for w in live if w.ack is not None], self.clock.now())
+        fault_point("pipeline.after_record")
+
+    # -- the end of a flow ---------------------------------------------------------------------------------------
+
+    def _end(self, work: _Work) -> Outcome:
+        claim = work.claim
+        bound = log.bind(flow_id=claim.flow_id, sender=claim.sender, file=display_name(claim.name))
+        if work.error is not None:
+            return self._failed(work, bound)
+        try:
+            self.spool.archive(claim)
+        except OSError as exc:  # answered and recorded already: the next run's recovery archives it
+            bound.error("flow left in the spool for archiving", error=f"{type(exc).__name__}: {exc}")
+        if work.finish_only:
+            bound.info("flow finished", detail="recovered with its acknowledgement in place: archived")
+            row = self.tracking.claimed(claim.flow_id) or {}
+            return Outcome(
+                claim.flow_id,
+                claim.sender,
+                display_name(claim.name),
+                FlowStatus(row.get("status") or FlowStatus.REJECTED),
+                int(row.get("documents_total") or 0),
+                int(row.get("documents_accepted") or 0),
+            )
+        flow, ack = work.flow, work.ack
+        assert flow is not None and ack is not None
+        outcome = Outcome(
+            flow.flow_id, flow.sender, flow.file_name, flow.status, len(flow.documents), int(ack["documents_accepted"])
+        )
+        bound.info(
+            "flow",
+            status=str(outcome.status),
+            documents=outcome.documents,
+            accepted=outcome.accepted,
+            codes=sorted(
+                {f["code"] for d in ack["documents"] for f in d["findings"]} | {f["code"] for f in ack["findings"]}
+            ),
+            ms=round((time.monotonic() - work.started) * 1000, 1),
+        )
+        return outcome
+
+    def _ack_paths(self, claim: Claim, make: bool = False) -> tuple[Path, Path]:
+        folder = self._acks.get(claim.sender)
+        if folder is None:
+            folder = self.layout.sender_acks(claim.sender)
+            if make:
+                folder.mkdir(parents=True, exist_ok=True)
+                self._acks[claim.sender] = folder
+        return folder / f"{claim.flow_id}.json", folder / f"{claim.flow_id}.xml"
+
+    def _failed(self, work: _Work, bound: structlog.typing.FilteringBoundLogger) -> Outcome:
+        claim, exc = work.claim, work.error
+        assert exc is not None
+        detail = "".join(traceback.format_exception(exc)).strip()
+        bound.error("flow failed", status=str(FlowStatus.FAILED), error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        for staged, _ in work.staged:
+            self.spool.unstage(staged)
+        try:  # no acknowledgement until the flow is requeued, and nothing of it left for a consumer to take
+            self.spool.withdraw(*self._ack_paths(claim), *work.deliveries)
+            self.spool.fail(claim)
+        except OSError as move_error:  # left in the spool: the next run's recovery takes it again
+            bound.critical("flow left in the spool for recovery", error=str(move_error))
+        try:
+            known = {
+                "flow_id": claim.flow_id,
+                "sender": claim.sender,
+                "file_name": display_name(claim.name),
+                "received_at": iso(claim.received_at),
+            }
+            self.tracking.record_failed(known, self.clock.now(), detail)
+        except Exception as store_error:
+            bound.critical("cannot record the failure", error=str(store_error))
+        return Outcome(claim.flow_id, claim.sender, display_name(claim.name), FlowStatus.FAILED)

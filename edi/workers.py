@@ -1,0 +1,139 @@
+"""Worker processes for ``--workers N``: the main process and N - 1 others, each a whole processor of its own, fed
+groups of inbox files.
+
+Each worker (a ``spawn``-ed process, so nothing is shared by accident) opens its own :class:`edi.runner.Session`:
+its own connection to the tracking store, its own compiled schemas and rule sets, its own hand in the spool. The
+main process scans the inboxes, hands out groups of ready files, at most two per worker at a time (memory stays
+flat), and processes groups itself in between (so it works while the others start);
+a worker claims each file by renaming it into its hand (a file another process took first is simply not its), takes
+the group to its outcomes and sends them back. Workers ignore SIGINT and SIGTERM: the parent decides when to stop,
+lets the groups in hand finish, then closes the pool. A worker dies with its parent (Linux ``PR_SET_PDEATHSIG``),
+so a killed parent never leaves a worker holding flows; whatever a dead worker held is in its hand, which recovery
+takes back.
+
+Reads the configuration it is given; raises nothing of its own (a dead worker marks the pool ``broken``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import multiprocessing
+import multiprocessing.util
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from edi.config import Settings
+from edi.ingest.scan import Ready
+from edi.logs import configure_logging, current_level
+
+if TYPE_CHECKING:
+    from edi.processor import Outcome
+    from edi.runner import Session
+
+log = structlog.get_logger()
+
+PR_SET_PDEATHSIG = 1
+_session: Session | None = None  # in a worker: its own session, for its whole life
+
+Wire = list[tuple[str, bytes, int, float]]  # a group as sent to a worker: (sender, path, size, mtime) per file
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: a worker notices its parent is gone when its pipe closes
+        pass
+    if os.getppid() != parent:  # the parent died before we asked
+        os._exit(1)
+
+
+def _start(settings: Settings, level: str, parent: int) -> None:
+    """Set up a worker process: die with the parent, leave signals to it, log as it does, open a session."""
+    global _session
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    configure_logging(level)
+    from edi.runner import Session
+
+    _session = Session(settings)
+    _session.warm_up()
+    multiprocessing.util.Finalize(None, _session.close, exitpriority=10)
+
+
+def _run(group: Wire) -> list[Outcome]:
+    """In a worker: claim and process one group."""
+    assert _session is not None
+    items = [(sender, Ready(Path(os.fsdecode(path)), size, mtime)) for sender, path, size, mtime in group]
+    return _session.claim_and_process(items)
+
+
+class WorkerPool:
+    """``workers`` worker processes besides the main one, started as work comes."""
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        self.workers = workers
+        self.broken = False
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(settings, current_level(), os.getpid()),
+        )
+
+    def run(
+        self,
+        groups: Sequence[list[tuple[str, Ready]]],
+        should_stop: Callable[[], bool],
+        here: Callable[[list[tuple[str, Ready]]], list[Outcome]],
+    ) -> Iterator[Outcome]:
+        """Hand the groups out, at most two per worker at a time, and take the next one ``here`` (in the main
+        process) whenever the workers have enough; yield outcomes as groups finish. Stops taking groups when
+        ``should_stop`` says so or a worker dies (``broken``), and returns once the groups out are done."""
+        todo = deque(groups)
+        pending: set[Future[list[Outcome]]] = set()
+        while True:
+            while todo and not self.broken and len(pending) < 2 * self.workers and not should_stop():
+                try:
+                    pending.add(self._executor.submit(_run, _wire(todo.popleft())))
+                except BrokenProcessPool:
+                    self.broken = True
+            finished = {f for f in pending if f.done()}
+            pending -= finished
+            for future in finished:
+                yield from self._outcomes(future)
+            if todo and not self.broken and not should_stop():
+                yield from here(todo.popleft())
+            elif pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield from self._outcomes(future)
+            else:
+                return
+
+    def _outcomes(self, future: Future[list[Outcome]]) -> list[Outcome]:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            self.broken = True
+        except Exception as exc:  # a bug in a worker: its claimed flows stay in its hand for recovery
+            log.error("a group failed in a worker", error=f"{type(exc).__name__}: {exc}")
+        return []
+
+    def close(self) -> None:
+        """Let the workers finish what they hold and exit."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _wire(group: list[tuple[str, Ready]]) -> Wire:
+    return [(sender, os.fsencode(r.path), r.size, r.mtime) for sender, r in group]
