@@ -1,20 +1,31 @@
 """Injected faults, for tests that prove a failure or a crash at a given point loses nothing.
 
 Reads the ``EDI_FAULTS`` environment variable once per process: a comma-separated list of ``point=action``, where
-``action`` is ``raise`` (raise InjectedFault, as an I/O error would) or ``crash`` (kill the process on the spot with
-SIGKILL, as a power cut would). Points are named where the pipeline calls :func:`fault_point`. Unset, it costs one
-dict lookup per point.
+``action`` is ``raise`` (raise InjectedFault), ``crash`` (kill the process on the spot with SIGKILL, as a power cut
+would), or an errno the disk could answer with, raised as that OSError: ``enospc`` (disk full), ``eacces``
+(permission denied), ``eio`` (I/O error), ``erofs`` (read-only filesystem), ``edquot`` (quota exceeded). Points are
+named where the code calls :func:`fault_point`; among them ``write.delivery`` and ``write.ack`` (a queue file or an
+acknowledgement being written), ``deliver.before_rename``, ``ack.json.before_rename``, ``barrier``. Unset, it costs
+one dict lookup per point.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from functools import cache
 
 from edi.errors import InjectedFault
 
-ACTIONS = ("raise", "crash")
+ERRNOS = {
+    "enospc": errno.ENOSPC,
+    "eacces": errno.EACCES,
+    "eio": errno.EIO,
+    "erofs": errno.EROFS,
+    "edquot": errno.EDQUOT,
+}
+ACTIONS = ("raise", "crash", *ERRNOS)
 
 
 @cache
@@ -32,7 +43,11 @@ def _faults() -> dict[str, str]:
 def fault_point(point: str) -> None:
     """Fail here if EDI_FAULTS asks for it."""
     action = _faults().get(point)
+    if action is None:
+        return
     if action == "raise":
         raise InjectedFault(f"injected fault at {point}")
     if action == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
+    number = ERRNOS[action]
+    raise OSError(number, f"{os.strerror(number)} (injected at {point})")

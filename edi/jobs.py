@@ -15,6 +15,7 @@ unusable.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -63,7 +64,8 @@ def retention(settings: Settings, clock: Clock | None = None) -> RetentionReport
             spool.write_atomic(exported, lines.encode("utf-8"))
         for row in old:
             received = datetime.fromisoformat(row["received_at"].replace("Z", "+00:00"))
-            archived = layout.archive_day(received) / row["flow_id"]
+            name = os.fsdecode(bytes.fromhex(row["raw_name"])) if row.get("raw_name") else row["file_name"]
+            archived = layout.archived(row["flow_id"], received, name)
             acks = [layout.sender_acks(row["sender"]) / f"{row['flow_id']}.{ext}" for ext in ("json", "xml")]
             for path in [archived, *acks]:
                 if not path.exists():

@@ -1,15 +1,17 @@
-"""Takes claimed flows to exactly one outcome each, a group at a time, waiting for the disk twice per group.
+"""Takes claimed flows to exactly one outcome each, a group at a time, waiting for the disk once per group.
 
 For a group, each step runs for every flow before the next step starts:
 
 1. hash each payload; record sizes and digests (one transaction);
 2. decide each flow (:func:`edi.pipeline.decide`);
 3. stage its deliveries and its acknowledgement (written under temporary names);
-4. barrier: all of that, and the claims before it, durable;
-5. publish: deliveries renamed into their queues, then the acknowledgement into place;
-6. barrier;
-7. record every outcome (one transaction);
-8. archive each payload.
+4. barrier: all of that, the claims before it, and everything the previous group published, durable;
+5. archive the payloads of the previous group (only now that their answers are durable);
+6. publish: deliveries renamed into their queues, then the acknowledgement into place;
+7. record every outcome (one transaction).
+
+The last group's payloads are archived by :meth:`Processor.flush` (a barrier, then the renames), at the end of each
+pass.
 
 A flow that fails for our own reason at any step (a full disk, a permission or I/O error, a bug) leaves the group:
 what it staged is removed, what it published is withdrawn (a delivery already taken by its consumer stays), it goes
@@ -110,10 +112,35 @@ class Processor:
         self.clock = clock
         self.limits = limits
         self._acks: dict[str, Path] = {}  # sender -> its acknowledgement folder, made once
+        self._answered: list[Claim] = []  # flows answered and recorded, archived after the next barrier
 
     def process(self, claim: Claim) -> Outcome:
-        """Decide and carry out what happens to one flow."""
-        return self.process_group([claim])[0]
+        """Decide and carry out what happens to one flow, archive included."""
+        outcome = self.process_group([claim])[0]
+        self.flush()
+        return outcome
+
+    def flush(self) -> None:
+        """Make what was published durable, then archive the payloads of the flows answered (end of a pass)."""
+        if not self._answered:
+            return
+        try:
+            self.spool.barrier()
+        except OSError as exc:  # answered and recorded; the next run's recovery archives them
+            log.error("flows left in the spool for archiving", error=f"{type(exc).__name__}: {exc}")
+            self._answered = []
+            return
+        self._archive()
+
+    def _archive(self) -> None:
+        answered, self._answered = self._answered, []
+        for claim in answered:
+            try:
+                self.spool.archive(claim)
+            except OSError as exc:  # answered and recorded already: the next run's recovery archives it
+                log.error(
+                    "flow left in the spool for archiving", flow_id=claim.flow_id, error=f"{type(exc).__name__}: {exc}"
+                )
 
     def process_group(self, claims: Sequence[Claim], recovered: bool = False) -> list[Outcome]:
         """Take every claimed flow of a group to its outcome, in the order of the steps above; ``recovered`` flows
@@ -126,11 +153,23 @@ class Processor:
         self._group(works, self._record_digests)
         self._each(works, self._decide)
         self._each(works, self._stage)
-        self._group(works, lambda live: self.spool.barrier())
+        self._barrier(works)
         self._each(works, self._publish)
-        self._group(works, lambda live: self.spool.barrier())
         self._group(works, self._record_outcomes)
-        return [self._end(work) for work in works]
+        outcomes = [self._end(work) for work in works]
+        self._answered += [w.claim for w in works if w.error is None]
+        return outcomes
+
+    def _barrier(self, works: list[_Work]) -> None:
+        """Everything staged durable; then what the previous group answered can be archived."""
+        try:
+            self.spool.barrier()
+        except Exception as exc:  # nothing is known to be durable: this group fails; the previous one waits
+            for work in works:
+                if work.live and not work.finish_only:
+                    work.error = exc
+            return
+        self._archive()
 
     # -- the steps -----------------------------------------------------------------------------------------------
 
@@ -197,8 +236,10 @@ class Processor:
             raise RuntimeError(f"documents {sorted(accepted)} could not be read again for delivery")
         work.ack = build_ack(flow, self.clock.now())
         json_path, xml_path = self._ack_paths(work.claim, make=True)
-        work.staged.append((self.spool.stage(json_path, to_json(work.ack), ACK_MODE), "ack.json.before_rename"))
-        work.staged.append((self.spool.stage(xml_path, to_xml(work.ack), ACK_MODE), "ack.xml.before_rename"))
+        json_ack = self.spool.stage(json_path, to_json(work.ack), ACK_MODE, "write.ack")
+        work.staged.append((json_ack, "ack.json.before_rename"))
+        xml_ack = self.spool.stage(xml_path, to_xml(work.ack), ACK_MODE, "write.ack")
+        work.staged.append((xml_ack, "ack.xml.before_rename"))
 
     def _publish(self, work: _Work) -> None:
         delivered = False
@@ -222,10 +263,6 @@ class Processor:
         bound = log.bind(flow_id=claim.flow_id, sender=claim.sender, file=display_name(claim.name))
         if work.error is not None:
             return self._failed(work, bound)
-        try:
-            self.spool.archive(claim)
-        except OSError as exc:  # answered and recorded already: the next run's recovery archives it
-            bound.error("flow left in the spool for archiving", error=f"{type(exc).__name__}: {exc}")
         if work.finish_only:
             bound.info("flow finished", detail="recovered with its acknowledgement in place: archived")
             row = self.tracking.claimed(claim.flow_id) or {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -138,6 +139,7 @@ class Session:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+            self.processor.flush()
         finally:
             self.spool.close()
             self.tracking.close()
@@ -222,6 +224,7 @@ class Session:
                         done(outcome)
             if not scan.more:
                 break
+        self.processor.flush()
         report.stopped = should_stop()
         return report
 
@@ -232,7 +235,10 @@ class Session:
         now = self.clock.now()
         planned = [(sender, item, self.ids.new()) for sender, item in items]
         hand = self.spool.hand.name
-        self.tracking.record_claims([_claim_row(s, i, f, now, hand) for s, i, f in planned], now)
+        try:
+            self.tracking.record_claims([_claim_row(s, i, f, now, hand) for s, i, f in planned], now)
+        except sqlite3.Error as exc:  # nothing claimed: the files stay in the inbox for a run that can record them
+            raise WorkspaceError(f"cannot record claims in the tracking store: {exc}") from None
         claims: list[Claim] = []
         missed: list[str] = []
         for sender, item, flow_id in planned:
@@ -294,6 +300,7 @@ class Session:
                 recovered += 1
                 if on_flow:
                     on_flow(outcome)
+        self.processor.flush()
         return recovered
 
     def _recovered_claim(self, payload: Path, meta: dict[str, Any] | None) -> Claim:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from edi.faults import fault_point
-from edi.workspace import Layout
+from edi.workspace import Layout, archive_name
 
 LOCK = "lock"
 META = "meta.json"
@@ -75,6 +75,9 @@ class Staged:
 def claim_from_meta(meta: dict[str, Any], payload: Path) -> Claim:
     """A claim rebuilt from what :meth:`Claim.meta` wrote; raises KeyError / ValueError when it is not that."""
     deposited = meta.get("deposited_at")
+    texts = [meta["flow_id"], meta["sender"], meta["name_hex"], meta["received_at"]]
+    if not all(isinstance(text, str) for text in texts) or not isinstance(deposited, str | None):
+        raise ValueError("meta.json: flow_id, sender, name_hex, received_at and deposited_at must be strings")
     return Claim(
         flow_id=meta["flow_id"],
         sender=meta["sender"],
@@ -117,10 +120,18 @@ def _syncfs() -> Callable[[int], int] | None:
 SYNCFS = _syncfs()
 
 
-def _write(path: Path, data: bytes, mode: int | None) -> None:
-    """Create ``path`` (it must not exist) holding ``data``; with ``mode``, exactly those permissions."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600 if mode is not None else 0o666)
+def _write(path: Path, data: bytes, mode: int | None, fault: str | None = None) -> None:
+    """Create ``path`` holding ``data`` (a leftover of a crashed process is replaced); with ``mode``, exactly those
+    permissions."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     try:
+        fd = os.open(path, flags, 0o600 if mode is not None else 0o666)
+    except FileExistsError:
+        os.unlink(path)
+        fd = os.open(path, flags, 0o600 if mode is not None else 0o666)
+    try:
+        if fault:
+            fault_point(fault)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -146,6 +157,7 @@ class Spool:
         self._queues: dict[str, tuple[Path, Path, Path]] = {}  # queue -> its tmp/, new/, cur/
         self._days: dict[tuple[int, int, int], Path] = {}  # UTC day -> its archive folder, made
         self._tmp = layout.tmp
+        self._staged = 0  # stages so far: numbers the temporary files
         self._root = layout.root
 
     # -- this process's hand -------------------------------------------------------------------------------------
@@ -155,10 +167,13 @@ class Spool:
         """This process's folder in ``spool/active`` (made and locked on first use)."""
         if self._hand is None:
             self.layout.active.mkdir(parents=True, exist_ok=True)
-            folder = self.layout.active / f"{os.getpid()}-{secrets.token_hex(3)}"
-            folder.mkdir()
-            fd = _try_lock(folder)
+            name = f"{os.getpid()}-{secrets.token_hex(3)}"
+            making = self._tmp / f".hand-{name}"  # locked before it appears in active/: never taken for dead
+            making.mkdir(parents=True)
+            fd = _try_lock(making)
             assert fd is not None  # nobody else knows this brand-new folder
+            folder = self.layout.active / name
+            os.rename(making, folder)
             fsync_dir(self.layout.active)
             self._hand, self._hand_fd = folder, fd
         return self._hand
@@ -182,6 +197,7 @@ class Spool:
 
     def barrier(self) -> None:
         """Make every file written and every rename done so far durable; raises OSError if the disk says no."""
+        fault_point("barrier")
         if SYNCFS is not None:
             if self._root_fd is None:
                 self._root_fd = os.open(self.layout.root, os.O_RDONLY | os.O_DIRECTORY)
@@ -294,20 +310,25 @@ class Spool:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(entry.path)
                             removed += 1
+                    elif (
+                        entry.name.startswith(".hand-")
+                        and entry.is_dir(follow_symlinks=False)
+                        and now - entry.stat().st_mtime > older_than
+                    ):
+                        removed += _remove_unborn_hand(Path(entry.path))
         return removed
 
     # -- staging and publishing ----------------------------------------------------------------------------------
 
-    def stage(self, target: Path, data: bytes, mode: int | None = None) -> Staged:
+    def stage(self, target: Path, data: bytes, mode: int | None = None, fault: str | None = None) -> Staged:
         """Write ``data`` under a temporary name for ``target`` (not durable until the next barrier); with ``mode``
         the file gets exactly those permissions. The temporary file is in the workspace's ``tmp/`` for targets in
         the workspace, else beside the target, hidden (a rename must stay on one filesystem)."""
         inside = target.parent.is_relative_to(self._root)
         folder = self._tmp if inside else target.parent
-        tmp = folder / f".{target.name}.{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)  # left by a crash of an earlier process with our pid
-        _write(tmp, data, mode)
+        self._staged += 1
+        tmp = folder / f".{target.name}.{os.getpid()}-{self._staged}.tmp"  # one per stage: targets may share a name
+        _write(tmp, data, mode, fault)
         self._touch(tmp)
         return Staged(tmp, target)
 
@@ -319,9 +340,7 @@ class Spool:
         if again and self.delivered(queue, name) is not None:
             return None
         tmp = tmp_folder / name
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        _write(tmp, data, None)
+        _write(tmp, data, None, "write.delivery")
         self._touch(tmp)
         return Staged(tmp, new_folder / name)
 
@@ -379,7 +398,7 @@ class Spool:
     # -- outcomes ------------------------------------------------------------------------------------------------
 
     def archive(self, claim: Claim) -> Path:
-        """Move the payload of a finished flow to ``archive/YYYY/MM/DD/<flow_id>/<its name>`` (durable at the next
+        """Move the payload of a finished flow to ``archive/YYYY/MM/DD/<flow_id>_<its name>`` (durable at the next
         barrier); a payload already there (recovery after a crash past this point) stays."""
         at = claim.received_at.astimezone(UTC)
         day = self._days.get((at.year, at.month, at.day))
@@ -387,13 +406,10 @@ class Spool:
             day = self.layout.archive_day(at)
             day.mkdir(parents=True, exist_ok=True)
             self._days[(at.year, at.month, at.day)] = day
-        folder = day / claim.flow_id
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(folder)
-        target = folder / claim.name
+        target = day / archive_name(claim.flow_id, claim.name)
         with contextlib.suppress(FileNotFoundError):
             os.rename(claim.payload, target)
-            self._touch(day, folder, claim.payload.parent)
+            self._touch(day, claim.payload.parent)
         fault_point("archive.after_rename")
         return target
 
@@ -405,8 +421,6 @@ class Spool:
         meta = folder / META
         if not meta.exists():
             staged = Staged(folder / f".{META}.tmp", meta)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(staged.tmp)
             _write(staged.tmp, json.dumps(claim.meta()).encode(), None)
             _fsync_file(staged.tmp)
             os.replace(staged.tmp, meta)
@@ -473,6 +487,21 @@ class Spool:
             os.rename(partial, target)
             self.discard(path)
         fsync_dir(target.parent)
+
+
+def _remove_unborn_hand(folder: Path) -> int:
+    """Remove a hand that a process died making (still in tmp/, lock not held, nothing else in it); 1 if removed."""
+    with contextlib.suppress(OSError):
+        if set(os.listdir(folder)) <= {LOCK}:
+            fd = _try_lock(folder)
+            if fd is not None:
+                try:
+                    os.unlink(folder / LOCK)
+                    os.rmdir(folder)
+                    return 1
+                finally:
+                    os.close(fd)
+    return 0
 
 
 def _try_lock(folder: Path) -> int | None:

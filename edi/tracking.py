@@ -129,15 +129,6 @@ class Tracking:
         db.table("findings").create(_FINDING_COLUMNS, pk="id", if_not_exists=True)
         db.table("events").create(_EVENT_COLUMNS, pk="id", if_not_exists=True)
         db.table("runs").create(_RUN_COLUMNS, pk="id", if_not_exists=True)
-        if "invoices" not in db.table_names():  # a store made by an older edi: the keys of its accepted invoices
-            db.table("invoices").create(
-                _INVOICE_COLUMNS, pk=("seller_key", "invoice_number", "kind", "year"), if_not_exists=True
-            )
-            db.execute(
-                "INSERT OR IGNORE INTO invoices SELECT seller_key, invoice_number, kind, substr(issue_date, 1, 4), "
-                "flow_id, idx FROM documents WHERE status = '200' AND seller_key IS NOT NULL "
-                "AND invoice_number IS NOT NULL AND kind IS NOT NULL AND issue_date IS NOT NULL ORDER BY flow_id, idx"
-            )
         for name, spec in (
             ("flows", _FLOW_COLUMNS),
             ("documents", _DOCUMENT_COLUMNS),
@@ -149,6 +140,15 @@ class Tracking:
             for column, kind in spec.items():
                 if column not in existing.columns_dict:
                     existing.add_column(column, kind)
+        if "invoices" not in db.table_names():  # a store made by an older edi: the keys of its accepted invoices
+            db.table("invoices").create(
+                _INVOICE_COLUMNS, pk=("seller_key", "invoice_number", "kind", "year"), if_not_exists=True
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO invoices SELECT seller_key, invoice_number, kind, substr(issue_date, 1, 4), "
+                "flow_id, idx FROM documents WHERE status = '200' AND seller_key IS NOT NULL "
+                "AND invoice_number IS NOT NULL AND kind IS NOT NULL AND issue_date IS NOT NULL ORDER BY flow_id, idx"
+            )
         for index_table, columns in (
             ("flows", ["sender", "sha256"]),
             ("flows", ["received_at"]),
@@ -338,8 +338,8 @@ class Tracking:
         marks = ", ".join("?" for _ in FINAL)
         return list(
             self.db.query(
-                f"SELECT flow_id, sender, received_at, processed_at FROM flows WHERE status IN ({marks}) "
-                "AND processed_at < ? ORDER BY processed_at",
+                "SELECT flow_id, sender, file_name, raw_name, received_at, processed_at FROM flows "
+                f"WHERE status IN ({marks}) AND processed_at < ? ORDER BY processed_at",
                 [*FINAL, iso(cutoff)],
             )
         )

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from edi.config import Settings
+from edi.errors import EdiError
 from edi.ingest.scan import Ready
 from edi.logs import configure_logging, current_level
 
@@ -72,10 +73,12 @@ def _start(settings: Settings, level: str, parent: int) -> None:
 
 
 def _run(group: Wire) -> list[Outcome]:
-    """In a worker: claim and process one group."""
+    """In a worker: claim and process one group, and archive it (a worker does not know when a pass ends)."""
     assert _session is not None
     items = [(sender, Ready(Path(os.fsdecode(path)), size, mtime)) for sender, path, size, mtime in group]
-    return _session.claim_and_process(items)
+    outcomes = _session.claim_and_process(items)
+    _session.processor.flush()
+    return outcomes
 
 
 class WorkerPool:
@@ -126,6 +129,8 @@ class WorkerPool:
             return future.result()
         except BrokenProcessPool:
             self.broken = True
+        except EdiError:  # the workspace cannot be used (the store cannot record): the pass stops here
+            raise
         except Exception as exc:  # a bug in a worker: its claimed flows stay in its hand for recovery
             log.error("a group failed in a worker", error=f"{type(exc).__name__}: {exc}")
         return []

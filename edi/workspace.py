@@ -9,7 +9,7 @@
       spool/requeued/<flow_id>/  failed flows put back by ``edi requeue``: payload, meta.json
       queues/<queue>/{tmp,new,cur}/   Maildir-style delivery of accepted documents
       acks/<sender>/           <flow_id>.json and <flow_id>.xml, one final acknowledgement per flow
-      archive/YYYY/MM/DD/<flow_id>/<file name>   the original bytes of every finished flow
+      archive/YYYY/MM/DD/<flow_id>_<file name>   the original bytes of every finished flow
       failed/<flow_id>/        flows that failed for our own reason (payload, meta.json), kept for ``edi requeue``
       tmp/                     temporary files on their way to acks/ (same filesystem, renamed into place)
       tracking.sqlite          the flow-tracking store
@@ -28,6 +28,33 @@ from pathlib import Path
 from edi.errors import WorkspaceError
 
 MARKER = ".edi-workspace"
+
+
+NAME_MAX = 255  # bytes in one file name (Linux)
+
+
+def archive_name(flow_id: str, name: str) -> str:
+    """``<flow_id>_<the name it came with>``: one file per flow, found by its id, named as the sender named it. A
+    name too long for that keeps its beginning and its extension (the whole name is in the store and the
+    acknowledgement)."""
+    raw = os.fsencode(name)
+    room = NAME_MAX - len(flow_id) - 1
+    if len(raw) > room:
+        head, dot, ext = raw.rpartition(b".")
+        tail = dot + ext if head and len(ext) <= 16 else b""
+        kept = raw[: room - len(tail)]
+        if _utf8(raw):  # not in the middle of a character
+            kept = kept.decode("utf-8", "ignore").encode("utf-8")
+        raw = kept + tail
+    return f"{flow_id}_{os.fsdecode(raw)}"
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +126,10 @@ class Layout:
         """The archive folder of one UTC day."""
         day = day.astimezone(UTC)
         return self.archive / f"{day:%Y}" / f"{day:%m}" / f"{day:%d}"
+
+    def archived(self, flow_id: str, received_at: datetime, name: str) -> Path:
+        """Where the original bytes of a finished flow are kept (see :func:`archive_name`)."""
+        return self.archive_day(received_at) / archive_name(flow_id, name)
 
     @property
     def initialised(self) -> bool:

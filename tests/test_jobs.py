@@ -155,11 +155,12 @@ def without(table_rows: dict[str, set[tuple[Any, ...]]], ids: set[str]) -> dict[
 
 
 def flow_files(ws: Workspace, ids: set[str]) -> set[str]:
-    """The files retention keeps for these flows: their archive folder's content and their two acks."""
+    """The files retention keeps for these flows: their archived bytes (archive/Y/M/D/<flow_id>_<name>) and their
+    two acks."""
     return {
         rel
         for rel in files(ws.root)
-        if (rel.startswith("archive/") and rel.split("/")[4] in ids)
+        if (rel.startswith("archive/") and rel.split("/")[4].split("_", 1)[0] in ids)
         or (rel.startswith("acks/") and rel.split("/")[2].rsplit(".", 1)[0] in ids)
     }
 
@@ -176,7 +177,7 @@ def records(ws: Workspace, ids: set[str]) -> dict[str, Any]:
 
 
 def test_retention_deletes_old_finished_flows_and_nothing_else(template: Template, ws: Workspace) -> None:
-    """Finished flows older than retention.days lose their archive folder, two acks and every tracking row;
+    """Finished flows older than retention.days lose their archived bytes, two acks and every tracking row;
     newer flows, failed and received flows, queues and everything else stay as they were."""
     old = set(template.old)
     doomed = flow_files(ws, old)
@@ -189,7 +190,7 @@ def test_retention_deletes_old_finished_flows_and_nothing_else(template: Templat
     assert (report.flows, report.action, report.cutoff) == (len(old), "delete", clock.now() - timedelta(days=3))
     assert files(ws.root) == {rel: h for rel, h in files_before.items() if rel not in doomed}
     assert rows(ws) == without(rows_before, old)
-    assert all(not list((ws.root / "archive").rglob(flow_id)) for flow_id in old)
+    assert all(not list((ws.root / "archive").rglob(f"{flow_id}_*")) for flow_id in old)
     assert len(ws.queue("ville-exemple")) == 1  # what was delivered is the recipients' business, never touched
 
 
@@ -219,7 +220,7 @@ def test_failed_and_received_flows_are_never_touched_whatever_their_age(template
 
 
 def test_retention_moves_files_and_rows_out_under_move_to(template: Template, ws: Workspace, tmp_path: Path) -> None:
-    """action = "move": archive folders and acks go under move_to at the same relative paths, byte for byte, and
+    """action = "move": archived bytes and acks go under move_to at the same relative paths, byte for byte, and
     the tracking rows are written there as one JSON line per flow; the workspace ends as with delete."""
     attic = tmp_path / "attic"
     old = set(template.old)

@@ -73,5 +73,5 @@ def test_payload_swapped_for_a_symlink_is_rejected_not_followed(workspace, clock
     ack = (workspace.root / "acks" / "acme" / f"{outcome.flow_id}.json").read_text()
     assert "IRR_TYPE_F" in ack and "not a regular file" in ack and "do not read" not in ack
     assert secret.read_bytes() == b"<secret>do not read</secret>"
-    archived = list((workspace.root / "archive").rglob("swap.xml"))
+    archived = list((workspace.root / "archive").rglob("*_swap.xml"))
     assert len(archived) == 1 and archived[0].is_symlink()

@@ -105,11 +105,11 @@ def test_samples_leave_nothing_behind_and_everything_accounted_for(sample_run) -
 
 
 def test_samples_archive_keeps_the_original_bytes(sample_run) -> None:
-    """Every flow's original bytes are in archive/YYYY/MM/DD/<flow_id>/<name>, byte for byte."""
+    """Every flow's original bytes are in archive/YYYY/MM/DD/<flow_id>_<name>, byte for byte."""
     ws, acks, _ = sample_run
     for (sender, name), ack in acks.items():
         day = ack["received_at"][:10].replace("-", "/")
-        archived = ws.root / "archive" / day / ack["flow_id"] / name
+        archived = ws.root / "archive" / day / f"{ack['flow_id']}_{name}"
         assert archived.read_bytes() == (FLOWS / sender / name).read_bytes()
 
 
@@ -198,7 +198,8 @@ def test_folder_of_an_undeclared_sender_is_reported_and_left(workspace: Workspac
 
 
 def test_non_utf8_and_long_file_names_are_processed_and_archived_as_they_were(workspace: Workspace, clock) -> None:
-    """A file name that is not UTF-8 is shown with \\x escapes and archived under its exact bytes."""
+    """A file name that is not UTF-8 is shown with \\x escapes and archived under its exact bytes (after the flow
+    id), a long one too."""
     raw = b"facture-\xe9t\xe9 n\xb01.xml"
     long = "é" * 100 + ".xml"
     data = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
@@ -206,8 +207,10 @@ def test_non_utf8_and_long_file_names_are_processed_and_archived_as_they_were(wo
     workspace.drop("acme", long, (FLOWS / "acme" / "02-ubl-creditnote.xml").read_bytes(), age=10)
     report = run_batch(workspace.settings, clock=clock)
     assert [o.file_name for o in report.outcomes] == ["facture-\\xe9t\\xe9 n\\xb01.xml", long]
-    archived = [p.name for p in (workspace.root / "archive").rglob("*.xml")]
-    assert os.fsdecode(raw) in archived and long in archived
+    archived = {o.file_name: (workspace.root / "archive").rglob(f"{o.flow_id}_*") for o in report.outcomes}
+    first, second = (next(found) for found in archived.values())
+    assert first.name.split("_", 1)[1] == os.fsdecode(raw)
+    assert second.name.split("_", 1)[1] == long
 
 
 def test_batch_refuses_a_workspace_that_was_not_initialised(make_workspace, clock) -> None:

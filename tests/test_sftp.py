@@ -211,8 +211,9 @@ class Edi:
         return sorted((self.site.ws / "queues" / "unrouted" / "new").glob(f"{flow_id}.*"))
 
     def claimed(self) -> list[Path]:
-        """Flows in the spool (claimed, not yet finished)."""
-        return list((self.site.ws / "spool" / "active").iterdir())
+        """Flows in the spool (claimed, not yet finished): what the processes' hands hold besides their lock."""
+        hands = (self.site.ws / "spool" / "active").iterdir()
+        return [path for hand in hands for path in hand.iterdir() if path.name != "lock"]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -199,8 +202,8 @@ def test_a_failed_outcome_rolls_back_entirely(store: Tracking) -> None:
     """If storing an outcome fails half-way, nothing of it is kept (one transaction)."""
     store.record_received(received("F1"), T0)
     ack = build_ack(PARTIAL, T0)
-    broken = ack | {"documents": [*ack["documents"], {"index": 3}]}  # no "findings": fails after the first inserts
-    with pytest.raises(KeyError):
+    broken = ack | {"documents": [*ack["documents"], ack["documents"][0]]}  # index 1 twice: fails mid-transaction
+    with pytest.raises(sqlite3.IntegrityError):
         store.record_outcome(broken, T0)
     assert store.status("F1") == "IN_RECU"
     assert count(store, "documents") == 0 and count(store, "findings") == 0
@@ -318,4 +321,305 @@ def test_a_reader_during_a_write_transaction_sees_the_last_commit(store_path: Pa
         store.db.execute("ROLLBACK")
     finally:
         reader.close()
+        store.close()
+
+
+# -- claims ------------------------------------------------------------------------------------------------------
+
+HAND = "4242-aaaaaa"
+KEY = ("123456782", "FA-1", "Invoice", "2026")
+KEY_2027 = (*KEY[:3], "2027")
+
+
+def claimed_row(flow_id: str, hand: str = HAND, **extra: Any) -> dict[str, Any]:
+    """What a process records just before renaming a file into its hand."""
+    return received(flow_id) | {"claimed_by": hand} | extra
+
+
+def invoices(store: Tracking) -> list[tuple[Any, ...]]:
+    return list(
+        store.db.execute(
+            "SELECT seller_key, invoice_number, kind, year, flow_id, idx FROM invoices ORDER BY 1, 2, 3, 4"
+        )
+    )
+
+
+def test_record_claims_records_each_flow_with_one_event(store: Tracking) -> None:
+    """record_claims stores every row given (with its hand and raw name) as IN_RECU, one claim event each."""
+    store.record_claims([claimed_row("F1"), claimed_row("F2", raw_name="e9"), claimed_row("F3", hand="7-bbbbbb")], T0)
+    assert [(f["flow_id"], f["status"], f["claimed_by"], f["raw_name"], f["updated_at"]) for f in store.flows()] == [
+        ("F3", "IN_RECU", "7-bbbbbb", None, iso(T0)),
+        ("F2", "IN_RECU", HAND, "e9", iso(T0)),
+        ("F1", "IN_RECU", HAND, None, iso(T0)),
+    ]
+    for flow_id in ("F1", "F2", "F3"):
+        assert events(store, flow_id) == [(None, "IN_RECU", "claimed from the inbox")]
+    store.record_claims([], T0)
+    assert count(store, "events") == 1
+
+
+def test_record_claims_keeps_rows_already_there(store: Tracking) -> None:
+    """A flow already recorded (recovered, requeued) keeps its row, hand and history; the new ones are added."""
+    store.record_claims([claimed_row("F1")], T0)
+    store.record_failed(received("F1"), T0, "boom")
+    store.record_claims([claimed_row("F1", hand="9-cccccc"), claimed_row("F2")], T0 + timedelta(minutes=1))
+    first = store.claimed("F1")
+    assert first is not None
+    assert (first["status"], first["claimed_by"]) == ("IN_EN_ATTENTE_RETRAITEMENT", HAND)
+    assert [e[1] for e in events(store, "F1")] == ["IN_RECU", "IN_EN_ATTENTE_RETRAITEMENT"]
+    assert store.status("F2") == "IN_RECU"
+
+
+def test_record_claims_is_one_transaction(store: Tracking) -> None:
+    """If one row of a group cannot be recorded, none of the group is."""
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record_claims([claimed_row("F1"), claimed_row("F2"), claimed_row("F2")], T0)
+    assert store.flows() == [] and count(store, "events", "F1") == 0
+    store.record_claims([claimed_row("F1")], T0)  # and the connection is usable again
+    assert store.status("F1") == "IN_RECU"
+
+
+def test_forget_claims_removes_only_claims_that_never_went_further(store: Tracking) -> None:
+    """forget_claims deletes the row and events of flows still IN_RECU without an outcome, and nothing else."""
+    store.record_claims([claimed_row(f) for f in ("F1", "F2", "F3", "F4", "F5")], T0)
+    store.record_outcome(build_ack(flow("F2", document(1)), T0), T0)
+    store.record_failed(received("F3"), T0, "boom")
+    store.record_outcome(build_ack(flow("F5", document(1)), T0), T0)
+    store.record_requeued("F5", T0)  # IN_RECU again, but it had an outcome
+    store.forget_claims(["F1", "F2", "F3", "F5", "F404"])
+    assert store.status("F1") is None and count(store, "events", "F1") == 0
+    assert [store.status(f) for f in ("F2", "F3", "F4", "F5")] == [
+        "IN_INTEGRE",
+        "IN_EN_ATTENTE_RETRAITEMENT",
+        "IN_RECU",
+        "IN_RECU",
+    ]
+    assert len(events(store, "F2")) == 3 and len(events(store, "F4")) == 1
+    store.forget_claims([])
+    assert len(store.flows()) == 4
+
+
+def test_record_digests_sets_size_and_sha256(store: Tracking) -> None:
+    """record_digests stores the size and SHA-256 of each flow given; an unknown id changes nothing."""
+    store.record_claims([claimed_row("F1"), claimed_row("F2")], T0)
+    store.record_digests([("F1", 123, "c" * 64), ("F2", 0, "d" * 64), ("F404", 1, "e" * 64)])
+    assert [(f["flow_id"], f["size"], f["sha256"]) for f in store.flows()] == [
+        ("F2", 0, "d" * 64),
+        ("F1", 123, "c" * 64),
+    ]
+    assert store.earlier_flow("acme", "c" * 64, "F9") == "F1"
+
+
+def test_claimed_is_the_row_recorded_at_claim(store: Tracking) -> None:
+    """claimed gives the row recorded for a flow (what recovery rebuilds its claim from), None for an unknown one."""
+    store.record_claims([claimed_row("F1", raw_name="e9")], T0)
+    row = store.claimed("F1")
+    assert row is not None
+    assert {k: row[k] for k in ("sender", "file_name", "raw_name", "received_at", "deposited_at", "claimed_by")} == {
+        "sender": "acme",
+        "file_name": "invoice.xml",
+        "raw_name": "e9",
+        "received_at": iso(T0),
+        "deposited_at": iso(T0 - timedelta(seconds=30)),
+        "claimed_by": HAND,
+    }
+    assert store.claimed("F404") is None
+
+
+def test_claims_of_lists_the_unfinished_flows_of_one_hand(store: Tracking) -> None:
+    """claims_of a hand gives its flows still IN_RECU: not another hand's, not those with an outcome or failed."""
+    store.record_claims([claimed_row(f) for f in ("F1", "F2", "F3")] + [claimed_row("F4", hand="7-bbbbbb")], T0)
+    store.record_outcome(build_ack(flow("F2", document(1)), T0), T0)
+    store.record_failed(received("F3"), T0, "boom")
+    assert store.claims_of(HAND) == ["F1"]
+    assert store.claims_of("7-bbbbbb") == ["F4"]
+    assert store.claims_of("1-dddddd") == []
+
+
+# -- invoice keys ------------------------------------------------------------------------------------------------
+
+
+def test_reserve_invoice_gives_each_key_to_the_first_asker(store: Tracking) -> None:
+    """The first to reserve a key holds it, later askers are told who; another seller/number/kind/year is free."""
+    assert store.reserve_invoice(KEY, "F1", 2) == ("F1", 2)
+    assert store.reserve_invoice(KEY, "F2", 1) == ("F1", 2)
+    assert store.reserve_invoice(KEY, "F1", 2) == ("F1", 2)
+    others = [("999999999", *KEY[1:]), ("123456782", "FA-2", *KEY[2:]), (*KEY[:2], "CreditNote", "2026"), KEY_2027]
+    for n, other in enumerate(others):
+        assert store.reserve_invoice(other, "F2", n) == ("F2", n)
+    assert len(invoices(store)) == 5
+
+
+RESERVE = """
+import json, random, sys
+from pathlib import Path
+from edi.tracking import Tracking
+
+store = Tracking(Path(sys.argv[1]))
+order = list(range(1000))
+random.Random(sys.argv[2]).shuffle(order)  # each process in its own order: they meet all over the range
+print("ready", flush=True)
+sys.stdin.readline()
+held = {n: store.reserve_invoice(("123456782", f"FA-{n}", "Invoice", "2026"), sys.argv[2], n) for n in order}
+print(json.dumps([held[n] for n in range(1000)]), flush=True)
+store.close()
+"""
+
+
+def test_two_processes_reserving_the_same_keys_agree_on_one_holder(store: Tracking, store_path: Path) -> None:
+    """Two processes reserving the same 1,000 keys at once: each key has one holder, and both were told the same."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RESERVE, str(store_path), flow_id],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for flow_id in ("FA", "FB")
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        told = [json.loads(proc.communicate(timeout=60)[0]) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+    assert [proc.returncode for proc in procs] == [0, 0]
+    assert told[0] == told[1]
+    assert all(holder in ("FA", "FB") and idx == n for n, (holder, idx) in enumerate(told[0]))
+    assert {row[1]: [row[4], row[5]] for row in invoices(store)} == {f"FA-{n}": told[0][n] for n in range(1000)}
+
+
+def test_earlier_invoice_reads_the_reserved_keys(store: Tracking) -> None:
+    """earlier_invoice sees another flow's reserved key, not the asker's own, not a document that holds no key."""
+    store.reserve_invoice(KEY, "F1", 1)
+    assert store.earlier_invoice(*KEY, "F2") == ("F1", 1)
+    assert store.earlier_invoice(*KEY, "F1") is None
+    assert store.earlier_invoice(*KEY_2027, "F2") is None
+    store.record_outcome(build_ack(flow("F3", replace(document(7), kind="Invoice")), T0), T0)  # accepted, no key held
+    assert store.earlier_invoice("123456782", "FA-7", "Invoice", "2026", "F4") is None
+
+
+def ack_of(flow_id: str, *documents: Document) -> dict[str, Any]:
+    return build_ack(flow(flow_id, *documents), T0)
+
+
+REJECTED = (Finding(Code.DEST_INC, Layer.ROUTING, "who?"),)
+
+
+def test_record_outcomes_lets_go_of_the_keys_of_documents_not_accepted(store: Tracking) -> None:
+    """An outcome keeps the keys of accepted documents and lets go of the others' (all, for a flow rejected whole)."""
+    key = {n: ("123456782", f"FA-{n}", "Invoice", "2026") for n in range(1, 6)}
+    for flow_id, n, idx in (("F1", 1, 1), ("F1", 2, 2), ("F2", 3, 1), ("F3", 4, 1), ("F3", 5, 2)):
+        store.reserve_invoice(key[n], flow_id, idx)
+    store.record_outcomes(
+        [
+            ack_of("F1", document(1), document(2, *REJECTED)),
+            build_ack(flow("F2", findings=(Finding(Code.IRR_VIDE_F, Layer.INTAKE, "empty"),)), T0),
+            ack_of("F3", document(1), document(2)),
+        ],
+        T0,
+    )
+    assert [(row[1], row[4], row[5]) for row in invoices(store)] == [
+        ("FA-1", "F1", 1),
+        ("FA-4", "F3", 1),
+        ("FA-5", "F3", 2),
+    ]
+    assert store.reserve_invoice(key[2], "F9", 1) == ("F9", 1)
+
+
+def test_record_outcomes_is_one_transaction(store: Tracking) -> None:
+    """If one acknowledgement of a group cannot be stored, none is, and no key is let go."""
+    store.record_claims([claimed_row("F1"), claimed_row("F2")], T0)
+    store.reserve_invoice(KEY, "F1", 2)
+    good = ack_of("F1", document(1), document(2, *REJECTED))
+    broken = ack_of("F2", document(1), document(1))  # index 1 twice: fails after F1's rows are written
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record_outcomes([good, broken], T0)
+    assert store.status("F1") == "IN_RECU" and count(store, "documents") == 0 and len(events(store)) == 1
+    assert len(invoices(store)) == 1
+    store.record_outcomes([good], T0)
+    assert store.status("F1") == "IN_INTEGRE_PARTIEL" and invoices(store) == []
+
+
+def test_record_failed_lets_go_of_the_flows_keys(store: Tracking) -> None:
+    """A flow that fails holds no key any more: another flow can take it."""
+    store.record_claims([claimed_row("F1")], T0)
+    store.reserve_invoice(KEY, "F1", 1)
+    store.reserve_invoice(KEY_2027, "F2", 1)
+    store.record_failed(received("F1"), T0, "boom")
+    assert store.reserve_invoice(KEY, "F3", 1) == ("F3", 1)
+    assert [row[4] for row in invoices(store)] == ["F3", "F2"]
+
+
+def test_forget_deletes_every_row_of_the_flows(store: Tracking) -> None:
+    """forget removes flows, documents, findings, events and invoice keys of the flows given, nothing else."""
+    store.record_claims([claimed_row("F1"), claimed_row("F2")], T0)
+    store.reserve_invoice(KEY, "F1", 1)
+    store.reserve_invoice(KEY_2027, "F2", 1)
+    store.record_outcome(build_ack(PARTIAL, T0), T0)
+    assert store.forget(["F1"]) == 1
+    assert all(count(store, table) == 0 for table in ("flows", "documents", "findings", "events", "invoices"))
+    assert store.status("F2") == "IN_RECU" and [row[4] for row in invoices(store)] == ["F2"]
+    assert store.forget([]) == 0
+
+
+def invoice(index: int, number: str, *findings: Finding, issue_date: str | None = "2026-11-26") -> Document:
+    doc = document(index, *findings)
+    assert doc.invoice is not None
+    return replace(doc, kind="Invoice", invoice=replace(doc.invoice, number=number, issue_date=issue_date))
+
+
+def test_an_older_store_gets_the_keys_of_its_accepted_invoices(store_path: Path) -> None:
+    """A store without an invoices table gets it filled from accepted documents (earliest holds), only that once."""
+    old = Tracking(store_path)
+    old.record_outcomes(
+        [
+            ack_of("F1", invoice(1, "FA-1"), invoice(2, "FA-2", *REJECTED), invoice(3, "FA-3", issue_date=None)),
+            ack_of("F0", invoice(1, "FA-1")),  # the same invoice accepted twice by an older edi: the earlier holds
+            ack_of("F2", invoice(1, "FA-4"), document(2)),  # document(2): no kind, so no key
+        ],
+        T0,
+    )
+    old.db.execute("DROP TABLE invoices")
+    old.close()
+    store = Tracking(store_path)
+    try:
+        assert invoices(store) == [
+            ("123456782", "FA-1", "Invoice", "2026", "F0", 1),
+            ("123456782", "FA-4", "Invoice", "2026", "F2", 1),
+        ]
+        assert store.earlier_invoice("123456782", "FA-4", "Invoice", "2026", "F9") == ("F2", 1)
+        store.db.execute("DELETE FROM invoices")
+    finally:
+        store.close()
+    again = Tracking(store_path)
+    try:
+        assert invoices(again) == []
+    finally:
+        again.close()
+
+
+def test_a_store_from_before_seller_keys_opens(store_path: Path) -> None:
+    """A store made before documents had a seller_key column opens, and gets the columns added since."""
+    conn = sqlite3.connect(store_path)
+    conn.execute("CREATE TABLE flows (flow_id TEXT PRIMARY KEY, sender TEXT, status TEXT)")
+    conn.execute(
+        "CREATE TABLE documents (flow_id TEXT, idx INTEGER, kind TEXT, invoice_number TEXT, issue_date TEXT, "
+        "seller_id TEXT, status TEXT, PRIMARY KEY (flow_id, idx))"
+    )
+    conn.execute("INSERT INTO documents VALUES ('F1', 1, 'Invoice', 'FA-1', '2026-11-26', '123456782', '200')")
+    conn.commit()
+    conn.close()
+    store = Tracking(store_path)
+    try:
+        assert "seller_key" in store.db.table("documents").columns_dict
+        assert "claimed_by" in store.db.table("flows").columns_dict
+    finally:
         store.close()
