@@ -51,7 +51,10 @@ def processor_lock(settings: Settings, command: str) -> Iterator[None]:
         previous = _read(fd)
         if previous:
             log.warning("stale processor lock taken over", previous=previous)
-        _write(fd, {"pid": os.getpid(), "command": command, "since": iso(datetime.now(UTC))})
+        try:
+            _write(fd, {"pid": os.getpid(), "command": command, "since": iso(datetime.now(UTC))})
+        except OSError as exc:  # a full disk, an I/O error: nothing can be processed here now
+            raise WorkspaceError(f"cannot write the processor lock {path}: {exc.strerror or exc}") from None
         try:
             yield
         finally:

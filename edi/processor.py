@@ -310,8 +310,9 @@ class Processor:
         try:  # no acknowledgement until the flow is requeued, and nothing of it left for a consumer to take
             self.spool.withdraw(*self._ack_paths(claim), *work.deliveries)
             self.spool.fail(claim)
-        except OSError as move_error:  # left in the spool: the next run's recovery takes it again
+        except OSError as move_error:  # left in the spool as claimed: the next run's recovery takes it again
             bound.critical("flow left in the spool for recovery", error=str(move_error))
+            return Outcome(claim.flow_id, claim.sender, display_name(claim.name), FlowStatus.FAILED)
         try:
             known = {
                 "flow_id": claim.flow_id,

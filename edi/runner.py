@@ -31,7 +31,7 @@ from edi.model import FlowStatus
 from edi.pipeline import build_stages, display_name, limits_of
 from edi.processor import Outcome, Processor
 from edi.route.directory import load_directory
-from edi.spool import Claim, Spool, claim_from_meta
+from edi.spool import Claim, Spool, claim_from_meta, name_in_meta
 from edi.tracking import Tracking
 from edi.validate.catalogue import load_catalogue
 from edi.validate.schematron import runner_for
@@ -268,6 +268,7 @@ class Session:
         """Finish or roll back what crashed processes left (their hands) and take back what ``edi requeue`` put
         back; return how many flows were taken to an outcome. Claims recorded but never renamed are forgotten (the
         file is still in the inbox)."""
+        self._record_parked()
         claims: list[Claim] = []
         for dead, payloads in self.spool.orphans():
             present = {p.name for p in payloads}
@@ -302,6 +303,21 @@ class Session:
                     on_flow(outcome)
         self.processor.flush()
         return recovered
+
+    def _record_parked(self) -> None:
+        """Record as failed the flows in ``failed/`` whose failure the store could not record at the time (a full
+        disk), so that ``edi flows --status IN_EN_ATTENTE_RETRAITEMENT`` lists them."""
+        for flow_id in self.spool.failed_ids():
+            if self.tracking.status(flow_id) not in (None, FlowStatus.RECEIVED):
+                continue
+            meta = self.spool.failed_meta(flow_id) or {}
+            known = {
+                "flow_id": flow_id,
+                "sender": meta.get("sender") if isinstance(meta.get("sender"), str) else UNKNOWN_SENDER,
+                "file_name": display_name(name_in_meta(meta)),
+                "received_at": meta.get("received_at") if isinstance(meta.get("received_at"), str) else None,
+            }
+            self.tracking.record_failed(known, self.clock.now(), "found in failed/ with its failure unrecorded")
 
     def _recovered_claim(self, payload: Path, meta: dict[str, Any] | None) -> Claim:
         """The claim of a flow taken back into this hand, from its metadata or its row in the store."""

@@ -88,6 +88,14 @@ def claim_from_meta(meta: dict[str, Any], payload: Path) -> Claim:
     )
 
 
+def name_in_meta(meta: dict[str, Any]) -> str:
+    """The inbox file name a ``meta.json`` keeps, ``?`` if it keeps none that can be read."""
+    try:
+        return os.fsdecode(bytes.fromhex(meta["name_hex"]))
+    except (KeyError, TypeError, ValueError):
+        return "?"
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename or creation inside ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -419,22 +427,35 @@ class Spool:
         folder = self.layout.failed / claim.flow_id
         folder.mkdir(parents=True, exist_ok=True)
         meta = folder / META
-        if not meta.exists():
-            staged = Staged(folder / f".{META}.tmp", meta)
-            _write(staged.tmp, json.dumps(claim.meta()).encode(), None)
-            _fsync_file(staged.tmp)
-            os.replace(staged.tmp, meta)
-        with contextlib.suppress(FileNotFoundError):  # already moved by an earlier attempt
-            os.rename(claim.payload, folder / PAYLOAD)
+        try:
+            if not meta.exists():
+                staged = Staged(folder / f".{META}.tmp", meta)
+                _write(staged.tmp, json.dumps(claim.meta()).encode(), None)
+                _fsync_file(staged.tmp)
+                os.replace(staged.tmp, meta)
+            with contextlib.suppress(FileNotFoundError):  # already moved by an earlier attempt
+                os.rename(claim.payload, folder / PAYLOAD)
+        except OSError:  # the flow stays where it is (the spool): leave no half-made folder in failed/
+            if not (folder / PAYLOAD).exists():
+                for leftover in (folder / f".{META}.tmp", meta):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(leftover)
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+            raise
         fsync_dir(folder)
         fsync_dir(self.layout.failed)
         fsync_dir(claim.payload.parent)
         return folder
 
+    def failed_meta(self, flow_id: str) -> dict[str, Any] | None:
+        """What ``failed/<flow_id>/meta.json`` says, None if it cannot be read."""
+        return _read_meta(self.layout.failed / flow_id)
+
     def failed_ids(self) -> list[str]:
         """The flows waiting in ``failed/``, oldest first."""
         try:
-            return sorted(n for n in os.listdir(self.layout.failed) if (self.layout.failed / n).is_dir())
+            return sorted(n for n in os.listdir(self.layout.failed) if (self.layout.failed / n / PAYLOAD).is_file())
         except FileNotFoundError:
             return []
 

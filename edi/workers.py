@@ -6,7 +6,8 @@ its own connection to the tracking store, its own compiled schemas and rule sets
 main process scans the inboxes, hands out groups of ready files, at most two per worker at a time (memory stays
 flat), and processes groups itself in between (so it works while the others start);
 a worker claims each file by renaming it into its hand (a file another process took first is simply not its), takes
-the group to its outcomes and sends them back. Workers ignore SIGINT and SIGTERM: the parent decides when to stop,
+the group to its outcomes and sends them back; what it answered is made durable and archived with its next group, or
+once it has been idle for a moment, or at its exit. Workers ignore SIGINT and SIGTERM: the parent decides when to stop,
 lets the groups in hand finish, then closes the pool. A worker dies with its parent (Linux ``PR_SET_PDEATHSIG``),
 so a killed parent never leaves a worker holding flows; whatever a dead worker held is in its hand, which recovery
 takes back.
@@ -22,6 +23,7 @@ import multiprocessing
 import multiprocessing.util
 import os
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -44,6 +46,9 @@ log = structlog.get_logger()
 
 PR_SET_PDEATHSIG = 1
 _session: Session | None = None  # in a worker: its own session, for its whole life
+_lock = threading.Lock()  # in a worker: its session is used by one thread at a time (groups, or the idle flush)
+_idle: threading.Timer | None = None  # in a worker: the flush due once it has been idle for a while
+IDLE_FLUSH_SECONDS = 0.2
 
 Wire = list[tuple[str, bytes, int, float]]  # a group as sent to a worker: (sender, path, size, mtime) per file
 
@@ -69,16 +74,39 @@ def _start(settings: Settings, level: str, parent: int) -> None:
 
     _session = Session(settings)
     _session.warm_up()
-    multiprocessing.util.Finalize(None, _session.close, exitpriority=10)
+    multiprocessing.util.Finalize(None, _close, exitpriority=10)
 
 
 def _run(group: Wire) -> list[Outcome]:
-    """In a worker: claim and process one group, and archive it (a worker does not know when a pass ends)."""
+    """In a worker: claim and process one group. What it answered is made durable and archived with the worker's
+    next group, or once the worker has had nothing to do for ``IDLE_FLUSH_SECONDS`` (the pass is over), or at its
+    exit."""
+    global _idle
     assert _session is not None
     items = [(sender, Ready(Path(os.fsdecode(path)), size, mtime)) for sender, path, size, mtime in group]
-    outcomes = _session.claim_and_process(items)
-    _session.processor.flush()
+    with _lock:
+        if _idle is not None:
+            _idle.cancel()
+        outcomes = _session.claim_and_process(items)
+        _idle = threading.Timer(IDLE_FLUSH_SECONDS, _flush)
+        _idle.daemon = True
+        _idle.start()
     return outcomes
+
+
+def _close() -> None:
+    """At a worker's exit: no flush left to come; make everything durable and let the session go."""
+    with _lock:
+        if _idle is not None:
+            _idle.cancel()
+        if _session is not None:
+            _session.close()
+
+
+def _flush() -> None:
+    with _lock:
+        if _session is not None:
+            _session.processor.flush()
 
 
 class WorkerPool:

@@ -352,3 +352,28 @@ def test_layers_follow_the_sender_and_the_recipient(make_workspace, clock) -> No
     ville = acks[("lenient", "no-notes-to-ville.xml")]["documents"][0]
     assert ville["layers"] == ["xsd", "br-fr"] and ville["status"] == "213"  # Ville adds BR-FR; no grace here
     assert {f["rule"][:9] for f in ville["findings"] if f["severity"] == "fatal"} == {"BR-FR-05_"}
+
+
+def test_a_parked_flow_whose_failure_went_unrecorded_is_recorded_by_the_next_run(workspace: Workspace) -> None:
+    """A flow in failed/ that the store still shows as received (its failure could not be recorded: a full disk)
+    is recorded as failed by the next run's recovery, so operators find it by status."""
+    workspace.drop("acme", "inv.xml", (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes())
+    command = [sys.executable, "-m", "edi", "--config", str(workspace.config), "batch"]
+    env = {**os.environ, "EDI_FAULTS": "write.ack=eio"}
+    failed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert failed.returncode == 1, failed.stderr
+    (flow_id,) = [p.name for p in (workspace.root / "failed").iterdir()]
+    store = Tracking(workspace.root / "tracking.sqlite")
+    try:
+        store.db.execute("UPDATE flows SET status = 'IN_RECU' WHERE flow_id = ?", [flow_id])
+    finally:
+        store.close()
+    env.pop("EDI_FAULTS")
+    again = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    store = Tracking(workspace.root / "tracking.sqlite")
+    try:
+        assert store.status(flow_id) == "IN_EN_ATTENTE_RETRAITEMENT"
+    finally:
+        store.close()
+    assert [p.name for p in (workspace.root / "failed").iterdir()] == [flow_id] and workspace.acks("acme") == []

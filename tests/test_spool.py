@@ -536,7 +536,7 @@ def test_requeue_of_what_is_not_in_failed_is_false(spool: Spool, layout: Layout)
     (layout.failed / "empty").mkdir()
     (layout.failed / "empty" / "meta.json").write_text("{}", encoding="utf-8")
     assert spool.requeue("empty") is False
-    assert names(layout.requeued) == [] and spool.failed_ids() == ["empty"]
+    assert names(layout.requeued) == [] and spool.failed_ids() == []
 
 
 def test_fail_again_after_a_crash_keeps_what_the_first_attempt_moved(spool: Spool, layout: Layout) -> None:
@@ -550,13 +550,32 @@ def test_fail_again_after_a_crash_keeps_what_the_first_attempt_moved(spool: Spoo
     assert names(layout.failed / "F1") == ["meta.json", "payload"]
 
 
-def test_failed_ids_are_sorted_folders_only(spool: Spool, layout: Layout) -> None:
-    """failed_ids lists the folders in failed/, smallest (oldest) id first, ignoring plain files."""
-    for name in ("F3", "F1", "F2"):
+def test_failed_ids_are_sorted_folders_holding_a_payload(spool: Spool, layout: Layout) -> None:
+    """failed_ids lists the folders in failed/ that hold a payload, smallest (oldest) id first, ignoring plain
+    files and folders without one."""
+    for name in ("F3", "F1", "F2", "F0"):
         (layout.failed / name).mkdir()
+        if name != "F0":
+            (layout.failed / name / "payload").write_bytes(b"x")
     (layout.failed / "note.txt").write_text("x", encoding="utf-8")
     assert spool.failed_ids() == ["F1", "F2", "F3"]
     assert Spool(Layout(layout.root / "missing")).failed_ids() == []
+
+
+def test_fail_that_cannot_write_its_metadata_leaves_the_flow_in_the_hand_and_nothing_in_failed(
+    spool: Spool, layout: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while fail writes meta.json: OSError, the payload stays in the hand, no half-made folder."""
+    claim = claim_one(spool, layout, data=b"bytes")
+
+    def full(path: Path, data: bytes, mode: int | None, fault: str | None = None) -> None:
+        path.write_bytes(data[:3])  # a part written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_module, "_write", full)
+    with pytest.raises(OSError, match="No space"):
+        spool.fail(claim)
+    assert names(layout.failed) == [] and claim.payload.read_bytes() == b"bytes"
 
 
 # -- metadata ----------------------------------------------------------------------------------------------------

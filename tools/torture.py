@@ -203,14 +203,17 @@ def torture(
     drop = Drop()
     drop_files(root, drop, files, rng)
     killed = ended = 0
+    lasts = longest  # how long a run that ended took: kills are drawn within it, so that most land mid-run
     for number in range(rounds):
         if rng.random() < 0.5:  # keep work coming, so that most kills land in the middle of it
             drop_files(root, drop, rng.randint(1, max(1, files // 10)), rng)
-        status = run_killed(config, workers, rng.uniform(0.0, longest))
+        started = time.monotonic()
+        status = run_killed(config, workers, rng.uniform(0.0, min(longest, lasts)))
         if status is None:
             killed += 1
         else:
             ended += 1
+            lasts = time.monotonic() - started
         if log:
             print(f"  round {number + 1}: {'killed' if status is None else f'ended ({status})'}", flush=True)
     final = run_to_end(config, workers)

@@ -1,0 +1,542 @@
+"""Several processes on one workspace: `edi batch --workers N`, `edi watch --workers N`, and independent `edi batch`
+runs started by two cron jobs. Every file is claimed by exactly one process, answered once and delivered once, and
+the tracking store agrees with the files.
+
+Real `edi` processes started through the CLI, real folders, real SQLite, the sample flows of flows/. Which process
+claimed a flow is read from the ``claimed_by`` column of the store: the name of the claiming process's hand,
+``<pid>-<random>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from edi.runner import GROUP_FLOWS
+from tests.conftest import FLOWS
+
+CONFIG = """
+[workspace]
+root = "ws"
+exclusive = {exclusive}
+[intake]
+min_age_seconds = 0
+[[senders]]
+id = "acme"
+sellers = ["*"]
+[[senders]]
+id = "opdemat"
+sellers = ["*"]
+[routing]
+unknown_recipient = "unrouted"
+[validation]
+rules = ["xsd"]
+[watch]
+rescan_seconds = 1
+"""
+
+SAMPLES = [  # (sender, sample, its invoice number: None when the file holds no acceptable invoice)
+    ("acme", "01-ubl-invoice.xml", "FA-2026-0001"),
+    ("acme", "02-ubl-creditnote.xml", "AV-2026-0001"),
+    ("acme", "03-cii-invoice.xml", "FA-2026-0002"),
+    ("opdemat", "01-initech-cii-basic.xml", "IN-2026-0042"),
+    ("opdemat", "02-initech-ubl-voirie.xml", "IN-2026-0043"),
+    ("acme", "09-not-well-formed.xml", None),
+]
+SENDERS = ("acme", "opdemat")
+RECEIVED, FAILED = "IN_RECU", "IN_EN_ATTENTE_RETRAITEMENT"
+TIMEOUT = 180.0  # seconds a run may take on a busy machine before the test gives up
+
+
+@dataclass
+class Dropped:
+    """What a test dropped, in order: sender, file name, bytes, and the invoice the file carries (None: none that
+    can be accepted)."""
+
+    files: list[tuple[str, str, bytes, str | None]] = field(default_factory=list)
+
+    @property
+    def names(self) -> set[tuple[str, str]]:
+        return {(sender, name) for sender, name, _, _ in self.files}
+
+
+def drop(root: Path, dropped: Dropped, count: int, prefix: str) -> None:
+    """Drop ``count`` files, finished a minute ago, oldest first in drop order (the order they are claimed in):
+    samples with an invoice number of their own; from the second group on, every tenth file re-sends the invoice of
+    the file one group earlier with other bytes (one of the two is refused DOUBLON), and every tenth other one is an
+    exact copy of it (refused as a duplicate flow). Files are renamed into place, as a careful sender does."""
+    staging = root.parent / "staging"
+    staging.mkdir(exist_ok=True)
+    base = time.time() - 60
+    for number in range(count):
+        serial = len(dropped.files)
+        if number >= GROUP_FLOWS and number % 10 in (3, 7):
+            sender, _, data, invoice = dropped.files[serial - GROUP_FLOWS]
+            data = data + b"\n" if number % 10 == 3 else data
+        else:
+            sender, sample, original = SAMPLES[serial % len(SAMPLES)]
+            data = (FLOWS / sender / sample).read_bytes()
+            invoice = None
+            if original is not None:
+                invoice = f"{original}-{prefix}{serial:05d}"
+                data = data.replace(original.encode(), invoice.encode())
+        name = f"{prefix}{serial:05d}.xml"
+        path = staging / name
+        path.write_bytes(data)
+        os.utime(path, (base + number / 1000, base + number / 1000))
+        path.rename(root / "inbox" / sender / name)
+        dropped.files.append((sender, name, data, invoice))
+
+
+def read_acks(root: Path) -> dict[str, dict]:
+    """Every final acknowledgement (JSON), by flow id."""
+    acks = {}
+    for sender in SENDERS:
+        for path in sorted((root / "acks" / sender).glob("*.json")):
+            ack = json.loads(path.read_text(encoding="utf-8"))
+            acks[path.stem] = ack
+    return acks
+
+
+def ack_count(root: Path) -> int:
+    return sum(1 for sender in SENDERS for _ in (root / "acks" / sender).glob("*.json"))
+
+
+def answered(root: Path) -> Counter[tuple[str, str]]:
+    """How many acknowledgements each (sender, file name) has."""
+    return Counter((a["sender"], a["file_name"]) for a in read_acks(root).values())
+
+
+def in_inbox(root: Path) -> set[tuple[str, str]]:
+    return {(sender, p.name) for sender in SENDERS for p in (root / "inbox" / sender).iterdir()}
+
+
+def store(root: Path) -> contextlib.closing[sqlite3.Connection]:
+    return contextlib.closing(sqlite3.connect(root / "tracking.sqlite", timeout=60))
+
+
+def hands(root: Path) -> Counter[str]:
+    """How many flows each process's hand (``<pid>-<random>``) claimed, by the store."""
+    with store(root) as db:
+        return Counter(dict(db.execute("SELECT claimed_by, COUNT(*) FROM flows GROUP BY claimed_by").fetchall()))
+
+
+def pid_of(hand: str) -> int:
+    return int(hand.split("-", 1)[0])
+
+
+def problems(root: Path, dropped: Dropped) -> list[str]:
+    """Every invariant of "each flow processed exactly once" that does not hold, as a sentence."""
+    found: list[str] = []
+    acks = read_acks(root)
+    for flow_id, ack in acks.items():
+        if ack["flow_id"] != flow_id:
+            found.append(f"{flow_id}.json: the acknowledgement of flow {ack['flow_id']}")
+        if not (root / "acks" / ack["sender"] / f"{flow_id}.xml").is_file():
+            found.append(f"{flow_id}: no XML acknowledgement beside the JSON one")
+        if ack["status"] in (RECEIVED, FAILED):
+            found.append(f"{flow_id}: acknowledged with status {ack['status']}")
+    counts = Counter((a["sender"], a["file_name"]) for a in acks.values())
+    for key in sorted(dropped.names | set(counts)):
+        if counts[key] != 1 or key not in dropped.names:
+            found.append(f"{key[0]}/{key[1]}: {counts[key]} acknowledgements, dropped {int(key in dropped.names)}")
+
+    accepted: dict[tuple[str, str], list[dict]] = {
+        (a["sender"], a["file_name"]): [d for d in a["documents"] if d["status"] == "200"] for a in acks.values()
+    }
+    holders: Counter[str] = Counter()
+    for sender, name, _, invoice in dropped.files:
+        docs = accepted.get((sender, name), [])
+        if invoice is None and docs:
+            found.append(f"{sender}/{name}: holds no acceptable invoice, yet {len(docs)} documents were accepted")
+        if invoice is not None:
+            holders[invoice] += len(docs)
+    invoices = {invoice for _, _, _, invoice in dropped.files if invoice is not None}
+    found += [f"invoice {i}: accepted {holders[i]} times, not once" for i in sorted(invoices) if holders[i] != 1]
+
+    wanted = Counter(f"{d['queue']}/{n}" for docs in accepted.values() for d in docs for n in d["delivered_as"])
+    delivered = Counter(
+        f"{q.name}/{p.name.split(':')[0]}" for q in (root / "queues").iterdir() for p in q.glob("*/*") if p.is_file()
+    )
+    for name in sorted(set(wanted) | set(delivered)):
+        if wanted[name] != delivered[name]:
+            found.append(f"queue file {name}: {delivered[name]} delivered, {wanted[name]} accepted")
+    found += [f"{p.relative_to(root)}: left in a queue's tmp/" for p in (root / "queues").glob("*/tmp/*")]
+
+    for folder in ("inbox", "spool", "failed", "tmp"):
+        found += [f"{p.relative_to(root)}: left behind" for p in (root / folder).rglob("*") if not p.is_dir()]
+    found += [f"{p.relative_to(root)}: a hand left behind" for p in (root / "spool" / "active").iterdir()]
+    archived = [p for p in (root / "archive").rglob("*") if not p.is_dir()]
+    if len(archived) != len(acks):
+        found.append(f"{len(archived)} files archived for {len(acks)} flows")
+
+    with store(root) as db:
+        rows = {
+            r[0]: r[1:]
+            for r in db.execute("SELECT flow_id, status, documents_total, documents_accepted, file_name FROM flows")
+        }
+        for flow_id, ack in acks.items():
+            row = rows.pop(flow_id, None)
+            said = (ack["status"], ack["documents_total"], ack["documents_accepted"], ack["file_name"])
+            if row != said:
+                found.append(f"{flow_id}: the store says {row}, the acknowledgement {said}")
+        found += [f"{flow_id}: a row {row} with no acknowledgement" for flow_id, row in rows.items()]
+        flow_events: dict[str, list[str]] = {}
+        for flow_id, status in db.execute("SELECT flow_id, status FROM events WHERE idx IS NULL ORDER BY id"):
+            flow_events.setdefault(flow_id, []).append(status)
+        for flow_id, ack in acks.items():
+            if flow_events.pop(flow_id, None) != [RECEIVED, ack["status"]]:
+                found.append(f"{flow_id}: flow events are not [{RECEIVED}, {ack['status']}]")
+        found += [f"{flow_id}: events {events} of no flow" for flow_id, events in flow_events.items()]
+        held = set(db.execute("SELECT flow_id, idx FROM invoices"))
+        kept = set(db.execute("SELECT flow_id, idx FROM documents WHERE status = '200'"))
+        if held != kept:
+            found.append(
+                f"invoice keys held by {sorted(held - kept)[:3]}; accepted, not held: {sorted(kept - held)[:3]}"
+            )
+    return found
+
+
+@dataclass
+class Setup:
+    """A fresh workspace (after `edi init`) and the `edi` processes started on it."""
+
+    config: Path
+    started: list[subprocess.Popen[str]]
+
+    @property
+    def root(self) -> Path:
+        return self.config.parent / "ws"
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "edi", "--config", str(self.config), *args]
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """Start `edi <args>` in the background, in a process group of its own (its workers with it)."""
+        process = subprocess.Popen(
+            self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        self.started.append(process)
+        return process
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.command(*args), capture_output=True, text=True, timeout=TIMEOUT, check=False)
+
+    def holder(self) -> int | None:
+        """The pid the workspace's processor lock names, if any."""
+        with contextlib.suppress(OSError, ValueError):
+            return int(json.loads((self.root / "processor.lock").read_text(encoding="utf-8"))["pid"])
+        return None
+
+
+@pytest.fixture
+def make_setup(tmp_path: Path) -> Iterator[Callable[..., Setup]]:
+    """Write the configuration, run `edi init`; every process a test started is gone at its end."""
+    started: list[subprocess.Popen[str]] = []
+
+    def make(exclusive: bool = True) -> Setup:
+        config = tmp_path / "config.toml"
+        config.write_text(CONFIG.format(exclusive=str(exclusive).lower()), encoding="utf-8")
+        setup = Setup(config, started)
+        init = setup.run("init")
+        assert init.returncode == 0, init.stderr
+        return setup
+
+    yield make
+    for process in started:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGCONT)
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=60)
+
+
+def wait_for(what: str, condition: Callable[[], object], process: subprocess.Popen[str], every: float = 0.01) -> None:
+    """Poll ``condition`` every so often until it holds; fail if ``process`` ends first or it takes longer than
+    TIMEOUT."""
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert process.poll() is None, f"the process ended before {what}: {process.communicate()[1][-2000:]}"
+        assert time.monotonic() < deadline, f"no {what} after {TIMEOUT} s"
+        time.sleep(every)
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=TIMEOUT)
+    return process.returncode, out, err
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid``, from /proc: each of its tasks' list of children, or, on a kernel that keeps no
+    such list, every process's parent."""
+    found: list[int] = []
+    lists = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    for listed in lists:
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(child) for child in listed.read_text().split()]
+    if not lists:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(stat.parent.name))
+    return found
+
+
+def is_pool_worker(pid: int) -> bool:
+    """Whether ``pid`` is a multiprocessing worker started by spawn (not, say, its resource tracker)."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+CORES = os.cpu_count() or 1
+
+
+@pytest.mark.parametrize(
+    ("args", "processes"),
+    [(["--workers", "2"], {2}), (["--workers", "1"], {1}), ([], {1} if CORES == 1 else set(range(2, CORES + 1)))],
+    ids=["workers-2", "workers-1", "default-cores"],
+)
+def test_batch_with_workers_answers_every_file_once_in_that_many_processes(make_setup, args, processes) -> None:
+    """`edi batch` on 150 files, with 2 workers, 1, or as many as cores (the default): one acknowledgement per file,
+    each accepted document delivered once, each invoice accepted once, nothing left in the inbox or the spool, the
+    store agrees; the flows were claimed by that many processes, the batch among them, each with one hand for the
+    whole run (a worker keeps its session, compiled schemas included, from group to group)."""
+    setup = make_setup()
+    dropped = Dropped()
+    drop(setup.root, dropped, 150, "a")
+    process = setup.start("batch", *args)
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert out.startswith("150 flows"), out
+    assert problems(setup.root, dropped) == []
+    claimed = hands(setup.root)
+    assert sum(claimed.values()) == 150
+    pids = Counter(pid_of(hand) for hand in claimed)
+    assert len(pids) in processes and process.pid in pids, claimed  # the batch works too, beside its workers
+    assert set(pids.values()) == {1}, claimed  # one hand per process
+
+
+def test_two_batches_on_a_shared_workspace_never_process_a_flow_twice(make_setup) -> None:
+    """With `exclusive = false`, two `edi batch` processes started together on the same files, three rounds of 200
+    fresh files (with and without workers): both exit 0, every file is answered once, every accepted document is
+    delivered once, each invoice re-sent by another file is accepted once, and the store agrees."""
+    setup = make_setup(exclusive=False)
+    dropped = Dropped()
+    both_worked = 0
+    for number, workers in enumerate([("2", "2"), ("1", "2"), ("1", "1")]):
+        drop(setup.root, dropped, 200, f"r{number}-")
+        before = hands(setup.root)
+        first, second = (setup.start("batch", "--workers", w) for w in workers)
+        for process in (first, second):
+            code, _, err = finish(process)
+            assert code == 0, err
+        assert problems(setup.root, dropped) == [], f"round {number}"
+        now = {pid_of(hand) for hand in hands(setup.root) - before}
+        both_worked += {first.pid, second.pid} <= now
+    assert both_worked, "in no round did both processes claim flows: the race was not run"
+
+
+def test_a_second_batch_on_an_exclusive_workspace_exits_75_and_takes_nothing(make_setup) -> None:
+    """With the default `exclusive = true`, a batch started while another holds the workspace exits 75 at once,
+    naming the holder, and claims nothing; the first one then finishes every file once."""
+    setup = make_setup(exclusive=True)
+    dropped = Dropped()
+    drop(setup.root, dropped, 200, "x")
+    first = setup.start("batch", "--workers", "1")
+    wait_for("the processor lock", lambda: setup.holder() == first.pid, first, every=0.002)
+    os.kill(first.pid, signal.SIGSTOP)  # it holds the lock and does nothing: the second one meets it, surely
+    try:
+        acks_before = len(read_acks(setup.root))
+        second = setup.run("batch")
+        acks_after = len(read_acks(setup.root))
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert second.returncode == 75, second.stderr
+    assert f"edi batch (pid {first.pid}" in second.stderr
+    assert acks_after == acks_before
+    code, _, err = finish(first)
+    assert code == 0, err
+    assert problems(setup.root, dropped) == []
+    assert {pid_of(hand) for hand in hands(setup.root)} == {first.pid}
+
+
+def test_sigterm_stops_a_batch_with_workers_cleanly_and_the_next_batch_finishes(make_setup) -> None:
+    """SIGTERM to `edi batch --workers 2` on 400 files once the first answers are out: exit 0 without a traceback,
+    every file either answered once or untouched in the inbox, no flow left claimed in the spool or the store; the
+    next `edi batch` answers the rest, each file once."""
+    setup = make_setup()
+    dropped = Dropped()
+    drop(setup.root, dropped, 400, "t")
+    process = setup.start("batch", "--workers", "2")
+    wait_for("a first acknowledgement", lambda: ack_count(setup.root), process, every=0.002)
+    process.send_signal(signal.SIGTERM)
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert "Traceback" not in err, err
+    assert "stopped on request" in out, out
+
+    counts, left = answered(setup.root), in_inbox(setup.root)
+    assert set(counts.values()) == {1}, counts.most_common(3)
+    assert set(counts) | left == dropped.names and not set(counts) & left
+    assert left, "the run ended before the signal: nothing shows it stopped early"
+    assert list((setup.root / "spool" / "active").iterdir()) == []
+    with store(setup.root) as db:
+        assert db.execute("SELECT COUNT(*) FROM flows WHERE status = ?", [RECEIVED]).fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM flows").fetchone() == (len(counts),)
+
+    again = setup.run("batch", "--workers", "2")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"{len(left)} flows"), again.stdout
+    assert problems(setup.root, dropped) == []
+
+
+def test_a_worker_killed_in_the_middle_of_a_group_is_recovered_by_the_batch(make_setup) -> None:
+    """SIGKILL to the worker process of `edi batch --workers 2` while it holds claimed flows: the batch takes back
+    what the worker held, finishes the run itself and exits 0; every file is answered once and delivered once, and
+    one more `edi batch` has nothing left to do."""
+    setup = make_setup()
+    dropped = Dropped()
+    drop(setup.root, dropped, 300, "k")
+    process = setup.start("batch", "--workers", "2")
+    held: list[str] = []
+
+    def worker_holds_flows() -> bool:
+        for pid in filter(is_pool_worker, children(process.pid)):
+            for hand in (setup.root / "spool" / "active").glob(f"{pid}-*"):
+                with contextlib.suppress(OSError):
+                    held[:] = [p.name for p in hand.iterdir() if p.name != "lock"]
+                if held:
+                    os.kill(pid, signal.SIGKILL)
+                    return True
+        return False
+
+    wait_for("a worker holding flows", worker_holds_flows, process, every=0.002)
+    code, _, err = finish(process)
+    assert code == 0, err
+    assert "a worker process died" in err
+    acks = read_acks(setup.root)
+    assert set(held) <= set(acks), "flows the worker held were not finished"
+    assert problems(setup.root, dropped) == []
+
+    again = setup.run("batch")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("0 flows"), again.stdout
+    assert problems(setup.root, dropped) == []
+
+
+def start_watch(setup: Setup) -> subprocess.Popen[str]:
+    """`edi watch --workers 2`, once it holds the workspace."""
+    watch = setup.start("watch", "--workers", "2")
+    wait_for("the processor lock", lambda: setup.holder() == watch.pid, watch)
+    return watch
+
+
+def drop_at_once(setup: Setup, watch: subprocess.Popen[str], dropped: Dropped, count: int, prefix: str) -> None:
+    """Drop ``count`` files while the watch is stopped (SIGSTOP), so that they all appear to it at once and its next
+    pass sees every one of them; then wait until each has its acknowledgement."""
+    os.kill(watch.pid, signal.SIGSTOP)
+    try:
+        drop(setup.root, dropped, count, prefix)
+    finally:
+        os.kill(watch.pid, signal.SIGCONT)
+    wait_for(f"{len(dropped.files)} acknowledgements", lambda: ack_count(setup.root) >= len(dropped.files), watch)
+
+
+def test_watch_with_two_workers_answers_files_dropped_at_once_exactly_once(make_setup) -> None:
+    """`edi watch --workers 2`, twice given 100 files that appear at once: each file answered once and delivered
+    once, by the watch and one worker that lives on between passes (one hand each); SIGTERM stops it with exit 0."""
+    setup = make_setup()
+    dropped = Dropped()
+    watch = start_watch(setup)
+    drop_at_once(setup, watch, dropped, 100, "w0-")
+    drop_at_once(setup, watch, dropped, 100, "w1-")
+    claimed = hands(setup.root)
+    watch.send_signal(signal.SIGTERM)
+    code, out, err = finish(watch)
+    assert code == 0, err
+    assert "Traceback" not in err, err
+    assert "watch stopped: 200 flows" in out, out
+    assert problems(setup.root, dropped) == []
+    pids = Counter(pid_of(hand) for hand in claimed)
+    assert len(pids) == 2 and watch.pid in pids, claimed
+    assert set(pids.values()) == {1}, claimed
+
+
+def test_watch_with_workers_archives_what_a_pass_answered_before_the_next_pass(make_setup) -> None:
+    """Once `edi watch --workers 2` has answered 100 files dropped at once, every one of them is archived and no
+    process's hand keeps a payload, while the watch runs on (as at the end of any pass)."""
+    setup = make_setup()
+    dropped = Dropped()
+    watch = start_watch(setup)
+    drop_at_once(setup, watch, dropped, 100, "p")
+    active = setup.root / "spool" / "active"
+
+    def held() -> dict[str, int]:
+        return {h.name: n for h in active.iterdir() if (n := sum(p.name != "lock" for p in h.iterdir()))}
+
+    def archived() -> int:
+        return sum(1 for p in (setup.root / "archive").rglob("*") if not p.is_dir())
+
+    deadline = time.monotonic() + 5  # the end of the pass is milliseconds away; later passes come every second
+    while (held() or archived() < 100) and time.monotonic() < deadline:
+        assert watch.poll() is None
+        time.sleep(0.05)
+    assert held() == {}
+    assert archived() == 100
+    watch.send_signal(signal.SIGTERM)
+    assert finish(watch)[0] == 0
+
+
+def test_the_checker_sees_a_flow_processed_twice(make_setup) -> None:
+    """The invariants these tests check can fail: a file answered twice, a document delivered twice, an invoice
+    accepted twice, a file left in the inbox, a hand left in the spool and a claim left in the store are each
+    reported."""
+    setup = make_setup()
+    root = setup.root
+    dropped = Dropped()
+    drop(root, dropped, 40, "c")
+    done = setup.run("batch", "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    assert problems(root, dropped) == []
+
+    (ack,) = [
+        p for p in (root / "acks" / "acme").glob("*.json") if json.loads(p.read_bytes())["file_name"] == "c00000.xml"
+    ]
+    again = json.loads(ack.read_bytes()) | {"flow_id": "20990101T000000000000-abcdef"}
+    (ack.parent / "20990101T000000000000-abcdef.json").write_text(json.dumps(again), encoding="utf-8")
+    (resent,) = [
+        p for p in (root / "acks" / "acme").glob("*.json") if json.loads(p.read_bytes())["file_name"] == "c00033.xml"
+    ]
+    twice = json.loads(resent.read_bytes())
+    twice["documents"][0]["status"] = "200"
+    resent.write_text(json.dumps(twice), encoding="utf-8")
+    delivered = next((root / "queues" / "unrouted" / "new").iterdir())
+    (delivered.parent / f"{delivered.name}-copy").write_bytes(delivered.read_bytes())
+    (root / "inbox" / "acme" / "stuck.xml").write_bytes(b"<x/>")
+    (root / "spool" / "active" / "1-abcdef").mkdir()
+    with store(root) as db:
+        db.execute("INSERT INTO flows (flow_id, status) VALUES ('20990101T000000000001-abcdef', 'IN_RECU')")
+        db.commit()
+
+    found = "\n".join(problems(root, dropped))
+    assert "acme/c00000.xml: 2 acknowledgements" in found
+    assert "20990101T000000000000-abcdef: no XML acknowledgement" in found
+    assert f"invoice {dropped.files[1][3]}: accepted 2 times" in found
+    assert f"queue file unrouted/{delivered.name}-copy: 1 delivered, 0 accepted" in found
+    assert "inbox/acme/stuck.xml: left behind" in found
+    assert "spool/active/1-abcdef: a hand left behind" in found
+    assert "20990101T000000000001-abcdef: a row ('IN_RECU'" in found
