@@ -253,6 +253,7 @@ class Flow:
     findings: tuple[Finding, ...] = ()
     duplicate_of: str | None = None
     members: Callable[[], Iterator[Document]] | None = field(default=None, compare=False, repr=False)
+    content: bytes | None = field(default=None, compare=False, repr=False)  # the file's bytes, if read whole once
 
     @property
     def rejected_whole(self) -> bool:

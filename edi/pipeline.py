@@ -23,7 +23,7 @@ from edi.ingest.stages import (
     Recognise,
     RejectDuplicateFlow,
     RejectDuplicateInvoice,
-    ReserveInvoice,
+    Reserve,
 )
 from edi.model import RULE_SETS, Document, Flow, FlowRejected
 from edi.route.directory import Directory
@@ -48,6 +48,7 @@ class Stages:
 
     flow: Sequence[FlowStage]
     document: Sequence[DocumentStage]
+    reserve: Reserve | None = None  # holds the invoice keys of a decided group (reserve_invoices), last of all
 
 
 def limits_of(limits: LimitsSettings) -> Limits:
@@ -88,14 +89,13 @@ def build_stages(settings: Settings, tracking: Tracking, directory: Directory, c
         RejectDuplicateInvoice(tracking.earlier_invoice),
         AuthoriseSeller(sellers),
         Route(directory, settings.routing.rules, settings.routing.unknown_recipient),
-        ReserveInvoice(tracking.reserve_invoice),
     ]
     flow: list[FlowStage] = [
         CheckFile(settings.limits.max_flow_bytes),
         RejectDuplicateFlow(tracking.earlier_flow),
         Expand(limits_of(settings.limits), settings.limits.pdf_seconds),
     ]
-    return Stages(flow, document)
+    return Stages(flow, document, tracking.reserve_invoices)
 
 
 def decide(flow: Flow, stages: Stages) -> Flow:

@@ -3,7 +3,8 @@
 For a group, each step runs for every flow before the next step starts:
 
 1. hash each payload; record sizes and digests (one transaction);
-2. decide each flow (:func:`edi.pipeline.decide`);
+2. decide each flow (:func:`edi.pipeline.decide`), then hold the keys of the group's invoices about to be
+   accepted (one transaction: a key another flow holds makes a duplicate);
 3. stage its deliveries and its acknowledgement (written under temporary names);
 4. barrier: all of that, the claims before it, and everything the previous group published, durable;
 5. archive the payloads of the previous group (only now that their answers are durable);
@@ -42,7 +43,7 @@ from edi.clock import Clock, iso
 from edi.faults import fault_point
 from edi.ingest.archives import Limits
 from edi.ingest.expand import delivery_files, original_bytes
-from edi.ingest.stages import open_regular
+from edi.ingest.stages import open_regular, reserve_invoices
 from edi.model import Flow, FlowStatus
 from edi.pipeline import Stages, decide, display_name
 from edi.spool import Claim, Spool, Staged
@@ -52,6 +53,7 @@ from edi.workspace import Layout
 log = structlog.get_logger()
 
 ACK_MODE = 0o640  # acknowledgements: their sender's group may read them (docs/sftp.md), nobody else, whatever the umask
+IN_MEMORY_BYTES = 1024 * 1024  # a payload this small is read once, when hashed, and kept for the group's steps
 FINAL = frozenset(str(s) for s in FlowStatus if s.final)
 
 
@@ -87,16 +89,25 @@ class _Work:
         return self.error is None
 
 
-def _digest(path: Path) -> tuple[int, str]:
-    """Size and SHA-256 of a payload; a payload swapped for a link or special file hashes as empty (and is
+def _digest(path: Path) -> tuple[int, str, bytes | None]:
+    """Size and SHA-256 of a payload, and its bytes when it is small enough to keep (``IN_MEMORY_BYTES``: read
+    once, not again by each later step); a payload swapped for a link or special file hashes as empty (and is
     rejected by the intake as not a regular file) rather than being followed."""
     st = path.lstat()
     if not stat.S_ISREG(st.st_mode):
-        return st.st_size, hashlib.sha256().hexdigest()
+        return st.st_size, hashlib.sha256().hexdigest(), None
     with open_regular(path) as stream:
-        digest = hashlib.file_digest(stream, "sha256")  # type: ignore[arg-type]  # a raw or buffered file
+        if st.st_size <= IN_MEMORY_BYTES:
+            content = stream.read()
+            if len(content) <= IN_MEMORY_BYTES:
+                return len(content), hashlib.sha256(content).hexdigest(), content
+            digest = hashlib.sha256(content)
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+        else:
+            digest = hashlib.file_digest(stream, "sha256")  # type: ignore[arg-type]  # a raw or buffered file
         size = os.fstat(stream.fileno()).st_size
-    return size, digest.hexdigest()
+    return size, digest.hexdigest(), None
 
 
 class Processor:
@@ -152,6 +163,7 @@ class Processor:
         self._each(works, self._hash)
         self._group(works, self._record_digests)
         self._each(works, self._decide)
+        self._group(works, self._reserve)
         self._each(works, self._stage)
         self._barrier(works)
         self._each(works, self._publish)
@@ -198,7 +210,7 @@ class Processor:
 
     def _hash(self, work: _Work) -> None:
         claim = work.claim
-        size, sha256 = _digest(claim.payload)
+        size, sha256, content = _digest(claim.payload)
         work.flow = Flow(
             flow_id=claim.flow_id,
             sender=claim.sender,
@@ -208,6 +220,7 @@ class Processor:
             received_at=claim.received_at,
             deposited_at=claim.deposited_at,
             payload=claim.payload,
+            content=content,
         )
 
     def _record_digests(self, live: list[_Work]) -> None:
@@ -219,11 +232,20 @@ class Processor:
         work.flow = decide(work.flow, self.stages)
         fault_point("pipeline.after_decide")
 
+    def _reserve(self, live: list[_Work]) -> None:
+        if self.stages.reserve is None:
+            return
+        flows = [w.flow for w in live if w.flow is not None]
+        held = iter(reserve_invoices(flows, self.stages.reserve))
+        for work in live:
+            if work.flow is not None:
+                work.flow = next(held)
+
     def _stage(self, work: _Work) -> None:
         flow = work.flow
         assert flow is not None
         accepted = {d.index: d for d in flow.documents if d.queue is not None}
-        for index, data in original_bytes(flow.payload, flow.kind, self.limits, set(accepted)):
+        for index, data in original_bytes(flow.payload, flow.kind, self.limits, set(accepted), flow.content):
             doc = accepted.pop(index)
             assert doc.queue is not None
             for suffix, content in delivery_files(doc, data, self.limits):

@@ -113,6 +113,7 @@ class Tracking:
             self.db = sqlite_utils.Database(conn)
             self.db.enable_wal()
             self.db.execute("PRAGMA synchronous = NORMAL")
+            self._firsts: dict[tuple[str, str], str] = {}  # (sender, SHA-256) -> first flow, as of the last digests
             self._create()
         except sqlite3.Error as exc:
             raise WorkspaceError(f"cannot open the tracking store {path}: {exc}") from None
@@ -209,11 +210,23 @@ class Tracking:
                 )
 
     def record_digests(self, digests: Sequence[tuple[str, int, str]]) -> None:
-        """Store (flow id, size, SHA-256) of claimed flows, in one transaction."""
+        """Store (flow id, size, SHA-256) of claimed flows, in one transaction, and note for each the first flow in
+        which its sender deposited the same bytes (what :meth:`earlier_flow` then answers without a query)."""
+        ids = [f for f, _, _ in digests]
         with self._transaction():
             self.db.conn.executemany(
                 "UPDATE flows SET size = ?, sha256 = ? WHERE flow_id = ?", [[z, h, f] for f, z, h in digests]
             )
+            firsts: dict[tuple[str, str], str] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = self.db.conn.execute(
+                    "SELECT g.sender, g.sha256, (SELECT MIN(o.flow_id) FROM flows o WHERE o.sender = g.sender "
+                    f"AND o.sha256 = g.sha256) FROM flows g WHERE g.flow_id IN ({', '.join('?' for _ in chunk)})",
+                    chunk,
+                )
+                firsts.update(((str(sender), str(sha)), str(first)) for sender, sha, first in rows if first)
+        self._firsts = firsts
 
     def claims_of(self, hand: str) -> list[str]:
         """The flows a process (by its hand's name) recorded as claimed and took to no outcome."""
@@ -228,19 +241,22 @@ class Tracking:
 
     def reserve_invoice(self, key: tuple[str, str, str, str], flow_id: str, idx: int) -> tuple[str, int]:
         """Hold an invoice key (seller key, number, kind, year) for a document about to be accepted; return who
-        holds it: this document, or the one that got it first (then this one is a duplicate). Processes that decide
-        at the same time cannot both get it (one statement, atomic)."""
-        while True:
-            inserted = self.db.execute("INSERT OR IGNORE INTO invoices VALUES (?, ?, ?, ?, ?, ?)", [*key, flow_id, idx])
-            if inserted.rowcount:
-                return flow_id, idx
-            row = self.db.execute(
-                "SELECT flow_id, idx FROM invoices WHERE seller_key = ? AND invoice_number = ? AND kind = ? "
-                "AND year = ?",
-                list(key),
-            ).fetchone()
-            if row is not None:  # else its holder let it go in between: try again
-                return str(row[0]), int(row[1])
+        holds it: this document, or the one that got it first (then this one is a duplicate)."""
+        return self.reserve_invoices([(key, flow_id, idx)])[0]
+
+    def reserve_invoices(self, asks: Sequence[tuple[tuple[str, str, str, str], str, int]]) -> list[tuple[str, int]]:
+        """Hold the keys of documents about to be accepted, in order, in one transaction: for each (key, flow id,
+        index), who holds the key now (that document, or the one that got it first). Processes that decide at the
+        same time cannot both get a key (the transaction holds the write lock)."""
+        select = (
+            "SELECT flow_id, idx FROM invoices WHERE seller_key = ? AND invoice_number = ? AND kind = ? AND year = ?"
+        )
+        with self._transaction():
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO invoices VALUES (?, ?, ?, ?, ?, ?)", [(*key, f, i) for key, f, i in asks]
+            )
+            rows = [self.db.conn.execute(select, key).fetchone() for key, _, _ in asks]
+        return [(str(row[0]), int(row[1])) for row in rows]
 
     def record_outcome(self, ack: Mapping[str, Any], at: datetime) -> None:
         """Store what the final acknowledgement says, in one transaction, with one event per status."""
@@ -417,6 +433,9 @@ class Tracking:
     def earlier_flow(self, sender: str, sha256: str, flow_id: str) -> str | None:
         """The first flow claimed before this one (ids sort by claim time) in which ``sender`` deposited these same
         bytes, if any."""
+        first = self._firsts.get((sender, sha256))
+        if first is not None:  # noted when the digest was recorded
+            return first if first < flow_id else None
         row = self.db.execute(
             "SELECT flow_id FROM flows WHERE sender = ? AND sha256 = ? AND flow_id < ? ORDER BY flow_id LIMIT 1",
             [sender, sha256, flow_id],

@@ -228,6 +228,19 @@ def test_earlier_flow_finds_the_first_same_bytes_from_the_same_sender(store: Tra
     assert store.earlier_flow("other", "a" * 64, "F3") is None
 
 
+def test_earlier_flow_as_noted_when_a_group_s_digests_are_recorded(store: Tracking) -> None:
+    """record_digests notes each flow's first same-bytes flow of its sender; earlier_flow then gives the same
+    answers as its query: an earlier flow of the same group or of an earlier one, never itself or a later one."""
+    store.record_claims([claimed_row("F1"), claimed_row("F2"), claimed_row("F3"), claimed_row("F4")], T0)
+    store.record_digests([("F1", 10, "a" * 64)])
+    store.record_digests([("F2", 10, "a" * 64), ("F3", 10, "a" * 64), ("F4", 10, "b" * 64)])
+    assert store.earlier_flow("acme", "a" * 64, "F2") == "F1"
+    assert store.earlier_flow("acme", "a" * 64, "F3") == "F1"
+    assert store.earlier_flow("acme", "b" * 64, "F4") is None
+    assert store.earlier_flow("acme", "a" * 64, "F0") is None  # a flow claimed before the first copy
+    assert store.earlier_flow("opdemat", "a" * 64, "F5") is None  # not noted: asked of the store
+
+
 def test_flows_filters_and_orders_newest_first(store: Tracking) -> None:
     """flows() lists newest first and filters by sender, status and since, combined."""
     store.record_received(received("F1", at=T0), T0)
@@ -623,3 +636,13 @@ def test_a_store_from_before_seller_keys_opens(store_path: Path) -> None:
         assert "claimed_by" in store.db.table("flows").columns_dict
     finally:
         store.close()
+
+
+def test_reserve_invoices_holds_a_group_of_keys_in_order_in_one_go(store: Tracking) -> None:
+    """reserve_invoices answers each ask in order: a key held before stays with its holder, a key asked twice in the
+    group goes to the first asker, and asking again for what one holds gives it back."""
+    other = ("123456782", "FA-9", "Invoice", "2026")
+    assert store.reserve_invoice(KEY, "F0", 1) == ("F0", 1)
+    asks = [(KEY, "F1", 1), (other, "F1", 2), (other, "F2", 1), (KEY, "F0", 1)]
+    assert store.reserve_invoices(asks) == [("F0", 1), ("F1", 2), ("F1", 2), ("F0", 1)]
+    assert store.reserve_invoices([]) == []

@@ -31,8 +31,11 @@ class Expand:
 
     def __call__(self, flow: Flow) -> Flow:
         """The flow with its kind and document reader, or with the finding that says why it has none."""
-        with open_regular(flow.payload) as stream:
-            head = stream.read(HEAD_BYTES)
+        if flow.content is not None:
+            head = flow.content[:HEAD_BYTES]
+        else:
+            with open_regular(flow.payload) as stream:
+                head = stream.read(HEAD_BYTES)
         sniffed = sniff(head)
         if sniffed is Kind.EMPTY:
             return replace(flow, findings=(*flow.findings, Finding(Code.IRR_VIDE_F, Layer.INTAKE, "the file is empty")))
@@ -47,7 +50,7 @@ class Expand:
 
         def read() -> Iterator[Document]:
             if kind == "pdf":
-                yield self.document(1, flow.file_name, _payload(flow.payload), flow.sha256)
+                yield self.document(1, flow.file_name, _whole(flow), flow.sha256)
                 return
             if kind == "xml":
                 if flow.size > self.limits.max_document_bytes:
@@ -55,7 +58,7 @@ class Expand:
                         Member(1, flow.file_name, flow.size, flow.sha256, None), self.limits.max_document_bytes
                     )
                 else:
-                    yield self.document(1, flow.file_name, _payload(flow.payload), flow.sha256)
+                    yield self.document(1, flow.file_name, _whole(flow), flow.sha256)
                 return
             count = 0
             for member in members(flow.payload, kind, self.limits):
@@ -94,6 +97,10 @@ class Expand:
         )
 
 
+def _whole(flow: Flow) -> bytes:
+    return flow.content if flow.content is not None else _payload(flow.payload)
+
+
 def _payload(path: Path) -> bytes:
     with open_regular(path) as stream:
         return stream.read()
@@ -109,14 +116,17 @@ def _too_big(member: Member, limit: int) -> Document:
     return Document(index=member.index, name=member.name, size=member.size, sha256=member.sha256, findings=(finding,))
 
 
-def original_bytes(payload: Path, kind: str | None, limits: Limits, wanted: set[int]) -> Iterator[tuple[int, bytes]]:
-    """The bytes of the documents numbered ``wanted``, as sent, one at a time, in order."""
+def original_bytes(
+    payload: Path, kind: str | None, limits: Limits, wanted: set[int], content: bytes | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """The bytes of the documents numbered ``wanted``, as sent, one at a time, in order (``content``: the file's
+    bytes when they were read already)."""
     if not wanted:
         return
     if kind in ("zip", "tar.gz"):
         yield from reread(payload, kind, limits, wanted)
     elif 1 in wanted:
-        yield 1, _payload(payload)
+        yield 1, content if content is not None else _payload(payload)
 
 
 def delivery_files(doc: Document, data: bytes, limits: Limits) -> list[tuple[str, bytes]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -183,23 +183,39 @@ class RejectDuplicateInvoice:
         return doc.with_findings(duplicate_invoice(key, found, flow))
 
 
-class ReserveInvoice:
-    """Hold the key of each invoice about to be accepted (``reserve``: key, flow id, index -> holder), last of the
-    document stages: if another flow, decided at the same moment by another process, got it first, this one is a
-    duplicate after all (``DOUBLON``)."""
+InvoiceKey = tuple[str, str, str, str]
+Reserve = Callable[[Sequence[tuple[InvoiceKey, str, int]]], list[tuple[str, int]]]
 
-    def __init__(self, reserve: Callable[[tuple[str, str, str, str], str, int], tuple[str, int]]) -> None:
-        self.reserve = reserve
 
-    def __call__(self, doc: Document, flow: Flow) -> Document:
-        """The document, rejected if another holds its key."""
-        key = invoice_key(doc)
-        if key is None or not doc.accepted:
-            return doc
-        holder = self.reserve(key, flow.flow_id, doc.index)
-        if holder == (flow.flow_id, doc.index):
-            return doc
-        return doc.with_findings(duplicate_invoice(key, holder, flow))
+def reserve_invoices(flows: Sequence[Flow], reserve: Reserve) -> list[Flow]:
+    """Hold the key of every invoice about to be accepted in ``flows`` (decided, in order), all at once (``reserve``:
+    (key, flow id, index) of each -> its holder, in one transaction); a document whose key another holds (a flow
+    decided at the same moment by another process, or an earlier flow of the same group) is a duplicate after all
+    (``DOUBLON``). The last step of deciding."""
+    asks = [
+        (key, flow.flow_id, doc.index)
+        for flow in flows
+        for doc in flow.documents
+        if doc.accepted and (key := invoice_key(doc)) is not None
+    ]
+    if not asks:
+        return list(flows)
+    holders = dict(zip(((flow_id, idx) for _, flow_id, idx in asks), reserve(asks), strict=True))
+    decided = []
+    for flow in flows:
+        documents = tuple(_held(doc, flow, holders) for doc in flow.documents)
+        changed = any(new is not old for new, old in zip(documents, flow.documents, strict=True))
+        decided.append(replace(flow, documents=documents) if changed else flow)
+    return decided
+
+
+def _held(doc: Document, flow: Flow, holders: dict[tuple[str, int], tuple[str, int]]) -> Document:
+    holder = holders.get((flow.flow_id, doc.index))
+    if holder is None or holder == (flow.flow_id, doc.index):
+        return doc
+    key = invoice_key(doc)
+    assert key is not None
+    return doc.with_findings(duplicate_invoice(key, holder, flow))
 
 
 def duplicate_invoice(key: tuple[str, str, str, str], found: tuple[str, int], flow: Flow) -> Finding:
