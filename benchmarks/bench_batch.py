@@ -10,6 +10,8 @@ hundreds, one in twenty invalid), then measures, on the same files:
               every file made durable (fsync). Peak memory is the sum of the resident sizes of the edi processes,
               sampled every 20 ms; throughput in the first and the last tenth comes from the acknowledgements'
               times.
+  bare loop   also in W processes at once, on W slices of the files, for each W > 1 asked: what the machine gives
+  in W procs  W CPU-bound processes (the ceiling for W workers: cores may share caches, or be shared by the host).
   xmlcheck    a loop a user might script instead: the `facturx-xmlcheck` command of the factur-x package once per
               file (it checks the XSD and the EN 16931 Schematron), on a sample of the files.
 
@@ -21,6 +23,7 @@ Usage (the README gives the numbers this printed):
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from lxml import etree
@@ -76,6 +80,17 @@ def bare_loop(paths: list[Path]) -> tuple[float, int]:
             schemas[entry.schema] = etree.XMLSchema(etree.parse(str(entry.schema)))
         valid += schemas[entry.schema].validate(tree)
     return time.perf_counter() - started, valid
+
+
+def bare_loop_parallel(paths: list[Path], processes: int) -> float:
+    """Seconds for the bare loop over ``paths`` split between ``processes`` processes running at once (started and
+    warmed up first): what this machine gives that many CPU-bound processes, the ceiling for as many workers."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        list(pool.map(bare_loop, [paths[:20]] * processes))  # processes started, modules imported
+        started = time.perf_counter()
+        list(pool.map(bare_loop, [paths[n::processes] for n in range(processes)]))
+        return time.perf_counter() - started
 
 
 def _tree_rss(root: int) -> int:
@@ -206,6 +221,12 @@ def main() -> None:
             for workers, rate in rates.items():
                 if workers != 1:
                     print(f"  {workers} workers / 1 worker: {rate / rates[1]:.2f}x")
+        for workers in sorted({w for w in args.workers if w > 1}):
+            seconds = bare_loop_parallel(paths, workers)
+            print(
+                f"  bare loop in {workers} processes at once: {seconds:8.2f} s  {args.flows / seconds:8.0f} flows/s "
+                f"= {base / seconds:.2f}x one process (what this machine gives {workers} CPU-bound processes)"
+            )
         if args.xmlcheck:
             sample = paths[: args.xmlcheck]
             seconds = xmlcheck_loop(sample)
