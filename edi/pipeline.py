@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from edi.config import LimitsSettings, Settings
@@ -25,7 +25,7 @@ from edi.ingest.stages import (
     RejectDuplicateInvoice,
     Reserve,
 )
-from edi.model import RULE_SETS, Document, Flow, FlowRejected
+from edi.model import RULE_SETS, Document, Flow, FlowRejected, evolve
 from edi.route.directory import Directory
 from edi.route.stages import AuthoriseSeller, Route
 from edi.tracking import Tracking
@@ -115,9 +115,9 @@ def decide(flow: Flow, stages: Stages) -> Flow:
         for doc in flow.members():
             for doc_stage in stages.document:
                 doc = doc_stage(doc, flow)
-            flow = replace(flow, documents=(*flow.documents, replace(doc, data=None, tree=None)))
+            flow = evolve(flow, documents=(*flow.documents, evolve(doc, data=None, tree=None)))
     except FlowRejected as rejected:
-        return replace(flow, documents=(), findings=(*flow.findings, rejected.finding))
+        return evolve(flow, documents=(), findings=(*flow.findings, rejected.finding))
     return flow
 
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edi.codes import CODES, Code, DocumentStatus
-from edi.model import Document, Finding, Flow, FlowStatus, Layer, Party, Severity
+from edi.model import Document, Finding, Flow, FlowStatus, Layer, Party, Severity, evolve
 
 IRRECEVABLE_CODES = [Code.IRR_VIDE_F, Code.IRR_TAILLE_F, Code.IRR_TYPE_F, Code.IRR_SYNTAX, Code.IRR_NOM_F]
 REJETEE_CODES = [c for c in Code if c not in IRRECEVABLE_CODES]
@@ -217,3 +217,15 @@ def test_party_main_id_precedence(party: Party, main: str | None) -> None:
 def test_party_without_identifier_has_none() -> None:
     """A party with only a name has no identifiers."""
     assert Party(name="X").identifiers == ()
+
+
+def test_evolve_is_dataclasses_replace_for_model_values() -> None:
+    """evolve gives what dataclasses.replace gives (other fields kept, the original untouched), and refuses a field
+    the value does not have."""
+    doc = Document(index=2, name="a.xml", size=10, sha256="f" * 64, syntax="UBL")
+    finding = Finding(Code.IRR_SYNTAX, Layer.PARSE, "bad")
+    changed = evolve(doc, size=11, findings=(finding,))
+    assert changed == dataclasses.replace(doc, size=11, findings=(finding,))
+    assert changed.syntax == "UBL" and doc.size == 10 and doc.findings == ()
+    with pytest.raises(TypeError, match="no field colour"):
+        evolve(doc, colour="red")

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from edi.ingest.archives import Limits, Member, members, reread
 from edi.ingest.pdf import read_pdf
 from edi.ingest.sniff import HEAD_BYTES, Kind, sniff
 from edi.ingest.stages import open_regular
-from edi.model import Code, Document, Finding, Flow, FlowRejected, Layer
+from edi.model import Code, Document, Finding, Flow, FlowRejected, Layer, evolve
 
 KINDS = {Kind.XML: "xml", Kind.PDF: "pdf", Kind.ZIP: "zip", Kind.GZIP: "tar.gz"}
 
@@ -38,7 +37,7 @@ class Expand:
                 head = stream.read(HEAD_BYTES)
         sniffed = sniff(head)
         if sniffed is Kind.EMPTY:
-            return replace(flow, findings=(*flow.findings, Finding(Code.IRR_VIDE_F, Layer.INTAKE, "the file is empty")))
+            return evolve(flow, findings=(*flow.findings, Finding(Code.IRR_VIDE_F, Layer.INTAKE, "the file is empty")))
         kind = KINDS.get(sniffed)
         if kind is None:
             finding = Finding(
@@ -46,7 +45,7 @@ class Expand:
                 Layer.INTAKE,
                 "not an invoice file: the content is neither XML, nor a PDF, nor a ZIP or tar.gz batch",
             )
-            return replace(flow, findings=(*flow.findings, finding))
+            return evolve(flow, findings=(*flow.findings, finding))
 
         def read() -> Iterator[Document]:
             if kind == "pdf":
@@ -70,7 +69,7 @@ class Expand:
             if not count:
                 raise FlowRejected(Finding(Code.IRR_VIDE_F, Layer.INTAKE, f"the {kind} archive holds no document"))
 
-        return replace(flow, kind=kind, members=read)
+        return evolve(flow, kind=kind, members=read)
 
     def document(self, index: int, name: str, data: bytes, sha256: str | None = None) -> Document:
         """One document from its bytes: an XML invoice, or a PDF carrying one, or a finding saying it is neither."""
@@ -81,7 +80,7 @@ class Expand:
         doc = Document(index=index, name=name, size=len(data), sha256=digest)
         if kind is Kind.PDF:
             pdf = read_pdf(data, max_xml_bytes=self.limits.max_document_bytes, seconds=self.pdf_seconds)
-            return replace(
+            return evolve(
                 doc,
                 data=pdf.xml,
                 container="pdf",

@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
 from edi.ingest.extract import extract_invoice
 from edi.ingest.recognise import recognise
 from edi.ingest.xmlparse import parse_xml
-from edi.model import Code, Document, Finding, Flow, Layer, Severity
+from edi.model import Code, Document, Finding, Flow, Layer, Severity, evolve
 
 EarlierFlow = Callable[[str, str, str], str | None]
 EarlierInvoice = Callable[[str, str, str, str, str], tuple[str, int] | None]
@@ -63,7 +62,7 @@ class CheckFile:
             )
         else:
             return flow
-        return replace(flow, findings=(*flow.findings, finding))
+        return evolve(flow, findings=(*flow.findings, finding))
 
 
 class RejectDuplicateFlow:
@@ -83,7 +82,7 @@ class RejectDuplicateFlow:
             f"the same file (SHA-256 {flow.sha256[:16]}...) was already deposited by {flow.sender!r} as flow {first}",
             rule="DUPLICATE_FLOW",
         )
-        return replace(flow, findings=(*flow.findings, finding), duplicate_of=first)
+        return evolve(flow, findings=(*flow.findings, finding), duplicate_of=first)
 
 
 class Parse:
@@ -94,7 +93,7 @@ class Parse:
         if doc.data is None:  # nothing to parse: the intake already said why
             return doc
         tree, findings = parse_xml(doc.data)
-        return replace(doc, tree=tree, findings=doc.findings + tuple(findings))
+        return evolve(doc, tree=tree, findings=doc.findings + tuple(findings))
 
 
 class Recognise:
@@ -115,8 +114,8 @@ class Recognise:
                 line=root.sourceline,
                 xpath="/*",
             )
-            return replace(doc, tree=None, findings=(*doc.findings, finding))
-        doc = replace(
+            return evolve(doc, tree=None, findings=(*doc.findings, finding))
+        doc = evolve(
             doc, syntax=found.syntax, kind=found.kind, profile=found.profile, specification_id=found.specification_id
         )
         if not found.supported:
@@ -128,7 +127,7 @@ class Recognise:
                 line=root.sourceline,
                 xpath="/*",
             )
-            return replace(doc, tree=None, findings=(*doc.findings, finding))
+            return evolve(doc, tree=None, findings=(*doc.findings, finding))
         return doc
 
 
@@ -139,7 +138,7 @@ class Extract:
         """The document with its invoice facts."""
         if doc.tree is None or doc.syntax is None:
             return doc
-        return replace(doc, invoice=extract_invoice(doc.tree.getroot(), doc.syntax))  # type: ignore[attr-defined]
+        return evolve(doc, invoice=extract_invoice(doc.tree.getroot(), doc.syntax))  # type: ignore[attr-defined]
 
 
 class CheckPdfProfile:
@@ -205,7 +204,7 @@ def reserve_invoices(flows: Sequence[Flow], reserve: Reserve) -> list[Flow]:
     for flow in flows:
         documents = tuple(_held(doc, flow, holders) for doc in flow.documents)
         changed = any(new is not old for new, old in zip(documents, flow.documents, strict=True))
-        decided.append(replace(flow, documents=documents) if changed else flow)
+        decided.append(evolve(flow, documents=documents) if changed else flow)
     return decided
 
 

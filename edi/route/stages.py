@@ -5,9 +5,8 @@ the queue. Pure: each takes a document and returns it with findings, recipient a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
-from edi.model import Code, Document, Finding, Flow, Layer, Party, Severity, normalise, siren_of
+from edi.model import Code, Document, Finding, Flow, Layer, Party, Severity, evolve, normalise, siren_of
 from edi.route.directory import Directory, Recipient, identities
 from edi.route.rules import Rule, queue_for
 
@@ -116,7 +115,7 @@ class Route:
         service = recipient.service(invoice.buyer_reference)
         code = service.code if service else invoice.buyer_reference
         queue = queue_for(recipient.id, code, flow.sender, self.rules)
-        return replace(doc, recipient=recipient.id, route=queue, findings=doc.findings + tuple(findings))
+        return evolve(doc, recipient=recipient.id, route=queue, findings=doc.findings + tuple(findings))
 
     def _unknown(self, doc: Document) -> Document:
         assert doc.invoice is not None
@@ -137,7 +136,7 @@ class Route:
             severity=Severity.WARNING,
             xpath=_where(doc, "buyer"),
         )
-        return replace(doc, route=self.unknown_recipient, findings=(*doc.findings, finding))
+        return evolve(doc, route=self.unknown_recipient, findings=(*doc.findings, finding))
 
     def _obligations(self, doc: Document, recipient: Recipient) -> list[Finding]:
         assert doc.invoice is not None

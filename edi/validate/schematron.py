@@ -20,14 +20,14 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
 
-from edi.model import Code, Document, Finding, Flow, Layer, Severity
+from edi.model import Code, Document, Finding, Flow, Layer, Severity, evolve
 from edi.validate.catalogue import Catalogue, RuleEntry
 from edi.validate.xslt_optimise import CODEDB_PARAM, optimise
 
@@ -303,12 +303,12 @@ class BusinessRules:
             ran.append(rule_set)
         if not findings and len(ran) == len(doc.layers):  # no rule set for this document beyond the XSD
             return doc
-        return replace(doc, findings=doc.findings + tuple(findings), layers=tuple(ran))
+        return evolve(doc, findings=doc.findings + tuple(findings), layers=tuple(ran))
 
 
 def _in_grace(finding: Finding, sender: str) -> Finding:
     if not finding.fatal:
         return finding
-    return replace(
+    return evolve(
         finding, severity=Severity.WARNING, message=f"{finding.message} (not enforced: grace period for {sender})"
     )

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
 from lxml import etree
 
 from edi.errors import CatalogueError
-from edi.model import Code, Document, Finding, Flow, Layer
+from edi.model import Code, Document, Finding, Flow, Layer, evolve
 from edi.validate.catalogue import Catalogue
 
 MAX_ERRORS = 1000
@@ -98,4 +97,4 @@ class XsdValidation:
         if entry is None:
             raise CatalogueError(f"no schema in the catalogue for {doc.syntax} {doc.kind} {doc.profile}")
         found = validate_xsd(doc.tree, entry.schema)
-        return replace(doc, findings=(*doc.findings, *found), layers=(*doc.layers, "xsd"))
+        return evolve(doc, findings=(*doc.findings, *found), layers=(*doc.layers, "xsd"))
