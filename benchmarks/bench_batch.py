@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -170,8 +171,17 @@ def run_edi(work: Path, paths: list[Path], workers: int, rules: list[str]) -> di
     first = tenth / max(acks[tenth] - acks[0], 1e-9)
     last = tenth / max(acks[-1] - acks[-1 - tenth], 1e-9)
     delivered = sum(1 for _ in (work / "ws" / "queues").glob("*/new/*"))
-    print(f"    edi says: {out.decode().strip().splitlines()[0] if out.strip() else '(nothing)'}")
-    return {"seconds": elapsed, "peak": sampler.peak, "first": first, "last": last, "delivered": delivered}
+    summary = out.decode().strip().splitlines()[0] if out.strip() else "(nothing)"
+    print(f"    edi says: {summary}")
+    documents = re.search(r"(\d+) documents", summary)
+    return {
+        "seconds": elapsed,
+        "peak": sampler.peak,
+        "first": first,
+        "last": last,
+        "delivered": delivered,
+        "documents": int(documents.group(1)) if documents else 0,
+    }
 
 
 def xmlcheck_loop(paths: list[Path]) -> float:
@@ -213,7 +223,8 @@ def main() -> None:
             rates[workers] = rate
             print(
                 f"  edi batch --workers {workers}:        {got['seconds']:8.2f} s  {rate:8.0f} flows/s  "
-                f"= {rate / base_rate:5.1%} of the bare loop; {int(got['delivered'])} delivered; "
+                f"= {rate / base_rate:5.1%} of the bare loop; {got['documents'] / got['seconds']:.0f} documents/s, "
+                f"{int(got['delivered'])} delivered; "
                 f"peak memory {got['peak'] / 2**20:.0f} MiB; first tenth {got['first']:.0f} flows/s, "
                 f"last tenth {got['last']:.0f} flows/s ({got['last'] / got['first'] - 1:+.0%})"
             )

@@ -11,8 +11,10 @@ For a group, each step runs for every flow before the next step starts:
 6. publish: deliveries renamed into their queues, then the acknowledgement into place;
 7. record every outcome (one transaction).
 
-The last group's payloads are archived by :meth:`Processor.flush` (a barrier, then the renames), at the end of each
-pass.
+In the main process (``pipelined``), a group's barrier runs in a background thread while the next group is hashed
+and decided, and the group is published, recorded and answered once that is done: the wait for the disk is hidden
+behind the next group's work. The last group is finished, and every payload answered archived, by
+:meth:`Processor.flush` (a barrier, then the renames) at the end of each pass.
 
 A flow that fails for our own reason at any step (a full disk, a permission or I/O error, a bug) leaves the group:
 what it staged is removed, what it published is withdrawn (a delivery already taken by its consumer stays), it goes
@@ -32,6 +34,7 @@ import stat
 import time
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,7 @@ from edi.ingest.expand import delivery_files, original_bytes
 from edi.ingest.stages import open_regular, reserve_invoices
 from edi.model import Flow, FlowStatus
 from edi.pipeline import Stages, decide, display_name
-from edi.spool import Claim, Spool, Staged
+from edi.spool import SYNCFS, Claim, Spool, Staged
 from edi.tracking import Tracking
 from edi.workspace import Layout
 
@@ -114,7 +117,14 @@ class Processor:
     """Takes claimed flows to exactly one outcome each: a final acknowledgement, or ``failed/``."""
 
     def __init__(
-        self, layout: Layout, spool: Spool, tracking: Tracking, stages: Stages, clock: Clock, limits: Limits
+        self,
+        layout: Layout,
+        spool: Spool,
+        tracking: Tracking,
+        stages: Stages,
+        clock: Clock,
+        limits: Limits,
+        pipelined: bool = False,
     ) -> None:
         self.layout = layout
         self.spool = spool
@@ -124,24 +134,30 @@ class Processor:
         self.limits = limits
         self._acks: dict[str, Path] = {}  # sender -> its acknowledgement folder, made once
         self._answered: list[Claim] = []  # flows answered and recorded, archived after the next barrier
+        self._pending: tuple[list[_Work], Future[None]] | None = None  # a group staged, its barrier running
+        # pipelined: a group's barrier runs in this thread while the next group is decided (syncfs only: the
+        # fsync fallback keeps a set of paths that two threads must not share)
+        self._syncer = ThreadPoolExecutor(1, "edi-barrier") if pipelined and SYNCFS is not None else None
 
     def process(self, claim: Claim) -> Outcome:
         """Decide and carry out what happens to one flow, archive included."""
-        outcome = self.process_group([claim])[0]
-        self.flush()
-        return outcome
+        outcomes = self.process_group([claim]) + self.flush()
+        return outcomes[-1]
 
-    def flush(self) -> None:
-        """Make what was published durable, then archive the payloads of the flows answered (end of a pass)."""
+    def flush(self) -> list[Outcome]:
+        """Finish the group waiting for its barrier, if any, then make what was published durable and archive the
+        payloads of the flows answered (the end of a pass); the outcomes of the group it finished."""
+        outcomes = self._finish_pending()
         if not self._answered:
-            return
+            return outcomes
         try:
             self.spool.barrier()
         except OSError as exc:  # answered and recorded; the next run's recovery archives them
             log.error("flows left in the spool for archiving", error=f"{type(exc).__name__}: {exc}")
             self._answered = []
-            return
+            return outcomes
         self._archive()
+        return outcomes
 
     def _archive(self) -> None:
         answered, self._answered = self._answered, []
@@ -155,7 +171,9 @@ class Processor:
 
     def process_group(self, claims: Sequence[Claim], recovered: bool = False) -> list[Outcome]:
         """Take every claimed flow of a group to its outcome, in the order of the steps above; ``recovered`` flows
-        may be finished already but for their archiving."""
+        may be finished already but for their archiving. Returns the outcomes of the groups this call finished:
+        this one, or, when ``pipelined``, the previous one (this one then waits for its barrier, which runs in the
+        background while the next group is decided; :meth:`flush` finishes it)."""
         works = [_Work(claim, time.monotonic(), recovered=recovered) for claim in claims]
         if recovered:
             for work in works:
@@ -165,23 +183,52 @@ class Processor:
         self._each(works, self._decide)
         self._group(works, self._reserve)
         self._each(works, self._stage)
-        self._barrier(works)
+        finished = self._finish_pending()
+        if self._syncer is not None:
+            self._pending = (works, self._syncer.submit(self.spool.barrier))
+            return finished
+        try:
+            self.spool.barrier()
+        except Exception as exc:
+            return finished + self._complete(works, exc)
+        return finished + self._complete(works, None)
+
+    def _finish_pending(self) -> list[Outcome]:
+        """Wait for the barrier of the group staged last, then take that group to its outcomes."""
+        if self._pending is None:
+            return []
+        works, barrier = self._pending
+        self._pending = None
+        try:
+            barrier.result()
+        except Exception as exc:
+            return self._complete(works, exc)
+        return self._complete(works, None)
+
+    def _complete(self, works: list[_Work], barrier_error: Exception | None) -> list[Outcome]:
+        """After a group's barrier: archive what earlier groups answered (their answers are durable now), publish
+        this group, record its outcomes. A failed barrier fails the group (nothing of it is known to be durable)
+        and the earlier groups wait for the next one."""
+        if barrier_error is not None:
+            for work in works:
+                if work.live and not work.finish_only:
+                    work.error = barrier_error
+        else:
+            self._archive()
         self._each(works, self._publish)
         self._group(works, self._record_outcomes)
         outcomes = [self._end(work) for work in works]
         self._answered += [w.claim for w in works if w.error is None]
         return outcomes
 
-    def _barrier(self, works: list[_Work]) -> None:
-        """Everything staged durable; then what the previous group answered can be archived."""
+    def close(self) -> list[Outcome]:
+        """Finish everything (:meth:`flush`) and stop the background barrier thread."""
         try:
-            self.spool.barrier()
-        except Exception as exc:  # nothing is known to be durable: this group fails; the previous one waits
-            for work in works:
-                if work.live and not work.finish_only:
-                    work.error = exc
-            return
-        self._archive()
+            return self.flush()
+        finally:
+            if self._syncer is not None:
+                self._syncer.shutdown(wait=True)
+                self._syncer = None
 
     # -- the steps -----------------------------------------------------------------------------------------------
 

@@ -114,7 +114,9 @@ class Session:
     (with their compiled schemas and rules), the spool and its hand, and up to ``workers`` processes. Close it when
     done."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None, workers: int = 1) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, workers: int = 1, pipelined: bool = True
+    ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.layout = settings.workspace.layout()
@@ -126,7 +128,7 @@ class Session:
         self.spool = Spool(self.layout)
         stages = build_stages(settings, self.tracking, directory, self.catalogue)
         self.processor = Processor(
-            self.layout, self.spool, self.tracking, stages, self.clock, limits_of(settings.limits)
+            self.layout, self.spool, self.tracking, stages, self.clock, limits_of(settings.limits), pipelined
         )
         self.ids = FlowIds(self.clock)
         self.workers = max(1, workers)
@@ -139,7 +141,9 @@ class Session:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
-            self.processor.flush()
+            left = self.processor.close()
+            if left:  # a pass always ends with a flush: nothing should be left, but say so if something was
+                log.warning("flows finished while closing", flows=len(left))
         finally:
             self.spool.close()
             self.tracking.close()
@@ -224,7 +228,8 @@ class Session:
                         done(outcome)
             if not scan.more:
                 break
-        self.processor.flush()
+        for outcome in self.processor.flush():  # the last group's (its barrier ran while nothing else was left)
+            done(outcome)
         report.stopped = should_stop()
         return report
 
@@ -301,7 +306,10 @@ class Session:
                 recovered += 1
                 if on_flow:
                     on_flow(outcome)
-        self.processor.flush()
+        for outcome in self.processor.flush():
+            recovered += 1
+            if on_flow:
+                on_flow(outcome)
         return recovered
 
     def _record_parked(self) -> None:

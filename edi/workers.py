@@ -72,7 +72,7 @@ def _start(settings: Settings, level: str, parent: int) -> None:
     configure_logging(level)
     from edi.runner import Session
 
-    _session = Session(settings)
+    _session = Session(settings, pipelined=False)  # outcomes go back with their group: none left for later
     _session.warm_up()
     multiprocessing.util.Finalize(None, _close, exitpriority=10)
 

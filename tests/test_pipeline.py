@@ -68,7 +68,7 @@ def test_payload_swapped_for_a_symlink_is_rejected_not_followed(workspace, clock
     link = workspace.inbox("acme") / "swap.xml"
     link.symlink_to(secret)
     with Session(workspace.settings, clock) as session:
-        (outcome,) = session.claim_and_process([("acme", Ready(link, 0, 0.0))])
+        (outcome,) = session.claim_and_process([("acme", Ready(link, 0, 0.0))]) + session.processor.flush()
     assert outcome.status is FlowStatus.REJECTED
     ack = (workspace.root / "acks" / "acme" / f"{outcome.flow_id}.json").read_text()
     assert "IRR_TYPE_F" in ack and "not a regular file" in ack and "do not read" not in ack
