@@ -21,7 +21,7 @@ def test_random_sigkills_lose_nothing_and_answer_every_file_once(tmp_path: Path,
     the spool, and the store agrees with the files."""
     problems, counts = torture(tmp_path, rounds=12, files=90, workers=workers, seed=seed, longest=2.5)
     assert problems == [], "\n".join(problems[:20])
-    assert counts["killed"] >= 3  # the kills did land while there was work
+    assert counts["killed"] >= 3 and counts["mid_flow"] >= 1  # kills did land, some with flows in hand
 
 
 def test_the_checker_sees_what_goes_wrong(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ The test suite runs a short version (tests/test_torture.py). The long one:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -107,21 +108,39 @@ def drop_files(root: Path, drop: Drop, count: int, rng: random.Random) -> None:
         drop.files.append((sender, target))
 
 
-def run_killed(config: Path, workers: int, delay: float) -> int | None:
-    """Start `edi batch` and SIGKILL its whole process group after ``delay`` seconds; its exit status if it ended
-    first, else None."""
+def in_hands(root: Path, besides: set[str] = frozenset()) -> int:  # type: ignore[assignment]
+    """Flows in the processes' hands (claimed, not yet archived), but for the hands named ``besides``."""
+    active = root / "spool" / "active"
+    count = 0
+    for hand in list(active.iterdir()) if active.is_dir() else []:
+        if hand.name not in besides:
+            with contextlib.suppress(FileNotFoundError):  # a hand removed while we looked
+                count += sum(1 for p in hand.iterdir() if p.name != "lock")
+    return count
+
+
+def run_killed(config: Path, workers: int, delay: float, root: Path | None = None) -> tuple[int | None, float]:
+    """Start `edi batch` and SIGKILL its whole process group ``delay`` seconds after it started or, with ``root``,
+    after its first claim (so that the kill lands while flows are in hand); its exit status if it ended first
+    (else None), and the seconds from its start or first claim to its end."""
     proc = subprocess.Popen(
         [*edi(config), "batch", "--workers", str(workers)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    if root is not None:  # wait for this run (or its workers) to hold flows: hands made before do not count
+        before = {hand.name for hand in (root / "spool" / "active").iterdir()}
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and in_hands(root, before) == 0 and time.monotonic() < deadline:
+            time.sleep(0.002)
+    began = time.monotonic()
     try:
-        return proc.wait(timeout=delay)
+        return proc.wait(timeout=delay), time.monotonic() - began
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        return None
+        return None, time.monotonic() - began
 
 
 def run_to_end(config: Path, workers: int) -> subprocess.CompletedProcess[str]:
@@ -202,25 +221,29 @@ def torture(
     config, root = make_workspace(folder)
     drop = Drop()
     drop_files(root, drop, files, rng)
-    killed = ended = 0
-    lasts = longest  # how long a run that ended took: kills are drawn within it, so that most land mid-run
+    killed = ended = mid_flow = 0
+    lasts = {False: longest, True: 1.0}  # how long a run that ended took, from its start / its first claim
     for number in range(rounds):
         if rng.random() < 0.5:  # keep work coming, so that most kills land in the middle of it
             drop_files(root, drop, rng.randint(1, max(1, files // 10)), rng)
-        started = time.monotonic()
-        status = run_killed(config, workers, rng.uniform(0.0, min(longest, lasts)))
+        working = rng.random() < 0.7  # most kills while flows are in hand, the others anywhere (start-up too)
+        delay = rng.uniform(0.0, min(longest, lasts[working]))  # within what such a run takes: most land mid-run
+        status, took = run_killed(config, workers, delay, root if working else None)
+        held = in_hands(root)
         if status is None:
             killed += 1
+            mid_flow += held > 0
         else:
             ended += 1
-            lasts = time.monotonic() - started
+            lasts[working] = max(took, 0.05)
         if log:
-            print(f"  round {number + 1}: {'killed' if status is None else f'ended ({status})'}", flush=True)
+            what = f"killed, {held} flows in hand" if status is None else f"ended ({status})"
+            print(f"  round {number + 1}: {what}", flush=True)
     final = run_to_end(config, workers)
     problems = check(root, drop)
     if final.returncode != 0:
         problems.insert(0, f"the last run exited {final.returncode}: {final.stderr[-800:]}")
-    return problems, {"files": len(drop.files), "killed": killed, "ended": ended}
+    return problems, {"files": len(drop.files), "killed": killed, "mid_flow": mid_flow, "ended": ended}
 
 
 def main() -> None:
@@ -242,9 +265,9 @@ def main() -> None:
             )
             took = time.monotonic() - started
             print(
-                f"workers {workers}: {counts['files']} files, {counts['killed']} runs killed, {counts['ended']} ended "
-                f"on their own, then one to the end ({took:.0f} s): "
-                + ("every invariant holds" if not problems else f"{len(problems)} problems")
+                f"workers {workers}: {counts['files']} files, {counts['killed']} runs killed "
+                f"({counts['mid_flow']} with flows in hand), {counts['ended']} ended on their own, then one to the end "
+                f"({took:.0f} s): " + ("every invariant holds" if not problems else f"{len(problems)} problems")
             )
             for problem in problems[:50]:
                 print(f"  {problem}")
