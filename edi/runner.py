@@ -134,6 +134,7 @@ class Session:
         self.workers = max(1, workers)
         self._pool: WorkerPool | None = None
         self._pool_refused = False  # a worker died in this pass: the rest of it runs here
+        self._parked_checked = False  # failed/ looked through for failures the store missed (first recovery)
 
     def close(self) -> None:
         """Stop the worker processes, make everything durable, let the hand go, release the store."""
@@ -273,7 +274,9 @@ class Session:
         """Finish or roll back what crashed processes left (their hands) and take back what ``edi requeue`` put
         back; return how many flows were taken to an outcome. Claims recorded but never renamed are forgotten (the
         file is still in the inbox)."""
-        self._record_parked()
+        if not self._parked_checked:  # once per session: failed/ may hold many flows an operator has not seen to
+            self._record_parked()
+            self._parked_checked = True
         claims: list[Claim] = []
         for dead, payloads in self.spool.orphans():
             present = {p.name for p in payloads}
