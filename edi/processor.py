@@ -101,14 +101,11 @@ def _digest(path: Path) -> tuple[int, str, bytes | None]:
         return st.st_size, hashlib.sha256().hexdigest(), None
     with open_regular(path) as stream:
         if st.st_size <= IN_MEMORY_BYTES:
-            content = stream.read()
+            content = stream.read(IN_MEMORY_BYTES + 1)
             if len(content) <= IN_MEMORY_BYTES:
                 return len(content), hashlib.sha256(content).hexdigest(), content
-            digest = hashlib.sha256(content)
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
-        else:
-            digest = hashlib.file_digest(stream, "sha256")  # type: ignore[arg-type]  # a raw or buffered file
+            stream.seek(0)  # it grew since: hashed as a big one
+        digest = hashlib.file_digest(stream, "sha256")  # type: ignore[arg-type]  # a raw or buffered file
         size = os.fstat(stream.fileno()).st_size
     return size, digest.hexdigest(), None
 

@@ -429,17 +429,13 @@ class Spool:
         meta = folder / META
         try:
             if not meta.exists():
-                staged = Staged(folder / f".{META}.tmp", meta)
-                _write(staged.tmp, json.dumps(claim.meta()).encode(), None)
-                _fsync_file(staged.tmp)
-                os.replace(staged.tmp, meta)
+                self.write_atomic(meta, json.dumps(claim.meta()).encode())
             with contextlib.suppress(FileNotFoundError):  # already moved by an earlier attempt
                 os.rename(claim.payload, folder / PAYLOAD)
         except OSError:  # the flow stays where it is (the spool): leave no half-made folder in failed/
             if not (folder / PAYLOAD).exists():
-                for leftover in (folder / f".{META}.tmp", meta):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(leftover)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(meta)
                 with contextlib.suppress(OSError):
                     os.rmdir(folder)
             raise
