@@ -264,7 +264,8 @@ def _safe(values: dict[str, Any]) -> dict[str, Any]:
     sub = _NOT_XML.sub
     for key, value in values.items():
         if value.__class__ is str:
-            values[key] = sub("\ufffd", value)
+            if not (value.isascii() and value.isprintable()):  # printable ASCII is all allowed: no search needed
+                values[key] = sub("\ufffd", value)
         elif value.__class__ is list and value and all(v.__class__ is str for v in value):
             values[key] = [sub("\ufffd", v) for v in value]
     return values

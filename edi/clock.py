@@ -41,6 +41,8 @@ class FlowIds:
         self._clock = clock
         self._last = 0
         self._lock = threading.Lock()
+        self._second = -1  # the second self._stamp writes (formatting a date costs more than the rest of an id)
+        self._stamp = ""
 
     def new(self) -> str:
         """A new flow id, e.g. ``20261126T204626483912-9f3ab2``."""
@@ -48,8 +50,11 @@ class FlowIds:
         with self._lock:
             micros = max(micros, self._last + 1)
             self._last = micros
-        stamp = datetime.fromtimestamp(micros // 1_000_000, UTC).strftime("%Y%m%dT%H%M%S")
-        return f"{stamp}{micros % 1_000_000:06d}-{secrets.token_hex(3)}"
+            second, micro = divmod(micros, 1_000_000)
+            if second != self._second:
+                self._second, self._stamp = second, datetime.fromtimestamp(second, UTC).strftime("%Y%m%dT%H%M%S")
+            stamp = self._stamp
+        return f"{stamp}{micro:06d}-{secrets.token_hex(3)}"
 
 
 def iso(moment: datetime) -> str:

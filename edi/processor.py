@@ -57,6 +57,7 @@ log = structlog.get_logger()
 
 ACK_MODE = 0o640  # acknowledgements: their sender's group may read them (docs/sftp.md), nobody else, whatever the umask
 IN_MEMORY_BYTES = 1024 * 1024  # a payload this small is read once, when hashed, and kept for the group's steps
+EMPTY_SHA256 = hashlib.sha256().hexdigest()
 FINAL = frozenset(str(s) for s in FlowStatus if s.final)
 
 
@@ -96,18 +97,34 @@ def _digest(path: Path) -> tuple[int, str, bytes | None]:
     """Size and SHA-256 of a payload, and its bytes when it is small enough to keep (``IN_MEMORY_BYTES``: read
     once, not again by each later step); a payload swapped for a link or special file hashes as empty (and is
     rejected by the intake as not a regular file) rather than being followed."""
-    st = path.lstat()
+    st = os.lstat(path)
     if not stat.S_ISREG(st.st_mode):
-        return st.st_size, hashlib.sha256().hexdigest(), None
+        return st.st_size, EMPTY_SHA256, None
     with open_regular(path) as stream:
         if st.st_size <= IN_MEMORY_BYTES:
-            content = stream.read(IN_MEMORY_BYTES + 1)
-            if len(content) <= IN_MEMORY_BYTES:
+            content = _read_at_most(stream.fileno(), st.st_size, IN_MEMORY_BYTES)
+            if content is not None:
                 return len(content), hashlib.sha256(content).hexdigest(), content
-            stream.seek(0)  # it grew since: hashed as a big one
+            stream.seek(0)  # it grew past the limit since: hashed as a big one
         digest = hashlib.file_digest(stream, "sha256")  # type: ignore[arg-type]  # a raw or buffered file
         size = os.fstat(stream.fileno()).st_size
     return size, digest.hexdigest(), None
+
+
+def _read_at_most(fd: int, expected: int, limit: int) -> bytes | None:
+    """Everything left in the file behind ``fd`` if that is at most ``limit`` bytes, else None. The first read asks
+    for ``expected`` + 1 bytes (its size when looked at): one buffer of the right size, not one of ``limit`` bytes
+    trimmed afterwards (a big allocation costs more than the read)."""
+    parts: list[bytes] = []
+    total, want = 0, min(expected, limit) + 1
+    while total <= limit:
+        chunk = os.read(fd, want)
+        if not chunk:  # the end of the file
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.append(chunk)
+        total += len(chunk)
+        want = min(limit + 1 - total, 1 << 16)  # it grew since it was looked at, or the read came short
+    return None
 
 
 class Processor:

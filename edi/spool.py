@@ -167,6 +167,7 @@ class Spool:
         self._tmp = layout.tmp
         self._staged = 0  # stages so far: numbers the temporary files
         self._root = layout.root
+        self._stage_in: dict[Path, Path] = {}  # a target's folder -> where its temporary files are written
 
     # -- this process's hand -------------------------------------------------------------------------------------
 
@@ -332,8 +333,10 @@ class Spool:
         """Write ``data`` under a temporary name for ``target`` (not durable until the next barrier); with ``mode``
         the file gets exactly those permissions. The temporary file is in the workspace's ``tmp/`` for targets in
         the workspace, else beside the target, hidden (a rename must stay on one filesystem)."""
-        inside = target.parent.is_relative_to(self._root)
-        folder = self._tmp if inside else target.parent
+        parent = target.parent
+        folder = self._stage_in.get(parent)
+        if folder is None:
+            folder = self._stage_in[parent] = self._tmp if parent.is_relative_to(self._root) else parent
         self._staged += 1
         tmp = folder / f".{target.name}.{os.getpid()}-{self._staged}.tmp"  # one per stage: targets may share a name
         _write(tmp, data, mode, fault)

@@ -49,8 +49,8 @@ class CheckFile:
 
     def __call__(self, flow: Flow) -> Flow:
         """Check what can be told about the file without reading it."""
-        mode = flow.payload.lstat().st_mode
-        if not stat.S_ISREG(mode):
+        regular = flow.content is not None or stat.S_ISREG(flow.payload.lstat().st_mode)  # content: read as one
+        if not regular:
             finding = Finding(Code.IRR_TYPE_F, Layer.INTAKE, "not a regular file (a link or a special file)")
         elif flow.size == 0:
             finding = Finding(Code.IRR_VIDE_F, Layer.INTAKE, "the file is empty")

@@ -1,0 +1,80 @@
+"""Tests for how the processor hashes a claimed payload (edi.processor._digest): size, SHA-256 and, for a small
+payload, its bytes, read once; real files in tmp_path."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from edi.processor import EMPTY_SHA256, IN_MEMORY_BYTES, _digest, _read_at_most
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 65537, IN_MEMORY_BYTES - 1, IN_MEMORY_BYTES])
+def test_a_small_payload_is_hashed_and_kept(tmp_path: Path, size: int) -> None:
+    """Up to IN_MEMORY_BYTES, the bytes come back with their size and digest."""
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert _digest(path) == (size, hashlib.sha256(data).hexdigest(), data)
+
+
+def test_a_big_payload_is_hashed_not_kept(tmp_path: Path) -> None:
+    """Over IN_MEMORY_BYTES, size and digest only: later steps read it as a stream."""
+    data = os.urandom(IN_MEMORY_BYTES + 1)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert _digest(path) == (len(data), hashlib.sha256(data).hexdigest(), None)
+
+
+def test_a_link_or_special_file_hashes_as_empty(tmp_path: Path) -> None:
+    """A symlink is not followed and a FIFO is not opened (it would block): both hash as empty."""
+    target = tmp_path / "target"
+    target.write_bytes(b"secret")
+    (tmp_path / "link").symlink_to(target)
+    os.mkfifo(tmp_path / "fifo")
+    assert _digest(tmp_path / "link")[1:] == (EMPTY_SHA256, None)
+    assert _digest(tmp_path / "fifo") == (0, EMPTY_SHA256, None)
+
+
+def test_reading_past_the_expected_size(tmp_path: Path) -> None:
+    """A file that grew since its size was looked at is read to its end, or refused once it passes the limit."""
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 5000)
+    for expected, limit, wanted in [(10, 100_000, b"x" * 5000), (5000, 5000, b"x" * 5000), (10, 4999, None)]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            assert _read_at_most(fd, expected, limit) == wanted
+        finally:
+            os.close(fd)
+
+
+def test_reading_a_file_that_shrank(tmp_path: Path) -> None:
+    """A file shorter than expected is read to its end, whatever it holds."""
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert _read_at_most(fd, 1000, IN_MEMORY_BYTES) == b"abc"
+    finally:
+        os.close(fd)
+
+
+def test_a_payload_that_grows_past_the_limit_while_read_is_hashed_whole(tmp_path: Path) -> None:
+    """The size from lstat says small, the file holds more than the limit by the time it is read: hashed as a big
+    one, from its start."""
+    path = tmp_path / "f"
+    path.write_bytes(b"a")
+    real_lstat = os.lstat
+    data = os.urandom(IN_MEMORY_BYTES + 10)
+
+    def lstat_then_grow(target: str | os.PathLike[str]) -> os.stat_result:
+        result = real_lstat(target)
+        path.write_bytes(data)
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "lstat", lstat_then_grow)
+        assert _digest(path) == (len(data), hashlib.sha256(data).hexdigest(), None)
