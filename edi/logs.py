@@ -38,6 +38,11 @@ def configure_logging(level: str = "warning", stream: TextIO | None = None) -> N
     )
 
 
+def info_logged() -> bool:
+    """Whether info lines are written (so that a hot path can skip building one that would be dropped)."""
+    return LEVELS[_level] <= LEVELS["info"]
+
+
 def current_level() -> str:
     """The level logging was last configured at (worker processes log at their parent's)."""
     return _level

@@ -47,6 +47,7 @@ from edi.faults import fault_point
 from edi.ingest.archives import Limits
 from edi.ingest.expand import delivery_files, original_bytes
 from edi.ingest.stages import open_regular, reserve_invoices
+from edi.logs import info_logged
 from edi.model import Flow, FlowStatus
 from edi.pipeline import Stages, decide, display_name
 from edi.spool import SYNCFS, Claim, Spool, Staged
@@ -343,11 +344,18 @@ class Processor:
 
     def _end(self, work: _Work) -> Outcome:
         claim = work.claim
-        bound = log.bind(flow_id=claim.flow_id, sender=claim.sender, file=display_name(claim.name))
         if work.error is not None:
-            return self._failed(work, bound)
+            return self._failed(
+                work, log.bind(flow_id=claim.flow_id, sender=claim.sender, file=display_name(claim.name))
+            )
         if work.finish_only:
-            bound.info("flow finished", detail="recovered with its acknowledgement in place: archived")
+            log.info(
+                "flow finished",
+                flow_id=claim.flow_id,
+                sender=claim.sender,
+                file=display_name(claim.name),
+                detail="recovered with its acknowledgement in place: archived",
+            )
             row = self.tracking.claimed(claim.flow_id) or {}
             return Outcome(
                 claim.flow_id,
@@ -362,16 +370,20 @@ class Processor:
         outcome = Outcome(
             flow.flow_id, flow.sender, flow.file_name, flow.status, len(flow.documents), int(ack["documents_accepted"])
         )
-        bound.info(
-            "flow",
-            status=str(outcome.status),
-            documents=outcome.documents,
-            accepted=outcome.accepted,
-            codes=sorted(
-                {f["code"] for d in ack["documents"] for f in d["findings"]} | {f["code"] for f in ack["findings"]}
-            ),
-            ms=round((time.monotonic() - work.started) * 1000, 1),
-        )
+        if info_logged():  # not built at all when it would be dropped: this runs for every flow
+            log.info(
+                "flow",
+                flow_id=claim.flow_id,
+                sender=claim.sender,
+                file=display_name(claim.name),
+                status=str(outcome.status),
+                documents=outcome.documents,
+                accepted=outcome.accepted,
+                codes=sorted(
+                    {f["code"] for d in ack["documents"] for f in d["findings"]} | {f["code"] for f in ack["findings"]}
+                ),
+                ms=round((time.monotonic() - work.started) * 1000, 1),
+            )
         return outcome
 
     def _ack_paths(self, claim: Claim, make: bool = False) -> tuple[Path, Path]:
