@@ -19,7 +19,8 @@ hundreds, one in twenty invalid), then measures, on the same files:
 
 Usage (the README gives the numbers this printed):
 
-  .venv/bin/python benchmarks/bench_batch.py [--flows 20000] [--workers 1 2] [--rules xsd] [--xmlcheck 100]
+  .venv/bin/python benchmarks/bench_batch.py [--flows 20000] [--workers 1 2] [--rules xsd] [--rounds 1]
+                                             [--xmlcheck 100]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -198,12 +200,57 @@ def xmlcheck_loop(paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
+def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[str, float]:
+    """Every edi run asked for, each set between two bare loops, then the bare loop in W processes; what it gave
+    (ratios, for the summary of several rounds)."""
+    flows = len(paths)
+    base, valid = bare_loop(paths)
+    bare_rates = [flows / base]
+    print(f"  bare lxml loop (parse + XSD):   {base:8.2f} s  {bare_rates[0]:8.0f} flows/s   ({valid} valid)")
+    rates: dict[int, float] = {}
+    found: dict[str, float] = {}
+    for workers in args.workers:
+        got = run_edi(work / f"run-{workers}", paths, workers, args.rules)
+        rate = flows / got["seconds"]
+        rates[workers] = rate
+        after, _ = bare_loop(paths)  # again: this VM's speed drifts, so each run is set between two bare loops
+        bare_rates.append(flows / after)
+        base_rate = (bare_rates[-2] + bare_rates[-1]) / 2
+        found[f"{workers} worker(s) / bare loop"] = rate / base_rate
+        found[f"{workers} worker(s), last tenth / first tenth"] = got["last"] / got["first"]
+        found[f"{workers} worker(s), peak MiB"] = got["peak"] / 2**20
+        print(
+            f"  edi batch --workers {workers}:        {got['seconds']:8.2f} s  {rate:8.0f} flows/s  "
+            f"= {rate / base_rate:5.1%} of the bare loop run just before and after it "
+            f"({bare_rates[-2]:.0f} and {bare_rates[-1]:.0f} flows/s); "
+            f"{got['documents'] / got['seconds']:.0f} documents/s, {int(got['delivered'])} delivered; "
+            f"peak memory {got['peak'] / 2**20:.0f} MiB; first tenth {got['first']:.0f} flows/s, "
+            f"last tenth {got['last']:.0f} flows/s ({got['last'] / got['first'] - 1:+.0%})"
+        )
+    if 1 in rates:
+        for workers, rate in rates.items():
+            if workers != 1:
+                found[f"{workers} workers / 1 worker"] = rate / rates[1]
+                print(f"  {workers} workers / 1 worker: {rate / rates[1]:.2f}x")
+    for workers in sorted({w for w in args.workers if w > 1}):
+        one, _ = bare_loop(paths)
+        seconds = bare_loop_parallel(paths, workers)
+        found[f"bare loop, {workers} processes / 1"] = one / seconds
+        print(
+            f"  bare loop in {workers} processes at once: {seconds:8.2f} s  {flows / seconds:8.0f} flows/s "
+            f"= {one / seconds:.2f}x one process just before it (what this machine gives {workers} CPU-bound "
+            "processes)"
+        )
+    return found
+
+
 def main() -> None:
     """Generate, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flows", type=int, default=20000, help="how many flows (default 20000)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run (default 1 2)")
     parser.add_argument("--rules", nargs="+", default=["xsd"], help='validation.rules (default "xsd")')
+    parser.add_argument("--rounds", type=int, default=1, help="measure this many times, then give the medians")
     parser.add_argument("--xmlcheck", type=int, default=100, help="files for the facturx-xmlcheck loop (0: skip)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--work", type=Path, help="where to work, kept afterwards (default: a temporary folder)")
@@ -219,37 +266,17 @@ def main() -> None:
         )
         os.sync()
         bare_loop(paths[:200])  # schemas compiled: the loops measure parsing and validating only
-        base, valid = bare_loop(paths)
-        bare_rates = [args.flows / base]
-        print(f"  bare lxml loop (parse + XSD):   {base:8.2f} s  {bare_rates[0]:8.0f} flows/s   ({valid} valid)")
-        rates: dict[int, float] = {}
-        for workers in args.workers:
-            got = run_edi(work / f"run-{workers}", paths, workers, args.rules)
-            rate = args.flows / got["seconds"]
-            rates[workers] = rate
-            after, _ = bare_loop(paths)  # again: this VM's speed drifts, so each run is set between two bare loops
-            bare_rates.append(args.flows / after)
-            base_rate = (bare_rates[-2] + bare_rates[-1]) / 2
-            print(
-                f"  edi batch --workers {workers}:        {got['seconds']:8.2f} s  {rate:8.0f} flows/s  "
-                f"= {rate / base_rate:5.1%} of the bare loop run just before and after it "
-                f"({bare_rates[-2]:.0f} and {bare_rates[-1]:.0f} flows/s); "
-                f"{got['documents'] / got['seconds']:.0f} documents/s, {int(got['delivered'])} delivered; "
-                f"peak memory {got['peak'] / 2**20:.0f} MiB; first tenth {got['first']:.0f} flows/s, "
-                f"last tenth {got['last']:.0f} flows/s ({got['last'] / got['first'] - 1:+.0%})"
-            )
-        if 1 in rates:
-            for workers, rate in rates.items():
-                if workers != 1:
-                    print(f"  {workers} workers / 1 worker: {rate / rates[1]:.2f}x")
-        for workers in sorted({w for w in args.workers if w > 1}):
-            one, _ = bare_loop(paths)
-            seconds = bare_loop_parallel(paths, workers)
-            print(
-                f"  bare loop in {workers} processes at once: {seconds:8.2f} s  {args.flows / seconds:8.0f} flows/s "
-                f"= {one / seconds:.2f}x one process just before it (what this machine gives {workers} CPU-bound "
-                "processes)"
-            )
+        rounds: list[dict[str, float]] = []
+        for number in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                print(f"round {number} of {args.rounds}")
+            # runs are never deleted between rounds: on ext4 without a journal, creating files is slow for about a
+            # minute after many were deleted
+            rounds.append(one_round(work / f"round-{number}", paths, args))
+        if args.rounds > 1:
+            print(f"medians of {args.rounds} rounds:")
+            for key in rounds[0]:
+                print(f"  {key}: {statistics.median(r[key] for r in rounds):.3f}")
         if args.xmlcheck:
             sample = paths[: args.xmlcheck]
             seconds = xmlcheck_loop(sample)
