@@ -312,7 +312,7 @@ class Processor:
             assert doc.queue is not None
             for suffix, content in delivery_files(doc, data, self.limits):
                 name = delivery_name(flow.flow_id, doc, suffix)
-                work.deliveries.append(self.layout.queue(doc.queue) / "new" / name)
+                work.deliveries.append(self.spool.delivery_path(doc.queue, name))
                 staged = self.spool.stage_delivery(doc.queue, name, content, again=work.recovered)
                 if staged is not None:
                     work.staged.append((staged, "deliver.before_rename"))

@@ -355,6 +355,10 @@ class Spool:
         self._touch(tmp)
         return Staged(tmp, new_folder / name)
 
+    def delivery_path(self, queue: str, name: str) -> Path:
+        """Where a document named ``name`` is delivered in ``queue``: ``queues/<queue>/new/<name>``."""
+        return self._queue(queue)[1] / name
+
     def _queue(self, queue: str) -> tuple[Path, Path, Path]:
         folders = self._queues.get(queue)
         if folders is None:

@@ -291,7 +291,8 @@ class Tracking:
                 row = {k: doc.get(k) for k in _DOCUMENT_COLUMNS if k not in ("flow_id", "idx")}
                 row.update(flow_id=flow_id, idx=doc["index"])
                 for column in _LIST_COLUMNS:
-                    row[column] = json.dumps(doc.get(column) or [], ensure_ascii=False)
+                    value = doc.get(column)
+                    row[column] = json.dumps(value, ensure_ascii=False) if value else "[]"
                 documents.append(row)
                 findings += [_finding_row(flow_id, doc["index"], f) for f in doc["findings"]]
                 events.append([flow_id, doc["index"], when, doc["status"], doc.get("reason") or ""])
@@ -301,13 +302,15 @@ class Tracking:
                 releases.append((flow_id, [d["index"] for d in ack["documents"] if d["status"] == "200"]))
         with self._transaction():
             assignments = ", ".join(f"{c} = ?" for c in columns)
-            for flow in flows:
-                if not conn.execute(f"UPDATE flows SET {assignments} WHERE flow_id = ?", flow).rowcount:
-                    # never recorded as claimed (a store restored from an older backup): recorded now
-                    conn.execute(
-                        f"INSERT INTO flows ({', '.join(columns)}, flow_id) VALUES ({', '.join('?' for _ in flow)})",
-                        flow,
-                    )
+            changes = conn.total_changes
+            conn.executemany(f"UPDATE flows SET {assignments} WHERE flow_id = ?", flows)
+            if conn.total_changes - changes != len(flows):
+                # some were never recorded as claimed (a store restored from an older backup): recorded now
+                known = self._known([flow[-1] for flow in flows])
+                conn.executemany(
+                    f"INSERT INTO flows ({', '.join(columns)}, flow_id) VALUES ({', '.join('?' for _ in columns)}, ?)",
+                    [flow for flow in flows if flow[-1] not in known],
+                )
             ids = [[flow[-1]] for flow in flows]
             conn.executemany("DELETE FROM documents WHERE flow_id = ?", ids)  # an earlier attempt's, if any
             conn.executemany("DELETE FROM findings WHERE flow_id = ?", ids)

@@ -547,6 +547,17 @@ def test_record_outcomes_lets_go_of_the_keys_of_documents_not_accepted(store: Tr
     assert store.reserve_invoice(key[2], "F9", 1) == ("F9", 1)
 
 
+def test_record_outcomes_records_flows_never_claimed_beside_claimed_ones(store: Tracking) -> None:
+    """In one group, flows recorded as claimed are updated and a flow the store never saw (a store restored from
+    an older backup) is inserted: each ends with one row and its outcome."""
+    store.record_claims([claimed_row("F1"), claimed_row("F3")], T0)
+    acks = [ack_of(f, document(1)) for f in ("F1", "F2", "F3")]
+    store.record_outcomes(acks, T0)
+    assert [count(store, "flows", f) for f in ("F1", "F2", "F3")] == [1, 1, 1]
+    assert [store.status(f) for f in ("F1", "F2", "F3")] == ["IN_INTEGRE"] * 3
+    assert store.flow("F2")["documents_total"] == 1
+
+
 def test_record_outcomes_is_one_transaction(store: Tracking) -> None:
     """If one acknowledgement of a group cannot be stored, none is, and no key is let go."""
     store.record_claims([claimed_row("F1"), claimed_row("F2")], T0)
