@@ -193,9 +193,7 @@ class Tracking:
     def _known(self, flow_ids: Sequence[str]) -> set[str]:
         """Which of these flows have a row (a query per 500 ids, not one per id)."""
         known: set[str] = set()
-        for start in range(0, len(flow_ids), 500):
-            chunk = flow_ids[start : start + 500]
-            marks = ", ".join("?" for _ in chunk)
+        for chunk, marks in _in_chunks(flow_ids):
             known.update(
                 str(r[0]) for r in self.db.conn.execute(f"SELECT flow_id FROM flows WHERE flow_id IN ({marks})", chunk)
             )
@@ -226,11 +224,10 @@ class Tracking:
                 "UPDATE flows SET size = ?, sha256 = ? WHERE flow_id = ?", [[z, h, f] for f, z, h in digests]
             )
             firsts: dict[tuple[str, str], str] = {}
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
+            for chunk, marks in _in_chunks(ids):
                 rows = self.db.conn.execute(
                     "SELECT g.sender, g.sha256, (SELECT MIN(o.flow_id) FROM flows o WHERE o.sender = g.sender "
-                    f"AND o.sha256 = g.sha256) FROM flows g WHERE g.flow_id IN ({', '.join('?' for _ in chunk)})",
+                    f"AND o.sha256 = g.sha256) FROM flows g WHERE g.flow_id IN ({marks})",
                     chunk,
                 )
                 firsts.update(((str(sender), str(sha)), str(first)) for sender, sha, first in rows if first)
@@ -532,6 +529,13 @@ class Tracking:
     def counts(self) -> dict[str, int]:
         """How many flows are in each status."""
         return {r["status"]: r["n"] for r in self.db.query("SELECT status, count(*) AS n FROM flows GROUP BY status")}
+
+
+def _in_chunks(ids: Sequence[str], size: int = 500) -> Iterator[tuple[Sequence[str], str]]:
+    """``ids`` in chunks small enough for one ``IN (...)`` each, with the chunk's placeholders."""
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
+        yield chunk, ", ".join("?" for _ in chunk)
 
 
 def _insert_many(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> None:

@@ -97,10 +97,13 @@ class Expand:
 
 
 def _whole(flow: Flow) -> bytes:
-    return flow.content if flow.content is not None else _payload(flow.payload)
+    return _payload(flow.payload, flow.content)
 
 
-def _payload(path: Path) -> bytes:
+def _payload(path: Path, content: bytes | None = None) -> bytes:
+    """The file's bytes: ``content`` when they were read already, else read now."""
+    if content is not None:
+        return content
     with open_regular(path) as stream:
         return stream.read()
 
@@ -125,7 +128,7 @@ def original_bytes(
     if kind in ("zip", "tar.gz"):
         yield from reread(payload, kind, limits, wanted)
     elif 1 in wanted:
-        yield 1, content if content is not None else _payload(payload)
+        yield 1, _payload(payload, content)
 
 
 def delivery_files(doc: Document, data: bytes, limits: Limits) -> list[tuple[str, bytes]]:
