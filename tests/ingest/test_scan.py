@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import socket
 from pathlib import Path
@@ -63,6 +64,16 @@ def test_a_dot_folder_is_ignored_not_skipped(tmp_path: Path) -> None:
 def test_in_progress_ignores_case(name: str) -> None:
     """Whether a name is in progress does not depend on the case of its letters."""
     assert in_progress(name, IGNORE) == in_progress(name.swapcase(), IGNORE)
+
+
+@given(
+    st.text(alphabet="abcXYZ.-_~*?[]!tmpPARTfile\u00e9\n", min_size=1, max_size=20),
+    st.lists(st.text(alphabet="abcXYZ.-_~*?[]!tmpPART\u00e9", min_size=1, max_size=8), max_size=4),
+)
+def test_in_progress_matches_each_pattern_as_fnmatch_does(name: str, patterns: list[str]) -> None:
+    """The one expression made of all the patterns says what fnmatch says of them one by one (case-blind)."""
+    expected = name.startswith(".") or any(fnmatch.fnmatchcase(name.lower(), p.lower()) for p in patterns)
+    assert in_progress(name, tuple(patterns)) == expected
 
 
 @given(st.text(min_size=0, max_size=20))
