@@ -201,34 +201,45 @@ class Session:
         self.spool.sweep_tmp(STALE_TMP_SECONDS, started)
         report.recovered = self.recover(on_flow=done, should_stop=should_stop)
         leave: set[Path] = set()  # stalled, or not claimable: not looked at again in this pass
-        first = True
-        while not should_stop():
-            scan = _scan(self.settings, self.layout, clock, settled, writing, SCAN_LIMIT, started, leave)
-            leave.update(scan.stalled)
-            if first:
-                report.young, report.skipped = scan.young, scan.skipped
-                for skipped in scan.skipped:
-                    log.warning("inbox entry skipped", path=str(skipped.path), why=skipped.why)
-                if on_start:
-                    on_start(report.recovered + len(scan.ready) + scan.more)
-                first = False
-            report.incomplete += len(scan.stalled)
-            if not scan.ready:
-                if scan.more and scan.stalled:
-                    continue  # every candidate looked at was stalled: look past them
-                break
-            groups = list(_groups(scan.ready))
-            if self._use_pool(len(scan.ready) + scan.more):
-                if self._dispatch(groups, done, should_stop):
-                    continue  # a worker died: what it held is recovered, what it did not take is scanned again
+        looked = 0  # scans so far
+        more = 1  # ready files the last scan left for a later one (before the first scan: look)
+
+        def look(in_flight: Collection[Path] = ()) -> list[list[tuple[str, Ready]]]:
+            """The groups of the next scan (none: nothing more in this pass). ``in_flight`` files are in groups
+            handed out and maybe not claimed yet: they are not handed out again."""
+            nonlocal looked, more
+            while more and not should_stop():
+                exclude = leave | set(in_flight) if in_flight else leave
+                scan = _scan(self.settings, self.layout, clock, settled, writing, SCAN_LIMIT, started, exclude)
+                leave.update(scan.stalled)
+                if not looked:
+                    report.young, report.skipped = scan.young, scan.skipped
+                    for skipped in scan.skipped:
+                        log.warning("inbox entry skipped", path=str(skipped.path), why=skipped.why)
+                    if on_start:
+                        on_start(report.recovered + len(scan.ready) + scan.more)
+                looked += 1
+                report.incomplete += len(scan.stalled)
+                more = scan.more
+                if scan.ready:
+                    return list(_groups(scan.ready))
+                if not scan.stalled:  # when every candidate looked at was stalled, look past them
+                    more = 0
+            return []
+
+        groups = look()
+        while groups:
+            if self._use_pool(sum(len(g) for g in groups) + more):
+                if not self._dispatch(groups, done, should_stop, look):
+                    break  # the workers took every group the scans gave
+                more = 1  # a worker died: what it held is recovered, what it did not take is scanned again
             else:
                 for group in groups:
                     if should_stop():
                         break
                     for outcome in self.claim_and_process(group, leave):
                         done(outcome)
-            if not scan.more:
-                break
+            groups = look()
         for outcome in self.processor.flush():  # the last group's (its barrier ran while nothing else was left)
             done(outcome)
         report.stopped = should_stop()
@@ -361,12 +372,17 @@ class Session:
         return not self._pool.broken
 
     def _dispatch(
-        self, groups: list[list[tuple[str, Ready]]], done: Callable[[Outcome], None], should_stop: Callable[[], bool]
+        self,
+        groups: list[list[tuple[str, Ready]]],
+        done: Callable[[Outcome], None],
+        should_stop: Callable[[], bool],
+        look: Callable[[Collection[Path]], list[list[tuple[str, Ready]]]],
     ) -> bool:
-        """Run the groups in the worker processes; True if one of them died (the pool is then closed and what the
+        """Run the groups in the worker processes, and those of the next scans (``look``, asked before the workers
+        run out of work: they do not wait for a scan); True if a worker died (the pool is then closed and what the
         workers held is recovered here)."""
         assert self._pool is not None
-        for outcome in self._pool.run(groups, should_stop, self.claim_and_process):
+        for outcome in self._pool.run(groups, should_stop, self.claim_and_process, look):
             done(outcome)
         if not self._pool.broken:
             return False

@@ -25,7 +25,7 @@ import os
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -132,28 +132,36 @@ class WorkerPool:
         groups: Sequence[list[tuple[str, Ready]]],
         should_stop: Callable[[], bool],
         here: Callable[[list[tuple[str, Ready]]], list[Outcome]],
+        more: Callable[[Collection[Path]], list[list[tuple[str, Ready]]]] | None = None,
     ) -> Iterator[Outcome]:
         """Hand the groups out, at most :data:`QUEUED_PER_WORKER` per worker at a time, and take the next one
-        ``here`` (in the main process) whenever the workers have enough; yield outcomes as groups finish. Stops
-        taking groups when ``should_stop`` says so or a worker dies (``broken``), and returns once the groups out
-        are done."""
+        ``here`` (in the main process) whenever the workers have enough; yield outcomes as groups finish. When the
+        groups run out, ask ``more`` for others (given the files of the groups handed out and not finished, which
+        it must not give again) while the workers still have work, until it gives none. Stops taking groups when
+        ``should_stop`` says so or a worker dies (``broken``), and returns once the groups out are done."""
         todo = deque(groups)
-        pending: set[Future[list[Outcome]]] = set()
+        pending: dict[Future[list[Outcome]], list[Path]] = {}  # a group handed out -> its files
         while True:
             while todo and not self.broken and len(pending) < self._queued and not should_stop():
+                group = todo.popleft()
                 try:
-                    pending.add(self._executor.submit(_run, _wire(todo.popleft())))
+                    pending[self._executor.submit(_run, _wire(group))] = [r.path for _, r in group]
                 except BrokenProcessPool:
                     self.broken = True
-            finished = {f for f in pending if f.done()}
-            pending -= finished
-            for future in finished:
+            for future in [f for f in pending if f.done()]:
+                del pending[future]
                 yield from self._outcomes(future)
+            if not todo and more is not None and not self.broken and not should_stop():
+                todo.extend(more([path for paths in pending.values() for path in paths]) or ())
+                if not todo:
+                    more = None  # nothing more in this pass
+                continue  # hand the new groups out first
             if todo and not self.broken and not should_stop():
                 yield from here(todo.popleft())
             elif pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
+                    del pending[future]
                     yield from self._outcomes(future)
             else:
                 return

@@ -21,9 +21,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from edi import runner
+from edi.config import load_settings
 from edi.runner import GROUP_FLOWS
 from tests.conftest import FLOWS
 
@@ -436,6 +439,33 @@ def test_a_worker_killed_in_the_middle_of_a_group_is_recovered_by_the_batch(make
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("0 flows"), again.stdout
     assert problems(setup.root, dropped) == []
+
+
+def test_scans_run_while_the_worker_holds_groups_and_never_give_a_file_twice(make_setup, monkeypatch) -> None:
+    """`run_batch` with 2 workers on 300 files (in this process, the inbox looked at 40 files at a time): the next
+    scans run while groups handed to the worker are not finished (the worker does not wait for them), leave those
+    groups' files out (no file is given by two scans), and every file is answered once, by both processes."""
+    setup = make_setup()
+    dropped = Dropped()
+    drop(setup.root, dropped, 300, "s")
+    monkeypatch.setattr(runner, "SCAN_LIMIT", 40)
+    scans: list[tuple[set[Path], list[Path]]] = []  # per scan: the files it was told to leave out, those it gave
+    real_scan = runner._scan
+
+    def spy(*args: Any) -> runner.SenderScan:
+        result = real_scan(*args)
+        scans.append((set(args[-1]), [item.path for _, item in result.ready]))
+        return result
+
+    monkeypatch.setattr(runner, "_scan", spy)
+    report = runner.run_batch(load_settings(setup.config), workers=2, keep_outcomes=False)
+    assert report.flows == 300
+    given = [path for _, ready in scans for path in ready]
+    assert len(given) == len(set(given)) == 300, "a file was given by two scans"
+    assert len(scans) >= 300 // 40
+    assert any(in_flight for in_flight, _ in scans[1:]), "every scan waited for the worker to finish its groups"
+    assert problems(setup.root, dropped) == []
+    assert len(hands(setup.root)) == 2
 
 
 def start_watch(setup: Setup) -> subprocess.Popen[str]:
