@@ -11,7 +11,8 @@ hundreds, one in twenty invalid), then measures, on the same files:
               `--workers W` for each W asked: claims, validates, routes, delivers, acknowledges, records, archives,
               every file made durable (fsync). Peak memory is the sum of the resident sizes of the edi processes,
               sampled every 20 ms; throughput in the first and the last tenth comes from the acknowledgements'
-              times.
+              times. When 1 and more workers are asked, 1 worker runs again after the others, and W workers are
+              compared with the mean of the two 1-worker runs (drift between runs cancels out to first order).
   bare loop   also in W processes at once, on W slices of the files, for each W > 1 asked: what the machine gives
   in W procs  W CPU-bound processes (the ceiling for W workers: cores may share caches, or be shared by the host).
   xmlcheck    a loop a user might script instead: the `facturx-xmlcheck` command of the factur-x package once per
@@ -218,18 +219,24 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
     base, valid = bare_loop(paths)
     bare_rates = [flows / base]
     print(f"  bare lxml loop (parse + XSD):   {base:8.2f} s  {bare_rates[0]:8.0f} flows/s   ({valid} valid)")
-    rates: dict[int, float] = {}
-    found: dict[str, float] = {}
-    for workers in args.workers:
-        got = run_edi(work / f"run-{workers}", paths, workers, args.rules)
+    rates: dict[int, list[float]] = {}
+    measured: dict[str, list[float]] = {}
+    order = list(args.workers)
+    if 1 in order and any(w > 1 for w in order):
+        order.append(1)  # once more after the others: W workers / 1 worker is then drift-free to first order
+    for number, workers in enumerate(order):
+        got = run_edi(work / f"run-{number + 1}-w{workers}", paths, workers, args.rules)
         rate = flows / got["seconds"]
-        rates[workers] = rate
+        rates.setdefault(workers, []).append(rate)
         after, _ = bare_loop(paths)  # again: this VM's speed drifts, so each run is set between two bare loops
         bare_rates.append(flows / after)
         base_rate = (bare_rates[-2] + bare_rates[-1]) / 2
-        found[f"{workers} worker(s) / bare loop"] = rate / base_rate
-        found[f"{workers} worker(s), last tenth / first tenth"] = got["last"] / got["first"]
-        found[f"{workers} worker(s), peak MiB"] = got["peak"] / 2**20
+        for key, value in (
+            (f"{workers} worker(s) / bare loop", rate / base_rate),
+            (f"{workers} worker(s), last tenth / first tenth", got["last"] / got["first"]),
+            (f"{workers} worker(s), peak MiB", got["peak"] / 2**20),
+        ):
+            measured.setdefault(key, []).append(value)
         print(
             f"  edi batch --workers {workers}:        {got['seconds']:8.2f} s  {rate:8.0f} flows/s  "
             f"= {rate / base_rate:5.1%} of the bare loop run just before and after it "
@@ -238,11 +245,15 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
             f"peak memory {got['peak'] / 2**20:.0f} MiB; first tenth {got['first']:.0f} flows/s, "
             f"last tenth {got['last']:.0f} flows/s ({got['last'] / got['first'] - 1:+.0%})"
         )
+    found = {key: statistics.mean(values) for key, values in measured.items()}
     if 1 in rates:
-        for workers, rate in rates.items():
-            if workers != 1:
-                found[f"{workers} workers / 1 worker"] = rate / rates[1]
-                print(f"  {workers} workers / 1 worker: {rate / rates[1]:.2f}x")
+        one = statistics.mean(rates[1])
+        for workers, rate in ((w, r[0]) for w, r in rates.items() if w != 1):
+            found[f"{workers} workers / 1 worker"] = rate / one
+            print(
+                f"  {workers} workers / 1 worker: {rate / one:.2f}x (the mean of the 1-worker runs before and after: "
+                f"{' and '.join(f'{r:.0f}' for r in rates[1])} flows/s)"
+            )
     for workers in sorted({w for w in args.workers if w > 1}):
         one, _ = bare_loop(paths)
         seconds = bare_loop_parallel(paths, workers)
