@@ -93,6 +93,7 @@ def scan_inbox(
     ``cutoff`` (a run's start) and files in ``exclude`` are left out.
     """
     candidates: list[tuple[float, bytes, str, int]] = []  # a max-heap (negated) of the oldest
+    excluded = {os.fspath(path) for path in exclude}  # compared with each entry's path as it comes: no Path built
     skipped: list[Skipped] = []
     young = more = 0
     try:
@@ -111,7 +112,7 @@ def scan_inbox(
             if kind != "file":
                 skipped.append(Skipped(Path(entry.path), f"{kind}: only regular files are processed"))
                 continue
-            if exclude and Path(entry.path) in exclude:
+            if excluded and entry.path in excluded:
                 continue
             if (cutoff is not None and st.st_mtime > cutoff) or (
                 now - st.st_mtime < min_age and Path(entry.path) not in settled
