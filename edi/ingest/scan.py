@@ -53,16 +53,20 @@ class Scan:
 
 def in_progress(name: str, ignore: Sequence[str]) -> bool:
     """Whether a file name says the file is still being written (or is not for us)."""
-    return name.startswith(".") or _ignored(tuple(ignore))(name.lower()) is not None
+    return _in_progress(tuple(ignore))(name)
 
 
 @functools.lru_cache(maxsize=16)
-def _ignored(ignore: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
-    """One regular expression for all the ``ignore`` patterns (matched case-blind): an inbox of 100,000 files is
-    looked at over and over while its backlog lasts, and one match costs a fifth of five ``fnmatch`` calls."""
-    if not ignore:
-        return lambda name: None
-    return re.compile("|".join(fnmatch.translate(pattern.lower()) for pattern in ignore)).match
+def _in_progress(ignore: tuple[str, ...]) -> Callable[[str], bool]:
+    """:func:`in_progress` for these patterns, made once: one regular expression for all of them (matched
+    case-blind). An inbox of 100,000 files is looked at over and over while its backlog lasts, and one match costs a
+    fifth of five ``fnmatch`` calls."""
+    match = re.compile("|".join(fnmatch.translate(p.lower()) for p in ignore)).match if ignore else None
+
+    def test(name: str) -> bool:
+        return name.startswith(".") or (match is not None and match(name.lower()) is not None)
+
+    return test
 
 
 def scan_inbox(
@@ -94,6 +98,7 @@ def scan_inbox(
     """
     candidates: list[tuple[float, bytes, str, int]] = []  # a max-heap (negated) of the oldest
     excluded = {os.fspath(path) for path in exclude}  # compared with each entry's path as it comes: no Path built
+    ignored = _in_progress(tuple(ignore))
     skipped: list[Skipped] = []
     young = more = 0
     try:
@@ -102,7 +107,7 @@ def scan_inbox(
         return Scan()
     with entries:
         for entry in entries:
-            if in_progress(entry.name, ignore):
+            if ignored(entry.name):
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
