@@ -154,21 +154,32 @@ class PeakMemory(threading.Thread):
             self.peak = max(self.peak, _rss(family))
 
 
-def run_edi(work: Path, paths: list[Path], workers: int, rules: list[str]) -> dict[str, float]:
-    """Run `edi batch --workers W` over ``paths`` dropped in a fresh workspace; what it measured."""
-    work.mkdir(parents=True)  # a fresh folder; earlier runs are removed only at the end (deleting is not free)
+def new_workspace(work: Path, rules: list[str]) -> list[str]:
+    """Configure a workspace in ``work`` (sender ``bench``, a directory without rules) and run `edi init`; the `edi`
+    command line for it."""
     directory = directory_without_rules(work / "directory.toml")
     config = work / "config.toml"
     config.write_text(CONFIG.format(directory=directory, rules=rules).replace("'", '"'), encoding="utf-8")
     edi = [sys.executable, "-m", "edi", "--config", str(config)]
     subprocess.run([*edi, "init"], check=True, capture_output=True)
-    inbox = work / "ws" / "inbox" / "bench"
-    for path in paths:
-        os.link(path, inbox / path.name)  # same bytes, no copy: dropping 100,000 files stays quick
+    return edi
+
+
+def drop(paths: list[Path], inbox: Path, prefix: str = "") -> None:
+    """Put ``paths`` in ``inbox`` (names prefixed), old enough for any ``min_age_seconds``, and on disk."""
     old = time.time() - 60
-    for path in paths:  # old enough for min_age_seconds whatever it is
-        os.utime(inbox / path.name, (old, old))
+    for path in paths:
+        target = inbox / f"{prefix}{path.name}"
+        os.link(path, target)  # same bytes, no copy: dropping 100,000 files stays quick
+        os.utime(target, (old, old))
     os.sync()  # the copies' writeback is not edi's to pay
+
+
+def run_edi(work: Path, paths: list[Path], workers: int, rules: list[str]) -> dict[str, float]:
+    """Run `edi batch --workers W` over ``paths`` dropped in a fresh workspace; what it measured."""
+    work.mkdir(parents=True)  # a fresh folder; earlier runs are removed only at the end (deleting is not free)
+    edi = new_workspace(work, rules)
+    drop(paths, work / "ws" / "inbox" / "bench")
     started = time.perf_counter()
     proc = subprocess.Popen(
         [*edi, "batch", *(["--workers", str(workers)] if workers else [])],

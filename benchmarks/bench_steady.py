@@ -14,7 +14,6 @@ Usage (the README gives the numbers this printed):
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_batch import CONFIG
-from benchmarks.invoices import directory_without_rules, write_flows
+from benchmarks.bench_batch import drop, new_workspace
+from benchmarks.invoices import write_flows
 
 
 def tenths(times: list[float]) -> list[float]:
@@ -42,20 +41,12 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="edi-steady-"))
     work.mkdir(parents=True, exist_ok=True)
-    directory = directory_without_rules(work / "directory.toml")
-    config = work / "config.toml"
-    config.write_text(CONFIG.format(directory=directory, rules=["xsd"]).replace("'", '"'), encoding="utf-8")
-    edi = [sys.executable, "-m", "edi", "--config", str(config)]
-    subprocess.run([*edi, "init"], check=True, capture_output=True)
+    edi = new_workspace(work, ["xsd"])
     inbox, acks = work / "ws" / "inbox" / "bench", work / "ws" / "acks" / "bench"
     print(f"{args.flows} flows per run, --workers {args.workers}, in {work} (kept)")
     for label, seed in (("A, fresh workspace", 11), ("B, same workspace, holding A", 12)):
         paths, _ = write_flows(work / f"files-{seed}", args.flows, seed)
-        old = time.time() - 60
-        for path in paths:
-            os.link(path, inbox / f"{seed}-{path.name}")
-            os.utime(inbox / f"{seed}-{path.name}", (old, old))
-        os.sync()
+        drop(paths, inbox, f"{seed}-")
         before = {p.name for p in acks.glob("*.json")} if acks.exists() else set()
         started = time.perf_counter()
         subprocess.run([*edi, "batch", "--workers", str(args.workers)], check=False, capture_output=True)
