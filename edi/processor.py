@@ -11,10 +11,11 @@ For a group, each step runs for every flow before the next step starts:
 6. publish: deliveries renamed into their queues, then the acknowledgement into place;
 7. record every outcome (one transaction).
 
-In the main process (``pipelined``), a group's barrier runs in a background thread while the next group is hashed
-and decided, and the group is published, recorded and answered once that is done: the wait for the disk is hidden
-behind the next group's work. The last group is finished, and every payload answered archived, by
-:meth:`Processor.flush` (a barrier, then the renames) at the end of each pass.
+When ``pipelined`` (every process of a run), a group's barrier runs in a background thread while the next group is
+hashed and decided, and the group is published, recorded and answered once that is done: the wait for the disk is
+hidden behind the next group's work. The last group is finished by :meth:`Processor.finish` (a worker, at the end of
+a task) or :meth:`Processor.flush`, which also archives every payload answered (a barrier, then the renames), at the
+end of each pass.
 
 A flow that fails for our own reason at any step (a full disk, a permission or I/O error, a bug) leaves the group:
 what it staged is removed, what it published is withdrawn (a delivery already taken by its consumer stays), it goes
@@ -207,6 +208,11 @@ class Processor:
         except Exception as exc:
             return finished + self._complete(works, exc)
         return finished + self._complete(works, None)
+
+    def finish(self) -> list[Outcome]:
+        """Take the group waiting for its barrier, if any, to its outcomes (a worker, at the end of what it was
+        handed); unlike :meth:`flush`, the payloads answered wait for the next barrier to be archived."""
+        return self._finish_pending()
 
     def _finish_pending(self) -> list[Outcome]:
         """Wait for the barrier of the group staged last, then take that group to its outcomes."""

@@ -114,9 +114,7 @@ class Session:
     (with their compiled schemas and rules), the spool and its hand, and up to ``workers`` processes. Close it when
     done."""
 
-    def __init__(
-        self, settings: Settings, clock: Clock | None = None, workers: int = 1, pipelined: bool = True
-    ) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None, workers: int = 1) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.layout = settings.workspace.layout()
@@ -128,7 +126,7 @@ class Session:
         self.spool = Spool(self.layout)
         stages = build_stages(settings, self.tracking, directory, self.catalogue)
         self.processor = Processor(
-            self.layout, self.spool, self.tracking, stages, self.clock, limits_of(settings.limits), pipelined
+            self.layout, self.spool, self.tracking, stages, self.clock, limits_of(settings.limits), pipelined=True
         )
         self.ids = FlowIds(self.clock)
         self.workers = max(1, workers)

@@ -10,15 +10,18 @@ claimed a flow is read from the ``claimed_by`` column of the store: the name of 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from typing import Any
 import pytest
 
 from edi import runner
+from edi import workers as worker_processes
 from edi.config import load_settings
 from edi.runner import GROUP_FLOWS
 from tests.conftest import FLOWS
@@ -466,6 +470,79 @@ def test_scans_run_while_the_worker_holds_groups_and_never_give_a_file_twice(mak
     assert any(in_flight for in_flight, _ in scans[1:]), "every scan waited for the worker to finish its groups"
     assert problems(setup.root, dropped) == []
     assert len(hands(setup.root)) == 2
+
+
+def test_a_worker_task_answers_all_its_groups_and_waits_for_the_disk_in_the_background(make_setup, monkeypatch) -> None:
+    """A worker's task of three groups (its function run here, with a session of its own): the outcome of every file
+    of the three groups comes back with the task, and each group's barrier ran in the background thread while the
+    next group was decided, not in the worker's own thread."""
+    setup = make_setup()
+    dropped = Dropped()
+    drop(setup.root, dropped, 3 * GROUP_FLOWS, "t")
+    session = runner.Session(load_settings(setup.config))
+    barriers: list[str] = []
+    real_barrier = session.spool.barrier
+
+    def barrier() -> None:
+        barriers.append(threading.current_thread().name)
+        real_barrier()
+
+    monkeypatch.setattr(session.spool, "barrier", barrier)
+    monkeypatch.setattr(worker_processes, "_session", session)
+    files = sorted(
+        ((sender, path) for sender in SENDERS for path in (setup.root / "inbox" / sender).iterdir()),
+        key=lambda item: item[1].name,
+    )
+    wire = [(sender, os.fsencode(path), path.stat().st_size, path.stat().st_mtime) for sender, path in files]
+    try:
+        outcomes = worker_processes._run([wire[n : n + GROUP_FLOWS] for n in range(0, len(wire), GROUP_FLOWS)])
+    finally:
+        worker_processes._close()  # as at a worker's exit: the idle flush called off, everything archived
+    assert sorted(o.file_name for o in outcomes) == sorted(name for _, name, _, _ in dropped.files)
+    assert problems(setup.root, dropped) == []
+    assert barriers[:3] == ["edi-barrier_0"] * 3, barriers  # then the flush at exit, in this thread
+
+
+def test_a_task_that_finished_is_replaced_before_the_main_process_takes_its_next_group(make_setup, monkeypatch) -> None:
+    """`run_batch` with 2 workers on 640 files (in this process), each group of the main process's own slowed down by
+    half a second: whenever a task handed to the worker finished while the main process was busy with a group, the
+    next task is handed out before the main process takes another group (the worker does not wait a whole group of
+    the main process for work it could have had)."""
+    setup = make_setup()
+    dropped = Dropped()
+    drop(setup.root, dropped, 640, "q")
+    events: list[tuple[float, str]] = []  # appended by this thread and by the pool's (list.append is atomic)
+    real_group, real_submit = runner.Session.claim_and_process, ProcessPoolExecutor.submit
+
+    def slow_group(self: runner.Session, *args: Any) -> Any:
+        events.append((time.monotonic(), "group"))
+        time.sleep(0.5)
+        try:
+            return real_group(self, *args)
+        finally:
+            events.append((time.monotonic(), "group end"))
+
+    def submit(self: ProcessPoolExecutor, *args: Any) -> Any:
+        future = real_submit(self, *args)
+        events.append((time.monotonic(), "task"))
+        future.add_done_callback(lambda _: events.append((time.monotonic(), "task done")))
+        return future
+
+    monkeypatch.setattr(runner.Session, "claim_and_process", slow_group)  # the worker (spawned) runs the real one
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", submit)
+    report = runner.run_batch(load_settings(setup.config), workers=2, keep_outcomes=False)
+    assert report.flows == 640
+    assert problems(setup.root, dropped) == []
+    events.sort()
+    kinds = [kind for _, kind in events]
+    starts = [i for i, kind in enumerate(kinds) if kind == "group"]
+    checked = 0
+    for start, following in itertools.pairwise(starts):
+        end = kinds.index("group end", start)
+        if "task done" in kinds[start:end]:  # a place freed while the main process was busy
+            checked += 1
+            assert "task" in kinds[end:following], f"no task handed out between two groups of its own: {kinds}"
+    assert checked, f"no task finished during a group of the main process: nothing was checked ({kinds})"
 
 
 def start_watch(setup: Setup) -> subprocess.Popen[str]:
