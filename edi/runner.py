@@ -4,8 +4,10 @@
 A batch first recovers what a crash (or ``edi requeue``) left in the spool, then claims the finished files of every
 declared sender's inbox, oldest first, a group at a time (:data:`GROUP_FLOWS`), and takes each group to its outcomes
 (:mod:`edi.processor`), in this process or in worker processes (:mod:`edi.workers`). The inbox is looked at
-:data:`SCAN_LIMIT` files at a time, so memory does not grow with the backlog. Reads the configuration it is given
-and the workspace; raises :class:`EdiError` subclasses when the run cannot start (bad directory, unusable workspace).
+:data:`SCAN_LIMIT` files at a time, so memory does not grow with the backlog; with a backlog, the next look runs in a
+background thread while the last look's groups are processed (:data:`LOOK_AHEAD_GROUPS`). Reads the configuration it
+is given and the workspace; raises :class:`EdiError` subclasses when the run cannot start (bad directory, unusable
+workspace).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +48,9 @@ GROUP_FLOWS = 32  # flows claimed and taken to their outcome together: two waits
 GROUP_BYTES = 32 * 1024 * 1024  # ... and no more bytes than this in one group
 UNKNOWN_SENDER = "?"  # a recovered flow whose origin neither the store nor its metadata knows
 SCAN_LIMIT = 8192  # inbox files looked at per scan, oldest first (the rest waits for the next scan of the pass)
+# with this many groups of a scan left, the next scan starts in a background thread (a scan of a 100,000-file backlog
+# takes ~1.1 s, in which neither this process nor the workers would have work; 64 groups take 2-4 s)
+LOOK_AHEAD_GROUPS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,43 +207,65 @@ class Session:
         leave: set[Path] = set()  # stalled, or not claimable: not looked at again in this pass
         looked = 0  # scans so far
         more = 1  # ready files the last scan left for a later one (before the first scan: look)
+        scanner: ThreadPoolExecutor | None = None  # runs the next scan ahead, once there is a backlog
+        ahead: Future[SenderScan] | None = None  # the next scan, running or done
+
+        def scan_now(exclude: Collection[Path]) -> SenderScan:
+            return _scan(self.settings, self.layout, clock, settled, writing, SCAN_LIMIT, started, exclude)
+
+        def look_ahead(unclaimed: Collection[Path]) -> None:
+            """Start the next scan in the background if the last one left files for it; ``unclaimed`` files are
+            handed out or about to be, not claimed yet: the scan leaves them out."""
+            nonlocal scanner, ahead
+            if ahead is None and more and not should_stop():
+                scanner = scanner or ThreadPoolExecutor(1, "edi-scan")
+                ahead = scanner.submit(scan_now, leave | set(unclaimed))
 
         def look(in_flight: Collection[Path] = ()) -> list[list[tuple[str, Ready]]]:
-            """The groups of the next scan (none: nothing more in this pass). ``in_flight`` files are in groups
-            handed out and maybe not claimed yet: they are not handed out again."""
-            nonlocal looked, more
+            """The groups of the next scan, or of the one started ahead (none: nothing more in this pass).
+            ``in_flight`` files are in groups handed out and maybe not claimed yet: they are not handed out again."""
+            nonlocal looked, more, ahead
             while more and not should_stop():
-                exclude = leave | set(in_flight) if in_flight else leave
-                scan = _scan(self.settings, self.layout, clock, settled, writing, SCAN_LIMIT, started, exclude)
-                leave.update(scan.stalled)
+                if ahead is not None:  # it left out every file handed out, or to be, when it started
+                    found, ahead = ahead.result(), None
+                    found.ready[:] = [(sender, item) for sender, item in found.ready if item.path not in leave]
+                else:
+                    found = scan_now(leave | set(in_flight) if in_flight else leave)
+                leave.update(found.stalled)
                 if not looked:
-                    report.young, report.skipped = scan.young, scan.skipped
-                    for skipped in scan.skipped:
+                    report.young, report.skipped = found.young, found.skipped
+                    for skipped in found.skipped:
                         log.warning("inbox entry skipped", path=str(skipped.path), why=skipped.why)
                     if on_start:
-                        on_start(report.recovered + len(scan.ready) + scan.more)
+                        on_start(report.recovered + len(found.ready) + found.more)
                 looked += 1
-                report.incomplete += len(scan.stalled)
-                more = scan.more
-                if scan.ready:
-                    return list(_groups(scan.ready))
-                if not scan.stalled:  # when every candidate looked at was stalled, look past them
+                report.incomplete += len(found.stalled)
+                more = found.more
+                if found.ready:
+                    return list(_groups(found.ready))
+                if not found.stalled:  # when every candidate looked at was stalled, look past them
                     more = 0
             return []
 
-        groups = look()
-        while groups:
-            if self._use_pool(sum(len(g) for g in groups) + more):
-                if not self._dispatch(groups, done, should_stop, look):
-                    break  # the workers took every group the scans gave
-                more = 1  # a worker died: what it held is recovered, what it did not take is scanned again
-            else:
-                for group in groups:
-                    if should_stop():
-                        break
-                    for outcome in self.claim_and_process(group, leave):
-                        done(outcome)
+        try:
             groups = look()
+            while groups:
+                if self._use_pool(sum(len(g) for g in groups) + more):
+                    if not self._dispatch(groups, done, should_stop, look, look_ahead):
+                        break  # the workers took every group the scans gave
+                    more, ahead = 1, None  # a worker died: what it held is recovered, the rest is scanned again
+                else:
+                    for number, group in enumerate(groups):
+                        if should_stop():
+                            break
+                        if ahead is None and more and len(groups) - number <= LOOK_AHEAD_GROUPS:
+                            look_ahead([item.path for later in groups[number:] for _, item in later])
+                        for outcome in self.claim_and_process(group, leave):
+                            done(outcome)
+                groups = look()
+        finally:
+            if scanner is not None:
+                scanner.shutdown(wait=True)
         for outcome in self.processor.flush():  # the last group's (its barrier ran while nothing else was left)
             done(outcome)
         report.stopped = should_stop()
@@ -375,12 +403,14 @@ class Session:
         done: Callable[[Outcome], None],
         should_stop: Callable[[], bool],
         look: Callable[[Collection[Path]], list[list[tuple[str, Ready]]]],
+        look_ahead: Callable[[Collection[Path]], None],
     ) -> bool:
         """Run the groups in the worker processes, and those of the next scans (``look``, asked before the workers
-        run out of work: they do not wait for a scan); True if a worker died (the pool is then closed and what the
-        workers held is recovered here)."""
+        run out of work, and started ahead in the background with ``look_ahead``: they do not wait for a scan); True
+        if a worker died (the pool is then closed and what the workers held is recovered here)."""
         assert self._pool is not None
-        for outcome in self._pool.run(groups, should_stop, self.claim_and_process, look):
+        ahead = (look_ahead, LOOK_AHEAD_GROUPS)
+        for outcome in self._pool.run(groups, should_stop, self.claim_and_process, look, ahead):
             done(outcome)
         if not self._pool.broken:
             return False

@@ -140,15 +140,19 @@ class WorkerPool:
         should_stop: Callable[[], bool],
         here: Callable[[list[tuple[str, Ready]]], list[Outcome]],
         more: Callable[[Collection[Path]], list[list[tuple[str, Ready]]]] | None = None,
+        ahead: tuple[Callable[[Collection[Path]], None], int] | None = None,
     ) -> Iterator[Outcome]:
         """Hand the groups out, :data:`GROUPS_PER_TASK` to a task, at most :data:`TASKS_QUEUED_PER_WORKER` tasks
         per worker at a time, and take the next group ``here`` (in the main process) whenever the workers have
         enough; yield outcomes as tasks finish. When the groups run out, ask ``more`` for others (given the files of
         the tasks handed out and not finished, which it must not give again) while the workers still have work,
-        until it gives none. Stops taking groups when ``should_stop`` says so or a worker dies (``broken``), and
-        returns once the tasks out are done."""
+        until it gives none; with ``ahead`` (a function and a number of groups), tell the function once the groups
+        left are that few, giving it the files handed out and not finished and those left (the next scan may start
+        then, in the background). Stops taking groups when ``should_stop`` says so or a worker dies (``broken``),
+        and returns once the tasks out are done."""
         todo = deque(groups)
         pending: dict[Future[list[Outcome]], list[Path]] = {}  # a task handed out -> its files
+        told = False  # ``ahead`` was told about the groups in ``todo``
         while True:
             finished = [f for f in pending if f.done()]
             for future in finished:  # their places are free before the next tasks are handed out
@@ -164,8 +168,12 @@ class WorkerPool:
                 pending[future] = [r.path for group in task for _, r in group]
             for future in finished:
                 yield from self._outcomes(future)
+            if ahead is not None and not told and len(todo) <= ahead[1] and more is not None:
+                told = True
+                ahead[0]([path for paths in pending.values() for path in paths] + [r.path for g in todo for _, r in g])
             if not todo and more is not None and not self.broken and not should_stop():
                 todo.extend(more([path for paths in pending.values() for path in paths]) or ())
+                told = False
                 if not todo:
                     more = None  # nothing more in this pass
                 continue  # hand the new groups out first

@@ -472,6 +472,38 @@ def test_scans_run_while_the_worker_holds_groups_and_never_give_a_file_twice(mak
     assert len(hands(setup.root)) == 2
 
 
+def test_with_a_backlog_the_next_scan_runs_while_the_last_ones_files_are_claimed(make_setup, monkeypatch) -> None:
+    """`run_batch` in one process on 300 files, the inbox looked at 40 files at a time: a next scan starts in the
+    background before the files of the scans before it are all claimed, leaves them out (no file is given by two
+    scans), and every file is answered once."""
+    setup = make_setup()
+    dropped = Dropped()
+    drop(setup.root, dropped, 300, "a")
+    monkeypatch.setattr(runner, "SCAN_LIMIT", 40)
+    claimed: list[Path] = []
+    scans: list[tuple[int, int, list[Path]]] = []  # per scan: files claimed and given before it started, it gave
+    real_scan, real_group = runner._scan, runner.Session.claim_and_process
+
+    def spy(*args: Any) -> runner.SenderScan:
+        at, given = len(claimed), sum(len(found) for _, _, found in scans)
+        result = real_scan(*args)
+        scans.append((at, given, [item.path for _, item in result.ready]))
+        return result
+
+    def group(self: runner.Session, items: Any, *args: Any) -> Any:
+        claimed.extend(item.path for _, item in items)
+        return real_group(self, items, *args)
+
+    monkeypatch.setattr(runner, "_scan", spy)
+    monkeypatch.setattr(runner.Session, "claim_and_process", group)
+    report = runner.run_batch(load_settings(setup.config), workers=1, keep_outcomes=False)
+    assert report.flows == 300
+    given = [path for _, _, found in scans for path in found]
+    assert len(given) == len(set(given)) == 300, "a file was given by two scans"
+    assert any(at < before for at, before, _ in scans[1:]), f"every scan waited for the claims: {scans}"
+    assert problems(setup.root, dropped) == []
+
+
 def test_a_worker_task_answers_all_its_groups_and_waits_for_the_disk_in_the_background(make_setup, monkeypatch) -> None:
     """A worker's task of three groups (its function run here, with a session of its own): the outcome of every file
     of the three groups comes back with the task, and each group's barrier ran in the background thread while the
