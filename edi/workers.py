@@ -168,7 +168,7 @@ class WorkerPool:
                 pending[future] = [r.path for group in task for _, r in group]
             for future in finished:
                 yield from self._outcomes(future)
-            if ahead is not None and not told and len(todo) <= ahead[1] and more is not None:
+            if ahead is not None and not told and len(todo) <= ahead[1] and more is not None and not self.broken:
                 told = True
                 ahead[0]([path for paths in pending.values() for path in paths] + [r.path for g in todo for _, r in g])
             if not todo and more is not None and not self.broken and not should_stop():
