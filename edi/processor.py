@@ -11,8 +11,8 @@ For a group, each step runs for every flow before the next step starts:
 6. publish: deliveries renamed into their queues, then the acknowledgement into place;
 7. record every outcome (one transaction).
 
-When ``pipelined`` (every process of a run), a group's barrier runs in a background thread while the next group is
-hashed and decided, and the group is published, recorded and answered once that is done: the wait for the disk is
+Where there is ``syncfs`` (Linux), a group's barrier runs in a background thread while the next group is hashed
+and decided, and the group is published, recorded and answered once that is done: the wait for the disk is
 hidden behind the next group's work. The last group is finished by :meth:`Processor.finish` (a worker, at the end of
 a task) or :meth:`Processor.flush`, which also archives every payload answered (a barrier, then the renames), at the
 end of each pass.
@@ -140,7 +140,6 @@ class Processor:
         stages: Stages,
         clock: Clock,
         limits: Limits,
-        pipelined: bool = False,
     ) -> None:
         self.layout = layout
         self.spool = spool
@@ -151,9 +150,9 @@ class Processor:
         self._acks: dict[str, Path] = {}  # sender -> its acknowledgement folder, made once
         self._answered: list[Claim] = []  # flows answered and recorded, archived after the next barrier
         self._pending: tuple[list[_Work], Future[None]] | None = None  # a group staged, its barrier running
-        # pipelined: a group's barrier runs in this thread while the next group is decided (syncfs only: the
-        # fsync fallback keeps a set of paths that two threads must not share)
-        self._syncer = ThreadPoolExecutor(1, "edi-barrier") if pipelined and SYNCFS is not None else None
+        # a group's barrier runs in this thread while the next group is decided (syncfs only: the fsync fallback
+        # keeps a set of paths that two threads must not share)
+        self._syncer = ThreadPoolExecutor(1, "edi-barrier") if SYNCFS is not None else None
 
     def process(self, claim: Claim) -> Outcome:
         """Decide and carry out what happens to one flow, archive included."""
@@ -188,7 +187,7 @@ class Processor:
     def process_group(self, claims: Sequence[Claim], recovered: bool = False) -> list[Outcome]:
         """Take every claimed flow of a group to its outcome, in the order of the steps above; ``recovered`` flows
         may be finished already but for their archiving. Returns the outcomes of the groups this call finished:
-        this one, or, when ``pipelined``, the previous one (this one then waits for its barrier, which runs in the
+        this one, or, with ``syncfs``, the previous one (this one then waits for its barrier, which runs in the
         background while the next group is decided; :meth:`flush` finishes it)."""
         works = [_Work(claim, time.monotonic(), recovered=recovered) for claim in claims]
         if recovered:

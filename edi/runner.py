@@ -132,7 +132,7 @@ class Session:
         self.spool = Spool(self.layout)
         stages = build_stages(settings, self.tracking, directory, self.catalogue)
         self.processor = Processor(
-            self.layout, self.spool, self.tracking, stages, self.clock, limits_of(settings.limits), pipelined=True
+            self.layout, self.spool, self.tracking, stages, self.clock, limits_of(settings.limits)
         )
         self.ids = FlowIds(self.clock)
         self.workers = max(1, workers)

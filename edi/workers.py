@@ -153,6 +153,10 @@ class WorkerPool:
         todo = deque(groups)
         pending: dict[Future[list[Outcome]], list[Path]] = {}  # a task handed out -> its files
         told = False  # ``ahead`` was told about the groups in ``todo``
+
+        def in_flight() -> list[Path]:
+            return [path for paths in pending.values() for path in paths]
+
         while True:
             finished = [f for f in pending if f.done()]
             for future in finished:  # their places are free before the next tasks are handed out
@@ -170,9 +174,9 @@ class WorkerPool:
                 yield from self._outcomes(future)
             if ahead is not None and not told and len(todo) <= ahead[1] and more is not None and not self.broken:
                 told = True
-                ahead[0]([path for paths in pending.values() for path in paths] + [r.path for g in todo for _, r in g])
+                ahead[0](in_flight() + [r.path for g in todo for _, r in g])
             if not todo and more is not None and not self.broken and not should_stop():
-                todo.extend(more([path for paths in pending.values() for path in paths]) or ())
+                todo.extend(more(in_flight()) or ())
                 told = False
                 if not todo:
                     more = None  # nothing more in this pass
