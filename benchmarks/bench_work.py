@@ -39,9 +39,10 @@ from benchmarks.bench_batch import drop, new_workspace
 from benchmarks.invoices import write_flows
 
 REPO = Path(__file__).resolve().parent.parent
-BARE = (
+BARE = (  # warmed up on the same 20 files whatever the count, so that the warm-up cancels out too
     "import sys; sys.path.insert(0, {repo!r}); from pathlib import Path; from benchmarks.bench_batch import bare_loop;"
-    " paths = [Path(p) for p in Path({listing!r}).read_text().split()]; bare_loop(paths[:20]); bare_loop(paths)"
+    " paths = [Path(p) for p in Path({listing!r}).read_text().split()];"
+    " bare_loop(paths[:20]); bare_loop(paths[:{count}])"
 )
 _TOTAL = re.compile(r"Collected : (\d+)")
 _ANNOTATED = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+.*\[(?P<object>[^\]]+)\]\s*$")
@@ -85,6 +86,14 @@ def edi_workspace(work: Path, paths: list[Path], rules: list[str]) -> list[str]:
     return [*edi, "batch", "--workers", "1"]
 
 
+def check_answered(work: Path, count: int) -> None:
+    """Stop unless every flow of the run in ``work`` got its acknowledgement (a count of a run cut short is no
+    count)."""
+    answered = sum(1 for _ in (work / "ws" / "acks" / "bench").glob("*.json"))
+    if answered != count:
+        raise SystemExit(f"{answered} acknowledgements for {count} flows in {work}")
+
+
 def main() -> None:
     """Generate, count, print."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,17 +113,19 @@ def main() -> None:
         bare: dict[str, tuple[int, collections.Counter[str]]] = {}
         edi: dict[str, tuple[int, collections.Counter[str]]] = {}
         calls: dict[str, collections.Counter[str]] = {}
+        listing = work / "files.txt"
+        listing.write_text("\n".join(str(p) for p in paths))
         for label, count in sizes.items():
-            listing = work / f"bare-{label}.txt"
-            listing.write_text("\n".join(str(p) for p in paths[:count]))
-            code = BARE.format(repo=str(REPO), listing=str(listing))
+            code = BARE.format(repo=str(REPO), listing=str(listing), count=count)
             bare[label] = callgrind([sys.executable, "-c", code], work / f"bare-{label}.out")
             edi[label] = callgrind(
                 edi_workspace(work / f"edi-{label}", paths[:count], args.rules), work / f"edi-{label}.out"
             )
+            check_answered(work / f"edi-{label}", count)
             calls[label] = syscalls(
                 edi_workspace(work / f"strace-{label}", paths[:count], args.rules), work / f"strace-{label}.txt"
             )
+            check_answered(work / f"strace-{label}", count)
         n = args.flows
         bare_flow = (bare["large"][0] - bare["small"][0]) / n
         edi_flow = (edi["large"][0] - edi["small"][0]) / n
