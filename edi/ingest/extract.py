@@ -12,28 +12,33 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from edi.ingest.recognise import NS
+from edi.ingest.recognise import compile_xpath
 from edi.model import Invoice, Party
 
-Get = Callable[[etree._Element], str | None]
+_SEPARATOR = "\n"  # normalize-space() leaves no line feed in a value: it can stand between values
 
 
-def _get(*paths: str) -> Get:
-    """The first non-empty value, trying ``paths`` in order of preference."""
-    compiled = [etree.XPath(f"normalize-space(({path})[1])", namespaces=NS) for path in paths]
+class _Fields:
+    """Several values of a node read in one XPath call (each call costs more to set up than these paths cost to
+    evaluate): each value the first non-empty of its paths, in order of preference, with its spaces normalised."""
 
-    def get(node: etree._Element) -> str | None:
-        for xpath in compiled:
-            value = str(xpath(node))
-            if value:
-                return value
-        return None
+    def __init__(self, *fields: tuple[str, ...]) -> None:
+        self._spans: list[tuple[int, int]] = []  # where each value's alternatives are among the parts
+        parts: list[str] = []
+        for paths in fields:
+            self._spans.append((len(parts), len(parts) + len(paths)))
+            parts += [f"normalize-space(({path})[1])" for path in paths]
+        between = f", '{_SEPARATOR}', "
+        self._xpath = compile_xpath(f"concat({between.join(parts)})")
 
-    return get
+    def __call__(self, node: etree._Element) -> list[str | None]:
+        """The values, None for each one that is missing or empty."""
+        parts = str(self._xpath(node)).split(_SEPARATOR)
+        return [next(filter(None, parts[start:stop]), None) for start, stop in self._spans]
 
 
 def _all(path: str) -> Callable[[etree._Element], tuple[str, ...]]:
-    compiled = etree.XPath(path, namespaces=NS)
+    compiled = compile_xpath(path)
 
     def get(node: etree._Element) -> tuple[str, ...]:
         found = compiled(node)
@@ -46,81 +51,82 @@ def _all(path: str) -> Callable[[etree._Element], tuple[str, ...]]:
 @dataclass(frozen=True, slots=True)
 class _PartyPaths:
     node: Callable[[etree._Element], list[etree._Element]]
-    name: Get
-    legal_id: Get
-    legal_scheme: Get
-    vat_id: Get
+    fields: _Fields  # name, legal_id, legal_scheme, vat_id, endpoint, endpoint_scheme
     ids: Callable[[etree._Element], tuple[str, ...]]
-    endpoint: Get
-    endpoint_scheme: Get
 
     def read(self, root: etree._Element) -> Party:
         found = self.node(root)
         if not found:
             return Party()
         node = found[0]
+        name, legal_id, legal_scheme, vat_id, endpoint, endpoint_scheme = self.fields(node)
         return Party(
-            name=self.name(node),
-            legal_id=self.legal_id(node),
-            legal_scheme=self.legal_scheme(node),
-            vat_id=self.vat_id(node),
+            name=name,
+            legal_id=legal_id,
+            legal_scheme=legal_scheme,
+            vat_id=vat_id,
             ids=self.ids(node),
-            endpoint=self.endpoint(node),
-            endpoint_scheme=self.endpoint_scheme(node),
+            endpoint=endpoint,
+            endpoint_scheme=endpoint_scheme,
         )
 
 
 def _nodes(path: str) -> Callable[[etree._Element], list[etree._Element]]:
-    compiled = etree.XPath(path, namespaces=NS)
+    compiled = compile_xpath(path)
     return lambda root: list(compiled(root))
 
 
 def _ubl_party(path: str) -> _PartyPaths:
     return _PartyPaths(
         node=_nodes(path),
-        name=_get("cac:PartyLegalEntity/cbc:RegistrationName", "cac:PartyName/cbc:Name"),
-        legal_id=_get("cac:PartyLegalEntity/cbc:CompanyID"),
-        legal_scheme=_get("cac:PartyLegalEntity/cbc:CompanyID/@schemeID"),
-        vat_id=_get("cac:PartyTaxScheme[cac:TaxScheme/cbc:ID='VAT']/cbc:CompanyID"),
+        fields=_Fields(
+            ("cac:PartyLegalEntity/cbc:RegistrationName", "cac:PartyName/cbc:Name"),
+            ("cac:PartyLegalEntity/cbc:CompanyID",),
+            ("cac:PartyLegalEntity/cbc:CompanyID/@schemeID",),
+            ("cac:PartyTaxScheme[cac:TaxScheme/cbc:ID='VAT']/cbc:CompanyID",),
+            ("cbc:EndpointID",),
+            ("cbc:EndpointID/@schemeID",),
+        ),
         ids=_all("cac:PartyIdentification/cbc:ID"),
-        endpoint=_get("cbc:EndpointID"),
-        endpoint_scheme=_get("cbc:EndpointID/@schemeID"),
     )
 
 
 def _cii_party(path: str) -> _PartyPaths:
     return _PartyPaths(
         node=_nodes(path),
-        name=_get("ram:Name", "ram:SpecifiedLegalOrganization/ram:TradingBusinessName"),
-        legal_id=_get("ram:SpecifiedLegalOrganization/ram:ID"),
-        legal_scheme=_get("ram:SpecifiedLegalOrganization/ram:ID/@schemeID"),
-        vat_id=_get("ram:SpecifiedTaxRegistration/ram:ID[@schemeID='VA']"),
+        fields=_Fields(
+            ("ram:Name", "ram:SpecifiedLegalOrganization/ram:TradingBusinessName"),
+            ("ram:SpecifiedLegalOrganization/ram:ID",),
+            ("ram:SpecifiedLegalOrganization/ram:ID/@schemeID",),
+            ("ram:SpecifiedTaxRegistration/ram:ID[@schemeID='VA']",),
+            ("ram:URIUniversalCommunication/ram:URIID",),
+            ("ram:URIUniversalCommunication/ram:URIID/@schemeID",),
+        ),
         ids=_all("ram:ID | ram:GlobalID"),
-        endpoint=_get("ram:URIUniversalCommunication/ram:URIID"),
-        endpoint_scheme=_get("ram:URIUniversalCommunication/ram:URIID/@schemeID"),
     )
 
 
-_UBL = {
-    "number": _get("cbc:ID"),
-    "type_code": _get("cbc:InvoiceTypeCode | cbc:CreditNoteTypeCode"),
-    "issue_date": _get("cbc:IssueDate"),
-    "currency": _get("cbc:DocumentCurrencyCode"),
-    "buyer_reference": _get("cbc:BuyerReference"),
-    "order_reference": _get("cac:OrderReference/cbc:ID"),
-}
+_FACTS = ("number", "type_code", "issue_date", "currency", "buyer_reference", "order_reference")
+_UBL = _Fields(  # in the order of _FACTS
+    ("cbc:ID",),
+    ("cbc:InvoiceTypeCode | cbc:CreditNoteTypeCode",),
+    ("cbc:IssueDate",),
+    ("cbc:DocumentCurrencyCode",),
+    ("cbc:BuyerReference",),
+    ("cac:OrderReference/cbc:ID",),
+)
 _UBL_SELLER = _ubl_party("cac:AccountingSupplierParty/cac:Party")
 _UBL_BUYER = _ubl_party("cac:AccountingCustomerParty/cac:Party")
 
 _AGREEMENT = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement"
-_CII = {
-    "number": _get("rsm:ExchangedDocument/ram:ID"),
-    "type_code": _get("rsm:ExchangedDocument/ram:TypeCode"),
-    "issue_date": _get("rsm:ExchangedDocument/ram:IssueDateTime/udt:DateTimeString"),
-    "currency": _get("rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:InvoiceCurrencyCode"),
-    "buyer_reference": _get(f"{_AGREEMENT}/ram:BuyerReference"),
-    "order_reference": _get(f"{_AGREEMENT}/ram:BuyerOrderReferencedDocument/ram:IssuerAssignedID"),
-}
+_CII = _Fields(  # in the order of _FACTS
+    ("rsm:ExchangedDocument/ram:ID",),
+    ("rsm:ExchangedDocument/ram:TypeCode",),
+    ("rsm:ExchangedDocument/ram:IssueDateTime/udt:DateTimeString",),
+    ("rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:InvoiceCurrencyCode",),
+    (f"{_AGREEMENT}/ram:BuyerReference",),
+    (f"{_AGREEMENT}/ram:BuyerOrderReferencedDocument/ram:IssuerAssignedID",),
+)
 _CII_SELLER = _cii_party(f"{_AGREEMENT}/ram:SellerTradeParty")
 _CII_BUYER = _cii_party(f"{_AGREEMENT}/ram:BuyerTradeParty")
 
@@ -136,7 +142,7 @@ def extract_invoice(root: etree._Element, syntax: str) -> Invoice:
         facts, seller, buyer = _CII, _CII_SELLER, _CII_BUYER
     else:
         return Invoice()
-    values = {name: get(root) for name, get in facts.items()}
+    values = dict(zip(_FACTS, facts(root), strict=True))
     date = values["issue_date"]
     if date and (m := _DATE_102.match(date) or _DATE_ISO.match(date)):
         values["issue_date"] = f"{m.group(1)}-{m.group(2)}-{m.group(3)}"

@@ -30,17 +30,22 @@ NS = {
     "ram12": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:12",
 }
 
+
+def compile_xpath(path: str) -> etree.XPath:
+    """``path`` compiled once with the namespaces above, for calls made on every document: without the EXSLT
+    regular-expression functions lxml otherwise registers on each call, and returning plain strings rather than
+    ones that keep their node alive (about a third cheaper per call)."""
+    return etree.XPath(path, namespaces=NS, regexp=False, smart_strings=False)
+
+
 # UNTDID 1001 document types that EN 16931 treats as credit notes.
 CREDIT_NOTE_TYPES = frozenset({"81", "83", "261", "262", "296", "308", "381", "396", "420", "458", "532"})
 
-_UBL_SPEC = etree.XPath("string(cbc:CustomizationID)", namespaces=NS)
-_CII_SPEC = etree.XPath(
-    "string(rsm:ExchangedDocumentContext/ram:GuidelineSpecifiedDocumentContextParameter/ram:ID)", namespaces=NS
-)
-_CII_TYPE = etree.XPath("string(rsm:ExchangedDocument/ram:TypeCode)", namespaces=NS)
-_ZF1_SPEC = etree.XPath(
-    "string(zf1:SpecifiedExchangedDocumentContext/ram12:GuidelineSpecifiedDocumentContextParameter/ram12:ID)",
-    namespaces=NS,
+_UBL_SPEC = compile_xpath("string(cbc:CustomizationID)")
+_CII_SPEC = compile_xpath("string(rsm:ExchangedDocumentContext/ram:GuidelineSpecifiedDocumentContextParameter/ram:ID)")
+_CII_TYPE = compile_xpath("string(rsm:ExchangedDocument/ram:TypeCode)")
+_ZF1_SPEC = compile_xpath(
+    "string(zf1:SpecifiedExchangedDocumentContext/ram12:GuidelineSpecifiedDocumentContextParameter/ram12:ID)"
 )
 
 _LEVEL = re.compile(r"(?:factur-x\.eu:1p0|zugferd\.de:2p0):(minimum|basicwl|basic|en16931|extended)$")

@@ -160,6 +160,20 @@ def test_values_are_whitespace_normalised() -> None:
     assert invoice.seller.ids == ("A 1",)
 
 
+def test_values_with_line_breaks_stay_in_their_own_fields() -> None:
+    """Values are read several at a time; line breaks and tabs inside one never spill into the next, and a
+    registration name, when there is one, is preferred to the trading name."""
+    root = root_of(
+        f'<Invoice xmlns="{UBL_INVOICE}" {NSDECL}><cac:AccountingSupplierParty><cac:Party>'
+        "<cbc:EndpointID schemeID='\n0009\n'>\r\n123\n456\n</cbc:EndpointID>"
+        "<cac:PartyName><cbc:Name>Trading\nname</cbc:Name></cac:PartyName>"
+        "<cac:PartyLegalEntity><cbc:RegistrationName>\nLegal\n\tname\n</cbc:RegistrationName>"
+        "<cbc:CompanyID>\n</cbc:CompanyID></cac:PartyLegalEntity>"
+        "</cac:Party></cac:AccountingSupplierParty></Invoice>".encode()
+    )
+    assert extract_invoice(root, "UBL").seller == Party(name="Legal name", endpoint="123 456", endpoint_scheme="0009")
+
+
 def test_ubl_party_name_falls_back_and_ids_are_all_read() -> None:
     """Without a registration name the trading name is used; every PartyIdentification id is kept in order."""
     root = root_of(
