@@ -11,9 +11,10 @@ For a group, each step runs for every flow before the next step starts:
 6. publish: deliveries renamed into their queues, then the acknowledgement into place;
 7. record every outcome (one transaction).
 
-Where there is ``syncfs`` (Linux), a group's barrier runs in a background thread while the next group is hashed
-and decided, and the group is published, recorded and answered once that is done: the wait for the disk is
-hidden behind the next group's work. The last group is finished by :meth:`Processor.finish` (a worker, at the end of
+Where there is ``syncfs`` (Linux), a group's barrier runs in a background thread while the next group is decided
+(it starts once that group is claimed and its digests recorded: while ``syncfs`` writes, every rename and every
+write to the store waits for the disk), and the group is published, recorded and answered once that is done: the
+wait for the disk is hidden behind the next group's work. The last group is finished by :meth:`Processor.finish` (a worker, at the end of
 a task) or :meth:`Processor.flush`, which also archives every payload answered (a barrier, then the renames), at the
 end of each pass.
 
@@ -149,7 +150,8 @@ class Processor:
         self.limits = limits
         self._acks: dict[str, Path] = {}  # sender -> its acknowledgement folder, made once
         self._answered: list[Claim] = []  # flows answered and recorded, archived after the next barrier
-        self._pending: tuple[list[_Work], Future[None]] | None = None  # a group staged, its barrier running
+        # a group staged, and its barrier once started (with the next group, after that group's claims)
+        self._pending: tuple[list[_Work], Future[None] | None] | None = None
         # a group's barrier runs in this thread while the next group is decided (syncfs only: the fsync fallback
         # keeps a set of paths that two threads must not share)
         self._syncer = ThreadPoolExecutor(1, "edi-barrier") if SYNCFS is not None else None
@@ -195,12 +197,13 @@ class Processor:
                 self._check_finished(work)
         self._each(works, self._hash)
         self._group(works, self._record_digests)
+        self._start_barrier()
         self._each(works, self._decide)
         self._group(works, self._reserve)
         self._each(works, self._stage)
         finished = self._finish_pending()
         if self._syncer is not None:
-            self._pending = (works, self._syncer.submit(self.spool.barrier))
+            self._pending = (works, None)  # its barrier starts with the next group (or at the end)
             return finished
         try:
             self.spool.barrier()
@@ -213,14 +216,26 @@ class Processor:
         handed); unlike :meth:`flush`, the payloads answered wait for the next barrier to be archived."""
         return self._finish_pending()
 
+    def _start_barrier(self) -> None:
+        """Start the barrier of the group staged last in the background, if it waits for one. It starts once the
+        next group is claimed and its digests recorded, not as soon as its own group is staged: while ``syncfs``
+        writes, each rename and each write to the store waits for the disk (measured: a claim took 90 µs instead
+        of 35), and deciding the next group writes nothing."""
+        if self._pending is not None and self._pending[1] is None and self._syncer is not None:
+            self._pending = (self._pending[0], self._syncer.submit(self.spool.barrier))
+
     def _finish_pending(self) -> list[Outcome]:
-        """Wait for the barrier of the group staged last, then take that group to its outcomes."""
+        """Wait for the barrier of the group staged last (run here if not started), then take that group to its
+        outcomes."""
         if self._pending is None:
             return []
         works, barrier = self._pending
         self._pending = None
         try:
-            barrier.result()
+            if barrier is None:
+                self.spool.barrier()
+            else:
+                barrier.result()
         except Exception as exc:
             return self._complete(works, exc)
         return self._complete(works, None)

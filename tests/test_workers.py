@@ -506,8 +506,9 @@ def test_with_a_backlog_the_next_scan_runs_while_the_last_ones_files_are_claimed
 
 def test_a_worker_task_answers_all_its_groups_and_waits_for_the_disk_in_the_background(make_setup, monkeypatch) -> None:
     """A worker's task of three groups (its function run here, with a session of its own): the outcome of every file
-    of the three groups comes back with the task, and each group's barrier ran in the background thread while the
-    next group was decided, not in the worker's own thread."""
+    of the three groups comes back with the task; the barriers of the first two groups ran in the background thread
+    while the next group was decided, and the last group's, with nothing left to decide, in the worker's own thread
+    as the task ended."""
     setup = make_setup()
     dropped = Dropped()
     drop(setup.root, dropped, 3 * GROUP_FLOWS, "t")
@@ -532,7 +533,8 @@ def test_a_worker_task_answers_all_its_groups_and_waits_for_the_disk_in_the_back
         worker_processes._close()  # as at a worker's exit: the idle flush called off, everything archived
     assert sorted(o.file_name for o in outcomes) == sorted(name for _, name, _, _ in dropped.files)
     assert problems(setup.root, dropped) == []
-    assert barriers[:3] == ["edi-barrier_0"] * 3, barriers  # then the flush at exit, in this thread
+    main = threading.current_thread().name
+    assert barriers[:3] == ["edi-barrier_0", "edi-barrier_0", main], barriers  # then the flush at exit, here too
 
 
 def test_a_task_that_finished_is_replaced_before_the_main_process_takes_its_next_group(make_setup, monkeypatch) -> None:
