@@ -1,8 +1,13 @@
 """The stages a configuration asks for, and the one loop over them.
 
-:func:`decide` runs the flow stages, then every document through the document stages: decisions, no file moved
-(the last stage holds each accepted invoice's key in the tracking store, so that two processes deciding at once
-cannot both accept it). :mod:`edi.processor` wraps it with the effects.
+:func:`decide` runs the flow stages, then every document through the document stages: decisions, no file moved.
+It is two steps, which :mod:`edi.processor` (which wraps them with the effects) runs for a whole group of flows
+each: :func:`read` (the flow stages, then the stages that read each document's XML) and :func:`settle` (the
+stages that decide on the facts read: duplicates, the seller, the route). Running one step for every flow of a group
+before the next keeps each step's code and data in the CPU's caches (a duplicate lookup right after an XSD
+validation took four times as long as one right after another lookup). Last of all, the processor holds each
+accepted invoice's key in the tracking store (:attr:`Stages.reserve`), so that two processes deciding at once
+cannot both accept it.
 """
 
 from __future__ import annotations
@@ -47,8 +52,9 @@ class Stages:
     """The stages of a run, in order."""
 
     flow: Sequence[FlowStage]
-    document: Sequence[DocumentStage]
+    document: Sequence[DocumentStage]  # while the document's XML is at hand (its tree is dropped after them)
     reserve: Reserve | None = None  # holds the invoice keys of a decided group (reserve_invoices), last of all
+    settle: Sequence[DocumentStage] = ()  # on what the document stages found, once every document is read
 
 
 def limits_of(limits: LimitsSettings) -> Limits:
@@ -85,7 +91,7 @@ def build_stages(settings: Settings, tracking: Tracking, directory: Directory, c
         BusinessRules(runner_for(catalogue), layers_for, lambda flow: grace.get(flow.sender, ())),
     ]
     sellers: Mapping[str, Sequence[str]] = {s.id: s.sellers for s in settings.senders}
-    document += [
+    settling: list[DocumentStage] = [
         RejectDuplicateInvoice(tracking.earlier_invoice),
         AuthoriseSeller(sellers),
         Route(directory, settings.routing.rules, settings.routing.unknown_recipient),
@@ -95,15 +101,21 @@ def build_stages(settings: Settings, tracking: Tracking, directory: Directory, c
         RejectDuplicateFlow(tracking.earlier_flow),
         Expand(limits_of(settings.limits), settings.limits.pdf_seconds),
     ]
-    return Stages(flow, document, tracking.reserve_invoices)
+    return Stages(flow, document, tracking.reserve_invoices, settling)
 
 
 def decide(flow: Flow, stages: Stages) -> Flow:
+    """Run flow stages until the file itself is rejected, then each document through every document stage, then
+    every settling stage (:func:`read`, then :func:`settle`)."""
+    return settle(read(flow, stages), stages)
+
+
+def read(flow: Flow, stages: Stages) -> Flow:
     """Run flow stages until the file itself is rejected, then each document through every document stage.
 
-    Documents are read one at a time and their XML dropped once decided; each stage sees the documents of the
-    flow decided before it. A file found unacceptable as a whole while its documents are read (a hostile archive)
-    is rejected whole: no document of it stands.
+    Documents are read one at a time and their XML dropped once through the document stages. A file found
+    unacceptable as a whole while its documents are read (a hostile archive) is rejected whole: no document of it
+    stands.
     """
     for flow_stage in stages.flow:
         flow = flow_stage(flow)
@@ -119,6 +131,20 @@ def decide(flow: Flow, stages: Stages) -> Flow:
     except FlowRejected as rejected:
         return evolve(flow, documents=(), findings=(*flow.findings, rejected.finding))
     return flow
+
+
+def settle(flow: Flow, stages: Stages) -> Flow:
+    """Take each document of a :func:`read` flow, in order, through every settling stage; each stage sees the flow
+    with the documents settled before it (an invoice repeated within one flow is a duplicate of the first)."""
+    if not stages.settle or not flow.documents:
+        return flow
+    settled: tuple[Document, ...] = ()
+    for doc in flow.documents:
+        before = evolve(flow, documents=settled)
+        for settle_stage in stages.settle:
+            doc = settle_stage(doc, before)
+        settled += (doc,)
+    return evolve(flow, documents=settled)
 
 
 def display_name(name: str) -> str:

@@ -3,8 +3,8 @@
 For a group, each step runs for every flow before the next step starts:
 
 1. hash each payload; record sizes and digests (one transaction);
-2. decide each flow (:func:`edi.pipeline.decide`), then hold the keys of the group's invoices about to be
-   accepted (one transaction: a key another flow holds makes a duplicate);
+2. read each flow, then settle each (:func:`edi.pipeline.read`, :func:`edi.pipeline.settle`), then hold the keys
+   of the group's invoices about to be accepted (one transaction: a key another flow holds makes a duplicate);
 3. stage its deliveries and its acknowledgement (written under temporary names);
 4. barrier: all of that, the claims before it, and everything the previous group published, durable;
 5. archive the payloads of the previous group (only now that their answers are durable);
@@ -14,9 +14,9 @@ For a group, each step runs for every flow before the next step starts:
 Where there is ``syncfs`` (Linux), a group's barrier runs in a background thread while the next group is decided
 (it starts once that group is claimed and its digests recorded: while ``syncfs`` writes, every rename and every
 write to the store waits for the disk), and the group is published, recorded and answered once that is done: the
-wait for the disk is hidden behind the next group's work. The last group is finished by :meth:`Processor.finish` (a worker, at the end of
-a task) or :meth:`Processor.flush`, which also archives every payload answered (a barrier, then the renames), at the
-end of each pass.
+wait for the disk is hidden behind the next group's work. The last group is finished by :meth:`Processor.finish`
+(a worker, at the end of a task) or :meth:`Processor.flush`, which also archives every payload answered (a
+barrier, then the renames), at the end of each pass.
 
 A flow that fails for our own reason at any step (a full disk, a permission or I/O error, a bug) leaves the group:
 what it staged is removed, what it published is withdrawn (a delivery already taken by its consumer stays), it goes
@@ -51,7 +51,7 @@ from edi.ingest.expand import delivery_files, original_bytes
 from edi.ingest.stages import open_regular, reserve_invoices
 from edi.logs import info_logged
 from edi.model import Flow, FlowStatus
-from edi.pipeline import Stages, decide, display_name
+from edi.pipeline import Stages, display_name, read, settle
 from edi.spool import SYNCFS, Claim, Spool, Staged
 from edi.tracking import Tracking
 from edi.workspace import Layout
@@ -198,7 +198,8 @@ class Processor:
         self._each(works, self._hash)
         self._group(works, self._record_digests)
         self._start_barrier()
-        self._each(works, self._decide)
+        self._each(works, self._read)
+        self._each(works, self._settle)
         self._group(works, self._reserve)
         self._each(works, self._stage)
         finished = self._finish_pending()
@@ -309,9 +310,13 @@ class Processor:
         self.tracking.record_digests([(w.claim.flow_id, w.flow.size, w.flow.sha256) for w in live if w.flow])
         fault_point("pipeline.after_received")
 
-    def _decide(self, work: _Work) -> None:
+    def _read(self, work: _Work) -> None:
         assert work.flow is not None
-        work.flow = decide(work.flow, self.stages)
+        work.flow = read(work.flow, self.stages)
+
+    def _settle(self, work: _Work) -> None:
+        assert work.flow is not None
+        work.flow = settle(work.flow, self.stages)
         fault_point("pipeline.after_decide")
 
     def _reserve(self, live: list[_Work]) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edi.model import Code, Document, Finding, Flow, FlowStatus, Layer
-from edi.pipeline import Stages, decide, display_name
+from edi.pipeline import Stages, decide, display_name, read, settle
 
 
 def _flow(tmp_path: Path) -> Flow:
@@ -37,6 +37,37 @@ def test_decide_runs_flow_stages_then_every_document_stage_in_order(tmp_path: Pa
     flow = decide(_flow(tmp_path), Stages([split], [first, second]))
     assert seen == ["split", "first1", "second1", "first2", "second2"]
     assert all(d.tree is None for d in flow.documents) and flow.status is FlowStatus.INTEGRATED
+
+
+def test_settling_stages_run_after_every_document_is_read_and_see_the_documents_settled_before(
+    tmp_path: Path,
+) -> None:
+    """`read` takes every document through the document stages first; `settle` then takes them, in order, through the
+    settling stages, each seeing the flow with only the documents settled before it; `decide` is both."""
+    seen: list[str] = []
+
+    def split(flow: Flow) -> Flow:
+        docs = [Document(i, f"d{i}", 1, "0" * 64, data=b"<a/>") for i in (1, 2, 3)]
+        return replace(flow, members=lambda: iter(docs))
+
+    def parse(doc: Document, flow: Flow) -> Document:
+        seen.append(f"parse{doc.index}")
+        return replace(doc, tree=object())
+
+    def route(doc: Document, flow: Flow) -> Document:
+        assert doc.tree is None and doc.data is None  # the XML is gone by now
+        seen.append(f"route{doc.index} after {[d.route for d in flow.documents]}")
+        return replace(doc, route=f"q{doc.index}")
+
+    stages = Stages([split], [parse], settle=[route])
+    read_only = read(_flow(tmp_path), stages)
+    assert seen == ["parse1", "parse2", "parse3"] and [d.route for d in read_only.documents] == [None] * 3
+    settled = settle(read_only, stages)
+    assert seen[3:] == ["route1 after []", "route2 after ['q1']", "route3 after ['q1', 'q2']"]
+    assert [d.route for d in settled.documents] == ["q1", "q2", "q3"]
+    seen.clear()
+    assert decide(_flow(tmp_path), stages) == settled
+    assert seen == ["parse1", "parse2", "parse3", "route1 after []", "route2 after ['q1']", "route3 after ['q1', 'q2']"]
 
 
 def test_decide_stops_at_a_fatal_flow_finding(tmp_path: Path) -> None:
