@@ -537,6 +537,48 @@ def test_a_worker_task_answers_all_its_groups_and_waits_for_the_disk_in_the_back
     assert barriers[:3] == ["edi-barrier_0", "edi-barrier_0", main], barriers  # then the flush at exit, here too
 
 
+def test_a_groups_barrier_starts_only_once_the_next_group_is_claimed_and_its_digests_recorded(
+    make_setup, monkeypatch
+) -> None:
+    """Three groups in one process: the barrier of each group but the last starts after every claim of the next
+    group and after its digests are recorded (renames and store writes made while `syncfs` runs wait for the disk);
+    the last group's runs at the end of the pass."""
+    setup = make_setup()
+    dropped = Dropped()
+    drop(setup.root, dropped, 3 * GROUP_FLOWS, "b")
+    session = runner.Session(load_settings(setup.config))
+    events: list[str] = []  # appended from this thread and from the barrier's (list.append is atomic)
+    real_barrier, real_claim, real_digests = session.spool.barrier, session.spool.claim, session.tracking.record_digests
+
+    def barrier() -> None:
+        events.append("barrier")
+        real_barrier()
+
+    def claim(*args: Any, **kwargs: Any) -> Any:
+        events.append("claim")
+        return real_claim(*args, **kwargs)
+
+    def record_digests(*args: Any, **kwargs: Any) -> Any:
+        events.append("digests")
+        return real_digests(*args, **kwargs)
+
+    monkeypatch.setattr(session.spool, "barrier", barrier)
+    monkeypatch.setattr(session.spool, "claim", claim)
+    monkeypatch.setattr(session.tracking, "record_digests", record_digests)
+    try:
+        session.run_once()
+    finally:
+        session.close()
+    assert problems(setup.root, dropped) == []
+    barriers = [n for n, event in enumerate(events) if event == "barrier"]
+    digests = [n for n, event in enumerate(events) if event == "digests"]
+    claims = [n for n, event in enumerate(events) if event == "claim"]
+    assert len(digests) == 3 and len(barriers) >= 3 and len(claims) == 3 * GROUP_FLOWS, events
+    for group in (0, 1):  # this group's barrier starts after the next group's last claim and its digests
+        assert claims[(group + 2) * GROUP_FLOWS - 1] < digests[group + 1] < barriers[group], (group, events)
+    assert barriers[2] > digests[2], events  # the last: at the end
+
+
 def test_a_task_that_finished_is_replaced_before_the_main_process_takes_its_next_group(make_setup, monkeypatch) -> None:
     """`run_batch` with 2 workers on 640 files (in this process), each group of the main process's own slowed down by
     half a second: whenever a task handed to the worker finished while the main process was busy with a group, the
