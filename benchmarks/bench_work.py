@@ -2,10 +2,11 @@
 against the instructions of the bare loop on the same files, in the same run.
 
 Wall-clock ratios on this VM move by several points from one run to the next (its speed drifts by tens of percent
-within minutes; bench_batch.py compares each run with the bare loops around it for that reason). Counts do not: two
-runs here gave the same instructions per flow to 0.2 %. They leave out how long the kernel takes over each call and
-how fast the CPU runs the instructions (cache misses), so they complement bench_batch.py rather than replace it: use
-them to see what a change does to the work done per flow.
+within minutes; bench_batch.py compares each run with the bare loops around it for that reason). Counts hardly do:
+two runs back to back agreed to 0.3 % (edi) and 0.05 % (the bare loop), two runs hours apart to 1.2 % for the
+unchanged bare loop. They leave out how long the kernel takes over each call and how fast the CPU runs the
+instructions (cache misses), so they complement bench_batch.py rather than replace it: use them to see what a change
+does to the work done per flow.
 
 Every count is taken twice, over the first BASE files and over the first BASE + N files, each in a fresh workspace:
 the difference over N is the work per flow (start-up, imports and schema compilation cancel out).
