@@ -3,7 +3,9 @@
 
 A batch first recovers what a crash (or ``edi requeue``) left in the spool, then claims the finished files of every
 declared sender's inbox, oldest first, a group at a time (:data:`GROUP_FLOWS`), and takes each group to its outcomes
-(:mod:`edi.processor`), in this process or in worker processes (:mod:`edi.workers`). The inbox is looked at
+(:mod:`edi.processor`), in this process or in worker processes (:mod:`edi.workers`: started before the recovery
+and the first scan when the inboxes hold more than two groups' worth of files, so that they are ready when the
+first groups are handed out). The inbox is looked at
 :data:`SCAN_LIMIT` files at a time, so memory does not grow with the backlog; with a backlog, the next look runs in a
 background thread while the last look's groups are processed (:data:`LOOK_AHEAD_GROUPS`). Reads the configuration it
 is given and the workspace; raises :class:`EdiError` subclasses when the run cannot start (bad directory, unusable
@@ -202,6 +204,8 @@ class Session:
             if on_flow:
                 on_flow(outcome)
 
+        if self.workers > 1 and self._pool is None and _backlog(self.settings, self.layout, 2 * GROUP_FLOWS):
+            self._new_pool().start()  # the workers get ready while this process recovers and scans
         self.spool.sweep_tmp(STALE_TMP_SECONDS, started)
         report.recovered = self.recover(on_flow=done, should_stop=should_stop)
         leave: set[Path] = set()  # stalled, or not claimable: not looked at again in this pass
@@ -393,9 +397,12 @@ class Session:
         """Worker processes pay off when there is more than a couple of groups of work."""
         if self.workers <= 1 or self._pool_refused or (self._pool is None and ready <= 2 * GROUP_FLOWS):
             return False
-        if self._pool is None:
-            self._pool = WorkerPool(self.settings, self.workers - 1)  # this process is a worker too
-        return not self._pool.broken
+        pool = self._pool or self._new_pool()
+        return not pool.broken
+
+    def _new_pool(self) -> WorkerPool:
+        self._pool = WorkerPool(self.settings, self.workers - 1)  # this process is a worker too
+        return self._pool
 
     def _dispatch(
         self,
@@ -505,6 +512,23 @@ def _scan(
     ready.sort(key=lambda item: item[:3])
     kept = [(sender, item) for _, sender, _, item in ready[:limit]]
     return SenderScan(kept, skipped, young, more + max(0, len(ready) - limit), stalled)
+
+
+def _backlog(settings: Settings, layout: Layout, more_than: int) -> bool:
+    """Whether the declared senders' inboxes hold more than ``more_than`` entries between them: names only, no
+    ``stat`` (a hint, read in well under a millisecond, that worker processes will pay off, before a scan that takes
+    ~0.2 s per 8,000 files; a scan then says what is ready)."""
+    seen = 0
+    for sender in sorted({s.id for s in settings.senders}):
+        try:
+            with os.scandir(layout.sender_inbox(sender)) as entries:
+                for _ in entries:
+                    seen += 1
+                    if seen > more_than:
+                        return True
+        except OSError:  # no inbox (yet), or not readable: the scan will say
+            continue
+    return False
 
 
 def _groups(ready: list[tuple[str, Ready]]) -> Iterator[list[tuple[str, Ready]]]:

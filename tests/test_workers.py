@@ -472,6 +472,30 @@ def test_scans_run_while_the_worker_holds_groups_and_never_give_a_file_twice(mak
     assert len(hands(setup.root)) == 2
 
 
+@pytest.mark.parametrize(("files", "started"), [(2 * GROUP_FLOWS + 1, True), (2 * GROUP_FLOWS, False)])
+def test_with_a_backlog_the_workers_start_before_the_first_scan(make_setup, monkeypatch, files, started) -> None:
+    """`run_batch` with 3 workers (in this process): with more than two groups' worth of files in the inboxes, both
+    worker processes are running when the first scan starts (they get ready while it runs); with two groups' worth,
+    none is started at all (this process takes them). Every file is answered once either way."""
+    setup = make_setup()
+    dropped = Dropped()
+    drop(setup.root, dropped, files, "e")
+    seen: list[list[int]] = []  # per scan: the pool's worker processes running when it started
+    real_scan = runner._scan
+
+    def spy(*args: Any) -> runner.SenderScan:
+        seen.append([pid for pid in children(os.getpid()) if is_pool_worker(pid)])
+        return real_scan(*args)
+
+    monkeypatch.setattr(runner, "_scan", spy)
+    report = runner.run_batch(load_settings(setup.config), workers=3, keep_outcomes=False)
+    assert report.flows == files
+    assert problems(setup.root, dropped) == []
+    assert len(seen[0]) == (2 if started else 0), f"worker processes at each scan: {seen}"
+    if not started:
+        assert len(hands(setup.root)) == 1
+
+
 def test_with_a_backlog_the_next_scan_runs_while_the_last_ones_files_are_claimed(make_setup, monkeypatch) -> None:
     """`run_batch` in one process on 300 files, the inbox looked at 40 files at a time: a next scan starts in the
     background before the files of the scans before it are all claimed, leaves them out (no file is given by two
@@ -600,6 +624,8 @@ def test_a_task_that_finished_is_replaced_before_the_main_process_takes_its_next
 
     def submit(self: ProcessPoolExecutor, *args: Any) -> Any:
         future = real_submit(self, *args)
+        if args[0] is not worker_processes._run:  # the tasks that only start the workers
+            return future
         events.append((time.monotonic(), "task"))
         future.add_done_callback(lambda _: events.append((time.monotonic(), "task done")))
         return future
