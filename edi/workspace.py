@@ -12,7 +12,8 @@
       archive/YYYY/MM/DD/<flow_id>_<file name>   the original bytes of every finished flow
       failed/<flow_id>/        flows that failed for our own reason (payload, meta.json), kept for ``edi requeue``
       tmp/                     temporary files on their way to acks/ (same filesystem, renamed into place)
-      tracking.sqlite          the flow-tracking store
+      tracking.sqlite          the flow-tracking store (and SQLite's -wal and -shm files beside it)
+      tracking.sqlite-writers  flocked by a process for each of its write transactions (writers queue on it)
 
 Reads nothing; ``create`` makes folders and raises :class:`WorkspaceError` when it cannot.
 """

@@ -6,6 +6,8 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -320,6 +322,53 @@ def test_two_connections_on_one_file_both_work(store_path: Path) -> None:
     finally:
         one.close()
         two.close()
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks")
+def test_a_writer_waits_for_another_writers_transaction_in_the_kernel(store_path: Path) -> None:
+    """While one connection holds a write transaction, a second one's write waits on the writers' lock file (a
+    blocked flock in /proc/locks: it wakes when the first commits, where SQLite's own wait would poll), then goes
+    through: both rows are there."""
+    one = Tracking(store_path)
+    inode = Path(f"{store_path}-writers").stat().st_ino
+    failed: list[BaseException] = []
+    opened, go = threading.Event(), threading.Event()
+
+    def write() -> None:  # a connection of its own, in its own thread (as another process would)
+        two = Tracking(store_path)
+        opened.set()
+        try:
+            go.wait(30)
+            two.record_received(received("F2"), T0)
+        except BaseException as exc:
+            failed.append(exc)
+        finally:
+            two.close()
+
+    def waiting() -> bool:
+        lines = Path("/proc/locks").read_text().splitlines()
+        return any("-> FLOCK" in line and line.split()[-3].endswith(f":{inode}") for line in lines)
+
+    second = threading.Thread(target=write)
+    second.start()
+    try:
+        assert opened.wait(30)
+        with one._transaction():
+            one.db.conn.execute("INSERT INTO meta (key, value) VALUES ('first', '1')")
+            go.set()
+            deadline = time.monotonic() + 30
+            while not waiting():
+                assert second.is_alive(), "the second writer did not wait for the first"
+                assert time.monotonic() < deadline, "the second writer never waited on the writers' lock"
+                time.sleep(0.01)
+        second.join(timeout=30)
+        assert not second.is_alive() and failed == []
+        assert one.status("F2") == "IN_RECU"
+        assert one.db.execute("SELECT value FROM meta WHERE key = 'first'").fetchone()[0] == "1"
+    finally:
+        go.set()
+        second.join(timeout=30)
+        one.close()
 
 
 def test_a_reader_during_a_write_transaction_sees_the_last_commit(store_path: Path) -> None:
