@@ -13,8 +13,10 @@ hundreds, one in twenty invalid), then measures, on the same files:
               sampled every 20 ms; throughput in the first and the last tenth comes from the acknowledgements'
               times. When 1 and more workers are asked, 1 worker runs again after the others, and W workers are
               compared with the mean of the two 1-worker runs (drift between runs cancels out to first order).
-  bare loop   also in W processes at once, on W slices of the files, for each W > 1 asked: what the machine gives
-  in W procs  W CPU-bound processes (the ceiling for W workers: cores may share caches, or be shared by the host).
+  bare loop   also in W processes at once, on W slices of the files, for each W > 1 asked, compared with the mean of
+  in W procs  one process just before and just after: what the machine gives W CPU-bound processes (the ceiling for
+              W workers: cores may share caches, or be shared by the host). edi's W workers / 1 worker is then also
+              given over that ratio: how much of what the machine gives W processes edi's W workers get.
   xmlcheck    a loop a user might script instead: the `facturx-xmlcheck` command of the factur-x package once per
               file (it checks the XSD and the EN 16931 Schematron), on a sample of the files.
 
@@ -266,14 +268,21 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
                 f"{' and '.join(f'{r:.0f}' for r in rates[1])} flows/s)"
             )
     for workers in sorted({w for w in args.workers if w > 1}):
-        one, _ = bare_loop(paths)
+        before, _ = bare_loop(paths)
         seconds = bare_loop_parallel(paths, workers)
-        found[f"bare loop, {workers} processes / 1"] = one / seconds
+        after, _ = bare_loop(paths)
+        one = (before + after) / 2  # one process, just before and just after: drift cancels out to first order
+        scale = one / seconds
+        found[f"bare loop, {workers} processes / 1"] = scale
         print(
             f"  bare loop in {workers} processes at once: {seconds:8.2f} s  {flows / seconds:8.0f} flows/s "
-            f"= {one / seconds:.2f}x one process just before it ({flows / one:.0f} flows/s; what this machine gives "
-            f"{workers} CPU-bound processes)"
+            f"= {scale:.2f}x one process just before and after it ({flows / before:.0f} and {flows / after:.0f} "
+            f"flows/s; what this machine gives {workers} CPU-bound processes)"
         )
+        if f"{workers} workers / 1 worker" in found:
+            share = found[f"{workers} workers / 1 worker"] / scale
+            found[f"{workers} workers / 1 worker, over the bare loop's {workers} processes / 1"] = share
+            print(f"  edi's {workers} workers / 1 worker over the bare loop's {workers} processes / 1: {share:.0%}")
     return found
 
 
