@@ -5,11 +5,10 @@ A batch first recovers what a crash (or ``edi requeue``) left in the spool, then
 declared sender's inbox, oldest first, a group at a time (:data:`GROUP_FLOWS`), and takes each group to its outcomes
 (:mod:`edi.processor`), in this process or in worker processes (:mod:`edi.workers`: started before the recovery
 and the first scan when the inboxes hold more than two groups' worth of files, so that they are ready when the
-first groups are handed out). The inbox is looked at
-:data:`SCAN_LIMIT` files at a time, so memory does not grow with the backlog; with a backlog, the next look runs in a
-background thread while the last look's groups are processed (:data:`LOOK_AHEAD_GROUPS`). Reads the configuration it
-is given and the workspace; raises :class:`EdiError` subclasses when the run cannot start (bad directory, unusable
-workspace).
+first groups are handed out). The inbox is looked at :data:`SCAN_LIMIT` files at a time, so memory does not grow
+with the backlog; with a backlog, the next look runs in a background thread while the last look's groups are
+processed (:data:`LOOK_AHEAD_GROUPS`). Reads the configuration it is given and the workspace; raises
+:class:`EdiError` subclasses when the run cannot start (bad directory, unusable workspace).
 """
 
 from __future__ import annotations

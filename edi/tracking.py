@@ -3,10 +3,10 @@
 Tables: ``flows`` (one row per flow, its current status), ``documents`` and ``findings`` (as the final
 acknowledgement states them), and ``events``, append-only: every status change of a flow or a document with its
 time. Write transactions of several processes wait their turn in the kernel, on ``tracking.sqlite-writers``
-(``flock``: a waiting writer wakes as soon as the last one commits; SQLite's own wait polls, sleeping 1, 2, 5, 10 ms
-and more between tries: 0.4 s of sleep per 20,000 flows with two worker processes). Reads and writes
-``<workspace>/tracking.sqlite``; raises :class:`WorkspaceError` when the store cannot be
-opened, sqlite3 errors otherwise.
+(``flock``: a waiting writer wakes as soon as the one before it commits; SQLite's own wait polls, sleeping 1, 2, 5,
+10 ms and more between tries: 0.4 s of sleep per 20,000 flows with two worker processes). Reads and writes
+``<workspace>/tracking.sqlite`` (makes ``tracking.sqlite-writers`` beside it); raises :class:`WorkspaceError` when
+the store cannot be opened, sqlite3 errors otherwise.
 """
 
 from __future__ import annotations
