@@ -47,6 +47,7 @@ log = structlog.get_logger()
 STALE_TMP_SECONDS = 6 * 3600
 GROUP_FLOWS = 32  # flows claimed and taken to their outcome together: two waits for the disk per group
 GROUP_BYTES = 32 * 1024 * 1024  # ... and no more bytes than this in one group
+POOL_FILES = 2 * GROUP_FLOWS  # worker processes are started for a pass with more files than this, not for fewer
 UNKNOWN_SENDER = "?"  # a recovered flow whose origin neither the store nor its metadata knows
 SCAN_LIMIT = 8192  # inbox files looked at per scan, oldest first (the rest waits for the next scan of the pass)
 # with this many groups of a scan left, the next scan starts in a background thread (a scan of a 100,000-file backlog
@@ -203,7 +204,7 @@ class Session:
             if on_flow:
                 on_flow(outcome)
 
-        if self.workers > 1 and self._pool is None and _backlog(self.settings, self.layout, 2 * GROUP_FLOWS):
+        if self.workers > 1 and self._pool is None and _backlog(self.settings, self.layout, POOL_FILES):
             self._new_pool().start()  # the workers get ready while this process recovers and scans
         self.spool.sweep_tmp(STALE_TMP_SECONDS, started)
         report.recovered = self.recover(on_flow=done, should_stop=should_stop)
@@ -394,7 +395,7 @@ class Session:
 
     def _use_pool(self, ready: int) -> bool:
         """Worker processes pay off when there is more than a couple of groups of work."""
-        if self.workers <= 1 or self._pool_refused or (self._pool is None and ready <= 2 * GROUP_FLOWS):
+        if self.workers <= 1 or self._pool_refused or (self._pool is None and ready <= POOL_FILES):
             return False
         pool = self._pool or self._new_pool()
         return not pool.broken
@@ -518,7 +519,7 @@ def _backlog(settings: Settings, layout: Layout, more_than: int) -> bool:
     ``stat`` (a hint, read in well under a millisecond, that worker processes will pay off, before a scan that takes
     ~0.2 s per 8,000 files; a scan then says what is ready)."""
     seen = 0
-    for sender in sorted({s.id for s in settings.senders}):
+    for sender in {s.id for s in settings.senders}:
         try:
             with os.scandir(layout.sender_inbox(sender)) as entries:
                 for _ in entries:

@@ -472,7 +472,7 @@ def test_scans_run_while_the_worker_holds_groups_and_never_give_a_file_twice(mak
     assert len(hands(setup.root)) == 2
 
 
-@pytest.mark.parametrize(("files", "started"), [(2 * GROUP_FLOWS + 1, True), (2 * GROUP_FLOWS, False)])
+@pytest.mark.parametrize(("files", "started"), [(runner.POOL_FILES + 1, True), (runner.POOL_FILES, False)])
 def test_with_a_backlog_the_workers_start_before_the_first_scan(make_setup, monkeypatch, files, started) -> None:
     """`run_batch` with 3 workers (in this process): with more than two groups' worth of files in the inboxes, both
     worker processes are running when the first scan starts (they get ready while it runs); with two groups' worth,
@@ -482,8 +482,21 @@ def test_with_a_backlog_the_workers_start_before_the_first_scan(make_setup, monk
     drop(setup.root, dropped, files, "e")
     seen: list[list[int]] = []  # per scan: the pool's worker processes running when it started
     real_scan = runner._scan
+    ours = Path("/proc/self/cmdline").read_bytes()
+
+    def exec_done(pid: int) -> bool:
+        """A child forked and not yet exec'ed shows this process's command line, one being exec'ed none at all."""
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True  # exited
+            return Path(f"/proc/{pid}/cmdline").read_bytes() not in (ours, b"")
+        except (OSError, IndexError):  # gone
+            return True
 
     def spy(*args: Any) -> runner.SenderScan:
+        deadline = time.monotonic() + 30
+        while not all(map(exec_done, children(os.getpid()))) and time.monotonic() < deadline:
+            time.sleep(0.01)
         seen.append([pid for pid in children(os.getpid()) if is_pool_worker(pid)])
         return real_scan(*args)
 
