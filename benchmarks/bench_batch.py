@@ -10,9 +10,10 @@ hundreds, one in twenty invalid), then measures, on the same files:
   edi batch   the real command (a new process, as cron runs it) on the files dropped in a fresh workspace, with
               `--workers W` for each W asked: claims, validates, routes, delivers, acknowledges, records, archives,
               every file made durable (fsync). Peak memory is the sum of the resident sizes of the edi processes,
-              sampled every 20 ms; throughput in the first and the last tenth comes from the acknowledgements'
-              times. When 1 and more workers are asked, 1 worker runs again after the others, and W workers are
-              compared with the mean of the two 1-worker runs (drift between runs cancels out to first order).
+              sampled every 20 ms; throughput in each tenth of the run (the first and the last compared) comes
+              from the acknowledgements' times. When 1 and more workers are asked, 1 worker runs again after the
+              others, and W workers are compared with the mean of the two 1-worker runs (drift between runs
+              cancels out to first order).
   bare loop   also in W processes at once, on W slices of the files, for each W > 1 asked, compared with the mean of
   in W procs  one process just before and just after: what the machine gives W CPU-bound processes (the ceiling for
               W workers: cores may share caches, or be shared by the host). edi's W workers / 1 worker is then also
@@ -202,9 +203,12 @@ def run_edi(work: Path, paths: list[Path], workers: int, rules: list[str]) -> di
     tenth = max(1, len(acks) // 10)
     first = tenth / max(acks[tenth] - acks[0], 1e-9)
     last = tenth / max(acks[-1] - acks[-1 - tenth], 1e-9)
+    middle = [tenth / max(acks[min((i + 1) * tenth, len(acks) - 1)] - acks[i * tenth], 1e-9) for i in range(1, 9)]
+    tenths = [first, *middle, last]
     delivered = sum(1 for _ in (work / "ws" / "queues").glob("*/new/*"))
     summary = out.decode().strip().splitlines()[0] if out.strip() else "(nothing)"
     print(f"    edi says: {summary}")
+    print(f"    flows/s in each tenth of the run: {' '.join(f'{rate:.0f}' for rate in tenths)}")
     documents = re.search(r"(\d+) documents", summary)
     return {
         "seconds": elapsed,
