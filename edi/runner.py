@@ -49,7 +49,10 @@ GROUP_FLOWS = 32  # flows claimed and taken to their outcome together: two waits
 GROUP_BYTES = 32 * 1024 * 1024  # ... and no more bytes than this in one group
 POOL_FILES = 2 * GROUP_FLOWS  # worker processes are started for a pass with more files than this, not for fewer
 UNKNOWN_SENDER = "?"  # a recovered flow whose origin neither the store nor its metadata knows
-SCAN_LIMIT = 8192  # inbox files looked at per scan, oldest first (the rest waits for the next scan of the pass)
+# inbox files looked at per scan, oldest first (the rest waits for the next scan of the pass). Each scan stats every
+# file still in the inbox, so a backlog of N files costs N * N / (2 * SCAN_LIMIT) stats in all; one kept file
+# holds ~0.45 KiB until it is handed out (~14 MiB at this limit, whatever the backlog)
+SCAN_LIMIT = 32768
 # with this many groups of a scan left, the next scan starts in a background thread (a scan of a 100,000-file backlog
 # takes ~1.1 s, in which neither this process nor the workers would have work; 64 groups take 2-4 s)
 LOOK_AHEAD_GROUPS = 64
