@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -255,21 +255,21 @@ class Session:
             return []
 
         try:
-            groups = look()
+            # groups are taken from the left as they are processed or handed out, and so let go: the next scan's
+            # groups do not come on top of the whole of the last one's (memory stays that of one scan)
+            groups = deque(look())
             while groups:
                 if self._use_pool(sum(len(g) for g in groups) + more):
                     if not self._dispatch(groups, done, should_stop, look, look_ahead):
                         break  # the workers took every group the scans gave
                     more, ahead = 1, None  # a worker died: what it held is recovered, the rest is scanned again
                 else:
-                    for number, group in enumerate(groups):
-                        if should_stop():
-                            break
-                        if ahead is None and more and len(groups) - number <= LOOK_AHEAD_GROUPS:
-                            look_ahead([item.path for later in groups[number:] for _, item in later])
-                        for outcome in self.claim_and_process(group, leave):
+                    while groups and not should_stop():
+                        if ahead is None and more and len(groups) <= LOOK_AHEAD_GROUPS:
+                            look_ahead([item.path for later in groups for _, item in later])
+                        for outcome in self.claim_and_process(groups.popleft(), leave):
                             done(outcome)
-                groups = look()
+                groups = deque(look())
         finally:
             if scanner is not None:
                 scanner.shutdown(wait=True)
@@ -409,15 +409,16 @@ class Session:
 
     def _dispatch(
         self,
-        groups: list[list[tuple[str, Ready]]],
+        groups: deque[list[tuple[str, Ready]]],
         done: Callable[[Outcome], None],
         should_stop: Callable[[], bool],
         look: Callable[[Collection[Path]], list[list[tuple[str, Ready]]]],
         look_ahead: Callable[[Collection[Path]], None],
     ) -> bool:
-        """Run the groups in the worker processes, and those of the next scans (``look``, asked before the workers
-        run out of work, and started ahead in the background with ``look_ahead``: they do not wait for a scan); True
-        if a worker died (the pool is then closed and what the workers held is recovered here)."""
+        """Run the groups in the worker processes (taken from the left of ``groups``), and those of the next scans
+        (``look``, asked before the workers run out of work, and started ahead in the background with ``look_ahead``:
+        they do not wait for a scan); True if a worker died (the pool is then closed and what the workers held is
+        recovered here)."""
         assert self._pool is not None
         ahead = (look_ahead, LOOK_AHEAD_GROUPS)
         for outcome in self._pool.run(groups, should_stop, self.claim_and_process, look, ahead):

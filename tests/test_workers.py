@@ -10,6 +10,7 @@ claimed a flow is read from the ``claimed_by`` column of the store: the name of 
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -31,6 +32,7 @@ import pytest
 from edi import runner
 from edi import workers as worker_processes
 from edi.config import load_settings
+from edi.ingest.scan import Ready
 from edi.runner import GROUP_FLOWS
 from tests.conftest import FLOWS
 
@@ -470,6 +472,31 @@ def test_scans_run_while_the_worker_holds_groups_and_never_give_a_file_twice(mak
     assert any(in_flight for in_flight, _ in scans[1:]), "every scan waited for the worker to finish its groups"
     assert problems(setup.root, dropped) == []
     assert len(hands(setup.root)) == 2
+
+
+def test_a_pass_lets_go_of_the_groups_it_has_processed(make_setup, monkeypatch) -> None:
+    """`run_batch` with 1 worker on 120 files looked at 40 at a time, in groups of 4: whenever a group is taken, no
+    file of a group processed before it is still held (a pass holds what is left of its scans, not the whole of
+    them: with a large backlog, the last scan's files and the next one's are never both held in full)."""
+    setup = make_setup()
+    dropped = Dropped()
+    drop(setup.root, dropped, 120, "s")
+    monkeypatch.setattr(runner, "SCAN_LIMIT", 40)
+    monkeypatch.setattr(runner, "GROUP_FLOWS", 4)
+    done: set[Path] = set()
+    still_held: list[Path] = []
+    real = runner.Session.claim_and_process
+
+    def watching(self: runner.Session, items: Any, leave: Any = None) -> list[Any]:
+        still_held.extend(o.path for o in gc.get_objects() if isinstance(o, Ready) and o.path in done)
+        done.update(item.path for _, item in items)
+        return real(self, items, leave)
+
+    monkeypatch.setattr(runner.Session, "claim_and_process", watching)
+    report = runner.run_batch(load_settings(setup.config), workers=1, keep_outcomes=False)
+    assert report.flows == 120 and len(done) == 120
+    assert still_held == []
+    assert problems(setup.root, dropped) == []
 
 
 @pytest.mark.parametrize(("files", "started"), [(runner.POOL_FILES + 1, True), (runner.POOL_FILES, False)])
