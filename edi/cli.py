@@ -28,9 +28,7 @@ from edi.logs import configure_logging
 from edi.model import RULE_SETS, FlowStatus
 from edi.processor import Outcome
 from edi.runner import BatchReport, init_workspace, recover, requeue, run_batch
-from edi.schedule import Scheduler, plan
 from edi.tracking import Tracking
-from edi.watch import watch
 
 STATUS_WORDS = {
     FlowStatus.INTEGRATED: "integrated",
@@ -375,6 +373,8 @@ def watch_cmd(ctx: Context, workers: int) -> None:
     Example (systemd: ExecStart=..., KillSignal=SIGTERM):
       edi --config /etc/edi/config.toml -v watch
     """
+    from edi.watch import watch  # here, not at the top: every other command starts without watchdog
+
     settings = ctx.settings
     try:
         summary = watch(settings, workers=workers)
@@ -412,6 +412,8 @@ def schedule_cmd(ctx: Context, as_list: bool) -> None:
       edi schedule --list
       edi schedule
     """
+    from edi.schedule import Scheduler, plan  # here: every other command starts without APScheduler and asyncio
+
     settings = ctx.settings
     try:
         if as_list:
