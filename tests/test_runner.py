@@ -401,3 +401,27 @@ def test_a_pipelined_session_answers_a_group_once_the_next_one_is_decided(worksp
         assert sorted(o.file_name for o in last) == names[3:]
     assert len(workspace.acks("acme")) == 6 and len(list((workspace.root / "archive").rglob("*.xml"))) == 6
     assert len(workspace.queue("ville-exemple")) == 6
+
+
+@pytest.mark.parametrize("senders", [("acme",), ("acme", "opdemat")])
+def test_a_look_takes_the_oldest_files_across_the_inboxes_then_by_sender_then_by_name(
+    workspace: Workspace, clock, senders: tuple[str, ...]
+) -> None:
+    """`_scan` keeps the `limit` oldest ready files of all the inboxes, oldest first, then by sender, then by name
+    (with one inbox holding files, as it came from that inbox), and counts the others for the next look."""
+    from edi import runner
+
+    ages = [500, 100, 300, 300, 200, 400, 100]  # two pairs of files of the same age
+    now = clock.now().timestamp()
+    dropped = []
+    for number, age in enumerate(ages):
+        sender = senders[number % len(senders)]
+        dropped.append((sender, f"f{6 - number}.xml", age))  # names in the opposite order of the drops
+        path = workspace.drop(sender, f"f{6 - number}.xml", b"<x/>")
+        os.utime(path, (now - age, now - age))  # the same age to the nanosecond for a pair
+    wanted = sorted(dropped, key=lambda d: (-d[2], d[0], d[1]))
+    layout = workspace.settings.workspace.layout()
+    cutoff = clock.now().timestamp() + 3600
+    found = runner._scan(workspace.settings, layout, clock, (), (), 5, cutoff, ())
+    assert [(sender, item.path.name) for sender, item in found.ready] == [(s, n) for s, n, _ in wanted[:5]]
+    assert found.more == 2
