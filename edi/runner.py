@@ -514,8 +514,9 @@ def _scan(
                 skipped.append(Skipped(Path(entry.path), "not the inbox of a declared sender"))
     except FileNotFoundError:
         pass
-    if len(found) == 1:  # one inbox (the usual case in a backlog): in order already, no key to build (~45 ms less
-        sender, only = found[0]  # for 20,000 files)
+    # one inbox holding files (the usual case in a backlog): in its order already, no key built (~45 ms for 20,000)
+    if len(found) == 1:
+        sender, only = found[0]
         kept, total = [(sender, item) for item in only[:limit]], len(only)
     else:  # oldest first across the inboxes, then by sender, then by name
         ready = [(r.mtime, sender, os.fsencode(r.path.name), r) for sender, items in found for r in items]
