@@ -608,7 +608,8 @@ class _Transaction:
             self._unlock()
 
     def _unlock(self) -> None:
-        if self.locked and self.writers is not None:
+        if self.locked:
+            assert self.writers is not None  # locked only through it
             self.locked = False
             with contextlib.suppress(OSError):
                 fcntl.flock(self.writers, fcntl.LOCK_UN)

@@ -26,7 +26,7 @@ import os
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -152,7 +152,7 @@ class WorkerPool:
 
     def run(
         self,
-        groups: Sequence[list[tuple[str, Ready]]] | deque[list[tuple[str, Ready]]],
+        groups: deque[list[tuple[str, Ready]]],
         should_stop: Callable[[], bool],
         here: Callable[[list[tuple[str, Ready]]], list[Outcome]],
         more: Callable[[Collection[Path]], list[list[tuple[str, Ready]]]] | None = None,
@@ -165,9 +165,9 @@ class WorkerPool:
         until it gives none; with ``ahead`` (a function and a number of groups), tell the function once the groups
         left are that few, giving it the files handed out and not finished and those left (the next scan may start
         then, in the background). Stops taking groups when ``should_stop`` says so or a worker dies (``broken``),
-        and returns once the tasks out are done. Groups are taken from the left of ``groups`` itself when it is a
-        deque, so that the caller does not keep those handed out alive."""
-        todo = groups if isinstance(groups, deque) else deque(groups)
+        and returns once the tasks out are done. Groups are taken from the left of ``groups`` itself, so that the
+        caller does not keep those handed out alive."""
+        todo = groups
         pending: dict[Future[list[Outcome]], list[Path]] = {}  # a task handed out -> its files
         told = False  # ``ahead`` was told about the groups in ``todo``
 
