@@ -11,15 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from edi.runner import POOL_FILES
 from tools.torture import Drop, check, drop_files, make_workspace, run_to_end, torture
 
 
-@pytest.mark.parametrize(("workers", "seed"), [(1, 3), (2, 5)])
-def test_random_sigkills_lose_nothing_and_answer_every_file_once(tmp_path: Path, workers: int, seed: int) -> None:
+# with 2 workers, more files than runner.POOL_FILES: the worker processes start (and are killed with the batch)
+@pytest.mark.parametrize(("workers", "seed", "files"), [(1, 3, 90), (2, 5, 300)])
+def test_random_sigkills_lose_nothing_and_answer_every_file_once(
+    tmp_path: Path, workers: int, seed: int, files: int
+) -> None:
     """A dozen runs killed at random moments, files dropped in between, then a run to the end: every file has
     exactly one final acknowledgement, every accepted document is in its queue once, nothing is left in the inbox or
     the spool, and the store agrees with the files."""
-    problems, counts = torture(tmp_path, rounds=12, files=90, workers=workers, seed=seed, longest=2.5)
+    assert workers == 1 or files > POOL_FILES
+    problems, counts = torture(tmp_path, rounds=12, files=files, workers=workers, seed=seed, longest=2.5)
     assert problems == [], "\n".join(problems[:20])
     assert counts["killed"] >= 3 and counts["mid_flow"] >= 1  # kills did land, some with flows in hand
 

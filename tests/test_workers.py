@@ -320,20 +320,20 @@ CORES = os.cpu_count() or 1
     ids=["workers-2", "workers-1", "default-cores"],
 )
 def test_batch_with_workers_answers_every_file_once_in_that_many_processes(make_setup, args, processes) -> None:
-    """`edi batch` on 150 files, with 2 workers, 1, or as many as cores (the default): one acknowledgement per file,
+    """`edi batch` on 300 files, with 2 workers, 1, or as many as cores (the default): one acknowledgement per file,
     each accepted document delivered once, each invoice accepted once, nothing left in the inbox or the spool, the
     store agrees; the flows were claimed by that many processes, the batch among them, each with one hand for the
     whole run (a worker keeps its session, compiled schemas included, from group to group)."""
     setup = make_setup()
     dropped = Dropped()
-    drop(setup.root, dropped, 150, "a")
+    drop(setup.root, dropped, 300, "a")  # more than POOL_FILES: worth starting workers for
     process = setup.start("batch", *args)
     code, out, err = finish(process)
     assert code == 0, err
-    assert out.startswith("150 flows"), out
+    assert out.startswith("300 flows"), out
     assert problems(setup.root, dropped) == []
     claimed = hands(setup.root)
-    assert sum(claimed.values()) == 150
+    assert sum(claimed.values()) == 300
     pids = Counter(pid_of(hand) for hand in claimed)
     assert len(pids) in processes and process.pid in pids, claimed  # the batch works too, beside its workers
     assert set(pids.values()) == {1}, claimed  # one hand per process
@@ -384,12 +384,13 @@ def test_a_second_batch_on_an_exclusive_workspace_exits_75_and_takes_nothing(mak
 
 
 def test_sigterm_stops_a_batch_with_workers_cleanly_and_the_next_batch_finishes(make_setup) -> None:
-    """SIGTERM to `edi batch --workers 2` on 400 files once the first answers are out: exit 0 without a traceback,
+    """SIGTERM to `edi batch --workers 2` on 1,600 files once the first answers are out: exit 0 without a traceback,
     every file either answered once or untouched in the inbox, no flow left claimed in the spool or the store; the
     next `edi batch` answers the rest, each file once."""
     setup = make_setup()
     dropped = Dropped()
-    drop(setup.root, dropped, 400, "t")
+    # more than the pool holds at once (two tasks queued for the worker, a group in the batch's own hand: 1,152)
+    drop(setup.root, dropped, 1600, "t")
     process = setup.start("batch", "--workers", "2")
     wait_for("a first acknowledgement", lambda: ack_count(setup.root), process, every=0.002)
     process.send_signal(signal.SIGTERM)
@@ -651,6 +652,7 @@ def test_a_task_that_finished_is_replaced_before_the_main_process_takes_its_next
     setup = make_setup()
     dropped = Dropped()
     drop(setup.root, dropped, 640, "q")
+    monkeypatch.setattr(runner, "GROUP_FLOWS", 32)  # 20 groups: tasks finish while the main process has groups left
     events: list[tuple[float, str]] = []  # appended by this thread and by the pool's (list.append is atomic)
     real_group, real_submit = runner.Session.claim_and_process, ProcessPoolExecutor.submit
 
@@ -706,19 +708,20 @@ def drop_at_once(setup: Setup, watch: subprocess.Popen[str], dropped: Dropped, c
 
 
 def test_watch_with_two_workers_answers_files_dropped_at_once_exactly_once(make_setup) -> None:
-    """`edi watch --workers 2`, twice given 100 files that appear at once: each file answered once and delivered
-    once, by the watch and one worker that lives on between passes (one hand each); SIGTERM stops it with exit 0."""
+    """`edi watch --workers 2`, twice given 300 files that appear at once (more than POOL_FILES: worth starting
+    workers for): each file answered once and delivered once, by the watch and one worker that lives on between
+    passes (one hand each); SIGTERM stops it with exit 0."""
     setup = make_setup()
     dropped = Dropped()
     watch = start_watch(setup)
-    drop_at_once(setup, watch, dropped, 100, "w0-")
-    drop_at_once(setup, watch, dropped, 100, "w1-")
+    drop_at_once(setup, watch, dropped, 300, "w0-")
+    drop_at_once(setup, watch, dropped, 300, "w1-")
     claimed = hands(setup.root)
     watch.send_signal(signal.SIGTERM)
     code, out, err = finish(watch)
     assert code == 0, err
     assert "Traceback" not in err, err
-    assert "watch stopped: 200 flows" in out, out
+    assert "watch stopped: 600 flows" in out, out
     assert problems(setup.root, dropped) == []
     pids = Counter(pid_of(hand) for hand in claimed)
     assert len(pids) == 2 and watch.pid in pids, claimed
@@ -726,12 +729,12 @@ def test_watch_with_two_workers_answers_files_dropped_at_once_exactly_once(make_
 
 
 def test_watch_with_workers_archives_what_a_pass_answered_before_the_next_pass(make_setup) -> None:
-    """Once `edi watch --workers 2` has answered 100 files dropped at once, every one of them is archived and no
-    process's hand keeps a payload, while the watch runs on (as at the end of any pass)."""
+    """Once `edi watch --workers 2` has answered 300 files dropped at once (workers started), every one of them is
+    archived and no process's hand keeps a payload, while the watch runs on (as at the end of any pass)."""
     setup = make_setup()
     dropped = Dropped()
     watch = start_watch(setup)
-    drop_at_once(setup, watch, dropped, 100, "p")
+    drop_at_once(setup, watch, dropped, 300, "p")
     active = setup.root / "spool" / "active"
 
     def held() -> dict[str, int]:
@@ -741,11 +744,11 @@ def test_watch_with_workers_archives_what_a_pass_answered_before_the_next_pass(m
         return sum(1 for p in (setup.root / "archive").rglob("*") if not p.is_dir())
 
     deadline = time.monotonic() + 5  # the end of the pass is milliseconds away; later passes come every second
-    while (held() or archived() < 100) and time.monotonic() < deadline:
+    while (held() or archived() < 300) and time.monotonic() < deadline:
         assert watch.poll() is None
         time.sleep(0.05)
     assert held() == {}
-    assert archived() == 100
+    assert archived() == 300
     watch.send_signal(signal.SIGTERM)
     assert finish(watch)[0] == 0
 
@@ -757,7 +760,7 @@ def test_the_checker_sees_a_flow_processed_twice(make_setup) -> None:
     setup = make_setup()
     root = setup.root
     dropped = Dropped()
-    drop(root, dropped, 40, "c")
+    drop(root, dropped, GROUP_FLOWS + 40, "c")
     done = setup.run("batch", "--workers", "1")
     assert done.returncode == 0, done.stderr
     assert problems(root, dropped) == []
@@ -767,9 +770,11 @@ def test_the_checker_sees_a_flow_processed_twice(make_setup) -> None:
     ]
     again = json.loads(ack.read_bytes()) | {"flow_id": "20990101T000000000000-abcdef"}
     (ack.parent / "20990101T000000000000-abcdef.json").write_text(json.dumps(again), encoding="utf-8")
-    (resent,) = [
-        p for p in (root / "acks" / "acme").glob("*.json") if json.loads(p.read_bytes())["file_name"] == "c00033.xml"
-    ]
+    # a file that re-sends the invoice of a file one group earlier with other bytes (refused as DOUBLON)
+    sender, name, _, invoice = next(
+        f for n, f in enumerate(dropped.files) if n >= GROUP_FLOWS and n % 10 == 3 and f[3] is not None
+    )
+    (resent,) = [p for p in (root / "acks" / sender).glob("*.json") if json.loads(p.read_bytes())["file_name"] == name]
     twice = json.loads(resent.read_bytes())
     twice["documents"][0]["status"] = "200"
     resent.write_text(json.dumps(twice), encoding="utf-8")
@@ -784,7 +789,7 @@ def test_the_checker_sees_a_flow_processed_twice(make_setup) -> None:
     found = "\n".join(problems(root, dropped))
     assert "acme/c00000.xml: 2 acknowledgements" in found
     assert "20990101T000000000000-abcdef: no XML acknowledgement" in found
-    assert f"invoice {dropped.files[1][3]}: accepted 2 times" in found
+    assert f"invoice {invoice}: accepted 2 times" in found
     assert f"queue file unrouted/{delivered.name}-copy: 1 delivered, 0 accepted" in found
     assert "inbox/acme/stuck.xml: left behind" in found
     assert "spool/active/1-abcdef: a hand left behind" in found
