@@ -161,16 +161,18 @@ class WorkerPool:
         ahead: tuple[Callable[[Collection[Path]], None], int] | None = None,
     ) -> Iterator[Outcome]:
         """Hand the groups out, :data:`GROUPS_PER_TASK` to a task, at most :data:`TASKS_QUEUED_PER_WORKER` tasks
-        per worker at a time, and take the next group ``here`` (in the main process) whenever the workers have
-        enough; yield outcomes as tasks finish. When the groups run out, ask ``more`` for others (given the files of
-        the tasks handed out and not finished, which it must not give again) while the workers still have work,
-        until it gives none; with ``ahead`` (a function and a number of groups), tell the function once the groups
-        left are that few, giving it the files handed out and not finished and those left (the next scan may start
-        then, in the background). Stops taking groups when ``should_stop`` says so or a worker dies (``broken``),
-        and returns once the tasks out are done. Groups are taken from the left of ``groups`` itself, so that the
-        caller does not keep those handed out alive."""
+        per worker at a time and never more than the workers' share of the groups left (theirs and those not handed
+        out: the main process is one of the workers + 1), and take the next group ``here`` (in the main process)
+        whenever the workers have enough; yield outcomes as tasks finish. When the groups run out, ask ``more`` for
+        others (given the files of the tasks handed out and not finished, which it must not give again) while the
+        workers still have work, until it gives none; with ``ahead`` (a function and a number of groups), tell the
+        function once the groups left are that few, giving it the files handed out and not finished and those left
+        (the next scan may start then, in the background). Stops taking groups when ``should_stop`` says so or a
+        worker dies (``broken``), and returns once the tasks out are done. Groups are taken from the left of
+        ``groups`` itself, so that the caller does not keep those handed out alive."""
         todo = groups
         pending: dict[Future[list[Outcome]], list[Path]] = {}  # a task handed out -> its files
+        sizes: dict[Future[list[Outcome]], int] = {}  # a task handed out -> how many groups it has
         told = False  # ``ahead`` was told about the groups in ``todo``
 
         def in_flight() -> list[Path]:
@@ -179,16 +181,19 @@ class WorkerPool:
         while True:
             finished = [f for f in pending if f.done()]
             for future in finished:  # their places are free before the next tasks are handed out
-                del pending[future]
+                del pending[future], sizes[future]
             while todo and not self.broken and len(pending) < self._queued and not should_stop():
-                share = max(1, len(todo) // (self.workers + 1))  # a few groups left: this process gets its share
-                task = [todo.popleft() for _ in range(min(GROUPS_PER_TASK, share))]
+                size = task_groups(len(todo), sum(sizes.values()), self.workers)
+                if not size:
+                    break  # the workers hold their share of what is left: the rest is this process's
+                task = [todo.popleft() for _ in range(size)]
                 try:
                     future = self._executor.submit(_run, [_wire(group) for group in task])
                 except BrokenProcessPool:
                     self.broken = True
                     break
                 pending[future] = [r.path for group in task for _, r in group]
+                sizes[future] = len(task)
             for future in finished:
                 yield from self._outcomes(future)
             if ahead is not None and not told and len(todo) <= ahead[1] and more is not None and not self.broken:
@@ -221,6 +226,15 @@ class WorkerPool:
     def close(self) -> None:
         """Let the workers finish what they hold and exit."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def task_groups(left: int, held: int, workers: int) -> int:
+    """How many groups the next task gets: :data:`GROUPS_PER_TASK`, or fewer at the end of a pass, so that the
+    workers never hold more than their share of what is left (``left`` groups not handed out, ``held`` handed out
+    and not finished; the main process makes ``workers`` + 1). Without it, the workers could hold two whole tasks
+    while the main process, its last group done, waits for them. 0: they hold their share already."""
+    share = (left + held) * workers // (workers + 1) - held
+    return max(0, min(GROUPS_PER_TASK, share))
 
 
 def _wire(group: list[tuple[str, Ready]]) -> Wire:

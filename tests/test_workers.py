@@ -449,13 +449,15 @@ def test_a_worker_killed_in_the_middle_of_a_group_is_recovered_by_the_batch(make
 
 
 def test_scans_run_while_the_worker_holds_groups_and_never_give_a_file_twice(make_setup, monkeypatch) -> None:
-    """`run_batch` with 2 workers on 300 files (in this process, the inbox looked at 40 files at a time): the next
-    scans run while groups handed to the worker are not finished (the worker does not wait for them), leave those
-    groups' files out (no file is given by two scans), and every file is answered once, by both processes."""
+    """`run_batch` with 2 workers on 300 files (in this process, the inbox looked at 40 files at a time, in groups
+    of 8): the next scans run while groups handed to the worker are not finished (the worker does not wait for them),
+    leave those groups' files out (no file is given by two scans), and every file is answered once, by both
+    processes."""
     setup = make_setup()
     dropped = Dropped()
     drop(setup.root, dropped, 300, "s")
     monkeypatch.setattr(runner, "SCAN_LIMIT", 40)
+    monkeypatch.setattr(runner, "GROUP_FLOWS", 8)  # a look of one group would be this process's alone (its share)
     scans: list[tuple[set[Path], list[Path]]] = []  # per scan: the files it was told to leave out, those it gave
     real_scan = runner._scan
 
@@ -668,7 +670,7 @@ def test_a_task_that_finished_is_replaced_before_the_main_process_takes_its_next
         future = real_submit(self, *args)
         if args[0] is not worker_processes._run:  # the tasks that only start the workers
             return future
-        events.append((time.monotonic(), "task"))
+        events.append((time.monotonic(), f"task {len(args[1])}"))
         future.add_done_callback(lambda _: events.append((time.monotonic(), "task done")))
         return future
 
@@ -678,15 +680,42 @@ def test_a_task_that_finished_is_replaced_before_the_main_process_takes_its_next
     assert report.flows == 640
     assert problems(setup.root, dropped) == []
     events.sort()
-    kinds = [kind for _, kind in events]
+    kinds = ["task" if kind[5:].isdigit() else kind for _, kind in events]
+    sizes = [int(kind[5:]) for _, kind in events if kind[5:].isdigit()]  # groups in each task, in order
     starts = [i for i, kind in enumerate(kinds) if kind == "group"]
     checked = 0
     for start, following in itertools.pairwise(starts):
         end = kinds.index("group end", start)
-        if "task done" in kinds[start:end]:  # a place freed while the main process was busy
-            checked += 1
+        # at the end of the pass the worker gets no more than its share of what is left (task_groups): what it
+        # holds when this group ends, and the groups neither handed out nor taken here by then
+        handed = sum(sizes[: kinds[:end].count("task")])
+        held = sum(sizes[kinds[:end].count("task done") : kinds[:end].count("task")])  # tasks end in order
+        left = 640 // 32 - handed - kinds[: end + 1].count("group end")
+        if "task done" in kinds[start:end] and worker_processes.task_groups(left, held, 1):
+            checked += 1  # a place freed while the main process was busy, and the worker's share not all held
             assert "task" in kinds[end:following], f"no task handed out between two groups of its own: {kinds}"
     assert checked, f"no task finished during a group of the main process: nothing was checked ({kinds})"
+
+
+def test_tasks_shrink_at_the_end_of_a_pass_so_that_the_workers_hold_no_more_than_their_share() -> None:
+    """A task has GROUPS_PER_TASK groups while many are left; at the end of a pass, fewer, and none once the
+    workers hold their share of what is left (the main process is one process of workers + 1): it takes the rest."""
+    task = worker_processes.task_groups
+    full = worker_processes.GROUPS_PER_TASK
+    assert task(left=150, held=full, workers=1) == full  # a backlog: whole tasks
+    assert task(left=6, held=4, workers=1) == 1  # 10 left: the worker's 5 are the 4 it holds and 1 more
+    assert task(left=4, held=6, workers=1) == 0  # it holds more than its 5 already
+    assert task(left=3, held=0, workers=1) == 1
+    assert task(left=2, held=0, workers=7) == 1  # 7 of 8 processes are workers: one group to them, one here
+    for workers in (1, 2, 3, 7):
+        for left in range(0, 40):
+            for held in range(0, 3 * full * workers):
+                size = task(left, held, workers)
+                assert 0 <= size <= min(full, left)
+                if size:  # what the workers then hold is at most their share of all that is left
+                    assert (held + size) * (workers + 1) <= (left + held) * workers
+                else:  # they hold their share, or nothing is left to hand out
+                    assert left == 0 or (held + 1) * (workers + 1) > (left + held) * workers
 
 
 def start_watch(setup: Setup) -> subprocess.Popen[str]:
