@@ -157,14 +157,14 @@ class PeakMemory(threading.Thread):
             self.peak = max(self.peak, _rss(family))
 
 
-def new_workspace(work: Path, rules: list[str]) -> list[str]:
+def new_workspace(work: Path, rules: list[str], code: Path | None = None) -> list[str]:
     """Configure a workspace in ``work`` (sender ``bench``, a directory without rules) and run `edi init`; the `edi`
-    command line for it."""
+    command line for it (``python -m edi``: run it from ``code``, if given, to use the edi found there)."""
     directory = directory_without_rules(work / "directory.toml")
     config = work / "config.toml"
     config.write_text(CONFIG.format(directory=directory, rules=rules).replace("'", '"'), encoding="utf-8")
     edi = [sys.executable, "-m", "edi", "--config", str(config)]
-    subprocess.run([*edi, "init"], check=True, capture_output=True)
+    subprocess.run([*edi, "init"], cwd=code, check=True, capture_output=True)
     return edi
 
 

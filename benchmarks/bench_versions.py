@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_batch import CONFIG, bare_loop
-from benchmarks.invoices import directory_without_rules, write_flows
+from benchmarks.bench_batch import bare_loop, drop, new_workspace
+from benchmarks.invoices import write_flows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,16 +55,8 @@ def run(code: Path, work: Path, files: list[Path], workers: int) -> tuple[float,
     """Seconds of `edi batch --workers W` (the code in ``code``) on ``files`` in a fresh workspace ``work``, and the
     machine's CPU ticks meanwhile."""
     work.mkdir(parents=True)
-    config = work / "config.toml"
-    directory = directory_without_rules(work / "directory.toml")
-    config.write_text(CONFIG.format(directory=directory, rules=["xsd"]).replace("'", '"'), encoding="utf-8")
-    edi = [sys.executable, "-m", "edi", "--config", str(config)]
-    subprocess.run([*edi, "init"], cwd=code, check=True, capture_output=True)
-    inbox, old = work / "ws" / "inbox" / "bench", time.time() - 60
-    for path in files:
-        os.link(path, inbox / path.name)  # same bytes, no copy
-        os.utime(inbox / path.name, (old, old))
-    os.sync()  # the links' writeback is not edi's to pay
+    edi = new_workspace(work, ["xsd"], code)
+    drop(files, work / "ws" / "inbox" / "bench")
     before, started = cpu_times(), time.perf_counter()
     done = subprocess.run([*edi, "batch", "--workers", str(workers)], cwd=code, capture_output=True, check=False)
     seconds, after = time.perf_counter() - started, cpu_times()

@@ -171,19 +171,18 @@ class WorkerPool:
         worker dies (``broken``), and returns once the tasks out are done. Groups are taken from the left of
         ``groups`` itself, so that the caller does not keep those handed out alive."""
         todo = groups
-        pending: dict[Future[list[Outcome]], list[Path]] = {}  # a task handed out -> its files
-        sizes: dict[Future[list[Outcome]], int] = {}  # a task handed out -> how many groups it has
+        pending: dict[Future[list[Outcome]], tuple[list[Path], int]] = {}  # a task handed out -> its files, groups
         told = False  # ``ahead`` was told about the groups in ``todo``
 
         def in_flight() -> list[Path]:
-            return [path for paths in pending.values() for path in paths]
+            return [path for paths, _ in pending.values() for path in paths]
 
         while True:
             finished = [f for f in pending if f.done()]
             for future in finished:  # their places are free before the next tasks are handed out
-                del pending[future], sizes[future]
+                del pending[future]
             while todo and not self.broken and len(pending) < self._queued and not should_stop():
-                size = task_groups(len(todo), sum(sizes.values()), self.workers)
+                size = task_groups(len(todo), sum(count for _, count in pending.values()), self.workers)
                 if not size:
                     break  # the workers hold their share of what is left: the rest is this process's
                 task = [todo.popleft() for _ in range(size)]
@@ -192,8 +191,7 @@ class WorkerPool:
                 except BrokenProcessPool:
                     self.broken = True
                     break
-                pending[future] = [r.path for group in task for _, r in group]
-                sizes[future] = len(task)
+                pending[future] = ([r.path for group in task for _, r in group], len(task))
             for future in finished:
                 yield from self._outcomes(future)
             if ahead is not None and not told and len(todo) <= ahead[1] and more is not None and not self.broken:
