@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import json
@@ -116,11 +115,12 @@ def _fsync_file(path: Path) -> None:
 
 
 def _syncfs() -> Callable[[int], int] | None:
-    """libc's ``syncfs`` (Linux), or None where there is none."""
+    """libc's ``syncfs`` (Linux), or None where there is none. Looked up among the process's own symbols, which
+    include libc's (``ctypes.util.find_library`` would run ``ldconfig -p`` in a subprocess, in every process)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         function: Callable[[int], int] = libc.syncfs
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: no CDLL(None) on Windows
         return None
     return function
 

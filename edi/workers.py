@@ -11,19 +11,22 @@ the background while the next group is decided) and sends the outcomes back; wha
 archived with its next group, or once it has been idle for a moment, or at its exit. Workers ignore SIGINT and
 SIGTERM: the parent decides when to stop, lets the groups in hand finish, then closes the pool. A worker dies with
 its parent (Linux ``PR_SET_PDEATHSIG``), so a killed parent never leaves a worker holding flows; whatever a dead
-worker held is in its hand, which recovery takes back.
+worker held is in its hand, which recovery takes back. A worker whose session closed cleanly ends its process as soon
+as its last finalizer has run, without the interpreter's teardown (freeing its compiled schemas and modules took
+~70 ms, which the parent spent waiting at the end of every run with workers).
 
 Reads the configuration it is given; raises nothing of its own (a dead worker marks the pool ``broken``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import ctypes.util
 import multiprocessing
 import multiprocessing.util
 import os
 import signal
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Iterator
@@ -49,6 +52,7 @@ PR_SET_PDEATHSIG = 1
 _session: Session | None = None  # in a worker: its own session, for its whole life
 _lock = threading.Lock()  # in a worker: its session is used by one thread at a time (groups, or the idle flush)
 _idle: threading.Timer | None = None  # in a worker: the flush due once it has been idle for a while
+_closed = False  # in a worker: its session closed cleanly at exit (everything durable): nothing left to tear down
 IDLE_FLUSH_SECONDS = 0.2
 # groups in one task: a worker waits for the disk only at the end of a task (the barrier of its last group, which has
 # nothing left to overlap with), not once per group: ~140 us per flow, 8 % of a worker's time, with a task of one
@@ -67,9 +71,9 @@ Wire = list[tuple[str, bytes, int, float]]  # a group as sent to a worker: (send
 
 def _die_with_parent(parent: int) -> None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols, libc's among them
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: a worker notices its parent is gone when its pipe closes
+    except (OSError, AttributeError, TypeError):  # not Linux: a worker notices its parent is gone when its pipe closes
         pass
     if os.getppid() != parent:  # the parent died before we asked
         os._exit(1)
@@ -87,6 +91,7 @@ def _start(settings: Settings, level: str, parent: int) -> None:
     _session = Session(settings)
     _session.warm_up()
     multiprocessing.util.Finalize(None, _close, exitpriority=10)
+    multiprocessing.util.Finalize(None, _leave, exitpriority=-100)  # after every other finalizer
 
 
 def _run(groups: list[Wire]) -> list[Outcome]:
@@ -115,11 +120,26 @@ def _ready() -> None:
 
 def _close() -> None:
     """At a worker's exit: no flush left to come; make everything durable and let the session go."""
+    global _closed
     with _lock:
         if _idle is not None:
             _idle.cancel()
         if _session is not None:
             _session.close()
+            _closed = True
+
+
+def _leave() -> None:
+    """At a worker's exit, the last finalizer: once its session closed cleanly (:func:`_close`), flush the standard
+    streams and end the process now. What is left is the interpreter's teardown, which frees every object one by
+    one (compiled schemas: ~15 ms each) while the parent waits for the process to end. If the session did not close
+    cleanly, the process exits the usual way."""
+    if not _closed:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 def _flush() -> None:

@@ -9,6 +9,7 @@ claimed a flow is read from the ``claimed_by`` column of the store: the name of 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import itertools
@@ -716,6 +717,35 @@ def test_tasks_shrink_at_the_end_of_a_pass_so_that_the_workers_hold_no_more_than
                     assert (held + size) * (workers + 1) <= (left + held) * workers
                 else:  # they hold their share, or nothing is left to hand out
                     assert left == 0 or (held + 1) * (workers + 1) > (left + held) * workers
+
+
+def _hand_and_a_teardown_mark(marker: str) -> str:
+    """In a worker: make its hand (as a first claim would) and have the interpreter's teardown write ``marker``."""
+    atexit.register(Path(marker).write_text, "torn down")
+    assert worker_processes._session is not None
+    return str(worker_processes._session.spool.hand)
+
+
+def test_a_worker_whose_session_closed_cleanly_ends_without_the_interpreters_teardown(
+    make_setup, tmp_path, monkeypatch
+) -> None:
+    """A worker process, at its exit, first closes its session (everything durable, its empty hand let go), then ends
+    at once, with status 0: the interpreter's teardown, atexit handlers included, does not run. Where the session
+    did not close cleanly, the last finalizer leaves the process to exit the usual way."""
+    setup = make_setup()
+    pool = worker_processes.WorkerPool(load_settings(setup.config), 1)
+    marker = tmp_path / "torn-down"
+    try:
+        hand = Path(pool._executor.submit(_hand_and_a_teardown_mark, str(marker)).result(timeout=TIMEOUT))
+        processes = list(pool._executor._processes.values())
+        assert hand.is_dir()
+    finally:
+        pool.close()
+    assert [p.exitcode for p in processes] == [0]
+    assert not hand.exists()  # the session closed before the process ended
+    assert not marker.exists()  # ... and the teardown did not run
+    monkeypatch.setattr(worker_processes, "_closed", False)
+    assert worker_processes._leave() is None  # returns: this process goes on
 
 
 def start_watch(setup: Setup) -> subprocess.Popen[str]:
