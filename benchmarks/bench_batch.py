@@ -21,6 +21,10 @@ hundreds, one in twenty invalid), then measures, on the same files:
   xmlcheck    a loop a user might script instead: the `facturx-xmlcheck` command of the factur-x package once per
               file (it checks the XSD and the EN 16931 Schematron), on a sample of the files.
 
+The files are dropped as copies (a file of its own per flow, as an upload gives). Measuring starts once creating a
+file costs what it does on a quiet disk: for minutes after many files were deleted, on ext4 without a journal, it
+costs ten times as much (wait_for_a_quiet_disk).
+
 Usage (the README gives the numbers this printed):
 
   .venv/bin/python benchmarks/bench_batch.py [--flows 20000] [--workers 1 2] [--rules xsd] [--rounds 1]
@@ -157,6 +161,50 @@ class PeakMemory(threading.Thread):
             self.peak = max(self.peak, _rss(family))
 
 
+QUIET_CREATE_US = 40.0  # creating a 4 KiB file on this disk when nothing was deleted lately: ~13-20 us
+RECENTLY_DELETED_SECONDS = 360  # how long ext4 without a journal looks past a deleted inode (dirty table block)
+
+
+def create_cost(folder: Path, files: int = 500) -> float:
+    """Microseconds to create, write (4 KiB) and close one file in a new subfolder of ``folder`` (the files are
+    kept: deleting them would slow the next creations in their block group)."""
+    probe = Path(tempfile.mkdtemp(prefix="probe-", dir=folder))
+    data = b"\0" * 4096
+    started = time.perf_counter()
+    for number in range(files):
+        fd = os.open(probe / str(number), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, data)
+        os.close(fd)
+    return (time.perf_counter() - started) / files * 1e6
+
+
+def wait_for_a_quiet_disk(folder: Path, longest: float = 2 * RECENTLY_DELETED_SECONDS) -> None:
+    """Wait, up to ``longest`` seconds, until creating a file in ``folder`` costs what it does on a quiet disk.
+
+    On ext4 without a journal, the inode allocator looks past every free inode deleted in the last minute (six
+    while its inode table block is dirty), checking each one's deletion time: for minutes after many files were
+    deleted (a previous bench cleaning up after itself), each file created costs 100-250 us instead of ~15, in the
+    kernel, and edi creates three files per flow. A run measured then says more about the last bench than about
+    edi. Prints what it waits for; goes on with a warning if the disk does not settle."""
+    deadline = time.monotonic() + longest
+    while True:
+        cost = create_cost(folder)
+        if cost <= QUIET_CREATE_US:
+            print(f"creating a file: {cost:.0f} us (a quiet disk)", flush=True)
+            return
+        if time.monotonic() >= deadline:
+            print(
+                f"WARNING: creating a file still costs {cost:.0f} us (quiet: {QUIET_CREATE_US:.0f} or less): measuring"
+            )
+            return
+        print(
+            f"creating a file: {cost:.0f} us, not the {QUIET_CREATE_US:.0f} or less of a quiet disk (files deleted in"
+            " the last minutes?): waiting 30 s",
+            flush=True,
+        )
+        time.sleep(30)
+
+
 def new_workspace(work: Path, rules: list[str], code: Path | None = None) -> list[str]:
     """Configure a workspace in ``work`` (sender ``bench``, a directory without rules) and run `edi init`; the `edi`
     command line for it (``python -m edi``: run it from ``code``, if given, to use the edi found there)."""
@@ -169,11 +217,14 @@ def new_workspace(work: Path, rules: list[str], code: Path | None = None) -> lis
 
 
 def drop(paths: list[Path], inbox: Path, prefix: str = "") -> None:
-    """Put ``paths`` in ``inbox`` (names prefixed), old enough for any ``min_age_seconds``, and on disk."""
+    """Put copies of ``paths`` in ``inbox`` (names prefixed), old enough for any ``min_age_seconds``, and on disk.
+    Copies, each a file of its own as a sender's upload is, not hard links to the generated files: edi drops a
+    payload's pages from the page cache once it has read it, and the bare loop would then read its files from the
+    disk."""
     old = time.time() - 60
     for path in paths:
         target = inbox / f"{prefix}{path.name}"
-        os.link(path, target)  # same bytes, no copy: dropping 100,000 files stays quick
+        shutil.copyfile(path, target)
         os.utime(target, (old, old))
     os.sync()  # the copies' writeback is not edi's to pay
 
@@ -311,6 +362,7 @@ def main() -> None:
             f" bytes), made in {time.perf_counter() - started:.0f} s; {os.cpu_count()} cores; rules {args.rules}"
         )
         os.sync()
+        wait_for_a_quiet_disk(work)
         bare_loop(paths[:200])  # schemas compiled: the loops measure parsing and validating only
         rounds: list[dict[str, float]] = []
         for number in range(1, args.rounds + 1):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_batch import drop, new_workspace
+from benchmarks.bench_batch import drop, new_workspace, wait_for_a_quiet_disk
 from benchmarks.invoices import write_flows
 
 
@@ -44,6 +44,7 @@ def main() -> None:
     edi = new_workspace(work, ["xsd"])
     inbox, acks = work / "ws" / "inbox" / "bench", work / "ws" / "acks" / "bench"
     print(f"{args.flows} flows per run, --workers {args.workers}, in {work} (kept)")
+    wait_for_a_quiet_disk(work)
     for label, seed in (("A, fresh workspace", 11), ("B, same workspace, holding A", 12)):
         paths, _ = write_flows(work / f"files-{seed}", args.flows, seed)
         drop(paths, inbox, f"{seed}-")

@@ -10,7 +10,8 @@ ran (user, system, idle, from /proc/stat: two CPU-bound workers on two cores lea
 median flows/s of each version and worker count, and for each version its W / 1 worker ratio (medians).
 
 Workspaces are made in a new folder of /tmp and deleted at the end only (deleting many files slows the creation of
-files for a while on ext4: see the README).
+files for minutes on ext4 without a journal: see the README); the rounds start once creating a file costs what it
+does on a quiet disk.
 
 Usage (from the repository; a revision is anything `git worktree add` takes, `.` is the working tree as it is):
 
@@ -31,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_batch import bare_loop, drop, new_workspace
+from benchmarks.bench_batch import bare_loop, drop, new_workspace, wait_for_a_quiet_disk
 from benchmarks.invoices import write_flows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +86,7 @@ def main() -> None:
         for number, revision in enumerate(dict.fromkeys(args.revisions)):
             codes[revision] = checkout(revision, scratch / f"code{number}")
         files, _ = write_flows(scratch / "files", args.flows, args.seed)
+        wait_for_a_quiet_disk(scratch)
         variants = [(revision, workers) for revision in codes for workers in args.workers]
         rates: dict[tuple[str, int], list[float]] = {variant: [] for variant in variants}
         runs = 0

@@ -30,6 +30,7 @@ Reads and writes through the spool and the tracking store; never raises for a fl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -62,6 +63,7 @@ ACK_MODE = 0o640  # acknowledgements: their sender's group may read them (docs/s
 IN_MEMORY_BYTES = 1024 * 1024  # a payload this small is read once, when hashed, and kept for the group's steps
 EMPTY_SHA256 = hashlib.sha256().hexdigest()
 FINAL = frozenset(str(s) for s in FlowStatus if s.final)
+FADVISE_DONTNEED: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)  # None where there is no posix_fadvise
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +109,25 @@ def _digest(path: Path) -> tuple[int, str, bytes | None]:
         if st.st_size <= IN_MEMORY_BYTES:
             content = _read_at_most(stream.fileno(), st.st_size, IN_MEMORY_BYTES)
             if content is not None:
+                _uncache(stream.fileno())
                 return len(content), hashlib.sha256(content).hexdigest(), content
             stream.seek(0)  # it grew past the limit since: hashed as a big one
         digest = hashlib.file_digest(stream, "sha256")  # type: ignore[arg-type]  # a raw or buffered file
         size = os.fstat(stream.fileno()).st_size
     return size, digest.hexdigest(), None
+
+
+def _uncache(fd: int) -> None:
+    """Tell the kernel that a payload read into memory is not needed in the page cache: nothing reads it again
+    (it is archived as it is), and its pages, freed at once, are the first reused for the files the flow writes
+    next (its delivery and acknowledgements), rather than pages never touched before. Measured on this VM (20,000
+    flows, four rounds side by side): one worker +5 %, two workers +7 %; there a page never touched costs a page
+    fault in the host, ~2.5 us, about twice that when two processes fault at once. Pages not written to disk yet
+    (a file just uploaded) stay: the kernel starts writing them, as the next barrier would have. Advice only:
+    errors are ignored."""
+    if FADVISE_DONTNEED is not None:
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, FADVISE_DONTNEED)
 
 
 def _read_at_most(fd: int, expected: int, limit: int) -> bytes | None:

@@ -3,13 +3,15 @@ payload, its bytes, read once; real files in tmp_path."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import mmap
 import os
 from pathlib import Path
 
 import pytest
 
-from edi.processor import EMPTY_SHA256, IN_MEMORY_BYTES, _digest, _read_at_most
+from edi.processor import EMPTY_SHA256, FADVISE_DONTNEED, IN_MEMORY_BYTES, _digest, _read_at_most
 
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 65537, IN_MEMORY_BYTES - 1, IN_MEMORY_BYTES])
@@ -78,3 +80,36 @@ def test_a_payload_that_grows_past_the_limit_while_read_is_hashed_whole(tmp_path
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(os, "lstat", lstat_then_grow)
         assert _digest(path) == (len(data), hashlib.sha256(data).hexdigest(), None)
+
+
+def cached_pages(path: Path) -> int:
+    """How many of a file's pages are in the page cache (mincore over a private mapping of it, which reads
+    nothing)."""
+    size = path.stat().st_size
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    libc = ctypes.CDLL(None, use_errno=True)
+    vector = (ctypes.c_ubyte * pages)()
+    with path.open("rb") as stream, mmap.mmap(stream.fileno(), size, flags=mmap.MAP_PRIVATE) as mapped:
+        address = ctypes.c_char.from_buffer(mapped)
+        try:
+            result = libc.mincore(ctypes.c_void_p(ctypes.addressof(address)), ctypes.c_size_t(size), vector)
+        finally:
+            del address  # the mapping cannot close while a ctypes object points into it
+    assert result == 0, os.strerror(ctypes.get_errno())
+    return sum(byte & 1 for byte in vector)
+
+
+@pytest.mark.skipif(FADVISE_DONTNEED is None, reason="no posix_fadvise here")
+def test_a_payload_kept_in_memory_leaves_the_page_cache_and_a_big_one_stays(tmp_path: Path) -> None:
+    """Once a small payload's bytes are in memory, its pages (written to disk) are dropped from the page cache, to
+    be reused for the files the flow writes next; a big payload, which later steps read again, keeps them."""
+    small, big = tmp_path / "small", tmp_path / "big"
+    for path, size in ((small, 64 * 1024), (big, IN_MEMORY_BYTES + 1)):
+        path.write_bytes(os.urandom(size))
+        with path.open("rb") as stream:
+            os.fsync(stream.fileno())  # clean pages: the only kind the kernel drops
+            stream.read()
+    assert cached_pages(small) == 16 and cached_pages(big) > 0
+    assert _digest(small)[2] is not None and _digest(big)[2] is None
+    assert cached_pages(small) == 0
+    assert cached_pages(big) == (IN_MEMORY_BYTES + 1 + mmap.PAGESIZE - 1) // mmap.PAGESIZE
