@@ -2,7 +2,8 @@
 
 For a group, each step runs for every flow before the next step starts:
 
-1. hash each payload; record sizes and digests (one transaction);
+1. open each payload and ask the kernel to read it ahead, then hash each; record sizes and digests (one
+   transaction);
 2. read each flow, then settle each (:func:`edi.pipeline.read`, :func:`edi.pipeline.settle`), then hold the keys
    of the group's invoices about to be accepted (one transaction: a key another flow holds makes a duplicate);
 3. stage its deliveries and its acknowledgement (written under temporary names);
@@ -40,7 +41,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import structlog
 
@@ -64,6 +65,7 @@ IN_MEMORY_BYTES = 1024 * 1024  # a payload this small is read once, when hashed,
 EMPTY_SHA256 = hashlib.sha256().hexdigest()
 FINAL = frozenset(str(s) for s in FlowStatus if s.final)
 FADVISE_DONTNEED: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)  # None where there is no posix_fadvise
+FADVISE_WILLNEED: int | None = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class _Work:
 
     claim: Claim
     started: float
+    opened: int | None = None  # the payload, opened and being read ahead until it is hashed
     flow: Flow | None = None
     ack: dict[str, Any] | None = None
     staged: list[tuple[Staged, str]] = field(default_factory=list)  # (file, fault point before its rename)
@@ -98,14 +101,44 @@ class _Work:
         return self.error is None
 
 
-def _digest(path: Path) -> tuple[int, str, bytes | None]:
+def _read_ahead(path: Path) -> int | None:
+    """Open a payload and ask the kernel to start reading what :func:`_digest` will read of it (up to
+    ``IN_MEMORY_BYTES``), without waiting; the descriptor, or None for anything but a regular file (a link is not
+    followed) or when it cannot be opened (:func:`_digest` then opens it, and says why it cannot). Read ahead for a
+    whole group before the first payload is hashed, the reads of a backlog that has left the page cache overlap:
+    each one waited for the disk in turn (100,000 flows in one run on this VM, whose host reclaims page-cache pages
+    unused for a minute: hashing went from 28 to 109 us per flow over the run)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO is opened without blocking
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            return None
+        if FADVISE_WILLNEED is not None and st.st_size:
+            os.posix_fadvise(fd, 0, min(st.st_size, IN_MEMORY_BYTES), FADVISE_WILLNEED)
+    except OSError:  # advice only
+        pass
+    return fd
+
+
+def _digest(path: Path, opened: int | None = None) -> tuple[int, str, bytes | None]:
     """Size and SHA-256 of a payload, and its bytes when it is small enough to keep (``IN_MEMORY_BYTES``: read
     once, not again by each later step); a payload swapped for a link or special file hashes as empty (and is
-    rejected by the intake as not a regular file) rather than being followed."""
-    st = os.lstat(path)
-    if not stat.S_ISREG(st.st_mode):
-        return st.st_size, EMPTY_SHA256, None
-    with open_regular(path) as stream:
+    rejected by the intake as not a regular file) rather than being followed. ``opened``: the payload as
+    :func:`_read_ahead` opened it (closed here)."""
+    stream: BinaryIO
+    if opened is not None:
+        stream = os.fdopen(opened, "rb")
+    else:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return st.st_size, EMPTY_SHA256, None
+        stream = open_regular(path)
+    with stream:
+        st = os.fstat(stream.fileno())
         if st.st_size <= IN_MEMORY_BYTES:
             content = _read_at_most(stream.fileno(), st.st_size, IN_MEMORY_BYTES)
             if content is not None:
@@ -211,7 +244,14 @@ class Processor:
         if recovered:
             for work in works:
                 self._check_finished(work)
-        self._each(works, self._hash)
+        try:
+            self._each(works, self._read_ahead)
+            self._each(works, self._hash)
+        finally:
+            for work in works:  # opened and not hashed (the hash closes what it is given)
+                if work.opened is not None:
+                    os.close(work.opened)
+                    work.opened = None
         self._group(works, self._record_digests)
         self._start_barrier()
         self._each(works, self._read)
@@ -307,9 +347,13 @@ class Processor:
         status = self.tracking.status(work.claim.flow_id)
         work.finish_only = status in FINAL and json_path.exists() and xml_path.exists()
 
+    def _read_ahead(self, work: _Work) -> None:
+        work.opened = _read_ahead(work.claim.payload)
+
     def _hash(self, work: _Work) -> None:
         claim = work.claim
-        size, sha256, content = _digest(claim.payload)
+        opened, work.opened = work.opened, None
+        size, sha256, content = _digest(claim.payload, opened)
         work.flow = Flow(
             flow_id=claim.flow_id,
             sender=claim.sender,

@@ -7,11 +7,20 @@ import ctypes
 import hashlib
 import mmap
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from edi.processor import EMPTY_SHA256, FADVISE_DONTNEED, IN_MEMORY_BYTES, _digest, _read_at_most
+from edi.processor import (
+    EMPTY_SHA256,
+    FADVISE_DONTNEED,
+    FADVISE_WILLNEED,
+    IN_MEMORY_BYTES,
+    _digest,
+    _read_ahead,
+    _read_at_most,
+)
 
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 65537, IN_MEMORY_BYTES - 1, IN_MEMORY_BYTES])
@@ -113,3 +122,50 @@ def test_a_payload_kept_in_memory_leaves_the_page_cache_and_a_big_one_stays(tmp_
     assert _digest(small)[2] is not None and _digest(big)[2] is None
     assert cached_pages(small) == 0
     assert cached_pages(big) == (IN_MEMORY_BYTES + 1 + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+
+
+def out_of_the_page_cache(path: Path, size: int) -> None:
+    """Write ``size`` random bytes to ``path``, durably, and drop them from the page cache."""
+    path.write_bytes(os.urandom(size))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    assert cached_pages(path) == 0
+
+
+@pytest.mark.skipif(FADVISE_WILLNEED is None or FADVISE_DONTNEED is None, reason="no posix_fadvise here")
+def test_a_payload_read_ahead_comes_into_the_page_cache_before_it_is_hashed(tmp_path: Path) -> None:
+    """A payload out of the page cache is opened and read ahead in the background (up to IN_MEMORY_BYTES of it,
+    not a big one whole); hashing it through the descriptor gives what hashing it by path gives, and closes it."""
+    small, big = tmp_path / "small", tmp_path / "big"
+    out_of_the_page_cache(small, 64 * 1024)
+    out_of_the_page_cache(big, 3 * IN_MEMORY_BYTES)
+    opened = [_read_ahead(small), _read_ahead(big)]
+    assert None not in opened
+    deadline = time.monotonic() + 10
+    while cached_pages(small) < 16 and time.monotonic() < deadline:  # the kernel reads it: nothing here waits
+        time.sleep(0.01)
+    assert cached_pages(small) == 16
+    assert cached_pages(big) <= 2 * IN_MEMORY_BYTES // mmap.PAGESIZE  # the part that will be read, not 3 MiB
+    small_fd, big_fd = opened
+    assert small_fd is not None and big_fd is not None
+    data = small.read_bytes()
+    assert _digest(small, small_fd) == (len(data), hashlib.sha256(data).hexdigest(), data)
+    assert _digest(big, big_fd) == _digest(big)
+    for fd in (small_fd, big_fd):
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed by the hash
+
+
+def test_only_a_regular_file_is_read_ahead(tmp_path: Path) -> None:
+    """A symlink (not followed) and a FIFO (not blocked on) are not opened: they are hashed by path, as empty."""
+    target = tmp_path / "target"
+    target.write_bytes(b"secret")
+    (tmp_path / "link").symlink_to(target)
+    os.mkfifo(tmp_path / "fifo")
+    assert _read_ahead(tmp_path / "link") is None
+    assert _read_ahead(tmp_path / "fifo") is None
+    assert _read_ahead(tmp_path / "missing") is None
