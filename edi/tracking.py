@@ -29,6 +29,10 @@ from edi.model import FlowStatus
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000
+# pages in the write-ahead log before the committing writer copies them into the store (SQLite's default: 1,000).
+# The copy ends with two fdatasync calls, in the processing thread and under the writers' lock: 30,000 flows, one
+# worker: 244 calls, 0.34 s, with 1,000 pages; 28 calls, 0.07 s, with 10,000 (a log of up to ~40 MiB, reused)
+WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 _FLOW_COLUMNS = {
     "flow_id": str,
@@ -120,6 +124,7 @@ class Tracking:
             self.db = sqlite_utils.Database(conn)
             self.db.enable_wal()
             self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self._firsts: dict[tuple[str, str], str] = {}  # (sender, SHA-256) -> first flow, as of the last digests
             self._create()
         except sqlite3.Error as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -111,6 +112,25 @@ def test_store_is_a_wal_sqlite_file(store: Tracking, store_path: Path) -> None:
     assert store_path.is_file()
     assert {"meta", "flows", "documents", "findings", "events"} <= set(store.db.table_names())
     assert store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+
+
+def test_the_write_ahead_log_is_copied_into_the_store_only_every_so_many_pages(
+    store: Tracking, store_path: Path
+) -> None:
+    """Commits leave their pages in the write-ahead log until it holds edi.tracking.WAL_AUTOCHECKPOINT_PAGES
+    (SQLite's default, 1,000, copied them into the store, and waited for the disk twice, ten times as often);
+    closing copies it all."""
+    wal = store_path.with_name(store_path.name + "-wal")
+    page = store.db.execute("PRAGMA page_size").fetchone()[0]
+    for number in range(0, 200_000, 200):  # until the log holds twice SQLite's default: it would have restarted
+        store.record_claims([received(f"F{number + n:06d}", sha256=f"{number + n:064x}") for n in range(200)], T0)
+        if wal.stat().st_size > 2_000 * page:
+            break
+    with contextlib.closing(sqlite3.connect(store_path)) as reader:
+        frames = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    assert frames > 1_500  # all still in the log when a reader looked (and copied them)
+    store.close()
+    assert not wal.exists() or wal.stat().st_size == 0
 
 
 def test_reopening_keeps_the_data(store_path: Path) -> None:
