@@ -27,7 +27,7 @@ from edi.jobs import day_report, render_report
 from edi.logs import configure_logging
 from edi.model import RULE_SETS, FlowStatus
 from edi.processor import Outcome
-from edi.runner import BatchReport, init_workspace, recover, requeue, run_batch
+from edi.runner import BatchReport, collect_less, init_workspace, recover, requeue, run_batch
 from edi.tracking import Tracking
 
 STATUS_WORDS = {
@@ -102,6 +102,7 @@ def main(ctx: click.Context, config: Path, verbose: int) -> None:
       edi show 20261126T2046        one flow, its findings and history
       edi validate invoice.xml      check files offline, without a workspace
     """
+    collect_less()
     ctx.obj = Context(config, verbose)
 
 

@@ -86,8 +86,9 @@ def _start(settings: Settings, level: str, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(level)
-    from edi.runner import Session
+    from edi.runner import Session, collect_less
 
+    collect_less()
     _session = Session(settings)
     _session.warm_up()
     multiprocessing.util.Finalize(None, _close, exitpriority=10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import os
 import textwrap
 from collections.abc import Callable, Iterator
@@ -30,6 +31,15 @@ class FixedClock:
 
     def advance(self, seconds: float) -> None:
         self.moment += timedelta(seconds=seconds)
+
+
+@pytest.fixture(autouse=True)
+def _cycle_collector_as_it_was() -> Iterator[None]:
+    """The command line sets the collector's threshold for its process (edi.runner.collect_less): a test that runs
+    it in this one leaves the threshold as it found it."""
+    before = gc.get_threshold()
+    yield
+    gc.set_threshold(*before)
 
 
 @pytest.fixture

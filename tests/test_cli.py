@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import UTC, datetime
 
@@ -9,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from edi.cli import main, parse_since
+from edi.runner import GC_YOUNG_OBJECTS
 from tests.conftest import FLOWS, Workspace
 
 
@@ -77,6 +79,14 @@ def test_batch_prints_the_summary_and_exits_0_with_rejections(workspace: Workspa
     assert result.output.splitlines()[0] == (
         "3 flows, 2 documents: 1 integrated, 0 partially integrated, 2 rejected, 0 failed"
     )
+
+
+def test_a_command_runs_the_cycle_collector_only_every_so_many_objects(workspace: Workspace) -> None:
+    """The command line sets Python's cycle collector to run once GC_YOUNG_OBJECTS more container objects were made
+    than freed (not every 700: a flow's objects live for its group and are freed by reference counting)."""
+    before = gc.get_threshold()  # put back after the test (conftest)
+    assert run("--config", str(workspace.config), "batch").exit_code == 0
+    assert gc.get_threshold() == (GC_YOUNG_OBJECTS, *before[1:])
 
 
 def test_batch_exits_1_when_a_flow_fails_internally(workspace: Workspace, inject) -> None:

@@ -719,6 +719,18 @@ def test_tasks_shrink_at_the_end_of_a_pass_so_that_the_workers_hold_no_more_than
                     assert left == 0 or (held + 1) * (workers + 1) > (left + held) * workers
 
 
+def test_a_worker_runs_the_cycle_collector_only_every_so_many_objects(make_setup) -> None:
+    """A worker process, like the command line, runs Python's cycle collector once GC_YOUNG_OBJECTS more container
+    objects were made than freed."""
+    setup = make_setup()
+    pool = worker_processes.WorkerPool(load_settings(setup.config), 1)
+    try:
+        threshold = pool._executor.submit(gc.get_threshold).result(timeout=TIMEOUT)
+    finally:
+        pool.close()
+    assert threshold[0] == runner.GC_YOUNG_OBJECTS  # a spawned interpreter starts at Python's default, 700
+
+
 def _hand_and_a_teardown_mark(marker: str) -> str:
     """In a worker: make its hand (as a first claim would) and have the interpreter's teardown write ``marker``."""
     atexit.register(Path(marker).write_text, "torn down")
