@@ -18,6 +18,10 @@ hundreds, one in twenty invalid), then measures, on the same files:
   in W procs  one process just before and just after: what the machine gives W CPU-bound processes (the ceiling for
               W workers: cores may share caches, or be shared by the host). edi's W workers / 1 worker is then also
               given over that ratio: how much of what the machine gives W processes edi's W workers get.
+  separate    W separate `edi batch --workers 1` runs at once, each on a workspace of its own holding 1/W of the
+  runs        files, for each W > 1 asked (between the W-worker run and the second 1-worker run): what the machine
+              gives W processes doing edi's work, sharing nothing; W workers sharing one workspace are also given
+              over it.
   xmlcheck    a loop a user might script instead: the `facturx-xmlcheck` command of the factur-x package once per
               file (it checks the XSD and the EN 16931 Schematron), on a sample of the files.
 
@@ -271,6 +275,30 @@ def run_edi(work: Path, paths: list[Path], workers: int, rules: list[str]) -> di
     }
 
 
+def independent_runs(work: Path, paths: list[Path], processes: int, rules: list[str]) -> float:
+    """Seconds for ``processes`` separate `edi batch --workers 1` runs at once, each on its own workspace holding
+    its share of ``paths`` (nothing shared: no store, folder or lock), until the last one ends: what this machine
+    gives W processes doing edi's work, against which W workers sharing one workspace are measured."""
+    commands = []
+    for number in range(processes):
+        folder = work / f"part-{number + 1}"
+        folder.mkdir(parents=True)
+        edi = new_workspace(folder, rules)
+        drop(paths[number::processes], folder / "ws" / "inbox" / "bench")
+        commands.append([*edi, "batch", "--workers", "1"])
+    started = time.perf_counter()
+    running = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in commands]
+    errors = [proc.communicate()[1] for proc in running]
+    elapsed = time.perf_counter() - started
+    for proc, err in zip(running, errors, strict=True):
+        if proc.returncode not in (0, 1):
+            raise SystemExit(f"edi batch failed ({proc.returncode}): {err.decode()[-2000:]}")
+    answered = sum(1 for _ in work.glob("part-*/ws/acks/bench/*.json"))
+    if answered != len(paths):
+        raise SystemExit(f"{answered} acknowledgements for {len(paths)} flows")
+    return elapsed
+
+
 def xmlcheck_loop(paths: list[Path]) -> float:
     """Seconds for one `facturx-xmlcheck` run per file."""
     command = shutil.which("facturx-xmlcheck", path=str(Path(sys.executable).parent)) or "facturx-xmlcheck"
@@ -290,9 +318,20 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
     rates: dict[int, list[float]] = {}
     measured: dict[str, list[float]] = {}
     order = list(args.workers)
+    independent: dict[int, float] = {}  # W -> flows/s of W separate one-worker runs at once
     if 1 in order and any(w > 1 for w in order):
+        order += [-w for w in order if w > 1]  # W separate one-worker runs at once, on W workspaces
         order.append(1)  # once more after the others: W workers / 1 worker is then drift-free to first order
     for number, workers in enumerate(order):
+        if workers < 0:
+            seconds = independent_runs(work / f"run-{number + 1}-separate{-workers}", paths, -workers, args.rules)
+            independent[-workers] = flows / seconds
+            print(
+                f"  {-workers} separate edi batch --workers 1, on {-workers} workspaces of {flows // -workers} flows, "
+                f"at once: {seconds:8.2f} s  {flows / seconds:8.0f} flows/s"
+            )
+            bare_rates.append(flows / bare_loop(paths)[0])
+            continue
         got = run_edi(work / f"run-{number + 1}-w{workers}", paths, workers, args.rules)
         rate = flows / got["seconds"]
         rates.setdefault(workers, []).append(rate)
@@ -322,6 +361,13 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
                 f"  {workers} workers / 1 worker: {rate / one:.2f}x (the mean of the 1-worker runs before and after: "
                 f"{' and '.join(f'{r:.0f}' for r in rates[1])} flows/s)"
             )
+            if workers in independent:
+                found[f"{workers} separate runs / 1 worker"] = independent[workers] / one
+                found[f"{workers} workers / {workers} separate runs"] = rate / independent[workers]
+                print(
+                    f"  {workers} separate one-worker runs / 1 worker: {independent[workers] / one:.2f}x; edi's "
+                    f"{workers} workers on one workspace get {rate / independent[workers]:.0%} of that"
+                )
     for workers in sorted({w for w in args.workers if w > 1}):
         before, _ = bare_loop(paths)
         seconds = bare_loop_parallel(paths, workers)
