@@ -38,6 +38,7 @@ Usage (the README gives the numbers this printed):
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import re
@@ -80,8 +81,19 @@ level = "warning"
 _SCHEMAS: dict[Path, etree.XMLSchema] = {}
 
 
-def bare_loop(paths: list[Path]) -> tuple[float, int]:
-    """Seconds for parse + pick the schema + validate over ``paths``, and how many were valid."""
+def into_the_page_cache(paths: list[Path]) -> None:
+    """Read ``paths`` once, untimed, so that a bare loop reads them from memory: in a long edi run the files the bare
+    loop reads leave the page cache (this VM reclaims pages unused for a minute), and the loop after it would read
+    them from the disk (100,000 flows: 2,075 flows/s after, 3,136 before)."""
+    for path in paths:
+        path.read_bytes()
+
+
+def bare_loop(paths: list[Path], warm: bool = True) -> tuple[float, int]:
+    """Seconds for parse + pick the schema + validate over ``paths`` (read from memory: ``warm`` reads them first,
+    untimed), and how many were valid."""
+    if warm:
+        into_the_page_cache(paths)
     catalogue = load_catalogue()
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
     schemas = _SCHEMAS  # compiled once per process, the first time a loop meets them (the bench warms them up)
@@ -108,8 +120,9 @@ def bare_loop_parallel(paths: list[Path], processes: int) -> float:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
         list(pool.map(bare_loop, [paths[:20]] * processes))  # processes started, modules imported
+        into_the_page_cache(paths)
         started = time.perf_counter()
-        list(pool.map(bare_loop, [paths[n::processes] for n in range(processes)]))
+        list(pool.map(functools.partial(bare_loop, warm=False), [paths[n::processes] for n in range(processes)]))
         return time.perf_counter() - started
 
 
