@@ -529,11 +529,18 @@ def _remove_unborn_hand(folder: Path) -> int:
 
 
 def _try_lock(folder: Path) -> int | None:
-    """Open and lock ``folder/lock`` without waiting; None if someone else holds it."""
+    """Open and lock ``folder/lock`` without waiting; None if someone else holds it, or if the file locked is no
+    longer ``folder/lock``: whoever removes a hand unlinks its lock file while holding it, then the folder, and a
+    process that opened the file before the unlink gets the lock once it is let go, of a folder that is gone (two
+    recoveries at once: the second listed a removed folder and stopped with FileNotFoundError)."""
     fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        held, named = os.fstat(fd), os.stat(folder / LOCK, follow_symlinks=False)
+    except (BlockingIOError, FileNotFoundError):
+        os.close(fd)
+        return None
+    if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):
         os.close(fd)
         return None
     return fd

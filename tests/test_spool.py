@@ -464,6 +464,31 @@ def test_two_processes_recovering_at_once_take_each_flow_once(
     assert set(hands(layout)) <= {r.hand for r in recoverers}
 
 
+def test_a_recovery_that_gets_the_lock_of_a_hand_just_removed_passes_it_by(
+    layout: Layout, spools: Callable[[], Spool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a recovery opening a dead hand's lock file and locking it, another takes the hand's flows, removes
+    the lock file and the folder, and lets the lock go: the first gets the lock of a file no longer there, and
+    passes the hand by (it listed a folder that was gone and stopped with FileNotFoundError)."""
+    dead_hand(layout, "1000-00000a", {"F01": b"one", "F02": b"two"})
+    first, second = spools(), spools()
+    real_flock = fcntl.flock
+    taken: list[tuple[str, list[Path]]] = []
+
+    def the_other_takes_it_first(fd: int, operation: int) -> None:
+        if not taken and operation & fcntl.LOCK_NB:
+            monkeypatch.setattr(spool_module.fcntl, "flock", real_flock)
+            taken.extend(second.orphans())
+        real_flock(fd, operation)
+
+    assert first.hand.is_dir()  # made before the race: its own lock is not part of it
+    monkeypatch.setattr(spool_module.fcntl, "flock", the_other_takes_it_first)
+    assert first.orphans() == []
+    assert [(name, sorted(p.name for p in paths)) for name, paths in taken] == [("1000-00000a", ["F01", "F02"])]
+    assert not (layout.active / "1000-00000a").exists()
+    assert {p.name for p in second.hand.iterdir()} == {"lock", "F01", "F02"}
+
+
 # -- requeued flows ----------------------------------------------------------------------------------------------
 
 
