@@ -26,8 +26,8 @@ hundreds, one in twenty invalid), then measures, on the same files:
               file (it checks the XSD and the EN 16931 Schematron), on a sample of the files.
 
 The files are dropped as copies (a file of its own per flow, as an upload gives). Measuring starts once creating a
-file costs what it does on a quiet disk: for minutes after many files were deleted, on ext4 without a journal, it
-costs ten times as much (wait_for_a_quiet_disk).
+file costs what it does on a quiet disk: for minutes after many files were deleted, on ext4 without a journal, and
+while the kernel caches millions of inodes, it costs ten times as much (wait_for_a_quiet_disk).
 
 Usage (the README gives the numbers this printed):
 
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import multiprocessing
 import os
 import re
@@ -184,39 +185,64 @@ RECENTLY_DELETED_SECONDS = 360  # how long ext4 without a journal looks past a d
 
 def create_cost(folder: Path, files: int = 500) -> float:
     """Microseconds to create, write (4 KiB) and close one file in a new subfolder of ``folder`` (the files are
-    kept: deleting them would slow the next creations in their block group)."""
-    probe = Path(tempfile.mkdtemp(prefix="probe-", dir=folder))
+    kept: deleting them would slow the next creations in their block group). Only the system calls are timed: the
+    names are made beforehand and the cycle collector is off (in a process holding 100,000 paths, its collections
+    made a file seem to cost 150-200 us instead of ~35)."""
+    probe = os.open(tempfile.mkdtemp(prefix="probe-", dir=folder), os.O_RDONLY | os.O_DIRECTORY)
+    names = [str(number) for number in range(files)]
     data = b"\0" * 4096
-    started = time.perf_counter()
-    for number in range(files):
-        fd = os.open(probe / str(number), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.write(fd, data)
-        os.close(fd)
-    return (time.perf_counter() - started) / files * 1e6
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        for name in names:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=probe)
+            os.write(fd, data)
+            os.close(fd)
+        return (time.perf_counter() - started) / files * 1e6
+    finally:
+        if collecting:
+            gc.enable()
+        os.close(probe)
+
+
+def cached_inodes() -> int | None:
+    """How many inodes the kernel holds in memory (Linux: /proc/sys/fs/inode-nr), or None where it does not say."""
+    try:
+        return int(Path("/proc/sys/fs/inode-nr").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def wait_for_a_quiet_disk(folder: Path, longest: float = 2 * RECENTLY_DELETED_SECONDS) -> None:
     """Wait, up to ``longest`` seconds, until creating a file in ``folder`` costs what it does on a quiet disk.
 
-    On ext4 without a journal, the inode allocator looks past every free inode deleted in the last minute (six
-    while its inode table block is dirty), checking each one's deletion time: for minutes after many files were
-    deleted (a previous bench cleaning up after itself), each file created costs 100-250 us instead of ~15, in the
-    kernel, and edi creates three files per flow. A run measured then says more about the last bench than about
-    edi. Prints what it waits for; goes on with a warning if the disk does not settle."""
+    Two states of this VM make each file created cost ten times as much, in the kernel (edi creates three per flow),
+    and a run measured then says more about them than about edi. On ext4 without a journal, the inode allocator
+    looks past every free inode deleted in the last minute (six while its inode table block is dirty), checking
+    each one's deletion time: for minutes after many files were deleted (a previous bench cleaning up after
+    itself), a file costs 100-250 us instead of ~20. And with millions of inodes in the kernel's inode cache (the
+    files of earlier benches, kept while memory lasts), each new inode walks a long chain of its hash table: ~5
+    million cached, 200-370 us a file; that state does not pass with time (``sync; echo 2 >
+    /proc/sys/vm/drop_caches``, as root, ends it). Prints what it waits for; goes on with a warning if the disk
+    does not settle."""
     deadline = time.monotonic() + longest
     while True:
         cost = create_cost(folder)
+        inodes = cached_inodes()
+        cached = f"; {inodes:,} inodes cached by the kernel" if inodes is not None else ""
         if cost <= QUIET_CREATE_US:
-            print(f"creating a file: {cost:.0f} us (a quiet disk)", flush=True)
+            print(f"creating a file: {cost:.0f} us (a quiet disk{cached})", flush=True)
             return
         if time.monotonic() >= deadline:
             print(
-                f"WARNING: creating a file still costs {cost:.0f} us (quiet: {QUIET_CREATE_US:.0f} or less): measuring"
+                f"WARNING: creating a file still costs {cost:.0f} us (quiet: {QUIET_CREATE_US:.0f} or less{cached}):"
+                " measuring"
             )
             return
         print(
             f"creating a file: {cost:.0f} us, not the {QUIET_CREATE_US:.0f} or less of a quiet disk (files deleted in"
-            " the last minutes?): waiting 30 s",
+            f" the last minutes, or millions of inodes cached{cached}): waiting 30 s",
             flush=True,
         )
         time.sleep(30)
