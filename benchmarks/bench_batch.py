@@ -221,7 +221,7 @@ def wait_for_a_quiet_disk(folder: Path, longest: float = 2 * RECENTLY_DELETED_SE
     and a run measured then says more about them than about edi. On ext4 without a journal, the inode allocator
     looks past every free inode deleted in the last minute (six while its inode table block is dirty), checking
     each one's deletion time: for minutes after many files were deleted (a previous bench cleaning up after
-    itself), a file costs 100-250 us instead of ~20. And with millions of inodes in the kernel's inode cache (the
+    itself), a file costs 150-400 us instead of ~20. And with millions of inodes in the kernel's inode cache (the
     files of earlier benches, kept while memory lasts), each new inode walks a long chain of its hash table: ~5
     million cached, 200-370 us a file; that state does not pass with time (``sync; echo 2 >
     /proc/sys/vm/drop_caches``, as root, ends it). Prints what it waits for; goes on with a warning if the disk

@@ -537,13 +537,12 @@ def _try_lock(folder: Path) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         held, named = os.fstat(fd), os.stat(folder / LOCK, follow_symlinks=False)
+        if (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino):
+            return fd
     except (BlockingIOError, FileNotFoundError):
-        os.close(fd)
-        return None
-    if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):
-        os.close(fd)
-        return None
-    return fd
+        pass
+    os.close(fd)
+    return None
 
 
 def _read_meta(folder: Path) -> dict[str, Any] | None:
