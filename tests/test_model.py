@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edi.codes import CODES, Code, DocumentStatus
-from edi.model import Document, Finding, Flow, FlowStatus, Layer, Party, Severity, evolve
+from edi.model import Document, Finding, Flow, FlowStatus, Invoice, Layer, Party, Severity, evolve
 
 IRRECEVABLE_CODES = [Code.IRR_VIDE_F, Code.IRR_TAILLE_F, Code.IRR_TYPE_F, Code.IRR_SYNTAX, Code.IRR_NOM_F]
 REJETEE_CODES = [c for c in Code if c not in IRRECEVABLE_CODES]
@@ -229,3 +229,27 @@ def test_evolve_is_dataclasses_replace_for_model_values() -> None:
     assert changed.syntax == "UBL" and doc.size == 10 and doc.findings == ()
     with pytest.raises(TypeError, match="no field colour"):
         evolve(doc, colour="red")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Finding(Code.IRR_SYNTAX, Layer.PARSE, "bad", line=3),
+        Party(name="X", legal_id="123456782", ids=("a", "b")),
+        Invoice(number="F1", seller=Party(name="S"), buyer=Party(name="B")),
+        Document(index=1, name="a.xml", size=1, sha256="0" * 64, data=b"<a/>", tree=object()),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_evolve_copies_every_field_of_every_model_value(value: object) -> None:
+    """Every field is copied (the ones compare leaves out too), each changed field alone is changed, and the copy is
+    a new value of the same class."""
+    fields = [f.name for f in dataclasses.fields(value)]  # type: ignore[arg-type]
+    same = evolve(value)
+    assert same is not value and type(same) is type(value)
+    assert all(getattr(same, name) is getattr(value, name) for name in fields)
+    for name in fields:
+        marker = object()
+        changed = evolve(value, **{name: marker})
+        assert getattr(changed, name) is marker
+        assert all(getattr(changed, other) is getattr(value, other) for other in fields if other != name)
