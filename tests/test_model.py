@@ -238,6 +238,16 @@ def test_evolve_is_dataclasses_replace_for_model_values() -> None:
         Party(name="X", legal_id="123456782", ids=("a", "b")),
         Invoice(number="F1", seller=Party(name="S"), buyer=Party(name="B")),
         Document(index=1, name="a.xml", size=1, sha256="0" * 64, data=b"<a/>", tree=object()),
+        Flow(
+            flow_id="f1",
+            sender="acme",
+            file_name="a.xml",
+            size=1,
+            sha256="0" * 64,
+            received_at=datetime(2026, 12, 5, tzinfo=UTC),
+            payload=Path("a.xml"),
+            content=b"<a/>",
+        ),
     ],
     ids=lambda value: type(value).__name__,
 )
