@@ -314,7 +314,7 @@ def render_flow(flow: dict[str, Any]) -> str:
     out = [
         f"flow      {flow['flow_id']}",
         f"sender    {flow['sender']}",
-        f"file      {flow['file_name']} ({flow['size']} bytes, sha256 {flow['sha256']})",
+        f"file      {flow['file_name']} ({flow['size']} bytes, sha256 {flow['sha256'] or 'not computed'})",
         f"received  {flow['received_at']}" + (f"  processed {flow['processed_at']}" if flow["processed_at"] else ""),
         f"status    {flow['status']}" + (f"  duplicate of {flow['duplicate_of']}" if flow["duplicate_of"] else ""),
     ]

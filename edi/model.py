@@ -283,7 +283,7 @@ class Flow:
     sender: str
     file_name: str
     size: int
-    sha256: str
+    sha256: str | None  # None for a file over limits.max_flow_bytes: refused by its size, never read
     received_at: datetime
     payload: Path = field(compare=False)
     deposited_at: datetime | None = None

@@ -124,11 +124,15 @@ def _read_ahead(path: Path) -> int | None:
     return fd
 
 
-def _digest(path: Path, opened: int | None = None) -> tuple[int, str, bytes | None]:
+def _digest(
+    path: Path, opened: int | None = None, max_bytes: int | None = None
+) -> tuple[int, str | None, bytes | None]:
     """Size and SHA-256 of a payload, and its bytes when it is small enough to keep (``IN_MEMORY_BYTES``: read
     once, not again by each later step); a payload swapped for a link or special file hashes as empty (and is
-    rejected by the intake as not a regular file) rather than being followed. ``opened``: the payload as
-    :func:`_read_ahead` opened it (closed here)."""
+    rejected by the intake as not a regular file) rather than being followed. A payload over ``max_bytes`` is not
+    read at all: its size comes from its metadata and its SHA-256 is None (the intake refuses it by its size: a
+    sparse 20 GiB file would take a minute to hash). ``opened``: the payload as :func:`_read_ahead` opened it
+    (closed here)."""
     stream: BinaryIO
     if opened is not None:
         stream = os.fdopen(opened, "rb")
@@ -139,6 +143,8 @@ def _digest(path: Path, opened: int | None = None) -> tuple[int, str, bytes | No
         stream = open_regular(path)
     with stream:
         st = os.fstat(stream.fileno())
+        if max_bytes is not None and st.st_size > max_bytes:
+            return st.st_size, None, None
         if st.st_size <= IN_MEMORY_BYTES:
             content = _read_at_most(stream.fileno(), st.st_size, IN_MEMORY_BYTES)
             if content is not None:
@@ -147,6 +153,8 @@ def _digest(path: Path, opened: int | None = None) -> tuple[int, str, bytes | No
             stream.seek(0)  # it grew past the limit since: hashed as a big one
         digest = hashlib.file_digest(stream, "sha256")  # type: ignore[arg-type]  # a raw or buffered file
         size = os.fstat(stream.fileno()).st_size
+    if max_bytes is not None and size > max_bytes:  # it grew past the limit while it was read
+        return size, None, None
     return size, digest.hexdigest(), None
 
 
@@ -190,8 +198,10 @@ class Processor:
         stages: Stages,
         clock: Clock,
         limits: Limits,
+        max_flow_bytes: int | None = None,
     ) -> None:
         self.layout = layout
+        self.max_flow_bytes = max_flow_bytes  # a payload over this is never read (refused by its size)
         self.spool = spool
         self.tracking = tracking
         self.stages = stages
@@ -353,7 +363,7 @@ class Processor:
     def _hash(self, work: _Work) -> None:
         claim = work.claim
         opened, work.opened = work.opened, None
-        size, sha256, content = _digest(claim.payload, opened)
+        size, sha256, content = _digest(claim.payload, opened, self.max_flow_bytes)
         work.flow = Flow(
             flow_id=claim.flow_id,
             sender=claim.sender,

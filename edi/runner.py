@@ -155,7 +155,13 @@ class Session:
         self.spool = Spool(self.layout)
         stages = build_stages(settings, self.tracking, directory, self.catalogue)
         self.processor = Processor(
-            self.layout, self.spool, self.tracking, stages, self.clock, limits_of(settings.limits)
+            self.layout,
+            self.spool,
+            self.tracking,
+            stages,
+            self.clock,
+            limits_of(settings.limits),
+            settings.limits.max_flow_bytes,
         )
         self.ids = FlowIds(self.clock)
         self.workers = max(1, workers)

@@ -234,9 +234,10 @@ class Tracking:
                     [[f, str(FlowStatus.RECEIVED)] for f in flow_ids],
                 )
 
-    def record_digests(self, digests: Sequence[tuple[str, int, str]]) -> None:
+    def record_digests(self, digests: Sequence[tuple[str, int, str | None]]) -> None:
         """Store (flow id, size, SHA-256) of claimed flows, in one transaction, and note for each the first flow in
-        which its sender deposited the same bytes (what :meth:`earlier_flow` then answers without a query)."""
+        which its sender deposited the same bytes (what :meth:`earlier_flow` then answers without a query). A
+        SHA-256 of None (a file refused by its size, never read) matches nothing."""
         ids = [f for f, _, _ in digests]
         with self._transaction():
             self.db.conn.executemany(

@@ -169,3 +169,13 @@ def test_only_a_regular_file_is_read_ahead(tmp_path: Path) -> None:
     assert _read_ahead(tmp_path / "link") is None
     assert _read_ahead(tmp_path / "fifo") is None
     assert _read_ahead(tmp_path / "missing") is None
+
+
+def test_a_payload_over_the_limit_is_not_read(tmp_path: Path) -> None:
+    """Over ``max_bytes`` the size comes from the metadata and there is no digest: not a byte is read."""
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 5000)
+    assert _digest(path, None, 4999) == (5000, None, None)
+    assert _digest(path, None, 5000)[1] == hashlib.sha256(b"x" * 5000).hexdigest()
+    opened = _read_ahead(path)
+    assert _digest(path, opened, 10) == (5000, None, None)

@@ -30,6 +30,9 @@ class Expand:
 
     def __call__(self, flow: Flow) -> Flow:
         """The flow with its kind and document reader, or with the finding that says why it has none."""
+        sha256 = flow.sha256
+        if sha256 is None:  # CheckFile refuses a file too big to be hashed before this stage
+            raise RuntimeError("a flow without a SHA-256 (over the size limit) reached the expansion")
         if flow.content is not None:
             head = flow.content[:HEAD_BYTES]
         else:
@@ -49,15 +52,13 @@ class Expand:
 
         def read() -> Iterator[Document]:
             if kind == "pdf":
-                yield self.document(1, flow.file_name, _whole(flow), flow.sha256)
+                yield self.document(1, flow.file_name, _whole(flow), sha256)
                 return
             if kind == "xml":
                 if flow.size > self.limits.max_document_bytes:
-                    yield _too_big(
-                        Member(1, flow.file_name, flow.size, flow.sha256, None), self.limits.max_document_bytes
-                    )
+                    yield _too_big(Member(1, flow.file_name, flow.size, sha256, None), self.limits.max_document_bytes)
                 else:
-                    yield self.document(1, flow.file_name, _whole(flow), flow.sha256)
+                    yield self.document(1, flow.file_name, _whole(flow), sha256)
                 return
             count = 0
             for member in members(flow.payload, kind, self.limits):

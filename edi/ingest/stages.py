@@ -72,7 +72,9 @@ class RejectDuplicateFlow:
         self.earlier = earlier
 
     def __call__(self, flow: Flow) -> Flow:
-        """Look the SHA-256 up among the sender's earlier flows."""
+        """Look the SHA-256 up among the sender's earlier flows (a file refused by its size has none)."""
+        if flow.sha256 is None:
+            return flow
         first = self.earlier(flow.sender, flow.sha256, flow.flow_id)
         if first is None:
             return flow
