@@ -158,6 +158,9 @@ class Spool:
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
+        # names this process's hand and its temporary files (``.<target>.<token>-<n>.tmp``): recovery removes the
+        # temporary files of a hand it takes back
+        self.token = f"{os.getpid()}-{secrets.token_hex(3)}"
         self._hand: Path | None = None
         self._hand_fd: int | None = None
         self._root_fd: int | None = None
@@ -176,7 +179,7 @@ class Spool:
         """This process's folder in ``spool/active`` (made and locked on first use)."""
         if self._hand is None:
             self.layout.active.mkdir(parents=True, exist_ok=True)
-            name = f"{os.getpid()}-{secrets.token_hex(3)}"
+            name = self.token
             making = self._tmp / f".hand-{name}"  # locked before it appears in active/: never taken for dead
             making.mkdir(parents=True)
             fd = _try_lock(making)
@@ -245,7 +248,8 @@ class Spool:
 
     def orphans(self) -> list[tuple[str, list[Path]]]:
         """Take every flow left in the hand of a process that died into this one's: for each dead hand, its name
-        and the new paths of its flows (the dead hand's folder is removed)."""
+        and the new paths of its flows (the dead hand's folder is removed, and the temporary files it staged:
+        acknowledgements that were never renamed into place)."""
         try:
             names = sorted(os.listdir(self.layout.active))
         except FileNotFoundError:
@@ -279,7 +283,26 @@ class Spool:
             finally:
                 os.close(lock_fd)
             found.append((name, taken))
+        if found:
+            self._remove_temporaries({name for name, _ in found})
         return found
+
+    def _remove_temporaries(self, hands: set[str]) -> int:
+        """Remove the temporary files staged by these (dead) hands; return how many. Their flows are decided
+        again or finished by the recovering process, which stages its own."""
+        folders = [self.layout.tmp]
+        if self.layout.acks_folder is not None:  # acknowledgements kept outside: staged beside them
+            with contextlib.suppress(OSError):
+                folders += [Path(e.path) for e in os.scandir(self.layout.acks) if e.is_dir(follow_symlinks=False)]
+        removed = 0
+        for folder in folders:
+            with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+                for entry in entries:
+                    if staged_by(entry.name) in hands and entry.is_file(follow_symlinks=False):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
+                            removed += 1
+        return removed
 
     def requeued(self) -> Iterator[tuple[Path, dict[str, Any] | None]]:
         """Take every flow an operator put back (``spool/requeued/<flow_id>/``) into this hand; yield each new path
@@ -338,7 +361,7 @@ class Spool:
         if folder is None:
             folder = self._stage_in[parent] = self._tmp if parent.is_relative_to(self._root) else parent
         self._staged += 1
-        tmp = folder / f".{target.name}.{os.getpid()}-{self._staged}.tmp"  # one per stage: targets may share a name
+        tmp = folder / f".{target.name}.{self.token}-{self._staged}.tmp"  # one per stage: targets may share a name
         _write(tmp, data, mode, fault)
         self._touch(tmp)
         return Staged(tmp, target)
@@ -511,6 +534,14 @@ class Spool:
             os.rename(partial, target)
             self.discard(path)
         fsync_dir(target.parent)
+
+
+def staged_by(name: str) -> str | None:
+    """The token of the process that staged a temporary file named ``.<target>.<token>-<n>.tmp``, else None."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    token, dash, number = name[:-4].rpartition(".")[2].rpartition("-")
+    return token if dash and number.isdigit() and token else None
 
 
 def _remove_unborn_hand(folder: Path) -> int:

@@ -271,7 +271,8 @@ CRASH_POINTS = [
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_crash_anywhere_is_recovered_by_the_next_run_without_duplicate_delivery(workspace: Workspace, point) -> None:
-    """SIGKILL at any step between claim and archive: the next run ends the flow once, delivered once."""
+    """SIGKILL at any step between claim and archive: the next run ends the flow once, delivered once, and leaves no
+    temporary file of the killed process behind."""
     workspace.drop("acme", "inv.xml", (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes())
     workspace.drop("acme", "dup.xml", (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes(), age=30)
     env = {**os.environ, "EDI_FAULTS": f"{point}=crash"}
@@ -289,6 +290,7 @@ def test_crash_anywhere_is_recovered_by_the_next_run_without_duplicate_delivery(
     assert len(workspace.queue("ville-exemple")) == 1
     assert list(workspace.inbox("acme").iterdir()) == []
     assert list((workspace.root / "spool" / "active").iterdir()) == []
+    assert list((workspace.root / "tmp").iterdir()) == []  # what the killed process staged went with its hand
     assert len(list((workspace.root / "archive").rglob("*.xml"))) == 2
     store = Tracking(workspace.root / "tracking.sqlite")
     try:

@@ -22,7 +22,7 @@ import pytest
 from edi import faults
 from edi import spool as spool_module
 from edi.errors import InjectedFault
-from edi.spool import Claim, Spool, Staged, claim_from_meta
+from edi.spool import Claim, Spool, Staged, claim_from_meta, staged_by
 from edi.workspace import Layout
 
 RECEIVED = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
@@ -425,6 +425,44 @@ def test_orphans_take_every_dead_hand_in_name_order(spool: Spool, layout: Layout
     }
 
 
+def test_orphans_remove_what_a_dead_hand_staged_and_nothing_else(tmp_path: Path) -> None:
+    """The temporary files a dead hand staged (in tmp/, or beside acknowledgements kept outside) go with it; a live
+    process's, other hands' and files of other shapes stay."""
+    layout = Layout(tmp_path / "ws", acks_folder=tmp_path / "sftp")
+    layout.create(["acme"])
+    dead_hand(layout, "111-aaaaaa", {"F1": b"one"})
+    live, recovering = Spool(layout), Spool(layout)
+    try:
+        live.hand  # noqa: B018  # made and held
+        kept = [
+            live.stage(layout.root / "reports" / "r.json", b"live").tmp,
+            layout.tmp / ".F9.json.222-bbbbbb-3.tmp",  # a hand that is not dead (nor in active/)
+            layout.tmp / ".F1.json.111-aaaaaa.tmp",  # not a staged name
+            layout.tmp / "F1.json.111-aaaaaa-1.tmp",
+        ]
+        gone = [
+            layout.tmp / ".F1.json.111-aaaaaa-1.tmp",
+            layout.tmp / ".F1.xml.111-aaaaaa-2.tmp",
+            layout.sender_acks("acme") / ".F1.json.111-aaaaaa-7.tmp",
+        ]
+        for path in [*kept[1:], *gone]:
+            path.write_bytes(b"x")
+        taken = recovering.orphans()
+        assert [name for name, _ in taken] == ["111-aaaaaa"]
+        assert [p for p in kept if not p.exists()] == [] and [p for p in gone if p.exists()] == []
+    finally:
+        live.close()
+        recovering.close()
+
+
+def test_staged_by_reads_the_token_of_a_temporary_name() -> None:
+    """``.<target>.<token>-<n>.tmp`` gives the token; any other name gives None."""
+    assert staged_by(".F1.json.111-aaaaaa-12.tmp") == "111-aaaaaa"
+    assert staged_by(".a.b-c.xml.9-ffffff-1.tmp") == "9-ffffff"
+    for name in [".F1.json.tmp", "F1.json.1-a-1.tmp", ".F1.json.111-aaaaaa-x.tmp", ".hand-1-a", ".F.-1.tmp"]:
+        assert staged_by(name) is None, name
+
+
 def test_orphans_take_a_dead_hand_whose_lock_file_never_was(spool: Spool, layout: Layout) -> None:
     """A hand folder without a lock file (its process died before locking it) is dead: taken and removed."""
     folder = layout.active / "444-dddddd"
@@ -654,7 +692,7 @@ def test_stage_then_publish_inside_the_workspace(spool: Spool, layout: Layout) -
     """stage writes a hidden temporary file in the workspace's tmp/ (nothing at the target); publish renames it."""
     target = layout.sender_acks("acme") / "F1.json"
     staged = spool.stage(target, b"{}")
-    assert staged == Staged(layout.tmp / f".F1.json.{os.getpid()}-1.tmp", target)
+    assert staged == Staged(layout.tmp / f".F1.json.{spool.token}-1.tmp", target)
     assert staged.tmp.read_bytes() == b"{}" and not target.exists()
     assert spool.publish(staged) == target
     assert target.read_bytes() == b"{}" and names(layout.tmp) == []
@@ -666,15 +704,15 @@ def test_stage_outside_the_workspace_writes_beside_the_target(tmp_path: Path) ->
     outside.mkdir(parents=True)
     spool = Spool(Layout(tmp_path / "ws", acks_folder=tmp_path / "sftp"))
     staged = spool.stage(outside / "F1.json", b"{}")
-    assert staged.tmp == outside / f".F1.json.{os.getpid()}-1.tmp"
+    assert staged.tmp == outside / f".F1.json.{spool.token}-1.tmp"
     spool.publish(staged)
     assert names(outside) == ["F1.json"]
 
 
 def test_stage_replaces_a_temporary_file_left_by_a_crash(spool: Spool, layout: Layout) -> None:
-    """A temporary file of the same name (left by an earlier process with our pid) is replaced, not an error."""
+    """A temporary file of the same name (left by an earlier process with our token) is replaced, not an error."""
     target = layout.sender_acks("acme") / "F1.json"
-    (layout.tmp / f".F1.json.{os.getpid()}-1.tmp").write_bytes(b"half-written junk")
+    (layout.tmp / f".F1.json.{spool.token}-1.tmp").write_bytes(b"half-written junk")
     spool.publish(spool.stage(target, b"whole"))
     assert target.read_bytes() == b"whole"
 
