@@ -168,6 +168,7 @@ class Session:
         self._pool: WorkerPool | None = None
         self._pool_refused = False  # a worker died in this pass: the rest of it runs here
         self._parked_checked = False  # failed/ looked through for failures the store missed (first recovery)
+        self._started = self.clock.now()  # when the pass under way started
 
     def close(self) -> None:
         """Stop the worker processes, make everything durable, let the hand go, release the store."""
@@ -223,7 +224,8 @@ class Session:
         modified after the pass started are left for the next one, so that a pass ends.
         """
         report = BatchReport(keep_outcomes=keep_outcomes)
-        clock, started = self.clock, self.clock.now().timestamp()
+        clock, self._started = self.clock, self.clock.now()
+        started = self._started.timestamp()
         self._pool_refused = False
 
         def done(outcome: Outcome) -> None:
@@ -450,10 +452,42 @@ class Session:
         if not self._pool.broken:
             return False
         log.error("a worker process died: its flows are recovered, the rest of this pass goes on in this process")
+        lost, pids = self._pool.lost, self._pool.pids
         self._pool.close()
         self._pool, self._pool_refused = None, True
-        self.recover(on_flow=done, should_stop=should_stop)
+        recovered: set[str] = set()
+
+        def counted(outcome: Outcome) -> None:
+            recovered.add(outcome.flow_id)
+            done(outcome)
+
+        self.recover(on_flow=counted, should_stop=should_stop)
+        for outcome in self._answered_in_lost_tasks(lost, pids, recovered):
+            done(outcome)
         return True
+
+    def _answered_in_lost_tasks(
+        self, lost: Sequence[tuple[str, Path]], pids: Collection[int], recovered: Collection[str]
+    ) -> list[Outcome]:
+        """The outcomes of the flows the workers answered (and archived) in tasks whose results died with the pool,
+        from the store: claimed by a worker in this pass from one of the ``lost`` files, final, and not among the
+        flows just ``recovered`` (counted already). Files of those tasks that were never claimed are still in the
+        inbox: the rest of the pass takes them."""
+        wanted = {(sender, display_name(path.name)) for sender, path in lost}
+        if not wanted:
+            return []
+        return [
+            Outcome(
+                row["flow_id"],
+                row["sender"],
+                row["file_name"],
+                FlowStatus(row["status"]),
+                int(row["documents_total"] or 0),
+                int(row["documents_accepted"] or 0),
+            )
+            for row in self.tracking.final_flows_of_processes(pids, self._started)
+            if (row["sender"], row["file_name"]) in wanted and row["flow_id"] not in recovered
+        ]
 
 
 def run_batch(

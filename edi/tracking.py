@@ -16,7 +16,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -259,6 +259,20 @@ class Tracking:
             "SELECT flow_id FROM flows WHERE claimed_by = ? AND status = ?", [hand, str(FlowStatus.RECEIVED)]
         ).fetchall()
         return [str(r[0]) for r in rows]
+
+    def final_flows_of_processes(self, pids: Collection[int], since: datetime) -> list[dict[str, Any]]:
+        """The flows claimed by the processes of these pids (their hands are named ``<pid>-<random>``) and
+        received since ``since`` that reached a final status: flow_id, sender, file_name, status, documents_total,
+        documents_accepted (what a pass counts when the outcomes of a dead pool's tasks never came back)."""
+        marks = ", ".join("?" for _ in FINAL)
+        rows: list[dict[str, Any]] = []
+        for pid in sorted(pids):  # a range of the claimed_by index per process: '-' sorts just before '.'
+            rows += self.db.query(
+                "SELECT flow_id, sender, file_name, status, documents_total, documents_accepted FROM flows "
+                f"WHERE claimed_by >= ? AND claimed_by < ? AND received_at >= ? AND status IN ({marks})",
+                [f"{pid}-", f"{pid}.", iso(since), *FINAL],
+            )
+        return rows
 
     def claimed(self, flow_id: str) -> dict[str, Any] | None:
         """What was recorded when a flow was claimed (its row), None if nothing was."""

@@ -11,7 +11,11 @@ the background while the next group is decided) and sends the outcomes back; wha
 archived with its next group, or once it has been idle for a moment, or at its exit. Workers ignore SIGINT and
 SIGTERM: the parent decides when to stop, lets the groups in hand finish, then closes the pool. A worker dies with
 its parent (Linux ``PR_SET_PDEATHSIG``), so a killed parent never leaves a worker holding flows; whatever a dead
-worker held is in its hand, which recovery takes back. A worker whose session closed cleanly ends its process as soon
+worker held is in its hand, which recovery takes back. When a worker dies, the executor gives up every task out
+(``BrokenProcessPool``) and asks the others to end with SIGTERM, which they ignore: the pool kills them (SIGKILL;
+what they held is recovered like the dead one's), or one blocked sending a result nobody reads would hold the run
+forever, and it keeps the files of every task whose outcomes were lost (:attr:`WorkerPool.lost`), so that the
+flows answered in them are still counted. A worker whose session closed cleanly ends its process as soon
 as its last finalizer has run, without the interpreter's teardown (freeing its compiled schemas and modules took
 ~70 ms, which the parent spent waiting at the end of every run with workers).
 
@@ -155,6 +159,8 @@ class WorkerPool:
     def __init__(self, settings: Settings, workers: int) -> None:
         self.workers = workers
         self.broken = False
+        self.lost: list[tuple[str, Path]] = []  # (sender, inbox file) of each task given up when a worker died
+        self.pids: set[int] = set()  # every worker process started (their hands are named after them)
         self._queued = TASKS_QUEUED_PER_WORKER * workers
         self._executor = ProcessPoolExecutor(
             max_workers=workers,
@@ -192,15 +198,16 @@ class WorkerPool:
         worker dies (``broken``), and returns once the tasks out are done. Groups are taken from the left of
         ``groups`` itself, so that the caller does not keep those handed out alive."""
         todo = groups
-        pending: dict[Future[list[Outcome]], tuple[list[Path], int]] = {}  # a task handed out -> its files, groups
+        # a task handed out -> its (sender, file) pairs and its number of groups
+        pending: dict[Future[list[Outcome]], tuple[list[tuple[str, Path]], int]] = {}
         told = False  # ``ahead`` was told about the groups in ``todo``
 
         def in_flight() -> list[Path]:
-            return [path for paths, _ in pending.values() for path in paths]
+            return [path for files, _ in pending.values() for _, path in files]
 
         while True:
-            finished = [f for f in pending if f.done()]
-            for future in finished:  # their places are free before the next tasks are handed out
+            finished = [(f, pending[f][0]) for f in pending if f.done()]
+            for future, _ in finished:  # their places are free before the next tasks are handed out
                 del pending[future]
             while todo and not self.broken and len(pending) < self._queued and not should_stop():
                 size = task_groups(len(todo), sum(count for _, count in pending.values()), self.workers)
@@ -212,9 +219,10 @@ class WorkerPool:
                 except BrokenProcessPool:
                     self.broken = True
                     break
-                pending[future] = ([r.path for group in task for _, r in group], len(task))
-            for future in finished:
-                yield from self._outcomes(future)
+                self.pids.update(self._processes())
+                pending[future] = ([(sender, r.path) for group in task for sender, r in group], len(task))
+            for future, files in finished:
+                yield from self._outcomes(future, files)
             if ahead is not None and not told and len(todo) <= ahead[1] and more is not None and not self.broken:
                 told = True
                 ahead[0](in_flight() + [r.path for g in todo for _, r in g])
@@ -231,11 +239,20 @@ class WorkerPool:
             else:
                 return
 
-    def _outcomes(self, future: Future[list[Outcome]]) -> list[Outcome]:
+    def _processes(self) -> list[int]:
+        """The pids of the worker processes now (the executor keeps them in a private dict: none if it changed)."""
+        processes = getattr(self._executor, "_processes", None)
+        try:
+            return list(processes or ())
+        except RuntimeError:  # changed while it was read (copied in one step under the GIL: not expected)
+            return []
+
+    def _outcomes(self, future: Future[list[Outcome]], files: list[tuple[str, Path]]) -> list[Outcome]:
         try:
             return future.result()
         except BrokenProcessPool:
             self.broken = True
+            self.lost += files
         except EdiError:  # the workspace cannot be used (the store cannot record): the pass stops here
             raise
         except Exception as exc:  # a bug in a worker: its claimed flows stay in its hand for recovery
@@ -243,7 +260,13 @@ class WorkerPool:
         return []
 
     def close(self) -> None:
-        """Let the workers finish what they hold and exit."""
+        """Let the workers finish what they hold and exit; when one died (the pool is broken), kill the others first:
+        they ignore the SIGTERM the executor sends them, and one may be blocked sending a result that nobody reads
+        any more (the executor would wait for it forever)."""
+        if self.broken:  # the executor's own processes, not reaped yet: no pid here can be another process's
+            for pid in self._processes():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 

@@ -449,6 +449,36 @@ def test_a_worker_killed_in_the_middle_of_a_group_is_recovered_by_the_batch(make
     assert problems(setup.root, dropped) == []
 
 
+def test_a_worker_killed_beside_others_ends_the_run_and_every_answer_is_counted(make_setup) -> None:
+    """SIGKILL to one of the workers of `edi batch --workers 3` while it holds flows: the others, which ignore
+    SIGTERM and may be blocked sending a result nobody reads, do not hold the run up (it hung there); every file is
+    answered once, and the summary counts every flow answered, those whose outcomes died with the pool included."""
+    setup = make_setup()
+    dropped = Dropped()
+    drop(setup.root, dropped, 1500, "w")
+    process = setup.start("batch", "--workers", "3")
+    killed: list[int] = []
+
+    def a_worker_holds_flows() -> bool:
+        answered = sum(1 for _ in (setup.root / "acks" / SENDERS[0]).glob("*.json"))
+        for pid in filter(is_pool_worker, children(process.pid)):
+            for hand in (setup.root / "spool" / "active").glob(f"{pid}-*"):
+                with contextlib.suppress(OSError):
+                    if answered > 300 and any(p.name != "lock" for p in hand.iterdir()):
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                        return True
+        return False
+
+    wait_for("a worker holding flows", a_worker_holds_flows, process, every=0.002)
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert "a worker process died" in err
+    assert problems(setup.root, dropped) == []
+    documents = sum(ack["documents_total"] for ack in read_acks(setup.root).values())
+    assert out.startswith(f"1500 flows, {documents} documents:"), out
+
+
 def test_scans_run_while_the_worker_holds_groups_and_never_give_a_file_twice(make_setup, monkeypatch) -> None:
     """`run_batch` with 2 workers on 300 files (in this process, the inbox looked at 40 files at a time, in groups
     of 8): the next scans run while groups handed to the worker are not finished (the worker does not wait for them),
