@@ -1,8 +1,10 @@
 """The ``edi`` command: parse arguments, call one library function, render the result. Nothing imports this module.
 
 Exit codes: 0 the command did its job (rejected flows are a normal outcome); 1 the processor failed (a flow failed
-internally, the workspace is unusable, a flow is unknown); 2 bad usage or bad configuration; 75 another processor
-holds the workspace (try again later). ``edi validate`` exits with the number of files that are not valid.
+internally, the workspace is unusable, a flow is unknown); 2 bad usage or bad configuration; 3 (``edi batch``) the
+run worked but left files behind that no run can take until an operator sees to them (named in the summary); 75
+another processor holds the workspace (try again later). ``edi validate`` exits with the number of files that are
+not valid.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from edi.jobs import day_report, render_report
 from edi.logs import configure_logging
 from edi.model import RULE_SETS, FlowStatus
 from edi.processor import Outcome
-from edi.runner import BatchReport, collect_less, init_workspace, recover, requeue, run_batch
+from edi.runner import BatchReport, PassStopped, collect_less, init_workspace, recover, requeue, run_batch
+from edi.text import printable
 from edi.tracking import Tracking
 
+LEFT_BEHIND_NAMED = 20  # files left behind that the summary names (the rest are counted)
 STATUS_WORDS = {
     FlowStatus.INTEGRATED: "integrated",
     FlowStatus.PARTIALLY_INTEGRATED: "partially integrated",
@@ -156,7 +160,10 @@ def batch(ctx: Context, workers: int) -> None:
     \b
     Exit status: 0 when the run worked (rejected flows included), 1 when a flow
     failed internally (see `edi flows --status IN_EN_ATTENTE_RETRAITEMENT`, then
-    `edi requeue`) or the workspace is unusable, 2 for a bad configuration.
+    `edi requeue`) or the workspace is unusable, 2 for a bad configuration, 3 when
+    the run left files behind that no run can take (a file that cannot be renamed:
+    immutable, on another filesystem; a sender folder that is a symbolic link): the
+    summary names each with why.
 
     \b
     Example (crontab, every minute):
@@ -177,10 +184,13 @@ def batch(ctx: Context, workers: int) -> None:
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stopped: PassStopped | None = None
     try:
         report = run_batch(
             settings, workers=workers, on_start=on_start, on_flow=on_flow, should_stop=stop.is_set, keep_outcomes=False
         )
+    except PassStopped as exc:  # what the run did before it could not go on is said first
+        report, stopped = exc.report, exc
     except EdiError as exc:
         raise Failure(exc) from None
     finally:
@@ -189,8 +199,12 @@ def batch(ctx: Context, workers: int) -> None:
         if bar is not None:
             bar.__exit__(None, None, None)
     click.echo(summary(report))
+    if stopped is not None:
+        raise Failure(stopped)
     if report.failed:
         sys.exit(1)
+    if report.left_behind:
+        sys.exit(3)
 
 
 def summary(report: BatchReport) -> str:
@@ -211,10 +225,24 @@ def summary(report: BatchReport) -> str:
         extra.append("stopped on request: what is still ready is left for the next run")
     if extra:
         lines.append("; ".join(extra))
-    if report.failed:
+    parked = report.failed - report.left_in_spool
+    if parked:
         lines.append(
-            "failed flows are in failed/: see `edi flows --status IN_EN_ATTENTE_RETRAITEMENT`, then `edi requeue`"
+            f"{parked} failed flows are in failed/: see `edi flows --status IN_EN_ATTENTE_RETRAITEMENT`, "
+            "then `edi requeue`"
         )
+    if report.left_in_spool:
+        lines.append(
+            f"{report.left_in_spool} failed flows could not be moved to failed/ and stay in the spool: the next run "
+            "(or `edi recover`) takes them again"
+        )
+    if report.unclaimable:
+        count = len(report.unclaimable)
+        lines.append(f"{count} left behind, that no run can take until an operator sees to them:")
+        named = sorted(report.unclaimable.items())
+        lines += [f"  {printable(str(path))}: {printable(why)}" for path, why in named[:LEFT_BEHIND_NAMED]]
+        if count > LEFT_BEHIND_NAMED:
+            lines.append(f"  and {count - LEFT_BEHIND_NAMED} more (each is logged)")
     return "\n".join(lines)
 
 

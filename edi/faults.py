@@ -5,8 +5,9 @@ Reads the ``EDI_FAULTS`` environment variable once per process: a comma-separate
 would), or an errno the disk could answer with, raised as that OSError: ``enospc`` (disk full), ``eacces``
 (permission denied), ``eio`` (I/O error), ``erofs`` (read-only filesystem), ``edquot`` (quota exceeded). Points are
 named where the code calls :func:`fault_point`; among them ``write.delivery`` and ``write.ack`` (a queue file or an
-acknowledgement being written), ``deliver.before_rename``, ``ack.json.before_rename``, ``barrier``. Unset, it costs
-one dict lookup per point.
+acknowledgement being written), ``deliver.before_rename``, ``ack.json.before_rename``, ``barrier``,
+``tracking.record_claims``. ``point=action@N`` fails only from the Nth time the process reaches the point (the
+first N - 1 pass): a disk that fills up in the middle of a run. Unset, it costs one dict lookup per point.
 """
 
 from __future__ import annotations
@@ -28,23 +29,34 @@ ERRNOS = {
 ACTIONS = ("raise", "crash", *ERRNOS)
 
 
+_reached: dict[str, int] = {}  # times each point with an ``@N`` fault was reached in this process
+
+
 @cache
-def _faults() -> dict[str, str]:
+def _faults() -> dict[str, tuple[str, int]]:
     spec = os.environ.get("EDI_FAULTS", "")
-    faults: dict[str, str] = {}
+    faults: dict[str, tuple[str, int]] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
-        point, _, action = item.partition("=")
-        if action not in ACTIONS:
-            raise InjectedFault(f"EDI_FAULTS: {item!r}: action must be one of {', '.join(ACTIONS)}")
-        faults[point] = action
+        point, _, wanted = item.partition("=")
+        action, at, nth = wanted.partition("@")
+        if action not in ACTIONS or (at and not (nth.isdigit() and int(nth) >= 1)):
+            raise InjectedFault(
+                f"EDI_FAULTS: {item!r}: action must be one of {', '.join(ACTIONS)}, optionally followed by @N (N >= 1)"
+            )
+        faults[point] = (action, int(nth) if at else 1)
     return faults
 
 
 def fault_point(point: str) -> None:
     """Fail here if EDI_FAULTS asks for it."""
-    action = _faults().get(point)
-    if action is None:
+    fault = _faults().get(point)
+    if fault is None:
         return
+    action, nth = fault
+    if nth > 1:
+        _reached[point] = reached = _reached.get(point, 0) + 1
+        if reached < nth:
+            return
     if action == "raise":
         raise InjectedFault(f"injected fault at {point}")
     if action == "crash":

@@ -78,6 +78,7 @@ class Outcome:
     status: FlowStatus
     documents: int = 0
     accepted: int = 0
+    in_spool: bool = False  # failed, and could not be moved to failed/: left in the spool for the next recovery
 
 
 @dataclass(slots=True)
@@ -502,7 +503,7 @@ class Processor:
             self.spool.fail(claim)
         except OSError as move_error:  # left in the spool as claimed: the next run's recovery takes it again
             bound.critical("flow left in the spool for recovery", error=str(move_error))
-            return Outcome(claim.flow_id, claim.sender, display_name(claim.name), FlowStatus.FAILED)
+            return Outcome(claim.flow_id, claim.sender, display_name(claim.name), FlowStatus.FAILED, in_spool=True)
         try:
             known = {
                 "flow_id": claim.flow_id,

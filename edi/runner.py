@@ -14,9 +14,11 @@ processed (:data:`LOOK_AHEAD_GROUPS`). Reads the configuration it is given and t
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import sqlite3
+import stat
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,7 +31,7 @@ import structlog
 
 from edi.clock import Clock, FlowIds, SystemClock, iso
 from edi.config import REJECT, Settings
-from edi.errors import UnknownFlowError, WorkspaceError
+from edi.errors import EdiError, UnknownFlowError, WorkspaceError
 from edi.ingest.scan import Ready, Skipped, scan_inbox
 from edi.lock import processor_lock
 from edi.model import FlowStatus
@@ -76,6 +78,15 @@ def collect_less() -> None:
     gc.set_threshold(GC_YOUNG_OBJECTS, *gc.get_threshold()[1:])
 
 
+class PassStopped(WorkspaceError):
+    """A pass stopped because the workspace could not be used any more (the store cannot record claims); its
+    ``report`` says what the pass did before."""
+
+    def __init__(self, message: str, report: BatchReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 @dataclass(frozen=True, slots=True)
 class InitReport:
     """What ``edi init`` made."""
@@ -100,6 +111,15 @@ class BatchReport:
     incomplete: int = 0  # files that stopped growing but look cut short (a stalled upload), within their grace
     skipped: list[Skipped] = field(default_factory=list)
     stopped: bool = False  # asked to stop: files still ready were left for the next run
+    # inbox files (or sender folders) that cannot be taken, and why: each run will leave them behind until an
+    # operator sees to them (a file that cannot be renamed: immutable, on another filesystem; a linked sender folder)
+    unclaimable: dict[Path, str] = field(default_factory=dict)
+    left_in_spool: int = 0  # failed flows that could not be moved to failed/: the next run's recovery takes them
+
+    @property
+    def left_behind(self) -> bool:
+        """Whether the run left files it cannot take (:attr:`unclaimable`)."""
+        return bool(self.unclaimable)
 
     @property
     def flows(self) -> int:
@@ -115,6 +135,7 @@ class BatchReport:
         """Count one outcome (and keep it, unless told not to)."""
         self.by_status[outcome.status] += 1
         self.documents += outcome.documents
+        self.left_in_spool += outcome.in_spool
         if self.keep_outcomes:
             self.outcomes.append(outcome)
 
@@ -169,6 +190,8 @@ class Session:
         self._pool_refused = False  # a worker died in this pass: the rest of it runs here
         self._parked_checked = False  # failed/ looked through for failures the store missed (first recovery)
         self._started = self.clock.now()  # when the pass under way started
+        self.unclaimable: dict[Path, str] = {}  # inbox files this process could not claim in the pass, and why
+        self._told: set[Path] = set()  # what cannot be taken, logged once for the session (watch: not every pass)
 
     def close(self) -> None:
         """Stop the worker processes, make everything durable, let the hand go, release the store."""
@@ -227,6 +250,7 @@ class Session:
         clock, self._started = self.clock, self.clock.now()
         started = self._started.timestamp()
         self._pool_refused = False
+        self.unclaimable = report.unclaimable  # filled as claims fail, here and (see _dispatch) in the workers
 
         def done(outcome: Outcome) -> None:
             report.add(outcome)
@@ -236,7 +260,6 @@ class Session:
         if self.workers > 1 and self._pool is None and _backlog(self.settings, self.layout, POOL_FILES):
             self._new_pool().start()  # the workers get ready while this process recovers and scans
         self.spool.sweep_tmp(STALE_TMP_SECONDS, started)
-        report.recovered = self.recover(on_flow=done, should_stop=should_stop)
         leave: set[Path] = set()  # stalled, or not claimable: not looked at again in this pass
         looked = 0  # scans so far
         more = 1  # ready files the last scan left for a later one (before the first scan: look)
@@ -258,6 +281,9 @@ class Session:
             """The groups of the next scan, or of the one started ahead (none: nothing more in this pass).
             ``in_flight`` files are in groups handed out and maybe not claimed yet: they are not handed out again."""
             nonlocal looked, more, ahead
+            if self._pool is not None:  # what the workers could not claim is not handed out again in this pass
+                report.unclaimable.update(self._pool.take_unclaimable())
+            leave.update(report.unclaimable)
             while more and not should_stop():
                 if ahead is not None:  # it left out every file handed out, or to be, when it started
                     found, ahead = ahead.result(), None
@@ -265,6 +291,9 @@ class Session:
                 else:
                     found = scan_now(leave | set(in_flight) if in_flight else leave)
                 leave.update(found.stalled)
+                report.unclaimable.update(found.refused)
+                for folder, why in found.refused.items():
+                    self._tell_once(folder, "sender folder not looked into", why=why)
                 if not looked:
                     report.young, report.skipped = found.young, found.skipped
                     for skipped in found.skipped:
@@ -281,6 +310,7 @@ class Session:
             return []
 
         try:
+            report.recovered = self.recover(on_flow=done, should_stop=should_stop)
             # groups are taken from the left as they are processed or handed out, and so let go: the next scan's
             # groups do not come on top of the whole of the last one's (memory stays that of one scan)
             groups = deque(look())
@@ -296,24 +326,32 @@ class Session:
                         for outcome in self.claim_and_process(groups.popleft(), leave):
                             done(outcome)
                 groups = deque(look())
+            for outcome in self.processor.flush():  # the last group's (its barrier ran while nothing else was left)
+                done(outcome)
+        except EdiError as exc:  # the workspace cannot be used any more: what was done is said, with why it stopped
+            with contextlib.suppress(Exception):  # the group in hand, if it can still be finished
+                for outcome in self.processor.flush():
+                    done(outcome)
+            raise PassStopped(str(exc), report) from None
         finally:
             if scanner is not None:
                 scanner.shutdown(wait=True)
-        for outcome in self.processor.flush():  # the last group's (its barrier ran while nothing else was left)
-            done(outcome)
+            if self._pool is not None:
+                report.unclaimable.update(self._pool.take_unclaimable())
         report.stopped = should_stop()
         return report
 
     def claim_and_process(self, items: Sequence[tuple[str, Ready]], leave: set[Path] | None = None) -> list[Outcome]:
         """Claim these inbox files (recorded first, then renamed into this process's hand) and take every one
         claimed to its outcome. A file another process took first is not ours; one that cannot be renamed is
-        logged and added to ``leave``."""
+        logged, kept in :attr:`unclaimable` with why, and added to ``leave``."""
         now = self.clock.now()
         planned = [(sender, item, self.ids.new()) for sender, item in items]
         hand = self.spool.hand.name
         try:
             self.tracking.record_claims([_claim_row(s, i, f, now, hand) for s, i, f in planned], now)
-        except sqlite3.Error as exc:  # nothing claimed: the files stay in the inbox for a run that can record them
+        except (sqlite3.Error, OSError) as exc:  # nothing claimed: the files stay in the inbox for a run that can
+            # record them
             raise WorkspaceError(f"cannot record claims in the tracking store: {exc}") from None
         claims: list[Claim] = []
         missed: list[str] = []
@@ -321,7 +359,8 @@ class Session:
             try:
                 payload = self.spool.claim(item.path, flow_id)
             except OSError as exc:
-                log.error("cannot claim", path=str(item.path), error=f"{type(exc).__name__}: {exc}")
+                self.unclaimable[item.path] = why = claim_error(exc)
+                self._tell_once(item.path, "cannot claim", why=why, error=f"{type(exc).__name__}: {exc}")
                 if leave is not None:
                     leave.add(item.path)
                 payload = None
@@ -332,6 +371,13 @@ class Session:
             claims.append(Claim(flow_id, sender, item.path.name, payload, now, deposited))
         self.tracking.forget_claims(missed)
         return self.processor.process_group(claims) if claims else []
+
+    def _tell_once(self, path: Path, event: str, **details: str) -> None:
+        """Log, once in the life of the session, that ``path`` cannot be taken (every pass of ``edi watch`` meets
+        it again: the summary of each ``edi batch`` names it)."""
+        if path not in self._told:
+            self._told.add(path)
+            log.error(event, path=str(path), **details)
 
     # -- recovery ------------------------------------------------------------------------------------------------
 
@@ -528,6 +574,7 @@ class SenderScan:
     young: int
     more: int  # ready files past the limit, for the next scan
     stalled: list[Path]
+    refused: dict[Path, str] = field(default_factory=dict)  # sender folders not looked into, and why
 
 
 def _scan(
@@ -546,10 +593,16 @@ def _scan(
     skipped: list[Skipped] = []
     stalled: list[Path] = []
     young = more = 0
+    refused: dict[Path, str] = {}
     declared = sorted({s.id for s in settings.senders})
     for sender in declared:
+        folder = layout.sender_inbox(sender)
+        why = _not_a_folder(folder)
+        if why is not None:
+            refused[folder] = why
+            continue
         scan = scan_inbox(
-            layout.sender_inbox(sender),
+            folder,
             min_age=settings.intake.min_age_seconds,
             ignore=settings.intake.ignore,
             now=now,
@@ -580,7 +633,35 @@ def _scan(
         ready = [(r.mtime, sender, os.fsencode(r.path.name), r) for sender, items in found for r in items]
         ready.sort(key=lambda item: item[:3])
         kept, total = [(sender, item) for _, sender, _, item in ready[:limit]], len(ready)
-    return SenderScan(kept, skipped, young, more + max(0, total - limit), stalled)
+    return SenderScan(kept, skipped, young, more + max(0, total - limit), stalled, refused)
+
+
+def _not_a_folder(folder: Path) -> str | None:
+    """Why a sender's inbox folder is not looked into (a symbolic link, which edi never follows, or not a folder),
+    or None (a folder, or none yet: an empty inbox)."""
+    try:
+        mode = os.lstat(folder).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be looked at: {exc.strerror}"
+    if stat.S_ISLNK(mode):
+        return (
+            "a symbolic link: edi never follows links in the inbox (make it a real folder on the workspace's "
+            "filesystem, or set workspace.inbox to where the senders' folders are)"
+        )
+    if not stat.S_ISDIR(mode):
+        return "not a folder"
+    return None
+
+
+def claim_error(exc: OSError) -> str:
+    """Why an inbox file cannot be claimed (renamed into the spool), for an operator."""
+    if exc.errno == errno.EXDEV:
+        return "on another filesystem than the workspace: it cannot be claimed by rename"
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        return f"{exc.strerror}: it cannot be renamed (immutable or append-only, or the folder's permissions)"
+    return f"cannot be renamed into the spool: {exc.strerror or exc}"
 
 
 def _backlog(settings: Settings, layout: Layout, more_than: int) -> bool:

@@ -190,9 +190,10 @@ class Scheduler:
         counts = report.by_status
         integrated, partial = counts[FlowStatus.INTEGRATED], counts[FlowStatus.PARTIALLY_INTEGRATED]
         rejected = counts[FlowStatus.REJECTED]
+        left = f", {len(report.unclaimable)} left behind (cannot be taken: see the log)" if report.unclaimable else ""
         return (
             f"{report.flows} flows: {integrated} integrated, {partial} partial, {rejected} rejected, "
-            f"{report.failed} failed"
+            f"{report.failed} failed{left}"
         )
 
     def _record(self, job: str, started: datetime, finished: datetime, outcome: str, detail: str) -> None:

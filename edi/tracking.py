@@ -25,6 +25,7 @@ import sqlite_utils
 
 from edi.clock import iso
 from edi.errors import UnknownFlowError, WorkspaceError
+from edi.faults import fault_point
 from edi.model import FlowStatus
 
 SCHEMA_VERSION = 1
@@ -193,6 +194,7 @@ class Tracking:
         a flow already recorded keeps its row and gets no new event (recovery, requeue)."""
         if not flows:
             return
+        fault_point("tracking.record_claims")
         status, when = str(FlowStatus.RECEIVED), iso(at)
         columns = list(_FLOW_COLUMNS)
         with self._transaction():

@@ -71,6 +71,9 @@ GROUPS_PER_TASK = 4
 TASKS_QUEUED_PER_WORKER = 2
 
 Wire = list[tuple[str, bytes, int, float]]  # a group as sent to a worker: (sender, path, size, mtime) per file
+# what a task sends back: the outcomes of its flows, the files it could not claim (path, why), and the error that
+# stopped it when the workspace could not be used (the groups before it were answered: their outcomes are counted)
+TaskResult = tuple[list["Outcome"], list[tuple[bytes, str]], EdiError | None]
 
 
 def _die_with_parent(parent: int) -> None:
@@ -99,24 +102,33 @@ def _start(settings: Settings, level: str, parent: int) -> None:
     multiprocessing.util.Finalize(None, _leave, exitpriority=-100)  # after every other finalizer
 
 
-def _run(groups: list[Wire]) -> list[Outcome]:
+def _run(groups: list[Wire]) -> TaskResult:
     """In a worker: claim and process the groups of a task, each group's barrier running while the next group is
-    decided; the outcomes of them all. What it answered is made durable and archived with the worker's next group, or
-    once the worker has had nothing to do for ``IDLE_FLUSH_SECONDS`` (the pass is over), or at its exit."""
+    decided; the outcomes of them all, the files it could not claim with why, and the error that stopped it, if the
+    workspace could not be used (the groups after it are not claimed). What it answered is made durable and archived
+    with the worker's next group, or once the worker has had nothing to do for ``IDLE_FLUSH_SECONDS`` (the pass is
+    over), or at its exit."""
     global _idle
     assert _session is not None
     with _lock:
         if _idle is not None:
             _idle.cancel()
         outcomes: list[Outcome] = []
+        error: EdiError | None = None
         for group in groups:
             items = [(sender, Ready(Path(os.fsdecode(path)), size, mtime)) for sender, path, size, mtime in group]
-            outcomes += _session.claim_and_process(items)
+            try:
+                outcomes += _session.claim_and_process(items)
+            except EdiError as exc:
+                error = exc
+                break
         outcomes += _session.processor.finish()  # the last group's: its outcomes go back with its task
+        unclaimable = [(os.fsencode(path), why) for path, why in _session.unclaimable.items()]
+        _session.unclaimable = {}
         _idle = threading.Timer(IDLE_FLUSH_SECONDS, _flush)
         _idle.daemon = True
         _idle.start()
-    return outcomes
+    return outcomes, unclaimable, error
 
 
 def _ready() -> None:
@@ -160,6 +172,7 @@ class WorkerPool:
         self.workers = workers
         self.broken = False
         self.lost: list[tuple[str, Path]] = []  # (sender, inbox file) of each task given up when a worker died
+        self.unclaimable: dict[Path, str] = {}  # inbox files the workers could not claim, and why (the caller empties)
         self.pids: set[int] = set()  # every worker process started (their hands are named after them)
         self._queued = TASKS_QUEUED_PER_WORKER * workers
         self._executor = ProcessPoolExecutor(
@@ -194,22 +207,28 @@ class WorkerPool:
         others (given the files of the tasks handed out and not finished, which it must not give again) while the
         workers still have work, until it gives none; with ``ahead`` (a function and a number of groups), tell the
         function once the groups left are that few, giving it the files handed out and not finished and those left
-        (the next scan may start then, in the background). Stops taking groups when ``should_stop`` says so or a
-        worker dies (``broken``), and returns once the tasks out are done. Groups are taken from the left of
-        ``groups`` itself, so that the caller does not keep those handed out alive."""
+        (the next scan may start then, in the background). Stops taking groups when ``should_stop`` says so, a
+        worker dies (``broken``) or the workspace cannot be used (an :class:`EdiError` from a group, here or in a
+        worker: the store cannot record claims), and returns once the tasks out are done, their outcomes yielded;
+        then raises that error, if any. Groups are taken from the left of ``groups`` itself, so that the caller does
+        not keep those handed out alive."""
+        self.error: EdiError | None = None
         todo = groups
         # a task handed out -> its (sender, file) pairs and its number of groups
-        pending: dict[Future[list[Outcome]], tuple[list[tuple[str, Path]], int]] = {}
+        pending: dict[Future[TaskResult], tuple[list[tuple[str, Path]], int]] = {}
         told = False  # ``ahead`` was told about the groups in ``todo``
 
         def in_flight() -> list[Path]:
             return [path for files, _ in pending.values() for _, path in files]
 
+        def stopping() -> bool:
+            return self.broken or self.error is not None or should_stop()
+
         while True:
             finished = [(f, pending[f][0]) for f in pending if f.done()]
             for future, _ in finished:  # their places are free before the next tasks are handed out
                 del pending[future]
-            while todo and not self.broken and len(pending) < self._queued and not should_stop():
+            while todo and len(pending) < self._queued and not stopping():
                 size = task_groups(len(todo), sum(count for _, count in pending.values()), self.workers)
                 if not size:
                     break  # the workers hold their share of what is left: the rest is this process's
@@ -223,21 +242,31 @@ class WorkerPool:
                 pending[future] = ([(sender, r.path) for group in task for sender, r in group], len(task))
             for future, files in finished:
                 yield from self._outcomes(future, files)
-            if ahead is not None and not told and len(todo) <= ahead[1] and more is not None and not self.broken:
+            if ahead is not None and not told and len(todo) <= ahead[1] and more is not None and not stopping():
                 told = True
                 ahead[0](in_flight() + [r.path for g in todo for _, r in g])
-            if not todo and more is not None and not self.broken and not should_stop():
+            if not todo and more is not None and not stopping():
                 todo.extend(more(in_flight()) or ())
                 told = False
                 if not todo:
                     more = None  # nothing more in this pass
                 continue  # hand the new groups out first
-            if todo and not self.broken and not should_stop():
-                yield from here(todo.popleft())
+            if todo and not stopping():
+                try:
+                    yield from here(todo.popleft())
+                except EdiError as exc:  # the tasks out are still answered and counted: then it is raised
+                    self.error = exc
             elif pending:
                 wait(pending, return_when=FIRST_COMPLETED)  # taken at the top of the loop
+            elif self.error is not None:
+                raise self.error
             else:
                 return
+
+    def take_unclaimable(self) -> dict[Path, str]:
+        """The files the workers could not claim since the last call, with why (the pool forgets them)."""
+        taken, self.unclaimable = self.unclaimable, {}
+        return taken
 
     def _processes(self) -> list[int]:
         """The pids of the worker processes now (the executor keeps them in a private dict: none if it changed)."""
@@ -247,14 +276,18 @@ class WorkerPool:
         except RuntimeError:  # changed while it was read (copied in one step under the GIL: not expected)
             return []
 
-    def _outcomes(self, future: Future[list[Outcome]], files: list[tuple[str, Path]]) -> list[Outcome]:
+    def _outcomes(self, future: Future[TaskResult], files: list[tuple[str, Path]]) -> list[Outcome]:
         try:
-            return future.result()
+            outcomes, unclaimable, error = future.result()
+            self.unclaimable.update((Path(os.fsdecode(path)), why) for path, why in unclaimable)
+            if error is not None:
+                self.error = self.error or error
+            return outcomes
         except BrokenProcessPool:
             self.broken = True
             self.lost += files
-        except EdiError:  # the workspace cannot be used (the store cannot record): the pass stops here
-            raise
+        except EdiError as exc:  # the workspace cannot be used (the store cannot record): the pass stops here
+            self.error = self.error or exc
         except Exception as exc:  # a bug in a worker: its claimed flows stay in its hand for recovery
             log.error("a group failed in a worker", error=f"{type(exc).__name__}: {exc}")
         return []

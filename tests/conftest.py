@@ -55,10 +55,12 @@ def inject(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
     def set_faults(spec: str) -> None:
         monkeypatch.setenv("EDI_FAULTS", spec)
         faults._faults.cache_clear()
+        faults._reached.clear()
 
     yield set_faults
     monkeypatch.delenv("EDI_FAULTS", raising=False)
     faults._faults.cache_clear()
+    faults._reached.clear()
 
 
 def corpus_rows() -> list[dict[str, str]]:

@@ -407,6 +407,8 @@ def test_a_delivery_that_cannot_be_withdrawn_leaves_the_flow_to_the_next_run(wor
     immutable.release(acks)
     immutable.release(new)
     stranded.rename(workspace.root / "queues" / "ville-exemple" / "cur" / f"{stranded.name}:2,S")  # the consumer
+    assert "1 failed flows could not be moved to failed/ and stay in the spool" in run.stdout, run.stdout
+    assert "in failed/:" not in run.stdout, run.stdout  # the summary does not send the operator where it is not
     finished = edi(workspace, "batch")
     assert finished.returncode == 0, finished.stderr
     assert "1 recovered from an earlier run" in finished.stdout
@@ -471,3 +473,133 @@ def test_a_completely_full_disk_is_a_one_line_error_not_a_traceback(make_workspa
     fill(small_fs, leave=0)
     run = edi(ws, "batch")
     assert_one_line_error_and_nothing_taken(run, ws, payloads)
+
+
+# -- what cannot be taken is said ----------------------------------------------------------------------------------
+
+
+def left_behind(stdout: str) -> dict[str, str]:
+    """What the summary of `edi batch` names as left behind: path -> why."""
+    lines = stdout.splitlines()
+    heads = [i for i, line in enumerate(lines) if re.match(r"\d+ left behind, ", line)]
+    if not heads:
+        return {}
+    named = {}
+    for line in lines[heads[0] + 1 :]:
+        if not line.startswith("  ") or line.startswith("  and "):
+            break
+        path, _, why = line[2:].partition(": ")
+        named[path] = why
+    return named
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_that_cannot_be_claimed_is_named_with_why_and_the_run_exits_3(
+    workspace: Workspace, immutable, workers: int
+) -> None:
+    """An immutable inbox file (with workers too, claimed in a worker process): every other file is answered, the
+    summary names it with why and exit status 3 says the run left work behind, run after run; once it can be
+    renamed, the next run takes it and exits 0."""
+    flows = [("acme", f"inv-{n:03d}.xml", invoice_variant(n)) for n in range(1, 301 if workers > 1 else 3)]
+    payloads = drop(workspace, flows)
+    stuck = workspace.inbox("acme") / "inv-002.xml"
+    immutable.set(stuck)
+    for _ in range(2):
+        run = edi(workspace, "batch", "--workers", str(workers))
+        assert run.returncode == 3, run.stdout + run.stderr
+        assert "Traceback" not in run.stderr
+        assert left_behind(run.stdout) == {
+            str(stuck): "Operation not permitted: it cannot be renamed (immutable or append-only, or the folder's "
+            "permissions)"
+        }, run.stdout
+        assert run.stdout.startswith(f"{len(flows) - 1} flows" if _ == 0 else "0 flows"), run.stdout
+    immutable.release(stuck)
+    run = edi(workspace, "batch", "--workers", str(workers))
+    assert (run.returncode, left_behind(run.stdout)) == (0, {}), run.stdout + run.stderr
+    assert_each_flow_ended_once(workspace, payloads)
+
+
+@pytest.fixture
+def mounted(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
+    """Mount a small tmpfs on a folder (skipped unless root and mount works); unmounted at the end."""
+    mounts: list[Path] = []
+
+    def mount(folder: Path) -> None:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        folder.mkdir(parents=True, exist_ok=True)
+        made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True)
+        if made.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs: {made.stderr.decode().strip()}")
+        mounts.append(folder)
+
+    yield mount
+    for folder in mounts:
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_sender_folder_on_another_filesystem_is_named_and_the_run_exits_3(workspace: Workspace, mounted) -> None:
+    """A sender's folder that is another filesystem (a mount): its files cannot be claimed by rename (EXDEV), so they
+    stay where they are, each named with why; the other senders' files are answered."""
+    mounted(workspace.inbox("opdemat"))
+    drop_samples(workspace, [("acme", "01-ubl-invoice.xml")])
+    there = drop_samples(workspace, [("opdemat", "03-batch-partial.zip")])
+    run = edi(workspace, "batch")
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert left_behind(run.stdout) == {
+        str(workspace.inbox("opdemat") / "03-batch-partial.zip"): "on another filesystem than the workspace: it "
+        "cannot be claimed by rename"
+    }, run.stdout
+    assert (workspace.inbox("opdemat") / "03-batch-partial.zip").read_bytes() == there[
+        ("opdemat", "03-batch-partial.zip")
+    ]
+    assert [r["file_name"] for r in store_rows(workspace).values()] == ["01-ubl-invoice.xml"]
+
+
+def test_a_sender_folder_that_is_a_symbolic_link_is_not_followed(workspace: Workspace, tmp_path: Path) -> None:
+    """A sender's inbox folder that is a symbolic link is refused, named in the summary (exit 3); the files it
+    points at stay untouched and unanswered; made a real folder again, the next run takes what is in it."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    data = sample("acme", "01-ubl-invoice.xml")
+    (elsewhere / "inv.xml").write_bytes(data)
+    folder = workspace.inbox("acme")
+    folder.rmdir()
+    folder.symlink_to(elsewhere)
+    run = edi(workspace, "batch")
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert run.stdout.startswith("0 flows"), run.stdout
+    (why,) = left_behind(run.stdout).values()
+    assert left_behind(run.stdout).keys() == {str(folder)} and why.startswith("a symbolic link"), run.stdout
+    assert (elsewhere / "inv.xml").read_bytes() == data and store_rows(workspace) == {}
+    folder.unlink()
+    folder.mkdir()
+    ws_payloads = drop(workspace, [("acme", "inv.xml", data)])
+    run = edi(workspace, "batch")
+    assert (run.returncode, run.stdout.startswith("1 flows")) == (0, True), run.stdout + run.stderr
+    assert_each_flow_ended_once(workspace, ws_payloads)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_that_cannot_record_claims_any_more_says_what_it_did_first(workspace: Workspace, workers: int) -> None:
+    """The store stops taking claims in the middle of a run (an I/O error from the third group on): the summary of
+    what was answered is printed before the one-line error (exit 1), and counts exactly the flows answered; the
+    files not claimed stay in the inbox for the next run, which ends each once."""
+    flows = [("acme", f"inv-{n:03d}.xml", invoice_variant(n)) for n in range(1, 601)]
+    payloads = drop(workspace, flows)
+    run = edi(workspace, "batch", "--workers", str(workers), faults="tracking.record_claims=eio@3")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [
+        "Error: cannot record claims in the tracking store: [Errno 5] Input/output error (injected at "
+        "tracking.record_claims)"
+    ], run.stderr[-3000:]
+    answered = len(files(workspace.root / "acks" / "acme", "*.json"))
+    assert answered >= 2 * 128 and run.stdout.startswith(f"{answered} flows, {answered} documents:"), run.stdout
+    assert len(files(workspace.inbox("acme"))) == len(flows) - answered
+    finished = edi(workspace, "batch")
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.startswith(f"{len(flows) - answered} flows"), finished.stdout
+    assert_each_flow_ended_once(workspace, payloads)

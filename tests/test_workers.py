@@ -626,10 +626,13 @@ def test_a_worker_task_answers_all_its_groups_and_waits_for_the_disk_in_the_back
     )
     wire = [(sender, os.fsencode(path), path.stat().st_size, path.stat().st_mtime) for sender, path in files]
     try:
-        outcomes = worker_processes._run([wire[n : n + GROUP_FLOWS] for n in range(0, len(wire), GROUP_FLOWS)])
+        outcomes, unclaimable, error = worker_processes._run(
+            [wire[n : n + GROUP_FLOWS] for n in range(0, len(wire), GROUP_FLOWS)]
+        )
     finally:
         worker_processes._close()  # as at a worker's exit: the idle flush called off, everything archived
     assert sorted(o.file_name for o in outcomes) == sorted(name for _, name, _, _ in dropped.files)
+    assert (unclaimable, error) == ([], None)
     assert problems(setup.root, dropped) == []
     main = threading.current_thread().name
     assert barriers[:3] == ["edi-barrier_0", "edi-barrier_0", main], barriers  # then the flush at exit, here too
