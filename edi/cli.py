@@ -376,7 +376,10 @@ def render_flow(flow: dict[str, Any]) -> str:
 
 def _finding(f: dict[str, Any]) -> str:
     where = ", ".join(filter(None, [f["line"] and f"line {f['line']}", f["xpath"]]))
-    head = f"{f['severity']} {f['code']}" + (f" [{f['rule']}]" if f["rule"] else "")
+    rule, assert_id = f["rule"], f.get("assert_id")  # a store made by an older edi has no assert_id
+    own = f"assert {assert_id}" if assert_id and assert_id != rule else None  # the artefact's id, when not the rule
+    named = ", ".join(part for part in (rule, own) if part)
+    head = f"{f['severity']} {f['code']}" + (f" [{named}]" if named else "")
     return f"{head} {f['layer']}: {f['message']}" + (f" ({where})" if where else "")
 
 

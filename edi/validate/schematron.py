@@ -6,8 +6,9 @@ process. Saxon is given no access to any URI at all (``allowedProtocols`` empty:
 entity); the only file an XSLT needs, its code list, is parsed here and passed in as a parameter. Documents are
 handed over already parsed by edi's safe parser.
 
-:class:`RulesRunner.check` returns the findings of one rule set on one document: code ``REJ_SEMAN`` with the rule id,
-severity, location (XPath and line), rule text, rule set version and the SHA-256 of the official XSLT. It never
+:class:`RulesRunner.check` returns the findings of one rule set on one document: code ``REJ_SEMAN`` with the rule id
+(the CEN id when the assert names one, the assert's own id beside it), severity (by the catalogue entry's policy),
+location (XPath and line), rule text, rule set version and the SHA-256 of the official XSLT. It never
 raises on bad input: when the XSLT cannot be compiled or Saxon fails on the document, it returns one fatal
 ``LAYER_NOT_RUN`` finding saying which layer did not run and why.
 """
@@ -32,8 +33,16 @@ from edi.validate.catalogue import Catalogue, RuleEntry
 from edi.validate.xslt_optimise import CODEDB_PARAM, optimise
 
 SVRL = "http://purl.oclc.org/dsdl/svrl"
-CEN_RULE = re.compile(r"^(BR-|CII-SR-|CII-DT-)")
-CEN_WARNINGS = frozenset({"CII-SR-464", "CII-SR-465", "CII-SR-466"})
+# A rule id as CEN's EN 16931 artefacts write it, whole: the model's rules (BR-01, BR-CO-10, BR-DEC-12, BR-CL-14,
+# BR-S-08 and the other VAT categories) and the CII binding's syntax and data type rules (CII-SR-463, CII-DT-097).
+CEN_RULE = re.compile(r"^(BR-(\d+|CO-\d+|DEC-\d+|CL-\d+|(AE|AF|AG|B|E|G|IC|O|S|Z)-\d+)|CII-(SR|DT)-\d+)$")
+# The CEN rules the "cen" XSLTs carry that CEN's CII artefact makes warnings; every other CEN rule is fatal there.
+CEN_WARNINGS = frozenset({"CII-SR-464", "CII-SR-465", "CII-SR-466", "CII-SR-474", "CII-SR-475", "CII-SR-476"})
+# Factur-X's own restatements of CEN rules for the EXTENDED profile (BR-FXEXT-S-08b for BR-S-08, ...).
+FACTURX_RULE = re.compile(r"^BR-FXEXT-")
+# The rule an assert's text names first: "[BR-IC-11]-In an Invoice with ..." names BR-IC-11.
+_NAMED = re.compile(r"^\s*\[([A-Z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+)\]")
+_TECHNICAL_ID = re.compile(r"^FX-SCH-")  # the Factur-X XSLTs number their asserts FX-SCH-A-000144, ...
 MAX_FINDINGS = 1000
 
 _SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
@@ -158,16 +167,17 @@ def svrl_findings(report: etree._Element, layer: Layer, compiled: Compiled, tree
     findings = []
     fired = list(report.iter(f"{{{SVRL}}}failed-assert", f"{{{SVRL}}}successful-report"))
     for item in fired[:MAX_FINDINGS]:
-        rule = item.get("id") or None
         location = item.get("location") or None
-        text = " ".join("".join(t.itertext()) for t in item.iter(f"{{{SVRL}}}text")).split()
+        text = " ".join(" ".join("".join(t.itertext()) for t in item.iter(f"{{{SVRL}}}text")).split())
+        rule, assert_id = rule_of(item.get("id") or None, text)
         findings.append(
             Finding(
                 Code.REJ_SEMAN,
                 layer,
-                " ".join(text) or f"rule {rule or item.get('test')} is broken",
+                text or f"rule {rule or item.get('test')} is broken",
                 severity=severity(compiled.entry.severity, rule, item.get("flag")),
                 rule=rule,
+                assert_id=assert_id,
                 line=line_of(tree, location) if location else None,
                 xpath=location,
                 rule_set_version=compiled.entry.version,
@@ -186,15 +196,33 @@ def svrl_findings(report: etree._Element, layer: Layer, compiled: Compiled, tree
     return findings
 
 
+def rule_of(assert_id: str | None, text: str) -> tuple[str | None, str | None]:
+    """The rule a fired assert stands for, and its own id: the rule its text names first (``[BR-IC-11]-...``) when
+    that is a CEN rule, or when the assert's id is only a number (``FX-SCH-A-000144``) or missing; else its id."""
+    named = _NAMED.match(text)
+    name = named.group(1) if named else None
+    if name and (assert_id is None or CEN_RULE.match(name) or _TECHNICAL_ID.match(assert_id)):
+        return name, assert_id
+    return assert_id, assert_id
+
+
 def severity(policy: str, rule: str | None, flag: str | None) -> Severity:
-    """How much a fired rule weighs, by the catalogue entry's policy ("flag" or "cen")."""
+    """How much a fired rule weighs, by the catalogue entry's policy ("flag" or "cen", see schemas/catalogue.toml).
+
+    A fatal (or error) flag is always fatal. Under "flag" the artefact's flag decides, and an unflagged assert is
+    fatal. Under "cen" a CEN rule weighs what CEN's CII artefact makes it, whatever the flag says (a warning flag
+    never waives a fatal CEN rule); other asserts follow their flag; unflagged, Factur-X's restatements of CEN rules
+    (BR-FXEXT-*) are fatal and the rest (FX-SCH profile remarks, "not used in this profile" reports) warnings.
+    """
     if flag in ("fatal", "error"):
         return Severity.FATAL
+    if policy == "cen" and rule and CEN_RULE.match(rule):
+        return Severity.WARNING if rule in CEN_WARNINGS else Severity.FATAL
     if flag is not None:
         return Severity.WARNING
     if policy == "flag":  # an artefact that flags its rules but not this one: count it, do not ignore it
         return Severity.FATAL
-    if rule and CEN_RULE.match(rule) and rule not in CEN_WARNINGS:
+    if rule and FACTURX_RULE.match(rule):
         return Severity.FATAL
     return Severity.WARNING
 

