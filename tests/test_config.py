@@ -285,6 +285,53 @@ def test_bad_values(tmp_path: Path, text: str, message: str) -> None:
     assert message in error(tmp_path, text)
 
 
+SCHEDULE = "[schedule]\ntimezone = {zone!r}\n[[schedule.jobs]]\njob = 'report'\nname = 'morning'\ncron = {cron!r}\n"
+
+
+@pytest.mark.parametrize(
+    ("zone", "cron", "message"),
+    [
+        ("Mars/Olympus_Mons", "0 6 * * *", "'schedule.timezone': unknown time zone 'Mars/Olympus_Mons'"),
+        ("Europe/Pariss", "0 6 * * *", "'schedule.timezone': unknown time zone 'Europe/Pariss'"),
+        ("Europe", "0 6 * * *", "'schedule.timezone': unknown time zone 'Europe'"),
+        ("../../etc/passwd", "0 6 * * *", "'schedule.timezone': unknown time zone '../../etc/passwd'"),
+        ("", "0 6 * * *", "'schedule.timezone': unknown time zone ''"),
+        ("UTC", "0 25 * * *", "schedule.jobs[0]: job 'morning': cron '0 25 * * *': hour 25 is not between 0 and 23"),
+        ("UTC", "61 * * * *", "job 'morning': cron '61 * * * *': minute 61 is not between 0 and 59"),
+        ("UTC", "0 6 32 * *", "job 'morning': cron '0 6 32 * *': day of month 32 is not between 1 and 31"),
+        ("UTC", "0 6 * 13 *", "job 'morning': cron '0 6 * 13 *': month 13 is not between 1 and 12"),
+        ("UTC", "x 6 * * *", "job 'morning': cron 'x 6 * * *': minute 'x' is not a number 0-59"),
+        ("UTC", "0 6 * * *  *", "job 'morning': cron '0 6 * * *  *': needs 5 fields"),
+        ("UTC", "0 0 30 2 *", "job 'morning': cron '0 0 30 2 *': never runs"),
+    ],
+    ids=[
+        "unknown-zone",
+        "misspelt-zone",
+        "zone-folder",
+        "zone-path",
+        "zone-empty",
+        "hour",
+        "minute",
+        "day",
+        "month",
+        "not-a-number",
+        "six-fields",
+        "never-runs",
+    ],
+)
+def test_schedule_mistakes_are_refused_when_read(tmp_path: Path, zone: str, cron: str, message: str) -> None:
+    """A time zone the system does not know or a cron line a crontab would refuse is a ConfigError naming the key
+    when the configuration is read (so by every command, not only `edi schedule`)."""
+    assert message in error(tmp_path, SCHEDULE.format(zone=zone, cron=cron))
+
+
+def test_schedule_as_a_crontab_writes_it_loads(tmp_path: Path) -> None:
+    """Names, ranges, steps, lists and weekday 7 are read, in any IANA zone."""
+    settings = load(tmp_path, SCHEDULE.format(zone="America/New_York", cron="*/15 8-17/2 1,15 jan-MAR mon-fri,7"))
+    assert settings.schedule.timezone == "America/New_York"
+    assert settings.schedule.jobs[0].cron == "*/15 8-17/2 1,15 jan-MAR mon-fri,7"
+
+
 def test_min_age_not_a_number_is_refused(tmp_path: Path) -> None:
     """min_age_seconds = nan would make every file forever too young: it is a ConfigError naming the key."""
     assert "'intake.min_age_seconds'" in error(tmp_path, "[intake]\nmin_age_seconds = nan\n")
