@@ -3,7 +3,8 @@
 ``load_settings(path)`` reads the file once into a frozen :class:`Settings`. Every key has a default, so an empty file
 is valid. Relative paths are resolved against the folder of the configuration file. Raises :class:`ConfigError` with a
 one-line message naming the key for an unknown key, a value of the wrong type or a value out of range (a cron line
-that is not one, a time zone the system does not know).
+that is not one, a time zone the system does not know). What the file refers to elsewhere (the recipient directory,
+the queues routing rules name) is checked by :mod:`edi.queues`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def _safe_name(value: str) -> str:
     if not SAFE_NAME.match(value):
         raise ValueError(f"{value!r} is not a safe folder name (letters, digits, '.', '_', '-'; at most 64)")
     return value
+
+
+def _safe_names(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_safe_name(value) for value in values)
 
 
 def _non_negative(value: float) -> float:
@@ -142,10 +147,11 @@ class RoutingRule:
 
 @dataclass(frozen=True, slots=True)
 class RoutingSettings:
-    """Recipient directory, rules and what to do with unknown recipients."""
+    """Recipient directory, declared queues, rules and what to do with unknown recipients."""
 
     unknown_recipient: str = field(default=REJECT, metadata=_check(_safe_name))
     directory: Path | None = None
+    queues: tuple[str, ...] = field(default=(), metadata=_check(_safe_names))  # queues no recipient is named after
     rules: tuple[RoutingRule, ...] = ()
 
 

@@ -94,6 +94,7 @@ sellers = ["*"]
 [routing]
 unknown_recipient = "reject"
 directory = "{directory}"
+queues = ["ville-exemple-voirie"]
 
 [[routing.rules]]
 recipient = "ville-exemple"

@@ -60,6 +60,11 @@ def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(tmp_path) -> No
 
 
 MISTAKES = {
+    "queue": (
+        '[[routing.rules]]\nrecipient = "ville-exemple"\nservice = "VOIRIE"\nqueue = "ville-exemple-voirei"\n',
+        'routing.rules[1] (recipient = "ville-exemple", service = "VOIRIE", queue = "ville-exemple-voirei"): unknown '
+        "queue 'ville-exemple-voirei'; known queues: ch-exemple, dupont, ville-exemple, ville-exemple-voirie (",
+    ),
     "cron": (
         '[schedule]\n[[schedule.jobs]]\njob = "report"\ncron = "0 25 * * *"\n',
         "schedule.jobs[0]: job 'report': cron '0 25 * * *': hour 25 is not between 0 and 23",
@@ -85,8 +90,8 @@ COMMANDS = [
 @pytest.mark.parametrize("mistake", MISTAKES)
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_every_command_refuses_a_configuration_mistake(make_workspace, command: list[str], mistake: str) -> None:
-    """Every command that reads the configuration checks all of it: a mistake anywhere (a cron line, a time zone,
-    ...) is exit 2 with one line naming it, whatever the command would do with the rest."""
+    """Every command that reads the configuration checks all of it: a mistake anywhere (a routing rule's queue, a
+    cron line, a time zone) is exit 2 with one line naming it, whatever the command would do with the rest."""
     ws = make_workspace()
     text, message = MISTAKES[mistake]
     ws.config.write_text(ws.config.read_text(encoding="utf-8") + text, encoding="utf-8")

@@ -18,6 +18,7 @@ from edi.config import (
     load_settings,
 )
 from edi.errors import ConfigError
+from edi.queues import known_queues, load_routing
 from tests.conftest import REPO
 
 MINIMAL = """
@@ -61,7 +62,8 @@ def error(folder: Path, text: str) -> str:
 
 
 def test_repository_config_loads() -> None:
-    """The shipped config.toml loads, with its two senders, the sample directory and its rule."""
+    """The shipped config.toml loads, with its two senders, the sample directory, its rule and the queue it declares
+    for it."""
     settings = load_settings(REPO / "config.toml")
     assert settings.path == (REPO / "config.toml").resolve()
     assert settings.workspace.root == REPO / "var"
@@ -75,6 +77,13 @@ def test_repository_config_loads() -> None:
     assert settings.routing.rules == (
         RoutingRule(queue="ville-exemple-voirie", recipient="ville-exemple", service="VOIRIE"),
     )
+    assert settings.routing.queues == ("ville-exemple-voirie",)
+    assert known_queues(settings, load_routing(settings)) == [
+        "ch-exemple",
+        "dupont",
+        "ville-exemple",
+        "ville-exemple-voirie",
+    ]
     assert settings.validation.rules == ("xsd", "en16931") and settings.logging.level == "warning"
     assert settings.sender("opdemat").grace == ("br-fr",)  # type: ignore[union-attr]
 
@@ -93,7 +102,7 @@ def test_repository_config_documents_its_defaults() -> None:
         pdf_seconds=20.0,
     )
     assert defaults.routing.unknown_recipient == "reject" and defaults.routing.directory is None
-    assert defaults.routing.rules == () and defaults.senders == ()
+    assert defaults.routing.rules == () and defaults.routing.queues == () and defaults.senders == ()
     assert defaults.validation == ValidationSettings(("xsd",)) and defaults.logging == LoggingSettings("warning")
 
 

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 import pytest
 
-from edi.errors import UnknownFlowError, WorkspaceError
+from edi.config import load_settings
+from edi.errors import ConfigError, UnknownFlowError, WorkspaceError
 from edi.model import FlowStatus
-from edi.runner import requeue, run_batch
+from edi.runner import init_workspace, requeue, run_batch
 from edi.tracking import Tracking
 from tests.conftest import FLOWS, REPO, Workspace
 
@@ -219,6 +220,20 @@ def test_batch_refuses_a_workspace_that_was_not_initialised(make_workspace, cloc
     with pytest.raises(WorkspaceError, match="edi init"):
         run_batch(ws.settings, clock=clock)
     assert not ws.root.exists()
+
+
+def test_a_rule_naming_an_unknown_queue_stops_the_run_before_any_file_is_taken(workspace: Workspace, clock) -> None:
+    """A typo in a routing rule's queue is a ConfigError when a batch (or init) starts: the invoice is not delivered
+    to a folder nobody reads, its sender is not told IN_INTEGRE; the file waits in the inbox for a fixed config."""
+    text = workspace.config.read_text(encoding="utf-8")
+    workspace.config.write_text(text.replace('queue = "ville-exemple-voirie"', 'queue = "ville-exemple-voirei"'))
+    settings = load_settings(workspace.config)
+    dropped = workspace.drop("opdemat", "voirie.xml", (FLOWS / "opdemat" / "02-initech-ubl-voirie.xml").read_bytes())
+    for start in (lambda: run_batch(settings, clock=clock), lambda: init_workspace(settings)):
+        with pytest.raises(ConfigError, match=re.escape('routing.rules[0] (recipient = "ville-exemple", service')):
+            start()
+    assert dropped.exists() and not workspace.acks("opdemat")
+    assert not (workspace.root / "queues" / "ville-exemple-voirei").exists()
 
 
 @pytest.mark.parametrize(
