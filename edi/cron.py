@@ -10,11 +10,11 @@ and for a line that can never run (``0 0 30 2 *``).
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
 
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+LONGEST_MONTHS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # days, in a leap year
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +54,9 @@ def parse(line: str) -> CronLine:
     minute, hour, day, month, weekday = (_values(text, f) for text, f in zip(parts, _FIELDS, strict=True))
     if weekday is not None:
         weekday = tuple(sorted({d % 7 for d in weekday}))
-    if day is not None and not any(d <= _longest(m) for d in day for m in month or range(1, 13)):
+    if day is not None and not any(d <= LONGEST_MONTHS[m - 1] for d in day for m in month or range(1, 13)):
         raise ValueError(f"never runs: no month it names has a day {day[0]}")
     return CronLine(minute, hour, day, month, weekday)
-
-
-def _longest(month: int) -> int:
-    return 29 if month == 2 else calendar.monthrange(2001, month)[1]
 
 
 def _values(text: str, f: _Field) -> tuple[int, ...] | None:
