@@ -9,9 +9,7 @@ python=${PYTHON:-python3}
 export EDI_CONFIG=config.toml
 rm -rf var                                   # ./var is the demo workspace named by config.toml: start afresh
 .venv/bin/edi init
-for folder in flows/*/; do                   # flows/<sender>/ holds what that sender drops
-  cp "$folder"* "var/inbox/$(basename "$folder")/"
-done
+.venv/bin/python flows/drop.py var/inbox     # flows/<sender>/ holds what that sender drops (see flows/drop.py)
 sleep 2                                      # config.toml: min_age_seconds = 2 (younger files wait for the next run)
 echo
 .venv/bin/edi batch

@@ -29,6 +29,7 @@ from edi.jobs import day_report, render_report
 from edi.logs import configure_logging
 from edi.model import RULE_SETS, FlowStatus
 from edi.processor import Outcome
+from edi.queues import load_routing
 from edi.runner import BatchReport, PassStopped, collect_less, init_workspace, recover, requeue, run_batch
 from edi.text import printable
 from edi.tracking import Tracking
@@ -52,7 +53,8 @@ class Failure(click.ClickException):
 
 
 class Context:
-    """What every command needs: the configuration, read once, on first use."""
+    """What every command needs: the configuration, read and checked whole (directory, routing, schedule) once, on
+    first use, so that a mistake anywhere in it stops every command that reads it."""
 
     def __init__(self, config: Path, verbose: int) -> None:
         self.config = config
@@ -61,13 +63,15 @@ class Context:
 
     @property
     def settings(self) -> Settings:
-        """The settings, read and checked on first use."""
+        """The settings, read and checked on first use (the recipient directory too, and the queues rules name)."""
         if self._settings is None:
             try:
-                self._settings = load_settings(self.config)
+                settings = load_settings(self.config)
+                load_routing(settings)
             except EdiError as exc:
                 raise Failure(exc) from None
-            level = ("info", "debug")[min(self.verbose, 2) - 1] if self.verbose else self._settings.logging.level
+            self._settings = settings
+            level = ("info", "debug")[min(self.verbose, 2) - 1] if self.verbose else settings.logging.level
             configure_logging(level)
         return self._settings
 

@@ -2,7 +2,9 @@
 
 ``load_settings(path)`` reads the file once into a frozen :class:`Settings`. Every key has a default, so an empty file
 is valid. Relative paths are resolved against the folder of the configuration file. Raises :class:`ConfigError` with a
-one-line message naming the key for an unknown key, a value of the wrong type or a value out of range.
+one-line message naming the key for an unknown key, a value of the wrong type or a value out of range (a cron line
+that is not one, a time zone the system does not know). What the file refers to elsewhere (the recipient directory,
+the queues routing rules name) is checked by :mod:`edi.queues`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from edi import cron
 from edi.errors import ConfigError
 from edi.model import RULE_SETS
 from edi.workspace import Layout
@@ -30,6 +34,10 @@ def _safe_name(value: str) -> str:
     if not SAFE_NAME.match(value):
         raise ValueError(f"{value!r} is not a safe folder name (letters, digits, '.', '_', '-'; at most 64)")
     return value
+
+
+def _safe_names(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_safe_name(value) for value in values)
 
 
 def _non_negative(value: float) -> float:
@@ -47,6 +55,14 @@ def _positive_float(value: float) -> float:
 def _positive(value: int) -> int:
     if value <= 0:
         raise ValueError(f"{value} must be positive")
+    return value
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of zones ("Europe")
+        raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. 'Europe/Paris', or 'UTC')") from None
     return value
 
 
@@ -131,10 +147,11 @@ class RoutingRule:
 
 @dataclass(frozen=True, slots=True)
 class RoutingSettings:
-    """Recipient directory, rules and what to do with unknown recipients."""
+    """Recipient directory, declared queues, rules and what to do with unknown recipients."""
 
     unknown_recipient: str = field(default=REJECT, metadata=_check(_safe_name))
     directory: Path | None = None
+    queues: tuple[str, ...] = field(default=(), metadata=_check(_safe_names))  # queues no recipient is named after
     rules: tuple[RoutingRule, ...] = ()
 
 
@@ -173,8 +190,11 @@ class JobSettings:
             raise ValueError(f"job: {self.job!r} is not one of {', '.join(JOBS)}")
         if (self.cron is None) == (self.every_seconds is None):
             raise ValueError(f"job {self.label!r}: give either cron or every_seconds")
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError(f"job {self.label!r}: cron {self.cron!r} needs 5 fields (minute hour day month weekday)")
+        if self.cron is not None:
+            try:
+                cron.parse(self.cron)
+            except ValueError as exc:
+                raise ValueError(f"job {self.label!r}: cron {self.cron!r}: {exc}") from None
         if self.every_seconds is not None and not (math.isfinite(self.every_seconds) and self.every_seconds > 0):
             raise ValueError(f"job {self.label!r}: every_seconds must be positive")
 
@@ -188,7 +208,7 @@ class JobSettings:
 class ScheduleSettings:
     """What ``edi schedule`` runs, and in which time zone its cron lines are read."""
 
-    timezone: str = "UTC"
+    timezone: str = field(default="UTC", metadata=_check(_time_zone))
     jobs: tuple[JobSettings, ...] = ()
 
     def __post_init__(self) -> None:

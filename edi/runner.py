@@ -8,7 +8,8 @@ and the first scan when the inboxes hold more than two groups' worth of files, s
 first groups are handed out). The inbox is looked at :data:`SCAN_LIMIT` files at a time, so memory does not grow
 with the backlog; with a backlog, the next look runs in a background thread while the last look's groups are
 processed (:data:`LOOK_AHEAD_GROUPS`). Reads the configuration it is given and the workspace; raises
-:class:`EdiError` subclasses when the run cannot start (bad directory, unusable workspace).
+:class:`EdiError` subclasses when the run cannot start (bad directory, a routing rule naming an unknown queue,
+unusable workspace).
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ from typing import Any
 import structlog
 
 from edi.clock import Clock, FlowIds, SystemClock, iso
-from edi.config import REJECT, Settings
+from edi.config import Settings
 from edi.errors import EdiError, UnknownFlowError, WorkspaceError
 from edi.ingest.scan import Ready, Skipped, scan_inbox
 from edi.lock import processor_lock
 from edi.model import FlowStatus
 from edi.pipeline import build_stages, display_name, limits_of
 from edi.processor import Outcome, Processor
-from edi.route.directory import load_directory
+from edi.queues import known_queues, load_routing
 from edi.spool import Claim, Spool, claim_from_meta, name_in_meta
 from edi.tracking import Tracking
 from edi.validate.catalogue import load_catalogue
@@ -140,20 +141,11 @@ class BatchReport:
             self.outcomes.append(outcome)
 
 
-def known_queues(settings: Settings) -> list[str]:
-    """Every queue the configuration and directory can route to."""
-    directory = load_directory(settings.routing.directory)
-    names = [r.id for r in directory.recipients] + [r.queue for r in settings.routing.rules]
-    if settings.routing.unknown_recipient != REJECT:
-        names.append(settings.routing.unknown_recipient)
-    return sorted(set(names))
-
-
 def init_workspace(settings: Settings) -> InitReport:
     """Create the workspace folders, one inbox and acks folder per sender, the queues and the tracking store."""
     layout = settings.workspace.layout()
     senders = [s.id for s in settings.senders]
-    queues = known_queues(settings)
+    queues = known_queues(settings, load_routing(settings))
     created = layout.create(senders, queues)
     Tracking(layout.database).close()
     return InitReport(layout.root, created, senders, queues)
@@ -169,7 +161,7 @@ class Session:
         self.clock = clock or SystemClock()
         self.layout = settings.workspace.layout()
         self.layout.check_writable()
-        self.directory = directory = load_directory(settings.routing.directory)
+        self.directory = directory = load_routing(settings)
         self.catalogue = load_catalogue()
         self.layout.create([s.id for s in settings.senders])
         self.tracking = Tracking(self.layout.database)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import structlog
 from apscheduler.events import EVENT_SCHEDULER_STARTED
@@ -31,6 +31,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from edi import cron
 from edi.clock import Clock, SystemClock
 from edi.config import JobSettings, Settings
 from edi.errors import ConfigError, WorkspaceBusy
@@ -55,64 +56,32 @@ class Planned:
 
 
 def timezone_of(settings: Settings) -> tzinfo:
-    """The time zone cron lines are read in."""
-    try:
-        return ZoneInfo(settings.schedule.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"schedule.timezone: unknown time zone {settings.schedule.timezone!r}") from None
+    """The time zone cron lines are read in (edi.config has checked that it exists)."""
+    return ZoneInfo(settings.schedule.timezone)
 
 
 def trigger_of(job: JobSettings, zone: tzinfo, now: datetime | None = None) -> BaseTrigger:
-    """The APScheduler trigger of a job (an interval counts from ``now``, by default the real time)."""
+    """The APScheduler trigger of a job (an interval counts from ``now``, by default the real time). A cron line is
+    read by edi.cron (which edi.config has checked it with): APScheduler is given only numbers and day names, so
+    that it reads the line as a crontab does (its own weekday numbers start from Monday = 0)."""
     if job.cron is not None:
-        try:
-            minute, hour, day, month, weekday = job.cron.split()
-            return CronTrigger(
-                minute=minute, hour=hour, day=day, month=month, day_of_week=crontab_weekdays(weekday), timezone=zone
-            )
-        except ValueError as exc:
-            raise ConfigError(f"schedule job {job.label!r}: cron {job.cron!r}: {exc}") from None
+        line = cron.parse(job.cron)
+        weekdays = "*" if line.weekday is None else ",".join(cron.WEEKDAYS[d] for d in line.weekday)
+        return CronTrigger(
+            minute=_listed(line.minute),
+            hour=_listed(line.hour),
+            day=_listed(line.day),
+            month=_listed(line.month),
+            day_of_week=weekdays,
+            timezone=zone,
+        )
     assert job.every_seconds is not None
     start = None if now is None else now + timedelta(seconds=job.every_seconds)
     return IntervalTrigger(seconds=job.every_seconds, timezone=zone, start_date=start)
 
 
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-def crontab_weekdays(field: str) -> str:
-    """A crontab day-of-week field (0 or 7 = Sunday, 1 = Monday, ranges, steps, names) in APScheduler's terms
-    (which number from Monday = 0): numbers become day names; raises ValueError for what crontab refuses."""
-    if not any(c.isdigit() for c in field):
-        return field  # *, names and name ranges mean the same to both
-    days: list[str] = []
-    for part in field.split(","):
-        span, _, step_text = part.partition("/")
-        step = int(step_text) if step_text else 1
-        if span == "*":
-            first, last = 0, 6
-        else:
-            low, _, high = span.partition("-")
-            first = _weekday(low)
-            last = _weekday(high) if high else 6 if step_text else first
-            if last < first:
-                raise ValueError(f"day-of-week range {span!r} runs backwards")
-        if step < 1:
-            raise ValueError(f"day-of-week step {step_text!r} must be at least 1")
-        days += [_WEEKDAYS[n % 7] for n in range(first, last + 1, step)]
-    return ",".join(dict.fromkeys(days))
-
-
-def _weekday(text: str) -> int:
-    if text.isdigit():
-        number = int(text)
-        if number > 7:
-            raise ValueError(f"day of week {text} is not between 0 and 7")
-        return number
-    try:
-        return _WEEKDAYS.index(text.lower())
-    except ValueError:
-        raise ValueError(f"day of week {text!r} is not a number 0-7 or a day name") from None
+def _listed(values: tuple[int, ...] | None) -> str:
+    return "*" if values is None else ",".join(map(str, values))
 
 
 def plan(settings: Settings, clock: Clock | None = None) -> list[Planned]:

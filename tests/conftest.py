@@ -7,10 +7,11 @@ import gc
 import os
 import re
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,6 +79,22 @@ def needs_corpus() -> None:
         pytest.skip(f"shared corpus not found at {CORPUS}")
 
 
+def assert_expected_answer(ack: dict[str, Any], expected: Mapping[str, Any]) -> None:
+    """An acknowledgement (its JSON) gives the flow status, flow codes and, per document, the status, reason, codes
+    and queue that an entry of flows/expected.toml lists."""
+    assert ack["status"] == expected["flow"]
+    assert [f["code"] for f in ack["findings"]] == expected.get("flow_codes", [])
+    wanted = expected.get("documents", [expected] if "status" in expected else [])
+    assert len(ack["documents"]) == len(wanted)
+    for doc, want in zip(ack["documents"], wanted, strict=True):
+        assert doc["status"] == want["status"]
+        assert doc["reason"] == want.get("reason")
+        assert [f["code"] for f in doc["findings"]] == want.get("codes", [])
+        assert doc["queue"] == want.get("queue")
+    for finding in [*ack["findings"], *(f for d in ack["documents"] for f in d["findings"])]:
+        assert finding["message"] and finding["layer"] and finding["severity"] in ("fatal", "warning")
+
+
 DEFAULT_CONFIG = """
 [workspace]
 root = "ws"
@@ -97,6 +114,7 @@ sellers = ["*"]
 [routing]
 unknown_recipient = "reject"
 directory = "{directory}"
+queues = ["ville-exemple-voirie"]
 
 [[routing.rules]]
 recipient = "ville-exemple"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -55,6 +57,68 @@ def test_bad_configuration_is_one_line_naming_the_key_and_exit_2(tmp_path) -> No
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     config.write_text("[intake]\nmin_age_seconds = 'soon'\n")
     assert "intake.min_age_seconds" in run("--config", str(config), "batch").output
+
+
+MISTAKES = {
+    "queue": (
+        '[[routing.rules]]\nrecipient = "ville-exemple"\nservice = "VOIRIE"\nqueue = "ville-exemple-voirei"\n',
+        'routing.rules[1] (recipient = "ville-exemple", service = "VOIRIE", queue = "ville-exemple-voirei"): unknown '
+        "queue 'ville-exemple-voirei'; known queues: ch-exemple, dupont, ville-exemple, ville-exemple-voirie (",
+    ),
+    "cron": (
+        '[schedule]\n[[schedule.jobs]]\njob = "report"\ncron = "0 25 * * *"\n',
+        "schedule.jobs[0]: job 'report': cron '0 25 * * *': hour 25 is not between 0 and 23",
+    ),
+    "timezone": (
+        '[schedule]\ntimezone = "Europe/Pariss"\n[[schedule.jobs]]\njob = "batch"\nevery_seconds = 60\n',
+        "'schedule.timezone': unknown time zone 'Europe/Pariss'",
+    ),
+}
+COMMANDS = [
+    ["init"],
+    ["batch"],
+    ["recover"],
+    ["requeue", "--failed"],
+    ["flows"],
+    ["show", "2026"],
+    ["report"],
+    ["schedule", "--list"],
+    ["schedule"],
+]
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_refuses_a_configuration_mistake(make_workspace, command: list[str], mistake: str) -> None:
+    """Every command that reads the configuration checks all of it: a mistake anywhere (a routing rule's queue, a
+    cron line, a time zone) is exit 2 with one line naming it, whatever the command would do with the rest."""
+    ws = make_workspace()
+    text, message = MISTAKES[mistake]
+    ws.config.write_text(ws.config.read_text(encoding="utf-8") + text, encoding="utf-8")
+    result = CliRunner().invoke(main, ["--config", str(ws.config), *command])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"Error: {ws.config}: ") and message in result.output, result.output
+    assert len(result.output.splitlines()) == 1, result.output
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_watch_refuses_a_configuration_mistake_before_watching(make_workspace, mistake: str) -> None:
+    """`edi watch` (the real command) exits 2 at once on a configuration mistake instead of watching."""
+    ws = make_workspace()
+    text, message = MISTAKES[mistake]
+    ws.config.write_text(ws.config.read_text(encoding="utf-8") + text, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "edi", "--config", str(ws.config), "watch"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_validate_reads_no_configuration(tmp_path) -> None:
+    """`edi validate` is offline: a configuration with a mistake in it does not stop it."""
+    config = tmp_path / "config.toml"
+    config.write_text(MISTAKES["cron"][0], encoding="utf-8")
+    result = run("--config", str(config), "validate", str(FLOWS / "acme" / "01-ubl-invoice.xml"))
+    assert result.exit_code == 0 and ": valid " in result.output, result.output
 
 
 def test_missing_configuration_file_is_exit_2(tmp_path) -> None:

@@ -18,6 +18,7 @@ from edi.config import (
     load_settings,
 )
 from edi.errors import ConfigError
+from edi.queues import known_queues, load_routing
 from tests.conftest import REPO
 
 MINIMAL = """
@@ -61,7 +62,8 @@ def error(folder: Path, text: str) -> str:
 
 
 def test_repository_config_loads() -> None:
-    """The shipped config.toml loads, with its two senders, the sample directory and its rule."""
+    """The shipped config.toml loads, with its two senders, the sample directory, its rule and the queue it declares
+    for it."""
     settings = load_settings(REPO / "config.toml")
     assert settings.path == (REPO / "config.toml").resolve()
     assert settings.workspace.root == REPO / "var"
@@ -75,6 +77,13 @@ def test_repository_config_loads() -> None:
     assert settings.routing.rules == (
         RoutingRule(queue="ville-exemple-voirie", recipient="ville-exemple", service="VOIRIE"),
     )
+    assert settings.routing.queues == ("ville-exemple-voirie",)
+    assert known_queues(settings, load_routing(settings)) == [
+        "ch-exemple",
+        "dupont",
+        "ville-exemple",
+        "ville-exemple-voirie",
+    ]
     assert settings.validation.rules == ("xsd", "en16931") and settings.logging.level == "warning"
     assert settings.sender("opdemat").grace == ("br-fr",)  # type: ignore[union-attr]
 
@@ -93,7 +102,7 @@ def test_repository_config_documents_its_defaults() -> None:
         pdf_seconds=20.0,
     )
     assert defaults.routing.unknown_recipient == "reject" and defaults.routing.directory is None
-    assert defaults.routing.rules == () and defaults.senders == ()
+    assert defaults.routing.rules == () and defaults.routing.queues == () and defaults.senders == ()
     assert defaults.validation == ValidationSettings(("xsd",)) and defaults.logging == LoggingSettings("warning")
 
 
@@ -283,6 +292,53 @@ def test_wrong_types(tmp_path: Path, text: str, message: str) -> None:
 def test_bad_values(tmp_path: Path, text: str, message: str) -> None:
     """A value out of range or inconsistent is a one-line ConfigError naming the key."""
     assert message in error(tmp_path, text)
+
+
+SCHEDULE = "[schedule]\ntimezone = {zone!r}\n[[schedule.jobs]]\njob = 'report'\nname = 'morning'\ncron = {cron!r}\n"
+
+
+@pytest.mark.parametrize(
+    ("zone", "cron", "message"),
+    [
+        ("Mars/Olympus_Mons", "0 6 * * *", "'schedule.timezone': unknown time zone 'Mars/Olympus_Mons'"),
+        ("Europe/Pariss", "0 6 * * *", "'schedule.timezone': unknown time zone 'Europe/Pariss'"),
+        ("Europe", "0 6 * * *", "'schedule.timezone': unknown time zone 'Europe'"),
+        ("../../etc/passwd", "0 6 * * *", "'schedule.timezone': unknown time zone '../../etc/passwd'"),
+        ("", "0 6 * * *", "'schedule.timezone': unknown time zone ''"),
+        ("UTC", "0 25 * * *", "schedule.jobs[0]: job 'morning': cron '0 25 * * *': hour 25 is not between 0 and 23"),
+        ("UTC", "61 * * * *", "job 'morning': cron '61 * * * *': minute 61 is not between 0 and 59"),
+        ("UTC", "0 6 32 * *", "job 'morning': cron '0 6 32 * *': day of month 32 is not between 1 and 31"),
+        ("UTC", "0 6 * 13 *", "job 'morning': cron '0 6 * 13 *': month 13 is not between 1 and 12"),
+        ("UTC", "x 6 * * *", "job 'morning': cron 'x 6 * * *': minute 'x' is not a number 0-59"),
+        ("UTC", "0 6 * * *  *", "job 'morning': cron '0 6 * * *  *': needs 5 fields"),
+        ("UTC", "0 0 30 2 *", "job 'morning': cron '0 0 30 2 *': never runs"),
+    ],
+    ids=[
+        "unknown-zone",
+        "misspelt-zone",
+        "zone-folder",
+        "zone-path",
+        "zone-empty",
+        "hour",
+        "minute",
+        "day",
+        "month",
+        "not-a-number",
+        "six-fields",
+        "never-runs",
+    ],
+)
+def test_schedule_mistakes_are_refused_when_read(tmp_path: Path, zone: str, cron: str, message: str) -> None:
+    """A time zone the system does not know or a cron line a crontab would refuse is a ConfigError naming the key
+    when the configuration is read (so by every command, not only `edi schedule`)."""
+    assert message in error(tmp_path, SCHEDULE.format(zone=zone, cron=cron))
+
+
+def test_schedule_as_a_crontab_writes_it_loads(tmp_path: Path) -> None:
+    """Names, ranges, steps, lists and weekday 7 are read, in any IANA zone."""
+    settings = load(tmp_path, SCHEDULE.format(zone="America/New_York", cron="*/15 8-17/2 1,15 jan-MAR mon-fri,7"))
+    assert settings.schedule.timezone == "America/New_York"
+    assert settings.schedule.jobs[0].cron == "*/15 8-17/2 1,15 jan-MAR mon-fri,7"
 
 
 def test_min_age_not_a_number_is_refused(tmp_path: Path) -> None:

@@ -13,29 +13,30 @@ from collections.abc import Callable
 
 import pytest
 
-from edi.errors import UnknownFlowError, WorkspaceError
+from edi.config import load_settings
+from edi.errors import ConfigError, UnknownFlowError, WorkspaceError
 from edi.model import FlowStatus
-from edi.runner import requeue, run_batch
+from edi.runner import init_workspace, requeue, run_batch
 from edi.tracking import Tracking
-from tests.conftest import FLOWS, REPO, Workspace
+from flows.drop import drop
+from tests.conftest import FLOWS, REPO, Workspace, assert_expected_answer
 
 EXPECTED = tomllib.loads((FLOWS / "expected.toml").read_text(encoding="utf-8"))
 SAMPLES = [(sender, name) for sender, files in EXPECTED.items() for name in files]
 
 
 def repo_config_workspace(make_workspace: Callable[..., Workspace]) -> Workspace:
-    """A workspace configured by the repository's own config.toml (only the root, directory and min age changed)."""
+    """A workspace configured by the repository's own config.toml (only the root and the directory's path changed:
+    intake waits as the demo's does)."""
     text = (REPO / "config.toml").read_text(encoding="utf-8")
-    text = text.replace('root = "var"', 'root = "ws"').replace("min_age_seconds = 2", "min_age_seconds = 0")
-    text = text.replace("incomplete_grace_seconds = 900", "incomplete_grace_seconds = 0")
+    text = text.replace('root = "var"', 'root = "ws"')
     text = text.replace('directory = "flows/directory.toml"', 'directory = "{directory}"')
     return make_workspace(text.replace("{", "{{").replace("}", "}}").replace("{{directory}}", "{directory}"))
 
 
 def drop_samples(ws: Workspace) -> None:
-    """Drop every sample in its sender's inbox, older first in name order (the processing order)."""
-    for position, (sender, name) in enumerate(SAMPLES):
-        ws.drop(sender, name, (FLOWS / sender / name).read_bytes(), age=1000 - position)
+    """Drop every sample in its sender's inbox as ./demo.sh does (flows/drop.py)."""
+    assert sorted((p.parent.name, p.name) for p in drop(ws.root / "inbox")) == sorted(SAMPLES)
 
 
 def acks_by_name(ws: Workspace) -> dict[tuple[str, str], dict]:
@@ -65,7 +66,9 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, dic
 
     ws = repo_config_workspace(make)
     drop_samples(ws)
-    report = run_batch(ws.settings, clock=FixedClock())
+    clock = FixedClock()
+    clock.advance(ws.settings.intake.min_age_seconds + 1)  # ./demo.sh waits out min_age_seconds, then runs
+    report = run_batch(ws.settings, clock=clock)
     return ws, acks_by_name(ws), report
 
 
@@ -73,26 +76,15 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, dic
 def test_sample_gets_its_expected_answer(sample_run, sender: str, name: str) -> None:
     """Each sample flow ends with the status, reason, codes and queue that flows/expected.toml gives."""
     _, acks, _ = sample_run
-    expected = EXPECTED[sender][name]
-    ack = acks[(sender, name)]
-    assert ack["status"] == expected["flow"]
-    assert [f["code"] for f in ack["findings"]] == expected.get("flow_codes", [])
-    wanted = expected.get("documents", [expected] if "status" in expected else [])
-    assert len(ack["documents"]) == len(wanted)
-    for doc, want in zip(ack["documents"], wanted, strict=True):
-        assert doc["status"] == want["status"]
-        assert doc["reason"] == want.get("reason")
-        assert [f["code"] for f in doc["findings"]] == want.get("codes", [])
-        assert doc["queue"] == want.get("queue")
-    for finding in [*ack["findings"], *(f for d in ack["documents"] for f in d["findings"])]:
-        assert finding["message"] and finding["layer"] and finding["severity"] in ("fatal", "warning")
+    assert_expected_answer(acks[(sender, name)], EXPECTED[sender][name])
 
 
 def test_samples_leave_nothing_behind_and_everything_accounted_for(sample_run) -> None:
     """After the run: inbox and spool empty, one ack pair per flow, accepted documents in their queues exactly once."""
     ws, acks, report = sample_run
     assert len(report.outcomes) == len(SAMPLES) and report.failed == 0
-    assert not any((ws.root / "inbox").rglob("*.xml"))
+    assert (report.young, report.incomplete, report.skipped) == (0, 0, [])  # nothing left waiting
+    assert not [p for p in (ws.root / "inbox").rglob("*") if p.is_file()]
     assert not any((ws.root / "spool" / "active").iterdir())
     for sender in EXPECTED:
         jsons = ws.acks(sender)
@@ -219,6 +211,20 @@ def test_batch_refuses_a_workspace_that_was_not_initialised(make_workspace, cloc
     with pytest.raises(WorkspaceError, match="edi init"):
         run_batch(ws.settings, clock=clock)
     assert not ws.root.exists()
+
+
+def test_a_rule_naming_an_unknown_queue_stops_the_run_before_any_file_is_taken(workspace: Workspace, clock) -> None:
+    """A typo in a routing rule's queue is a ConfigError when a batch (or init) starts: the invoice is not delivered
+    to a folder nobody reads, its sender is not told IN_INTEGRE; the file waits in the inbox for a fixed config."""
+    text = workspace.config.read_text(encoding="utf-8")
+    workspace.config.write_text(text.replace('queue = "ville-exemple-voirie"', 'queue = "ville-exemple-voirei"'))
+    settings = load_settings(workspace.config)
+    dropped = workspace.drop("opdemat", "voirie.xml", (FLOWS / "opdemat" / "02-initech-ubl-voirie.xml").read_bytes())
+    for start in (lambda: run_batch(settings, clock=clock), lambda: init_workspace(settings)):
+        with pytest.raises(ConfigError, match=re.escape('routing.rules[0] (recipient = "ville-exemple", service')):
+            start()
+    assert dropped.exists() and not workspace.acks("opdemat")
+    assert not (workspace.root / "queues" / "ville-exemple-voirei").exists()
 
 
 @pytest.mark.parametrize(

@@ -49,13 +49,13 @@ def test_truncated_document_gives_a_syntax_finding_with_its_line() -> None:
     assert finding.rule.startswith("ERR_")
 
 
-def test_truncated_sample_reports_the_last_line() -> None:
-    """The sample cut off in the middle of a tag is refused at its last line."""
-    path = FLOWS / "acme" / "09-not-well-formed.xml"
-    data = path.read_bytes()
+def test_not_well_formed_sample_is_refused_at_its_mismatched_end_tag() -> None:
+    """The not-well-formed sample (whole, but a StreetName closed by </cbc:CityName>) is refused at that line."""
+    data = (FLOWS / "acme" / "09-not-well-formed.xml").read_bytes()
     (finding,) = refused(data)
-    assert finding.line == len(data.splitlines())
-    assert "StreetName" in finding.message
+    (line,) = [n for n, text in enumerate(data.splitlines(), start=1) if b"<cbc:StreetName>27" in text]
+    assert finding.line == line and finding.rule == "ERR_TAG_NAME_MISMATCH"
+    assert "StreetName" in finding.message and "CityName" in finding.message
 
 
 @pytest.mark.parametrize(

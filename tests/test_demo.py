@@ -1,0 +1,83 @@
+"""The demo (demo.sh, flows/drop.py, config.toml): a new user's first run answers every sample, as flows/expected.toml
+says, and leaves nothing waiting."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+from flows.drop import LEFT_LONG_AGO, drop, samples
+from tests.conftest import FLOWS, REPO, assert_expected_answer
+
+EXPECTED = tomllib.loads((FLOWS / "expected.toml").read_text(encoding="utf-8"))
+STEPS = [".venv/bin/edi init", ".venv/bin/python flows/drop.py var/inbox", "sleep 2", "echo", ".venv/bin/edi batch"]
+
+
+def demo_steps() -> list[str]:
+    """The commands demo.sh runs from the workspace's creation to its batch, without their comments."""
+    lines = [line.split("#")[0].strip() for line in (REPO / "demo.sh").read_text(encoding="utf-8").splitlines()]
+    return lines[lines.index(STEPS[0]) : lines.index(STEPS[-1]) + 1]
+
+
+def edi(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real edi command, run in ``folder`` with the configuration there, as demo.sh runs it."""
+    env = {**os.environ, "EDI_CONFIG": "config.toml"}
+    command = [sys.executable, "-m", "edi", *args]
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_the_demo_answers_every_sample_as_expected_toml_says(tmp_path: Path) -> None:
+    """demo.sh's steps (edi init, flows/drop.py, sleep 2, edi batch) on the shipped config.toml: every sample is
+    answered in the first run, with the answer flows/expected.toml gives, and no file is left stalled or young."""
+    assert demo_steps() == STEPS  # what this test runs is what demo.sh runs
+    shutil.copyfile(REPO / "config.toml", tmp_path / "config.toml")  # unchanged: relative paths resolve here
+    (tmp_path / "flows").mkdir()
+    shutil.copyfile(FLOWS / "directory.toml", tmp_path / "flows" / "directory.toml")
+    assert edi(tmp_path, "init").returncode == 0
+    dropped = subprocess.run(
+        [sys.executable, str(FLOWS / "drop.py"), "var/inbox"], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert dropped.stdout.startswith("dropped 21 sample files: 16 in var/inbox/acme/, 5 in var/inbox/opdemat/\n")
+    time.sleep(2)
+
+    batch = edi(tmp_path, "batch")
+
+    assert batch.returncode == 0, batch.stderr
+    assert batch.stdout == "21 flows, 22 documents: 8 integrated, 1 partially integrated, 12 rejected, 0 failed\n"
+    answered = {}
+    for sender in EXPECTED:
+        for path in (tmp_path / "var" / "acks" / sender).glob("*.json"):
+            ack = json.loads(path.read_text(encoding="utf-8"))
+            answered[(sender, ack["file_name"])] = ack
+    assert sorted(answered) == sorted((sender, name) for sender, files in EXPECTED.items() for name in files)
+    for (sender, name), ack in answered.items():
+        assert_expected_answer(ack, EXPECTED[sender][name])
+    assert not [p for p in (tmp_path / "var" / "inbox").rglob("*") if p.is_file()]
+
+
+def test_drop_copies_every_sample_and_dates_back_only_the_abandoned_upload(tmp_path: Path) -> None:
+    """flows/drop.py copies each sender's samples byte for byte (no __pycache__ or dot folder is a sender), dated now,
+    except the files of LEFT_LONG_AGO, dated that long back."""
+    flows = tmp_path / "flows"
+    shutil.copytree(FLOWS, flows, ignore=shutil.ignore_patterns("*.py", "*.md", "*.toml"))
+    (flows / "__pycache__").mkdir()
+    (flows / "__pycache__" / "drop.cpython-311.pyc").write_bytes(b"\x00")
+    (flows / ".hidden").mkdir()
+    (flows / ".hidden" / "x.xml").write_bytes(b"<x/>")
+    before = time.time()
+
+    dropped = drop(tmp_path / "inbox", flows)
+
+    assert [(p.parent.name, p.name) for p in dropped] == [(s, p.name) for s, p in samples(FLOWS)]
+    assert {p.parent.name for p in dropped} == set(EXPECTED)
+    for path in dropped:
+        assert path.read_bytes() == (FLOWS / path.parent.name / path.name).read_bytes()
+        back = LEFT_LONG_AGO.get((path.parent.name, path.name), 0.0)
+        assert abs(path.stat().st_mtime - (before - back)) < 60
+    assert LEFT_LONG_AGO == {("acme", "12-empty.xml"): 3600.0}
