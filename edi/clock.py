@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
 class Clock(Protocol):
-    """Something that tells the current time, timezone-aware in UTC."""
+    """Something that tells the current time, timezone-aware in UTC, and lets time pass."""
 
     def now(self) -> datetime:
         """The current time."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` pass."""
         ...
 
 
@@ -25,6 +30,10 @@ class SystemClock:
     def now(self) -> datetime:
         """The current time, in UTC."""
         return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep for ``seconds``."""
+        time.sleep(seconds)
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

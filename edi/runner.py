@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import logging
 import os
 import sqlite3
 import stat
@@ -33,7 +34,7 @@ import structlog
 from edi.clock import Clock, FlowIds, SystemClock, iso
 from edi.config import Settings
 from edi.errors import EdiError, UnknownFlowError, WorkspaceError
-from edi.ingest.scan import Ready, Skipped, scan_inbox
+from edi.ingest.scan import Ready, Sighting, Skipped, scan_inbox
 from edi.lock import processor_lock
 from edi.model import FlowStatus
 from edi.pipeline import build_stages, display_name, limits_of
@@ -70,6 +71,7 @@ LOOK_AHEAD_GROUPS = 64
 # every 14 flows, going through each group's live objects again and again: 20,000 flows, one worker, 1,380 young, 126
 # middle and 11 full collections, 0.53 s (2.9 % of the run); at 20,000, 6 and 1, 0.02 s
 GC_YOUNG_OBJECTS = 20_000
+STOP_POLL_SECONDS = 0.2  # a wait within a pass asks this often whether to stop
 
 
 def collect_less() -> None:
@@ -184,6 +186,7 @@ class Session:
         self._started = self.clock.now()  # when the pass under way started
         self.unclaimable: dict[Path, str] = {}  # inbox files this process could not claim in the pass, and why
         self._told: set[Path] = set()  # what cannot be taken, logged once for the session (watch: not every pass)
+        self._sightings: dict[str, Sighting] = {}  # inbox files dated in the future: how and since when seen
 
     def close(self) -> None:
         """Stop the worker processes, make everything durable, let the hand go, release the store."""
@@ -229,6 +232,7 @@ class Session:
         on_flow: Callable[[Outcome], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         keep_outcomes: bool = True,
+        second_look: bool = True,
     ) -> BatchReport:
         """One pass: recover what crashes (or ``edi requeue``) left, then claim and process what is ready, oldest
         first, a group at a time, in this process or spread over the workers.
@@ -236,7 +240,10 @@ class Session:
         ``settled`` files were closed or renamed into place by their writer (watch mode): they need not wait
         ``min_age_seconds``; ``writing`` files were written to and not closed since (watch mode): they wait like an
         upload cut short. ``should_stop`` is asked between groups: when it says yes, no new flow is taken. Files
-        modified after the pass started are left for the next one, so that a pass ends.
+        modified after the pass started are left for the next one, so that a pass ends. Files dated in the future
+        are judged by stability (:func:`edi.ingest.scan.scan_inbox`): with ``second_look`` (a cron run, which no
+        later pass of this process follows), when the inbox holds nothing else, the pass waits for the ones not seen
+        steady yet to be ``min_age_seconds`` old to it and looks once more.
         """
         report = BatchReport(keep_outcomes=keep_outcomes)
         clock, self._started = self.clock, self.clock.now()
@@ -254,12 +261,16 @@ class Session:
         self.spool.sweep_tmp(STALE_TMP_SECONDS, started)
         leave: set[Path] = set()  # stalled, or not claimable: not looked at again in this pass
         looked = 0  # scans so far
+        looked_again = False  # the one more look for files dated in the future was taken
+        unsteady: list[Path] = []  # files dated in the future that the last look did not find steady yet
         more = 1  # ready files the last scan left for a later one (before the first scan: look)
         scanner: ThreadPoolExecutor | None = None  # runs the next scan ahead, once there is a backlog
         ahead: Future[SenderScan] | None = None  # the next scan, running or done
 
         def scan_now(exclude: Collection[Path]) -> SenderScan:
-            return _scan(self.settings, self.layout, clock, settled, writing, SCAN_LIMIT, started, exclude)
+            return _scan(
+                self.settings, self.layout, clock, settled, writing, SCAN_LIMIT, started, exclude, self._sightings
+            )
 
         def look_ahead(unclaimed: Collection[Path]) -> None:
             """Start the next scan in the background if the last one left files for it; ``unclaimed`` files are
@@ -272,11 +283,17 @@ class Session:
         def look(in_flight: Collection[Path] = ()) -> list[list[tuple[str, Ready]]]:
             """The groups of the next scan, or of the one started ahead (none: nothing more in this pass).
             ``in_flight`` files are in groups handed out and maybe not claimed yet: they are not handed out again."""
-            nonlocal looked, more, ahead
+            nonlocal looked, more, ahead, looked_again, unsteady
             if self._pool is not None:  # what the workers could not claim is not handed out again in this pass
                 report.unclaimable.update(self._pool.take_unclaimable())
             leave.update(report.unclaimable)
-            while more and not should_stop():
+            while True:
+                if not more or should_stop():
+                    # files dated in the future that were never seen steady: a cron run looks once more, once they
+                    # have had min_age_seconds to change (watch looks again soon anyway)
+                    if not (second_look and unsteady and not looked_again and self._wait_steady(unsteady, should_stop)):
+                        return []
+                    looked_again, more, unsteady = True, 1, []
                 if ahead is not None:  # it left out every file handed out, or to be, when it started
                     found, ahead = ahead.result(), None
                     found.ready[:] = [(sender, item) for sender, item in found.ready if item.path not in leave]
@@ -286,8 +303,12 @@ class Session:
                 report.unclaimable.update(found.refused)
                 for folder, why in found.refused.items():
                     self._tell_once(folder, "sender folder not looked into", why=why)
+                for path in found.future:
+                    self._tell_once(path, "file dated in the future, taken once steady", level="warning")
+                unsteady = found.unsteady
+                report.young = found.young  # as the last look saw it: left for the next run
                 if not looked:
-                    report.young, report.skipped = found.young, found.skipped
+                    report.skipped = found.skipped
                     for skipped in found.skipped:
                         log.warning("inbox entry skipped", path=str(skipped.path), why=skipped.why)
                     if on_start:
@@ -299,7 +320,6 @@ class Session:
                     return list(_groups(found.ready))
                 if not found.stalled:  # when every candidate looked at was stalled, look past them
                     more = 0
-            return []
 
         try:
             report.recovered = self.recover(on_flow=done, should_stop=should_stop)
@@ -364,12 +384,25 @@ class Session:
         self.tracking.forget_claims(missed)
         return self.processor.process_group(claims) if claims else []
 
-    def _tell_once(self, path: Path, event: str, **details: str) -> None:
-        """Log, once in the life of the session, that ``path`` cannot be taken (every pass of ``edi watch`` meets
-        it again: the summary of each ``edi batch`` names it)."""
+    def _tell_once(self, path: Path, event: str, level: str = "error", **details: str) -> None:
+        """Log, once in the life of the session, something about ``path`` that every pass of ``edi watch`` would
+        meet again (a file that cannot be taken: the summary of each ``edi batch`` names it)."""
         if path not in self._told:
             self._told.add(path)
-            log.error(event, path=str(path), **details)
+            log.log(logging.ERROR if level == "error" else logging.WARNING, event, path=str(path), **details)
+
+    def _wait_steady(self, unsteady: Sequence[Path], should_stop: Callable[[], bool]) -> bool:
+        """Wait until the files dated in the future that the last look found unsteady have looked the same for
+        ``min_age_seconds`` (or until asked to stop); False if asked to stop."""
+        min_age = self.settings.intake.min_age_seconds
+        since = [s.since for p in unsteady if (s := self._sightings.get(os.fspath(p))) is not None]
+        due = max(since, default=self.clock.now().timestamp()) + min_age
+        while not should_stop():
+            left = due - self.clock.now().timestamp()
+            if left <= 0:
+                return True
+            self.clock.sleep(min(left, STOP_POLL_SECONDS))
+        return False
 
     # -- recovery ------------------------------------------------------------------------------------------------
 
@@ -567,6 +600,8 @@ class SenderScan:
     more: int  # ready files past the limit, for the next scan
     stalled: list[Path]
     refused: dict[Path, str] = field(default_factory=dict)  # sender folders not looked into, and why
+    future: list[Path] = field(default_factory=list)  # files dated in the future, taken as steady
+    unsteady: list[Path] = field(default_factory=list)  # files dated in the future, not seen steady yet
 
 
 def _scan(
@@ -578,6 +613,7 @@ def _scan(
     limit: int,
     cutoff: float,
     leave: Collection[Path],
+    sightings: dict[str, Sighting] | None = None,
 ) -> SenderScan:
     """Every declared sender's inbox: the ``limit`` oldest ready files across them, and what else was seen."""
     now = clock.now().timestamp()
@@ -586,6 +622,8 @@ def _scan(
     stalled: list[Path] = []
     young = more = 0
     refused: dict[Path, str] = {}
+    future: list[Path] = []
+    unsteady: list[Path] = []
     declared = sorted({s.id for s in settings.senders})
     for sender in declared:
         folder = layout.sender_inbox(sender)
@@ -604,11 +642,14 @@ def _scan(
             limit=limit,
             cutoff=cutoff,
             exclude=leave,
+            sightings=sightings,
         )
         if scan.ready:
             found.append((sender, scan.ready))
         skipped += scan.skipped
         stalled += scan.stalled
+        future += scan.future
+        unsteady += scan.unsteady
         young += scan.young
         more += scan.more
     try:
@@ -625,7 +666,7 @@ def _scan(
         ready = [(r.mtime, sender, os.fsencode(r.path.name), r) for sender, items in found for r in items]
         ready.sort(key=lambda item: item[:3])
         kept, total = [(sender, item) for _, sender, _, item in ready[:limit]], len(ready)
-    return SenderScan(kept, skipped, young, more + max(0, total - limit), stalled, refused)
+    return SenderScan(kept, skipped, young, more + max(0, total - limit), stalled, refused, future, unsteady)
 
 
 def _not_a_folder(folder: Path) -> str | None:

@@ -164,7 +164,9 @@ def _loop(
     while not stop.is_set():
         wake.clear()
         settled, writing = inbox.take_settled()
-        report = session.run_once(settled=settled, writing=writing, should_stop=stop.is_set, keep_outcomes=False)
+        report = session.run_once(
+            settled=settled, writing=writing, should_stop=stop.is_set, keep_outcomes=False, second_look=False
+        )
         summary.passes += 1
         summary.flows += report.flows
         summary.failed += report.failed

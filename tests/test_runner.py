@@ -19,7 +19,7 @@ from edi.model import FlowStatus
 from edi.runner import init_workspace, requeue, run_batch
 from edi.tracking import Tracking
 from flows.drop import drop
-from tests.conftest import FLOWS, REPO, Workspace, assert_expected_answer
+from tests.conftest import DEFAULT_CONFIG, FLOWS, REPO, Workspace, assert_expected_answer
 
 EXPECTED = tomllib.loads((FLOWS / "expected.toml").read_text(encoding="utf-8"))
 SAMPLES = [(sender, name) for sender, files in EXPECTED.items() for name in files]
@@ -433,3 +433,24 @@ def test_a_look_takes_the_oldest_files_across_the_inboxes_then_by_sender_then_by
     found = runner._scan(workspace.settings, layout, clock, (), (), 5, cutoff, ())
     assert [(sender, item.path.name) for sender, item in found.ready] == [(s, n) for s, n, _ in wanted[:5]]
     assert found.more == 2
+
+
+def test_a_file_dated_in_the_future_is_answered_by_one_cron_run(make_workspace, tmp_path) -> None:
+    """`edi batch` with min_age_seconds = 2 and a file dated a year ahead (a sender's clock): the run looks again
+    once the file had 2 s to change, takes it with a warning naming it, and answers every file; nothing is left."""
+    ws = make_workspace(
+        DEFAULT_CONFIG.replace("min_age_seconds = 0", "min_age_seconds = 2").replace(
+            "incomplete_grace_seconds = 0", "incomplete_grace_seconds = 900"
+        )
+    )
+    data = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
+    ws.drop("acme", "today.xml", data.replace(b"FA-2026-0001", b"FA-2026-0801"))
+    skewed = ws.drop("acme", "next-year.xml", data.replace(b"FA-2026-0001", b"FA-2026-0802"), age=-365 * 86400)
+    command = [sys.executable, "-m", "edi", "--config", str(ws.config), "batch"]
+    run = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("2 flows"), run.stdout
+    assert "still arriving" not in run.stdout, run.stdout
+    assert "file dated in the future" in run.stderr and str(skewed) in run.stderr, run.stderr
+    assert list(ws.inbox("acme").iterdir()) == []
+    assert sorted(json.loads(p.read_text())["status"] for p in ws.acks("acme")) == ["IN_INTEGRE", "IN_INTEGRE"]

@@ -227,3 +227,27 @@ def test_a_lock_left_by_a_killed_watch_is_taken_over(start_watch) -> None:
     )
     assert batch.returncode == 0 and "stale processor lock taken over" in batch.stderr
     assert len(watcher.acks()) == 1
+
+
+def test_a_file_dated_in_the_future_is_taken_once_steady_with_a_warning(start_watch, tmp_path: Path) -> None:
+    """A file dated a year ahead (a sender's skewed clock, `rsync -t`), there before watch starts (no event): taken
+    once it stayed unchanged for min_age, with a warning naming it; one renamed into place is taken at once."""
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG.format(min_age=1, grace=60, rescan=30), encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "edi", "--config", str(config), "init"], check=True, capture_output=True)
+    inbox = tmp_path / "ws" / "inbox" / "acme"
+    ahead = time.time() + 365 * 86400
+    early = inbox / "skewed.xml"
+    early.write_bytes(invoice(20))
+    os.utime(early, (ahead, ahead))
+    watcher = start_watch(min_age=1, rescan=30, wait=False)
+    watcher.wait_for_acks(1, timeout=20)
+    staged = inbox / ".rsync-tmp"
+    staged.write_bytes(invoice(21))
+    os.utime(staged, (ahead, ahead))
+    staged.rename(inbox / "renamed.xml")
+    assert watcher.wait_for_acks(2, timeout=10) < 5.0
+    assert sorted(a["file_name"] for a in watcher.acks()) == ["renamed.xml", "skewed.xml"]
+    code, _, err = watcher.stop()
+    assert code == 0
+    assert "file dated in the future" in err and "skewed.xml" in err

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edi.ingest.scan import Ready, Scan, in_progress, scan_inbox
+from edi.ingest.scan import FUTURE_SLACK, Ready, Scan, in_progress, scan_inbox
 
 IGNORE = ("*.tmp", "*.part", "*.filepart")
 NOW = 1_795_000_000.0  # a whole second, so that mtimes set with os.utime compare exactly
@@ -100,12 +100,87 @@ def test_file_exactly_min_age_old_is_ready(tmp_path: Path) -> None:
     assert result.young == 0
 
 
-def test_file_from_the_future_is_young(tmp_path: Path) -> None:
-    """A file whose mtime is ahead of the clock is left as young, never taken as finished."""
-    put(tmp_path, "future.xml", age=-30)
-    result = scan(tmp_path, min_age=0)
-    assert result.ready == []
-    assert result.young == 1
+def test_a_file_dated_in_the_future_is_taken_once_it_stays_the_same_for_min_age(tmp_path: Path) -> None:
+    """A file whose mtime is an hour ahead of the clock (a sender's skewed clock) has no age to go by: it waits,
+    young, until a look finds it unchanged for min_age, then is ready as if modified when first seen so."""
+    path = put(tmp_path, "future.xml", age=-3600)
+    sightings: dict = {}
+    first = scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=NOW, sightings=sightings)
+    assert (first.ready, first.young, first.unsteady, first.future) == ([], 1, [path], [])
+    early = scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=NOW + 9.5, sightings=sightings)
+    assert (early.ready, early.young, early.unsteady) == ([], 1, [path])
+    steady = scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=NOW + 10, sightings=sightings)
+    assert steady.ready == [Ready(path, path.stat().st_size, NOW)] and steady.future == [path]
+    assert (steady.young, steady.unsteady) == (0, [])
+
+
+@pytest.mark.parametrize("change", ["size", "mtime", "inode"])
+def test_a_file_dated_in_the_future_that_changes_waits_again(tmp_path: Path, change: str) -> None:
+    """Its size, its mtime or its inode (replaced) changing between two looks starts its wait again."""
+    path = put(tmp_path, "future.xml", age=-3600)
+    sightings: dict = {}
+    scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=NOW, sightings=sightings)
+    if change == "size":
+        path.write_bytes(b"<Invoice>more</Invoice>")
+        os.utime(path, (NOW + 3600, NOW + 3600))
+    elif change == "mtime":
+        os.utime(path, (NOW + 7200, NOW + 7200))
+    else:
+        other = put(tmp_path, "new.tmp", age=-3600)
+        other.replace(path)
+    second = scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=NOW + 8, sightings=sightings)
+    assert second.unsteady == [path]
+    third = scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=NOW + 12, sightings=sightings)
+    assert (third.ready, third.unsteady) == ([], [path])  # 4 s since the change, not 10
+    last = scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=NOW + 18, sightings=sightings)
+    assert [r.path for r in last.ready] == [path] and last.ready[0].mtime == NOW + 8
+
+
+def test_a_file_dated_in_the_future_is_taken_at_once_when_closed_or_with_min_age_0(tmp_path: Path) -> None:
+    """Its writer closed it (watch mode), or min_age 0 says files are finished when they appear: taken at once."""
+    path = put(tmp_path, "future.xml", age=-86400 * 365)
+    closed = scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=NOW, settled={path}, sightings={})
+    assert [r.path for r in closed.ready] == [path] and closed.future == [path]
+    at_once = scan_inbox(tmp_path, min_age=0, ignore=IGNORE, now=NOW, sightings={})
+    assert [r.path for r in at_once.ready] == [path] and at_once.ready[0].mtime == NOW
+
+
+def test_a_file_a_little_ahead_of_the_clock_is_only_young(tmp_path: Path) -> None:
+    """An mtime within FUTURE_SLACK of the clock (written while the inbox is looked at) is young as usual, and a
+    file dated in the future is never taken without a record of the looks."""
+    put(tmp_path, "now.xml", age=-FUTURE_SLACK)
+    put(tmp_path, "later.xml", age=-3600)
+    result = scan(tmp_path, min_age=10)
+    assert (result.ready, result.young, [p.name for p in result.unsteady]) == ([], 2, ["later.xml"])
+    again = scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=NOW + 100)
+    assert [p.name for p in again.unsteady] == ["later.xml"] and [r.path.name for r in again.ready] == ["now.xml"]
+
+
+def test_a_file_dated_in_the_future_that_looks_cut_short_waits_its_grace_from_when_first_seen(tmp_path: Path) -> None:
+    """Steady but cut short (a stalled upload): it waits the grace period counted from when it was first seen so,
+    then is taken (and refused as truncated), never stuck."""
+    path = put(tmp_path, "cut.xml", age=-3600, data=b"<Invoice><ID>1</ID>")
+    sightings: dict = {}
+    for moment, stalled in [(NOW, []), (NOW + 10, [path]), (NOW + 99, [path])]:
+        result = scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=moment, grace=100, sightings=sightings)
+        assert result.stalled == stalled and result.ready == []
+    taken = scan_inbox(tmp_path, min_age=10, ignore=IGNORE, now=NOW + 100, grace=100, sightings=sightings)
+    assert [r.path for r in taken.ready] == [path]
+
+
+def test_the_record_of_looks_forgets_files_that_are_gone_or_back_in_the_past(tmp_path: Path) -> None:
+    """A file dated in the future that went, or whose mtime was set back, leaves the record; other folders' stay."""
+    gone = put(tmp_path / "a", "gone.xml", age=-3600)
+    fixed = put(tmp_path / "a", "fixed.xml", age=-3600)
+    other = put(tmp_path / "b", "other.xml", age=-3600)
+    sightings: dict = {}
+    for folder in ("a", "b"):
+        scan_inbox(tmp_path / folder, min_age=10, ignore=IGNORE, now=NOW, sightings=sightings)
+    assert set(sightings) == {str(gone), str(fixed), str(other)}
+    gone.unlink()
+    os.utime(fixed, (NOW - 60, NOW - 60))
+    result = scan_inbox(tmp_path / "a", min_age=10, ignore=IGNORE, now=NOW + 1, sightings=sightings)
+    assert [r.path for r in result.ready] == [fixed] and set(sightings) == {str(other)}
 
 
 def _symlink_to_file(folder: Path) -> Path:
