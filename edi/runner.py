@@ -269,7 +269,15 @@ class Session:
 
         def scan_now(exclude: Collection[Path]) -> SenderScan:
             return _scan(
-                self.settings, self.layout, clock, settled, writing, SCAN_LIMIT, started, exclude, self._sightings
+                self.settings,
+                self.layout,
+                clock,
+                settled,
+                writing,
+                SCAN_LIMIT,
+                started,
+                exclude,
+                sightings=self._sightings,
             )
 
         def look_ahead(unclaimed: Collection[Path]) -> None:

@@ -492,8 +492,8 @@ def test_scans_run_while_the_worker_holds_groups_and_never_give_a_file_twice(mak
     scans: list[tuple[set[Path], list[Path]]] = []  # per scan: the files it was told to leave out, those it gave
     real_scan = runner._scan
 
-    def spy(*args: Any) -> runner.SenderScan:
-        result = real_scan(*args)
+    def spy(*args: Any, **kwargs: Any) -> runner.SenderScan:
+        result = real_scan(*args, **kwargs)
         scans.append((set(args[-1]), [item.path for _, item in result.ready]))
         return result
 
@@ -554,12 +554,12 @@ def test_with_a_backlog_the_workers_start_before_the_first_scan(make_setup, monk
         except (OSError, IndexError):  # gone
             return True
 
-    def spy(*args: Any) -> runner.SenderScan:
+    def spy(*args: Any, **kwargs: Any) -> runner.SenderScan:
         deadline = time.monotonic() + 30
         while not all(map(exec_done, children(os.getpid()))) and time.monotonic() < deadline:
             time.sleep(0.01)
         seen.append([pid for pid in children(os.getpid()) if is_pool_worker(pid)])
-        return real_scan(*args)
+        return real_scan(*args, **kwargs)
 
     monkeypatch.setattr(runner, "_scan", spy)
     report = runner.run_batch(load_settings(setup.config), workers=3, keep_outcomes=False)
@@ -582,7 +582,7 @@ def test_with_a_backlog_the_next_scan_runs_while_the_last_ones_files_are_claimed
     scans: list[tuple[int, int, list[Path]]] = []  # per scan: files claimed and given before it started, it gave
     real_scan, real_group = runner._scan, runner.Session.claim_and_process
 
-    def spy(*args: Any) -> runner.SenderScan:
+    def spy(*args: Any, **kwargs: Any) -> runner.SenderScan:
         at, given = len(claimed), sum(len(found) for _, _, found in scans)
         result = real_scan(*args)
         scans.append((at, given, [item.path for _, item in result.ready]))
