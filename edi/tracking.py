@@ -528,7 +528,9 @@ class Tracking:
         return list(self.db.query(sql, args))
 
     def resolve(self, prefix: str) -> str:
-        """The full id of the one flow whose id starts with ``prefix``."""
+        """The full id of the one flow whose id starts with ``prefix`` (an empty prefix names none)."""
+        if not prefix:
+            raise UnknownFlowError("an empty flow id names no flow: give the id, or the start of it")
         rows = [
             r[0]
             for r in self.db.execute(

@@ -332,6 +332,13 @@ def test_resolve_refuses_unknown_or_ambiguous(store: Tracking, prefix: str) -> N
         store.resolve(prefix)
 
 
+def test_an_empty_prefix_names_no_flow_even_in_a_store_of_one(store: Tracking) -> None:
+    """resolve('') refuses, though '' is a prefix of every id (it would match the only flow of a store)."""
+    store.record_received(received("20261126T093000000001-aaaaaa"), T0)
+    with pytest.raises(UnknownFlowError, match="an empty flow id names no flow"):
+        store.resolve("")
+
+
 def test_flow_of_an_unknown_id_raises(store: Tracking) -> None:
     """Asking for an unknown flow is UnknownFlowError, and its status is None."""
     with pytest.raises(UnknownFlowError, match="no flow 'F404'"):
