@@ -20,6 +20,14 @@ from edi.config import Settings, load_settings
 REPO = Path(__file__).resolve().parent.parent
 FLOWS = REPO / "flows"
 CORPUS = Path(os.environ.get("EDI_CORPUS", REPO.parent / "shared" / "corpus"))
+# what must never reach a terminal from a sender: every control but the line feed between lines, DEL, C1, the line
+# and paragraph separators, the bidi controls
+UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def assert_inert(text: str) -> None:
+    """Nothing in ``text`` can act on a terminal: no control but the line feeds between lines, no bidi control."""
+    assert not UNSAFE.search(text), UNSAFE.findall(text)
 
 
 class FixedClock:
