@@ -14,7 +14,8 @@ Durability is batched: files are written without waiting for the disk, and :meth
 written so far durable at once (``syncfs`` of the workspace's filesystem on Linux, else an ``fsync`` of each file and
 folder touched). A caller writes a group of files, calls the barrier, renames them into place, calls it again.
 
-Raises OSError (and InjectedFault) from the filesystem; callers decide what a failure means for the flow.
+Raises OSError (and InjectedFault) from the filesystem; callers decide what a failure means for the flow. Raises
+WorkspaceError when this process's hand cannot be made: no flow can be claimed at all.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edi.errors import WorkspaceError
 from edi.faults import fault_point
 from edi.workspace import Layout, archive_name
 
@@ -176,17 +178,28 @@ class Spool:
 
     @property
     def hand(self) -> Path:
-        """This process's folder in ``spool/active`` (made and locked on first use)."""
+        """This process's folder in ``spool/active`` (made and locked on first use); WorkspaceError when it cannot
+        be made (no flow can be claimed: the workspace is unusable, not any one flow)."""
         if self._hand is None:
-            self.layout.active.mkdir(parents=True, exist_ok=True)
             name = self.token
             making = self._tmp / f".hand-{name}"  # locked before it appears in active/: never taken for dead
-            making.mkdir(parents=True)
-            fd = _try_lock(making)
-            assert fd is not None  # nobody else knows this brand-new folder
             folder = self.layout.active / name
-            os.rename(making, folder)
-            fsync_dir(self.layout.active)
+            fd: int | None = None
+            try:
+                self.layout.active.mkdir(parents=True, exist_ok=True)
+                making.mkdir(parents=True)
+                fd = _try_lock(making)
+                assert fd is not None  # nobody else knows this brand-new folder
+                os.rename(making, folder)
+                fsync_dir(self.layout.active)
+            except OSError as exc:
+                if fd is not None:
+                    os.close(fd)
+                _remove_unborn_hand(making)
+                where = exc.filename2 or exc.filename or self.layout.active
+                raise WorkspaceError(
+                    f"cannot make this process's folder in the spool: {exc.strerror}: {where}"
+                ) from None
             self._hand, self._hand_fd = folder, fd
         return self._hand
 

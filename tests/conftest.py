@@ -6,6 +6,8 @@ import csv
 import gc
 import os
 import re
+import shutil
+import subprocess
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -244,3 +246,33 @@ def intra_community_supply(profile: str = "basic") -> bytes:
         )
         assert lines == 3
     return text.encode("utf-8")
+
+
+class Immutable:
+    """Sets the immutable (or append-only) attribute on paths, which stops root unlike chmod, and clears it on
+    release."""
+
+    def __init__(self) -> None:
+        self.paths: dict[Path, str] = {}
+
+    def set(self, path: Path, flag: str = "i") -> None:
+        if shutil.which("chattr") is None:
+            pytest.skip("chattr not found")
+        made = subprocess.run(["chattr", f"+{flag}", str(path)], capture_output=True, text=True)
+        if made.returncode != 0:
+            pytest.skip(f"chattr +{flag} is not possible here: {made.stderr.strip()}")
+        self.paths[path] = flag
+
+    def release(self, path: Path) -> None:
+        subprocess.run(["chattr", f"-{self.paths.pop(path)}", str(path)], check=True)
+
+
+@pytest.fixture
+def immutable() -> Iterator[Immutable]:
+    """Make paths immutable (or append-only) during one test; always cleared at teardown."""
+    attributes = Immutable()
+    try:
+        yield attributes
+    finally:
+        for path, flag in attributes.paths.items():
+            subprocess.run(["chattr", f"-{flag}", str(path)], check=False)

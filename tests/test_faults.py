@@ -9,7 +9,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -303,36 +302,6 @@ def fill(mount: Path, leave: int) -> Path:
     stats = os.statvfs(mount)
     assert stats.f_bavail * stats.f_frsize <= leave + stats.f_frsize
     return filler
-
-
-class Immutable:
-    """Sets the immutable (or append-only) attribute on paths, which stops root unlike chmod, and clears it on
-    release."""
-
-    def __init__(self) -> None:
-        self.paths: dict[Path, str] = {}
-
-    def set(self, path: Path, flag: str = "i") -> None:
-        if shutil.which("chattr") is None:
-            pytest.skip("chattr not found")
-        made = subprocess.run(["chattr", f"+{flag}", str(path)], capture_output=True, text=True)
-        if made.returncode != 0:
-            pytest.skip(f"chattr +{flag} is not possible here: {made.stderr.strip()}")
-        self.paths[path] = flag
-
-    def release(self, path: Path) -> None:
-        subprocess.run(["chattr", f"-{self.paths.pop(path)}", str(path)], check=True)
-
-
-@pytest.fixture
-def immutable() -> Iterator[Immutable]:
-    """Make paths immutable (or append-only) during one test; always cleared at teardown."""
-    attributes = Immutable()
-    try:
-        yield attributes
-    finally:
-        for path, flag in attributes.paths.items():
-            subprocess.run(["chattr", f"-{flag}", str(path)], check=False)
 
 
 def test_a_real_full_disk_while_delivering_parks_the_flow_then_it_is_delivered_once(make_workspace, small_fs) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from edi import faults
 from edi import spool as spool_module
-from edi.errors import InjectedFault
+from edi.errors import InjectedFault, WorkspaceError
 from edi.spool import Claim, Spool, Staged, claim_from_meta, staged_by
 from edi.workspace import Layout
 
@@ -207,6 +207,19 @@ def test_the_hand_is_made_in_a_workspace_without_spool_folder(tmp_path: Path) ->
         assert spool.hand.parent == tmp_path / "bare" / "spool" / "active"
     finally:
         spool.close()
+
+
+def test_a_hand_that_cannot_be_made_is_a_workspace_error_and_leaves_nothing(
+    spool: Spool, layout: Layout, immutable
+) -> None:
+    """An immutable spool/active: asking for the hand raises WorkspaceError naming the folder (not a bare OSError),
+    and the half-made hand is removed from tmp/; writable again, the hand is made."""
+    immutable.set(layout.active)
+    with pytest.raises(WorkspaceError, match=rf"cannot make this process's folder in the spool: .*{layout.active}/"):
+        _ = spool.hand
+    assert names(layout.tmp) == [] and hands(layout) == []
+    immutable.release(layout.active)
+    assert spool.hand.parent == layout.active and is_locked(spool.hand)
 
 
 def test_two_spools_have_two_hands(spool: Spool, spools: Callable[[], Spool]) -> None:
