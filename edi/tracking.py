@@ -6,20 +6,21 @@ time. Write transactions of several processes wait their turn in the kernel, on 
 (``flock``: a waiting writer wakes as soon as the one before it commits; SQLite's own wait polls, sleeping 1, 2, 5,
 10 ms and more between tries: 0.4 s of sleep per 20,000 flows with two worker processes). Reads and writes
 ``<workspace>/tracking.sqlite`` (makes ``tracking.sqlite-writers`` beside it); raises :class:`WorkspaceError` when
-the store cannot be opened, sqlite3 errors otherwise.
+the store cannot be opened or a read for an operator fails (a damaged file), sqlite3 errors otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import sqlite3
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlite_utils
 
@@ -113,12 +114,28 @@ _INVOICE_COLUMNS = {  # one row per accepted invoice key: who holds it (reserved
 }
 _RUN_COLUMNS = {"id": int, "job": str, "started_at": str, "finished_at": str, "outcome": str, "detail": str}
 FINAL = tuple(str(s) for s in FlowStatus if s.final)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reading(method: Callable[Concatenate[Tracking, _P], _R]) -> Callable[Concatenate[Tracking, _P], _R]:
+    """A read an operator asked for: a SQLite error (a damaged store) becomes a WorkspaceError naming the store."""
+
+    @functools.wraps(method)
+    def read(self: Tracking, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise WorkspaceError(f"cannot read the tracking store {self.path}: {exc}") from None
+
+    return read
 
 
 class Tracking:
     """The store of one workspace."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._writers = _writers_lock(path)
         try:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -394,6 +411,7 @@ class Tracking:
                 [job, iso(started), iso(finished), outcome, detail],
             )
 
+    @_reading
     def final_flows_before(self, cutoff: datetime) -> list[dict[str, Any]]:
         """Flows whose final outcome was reached before ``cutoff`` (never one still in progress or failed)."""
         marks = ", ".join("?" for _ in FINAL)
@@ -421,11 +439,13 @@ class Tracking:
 
     # -- reads ---------------------------------------------------------------------------------------------------
 
+    @_reading
     def last_runs(self) -> dict[str, dict[str, Any]]:
         """The last run of each scheduled job."""
         rows = self.db.query("SELECT * FROM runs WHERE id IN (SELECT max(id) FROM runs GROUP BY job)")
         return {r["job"]: r for r in rows}
 
+    @_reading
     def day_report(self, start: datetime, end: datetime) -> dict[str, Any]:
         """What happened to the flows received in [start, end): counts, reasons, and what needs an operator."""
         window = [iso(start), iso(end)]
@@ -502,6 +522,7 @@ class Tracking:
         row = self.db.execute("SELECT status FROM flows WHERE flow_id = ?", [flow_id]).fetchone()
         return row[0] if row else None
 
+    @_reading
     def flows(
         self,
         *,
@@ -527,6 +548,7 @@ class Tracking:
             sql += f" LIMIT {int(limit)}"
         return list(self.db.query(sql, args))
 
+    @_reading
     def resolve(self, prefix: str) -> str:
         """The full id of the one flow whose id starts with ``prefix`` (an empty prefix names none)."""
         if not prefix:
@@ -548,6 +570,7 @@ class Tracking:
             )
         return str(rows[0])
 
+    @_reading
     def flow(self, flow_id: str) -> dict[str, Any]:
         """One flow with its documents, findings and history."""
         flow_id = self.resolve(flow_id)
@@ -565,6 +588,7 @@ class Tracking:
         )
         return row
 
+    @_reading
     def counts(self) -> dict[str, int]:
         """How many flows are in each status."""
         return {r["status"]: r["n"] for r in self.db.query("SELECT status, count(*) AS n FROM flows GROUP BY status")}

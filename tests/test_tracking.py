@@ -339,6 +339,30 @@ def test_an_empty_prefix_names_no_flow_even_in_a_store_of_one(store: Tracking) -
         store.resolve("")
 
 
+def test_reading_a_damaged_store_is_one_workspace_error(store_path: Path) -> None:
+    """A store that opens but whose flows pages are damaged: each read an operator asks for raises a
+    WorkspaceError naming the store, not a bare sqlite3 error."""
+    with contextlib.closing(Tracking(store_path)) as store:
+        store.record_received(received("20261126T093000000001-aaaaaa"), T0)
+    with contextlib.closing(sqlite3.connect(store_path)) as conn:
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        roots = [r[0] for r in conn.execute("SELECT rootpage FROM sqlite_master WHERE tbl_name = 'flows'")]
+    data = bytearray(store_path.read_bytes())
+    for root in roots:  # the table and its indexes (each a page, this small)
+        data[(root - 1) * size : root * size] = b"\xa5" * size
+    store_path.write_bytes(data)
+    with contextlib.closing(Tracking(store_path)) as store:
+        reads = [
+            lambda: store.flows(),
+            lambda: store.flow("20261126T093000000001-aaaaaa"),
+            lambda: store.day_report(T0 - timedelta(days=1), T0 + timedelta(days=1)),
+            lambda: store.counts(),
+        ]
+        for read in reads:
+            with pytest.raises(WorkspaceError, match=f"cannot read the tracking store {store_path}: .*malformed"):
+                read()
+
+
 def test_flow_of_an_unknown_id_raises(store: Tracking) -> None:
     """Asking for an unknown flow is UnknownFlowError, and its status is None."""
     with pytest.raises(UnknownFlowError, match="no flow 'F404'"):
