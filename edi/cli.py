@@ -5,6 +5,9 @@ internally, the workspace is unusable, a flow is unknown); 2 bad usage or bad co
 run worked but left files behind that no run can take until an operator sees to them (named in the summary); 75
 another processor holds the workspace (try again later). ``edi validate`` exits with the number of files that are
 not valid.
+
+Everything printed for people goes through :func:`edi.text.printable` (a file name holding a line feed never forges a
+row); ``--json`` outputs stay exact.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from edi.model import RULE_SETS, FlowStatus
 from edi.processor import Outcome
 from edi.queues import load_routing
 from edi.runner import BatchReport, PassStopped, collect_less, init_workspace, recover, requeue, run_batch
-from edi.text import printable
+from edi.text import printable, printable_all
 from edi.tracking import Tracking
 
 LEFT_BEHIND_NAMED = 20  # files left behind that the summary names (the rest are counted)
@@ -47,7 +50,7 @@ class Failure(click.ClickException):
     """An EdiError as a one-line message; configuration errors exit 2, a busy workspace 75, the others 1."""
 
     def __init__(self, error: EdiError) -> None:
-        super().__init__(str(error))
+        super().__init__(printable(str(error)))
         code = 2 if isinstance(error, ConfigError) else 75 if isinstance(error, WorkspaceBusy) else 1
         self.exit_code = code  # type: ignore[misc]
 
@@ -132,9 +135,9 @@ def init(ctx: Context) -> None:
         report = init_workspace(ctx.settings)
     except EdiError as exc:
         raise Failure(exc) from None
-    click.echo(f"workspace {report.root}: {len(report.created)} folders created")
-    click.echo(f"  senders: {', '.join(report.senders) or 'none declared'}")
-    click.echo(f"  queues:  {', '.join(report.queues) or 'none yet'}")
+    click.echo(f"workspace {printable(str(report.root))}: {len(report.created)} folders created")
+    click.echo(f"  senders: {printable(', '.join(report.senders)) or 'none declared'}")
+    click.echo(f"  queues:  {printable(', '.join(report.queues)) or 'none yet'}")
 
 
 WORKERS = click.option(
@@ -303,16 +306,21 @@ def flows(ctx: Context, sender: str | None, status: str | None, since: str | Non
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
         return
+    click.echo(render_flows(rows))
+
+
+def render_flows(rows: list[dict[str, Any]]) -> str:
+    """Flows as a table for an operator: a header, then one line per flow, whatever its values hold."""
     if not rows:
-        click.echo("no flows")
-        return
-    click.echo(f"{'FLOW':29} {'RECEIVED':24} {'SENDER':12} {'STATUS':27} {'DOCS':>7}  FILE")
-    for row in rows:
+        return "no flows"
+    lines = [f"{'FLOW':29} {'RECEIVED':24} {'SENDER':12} {'STATUS':27} {'DOCS':>7}  FILE"]
+    for row in printable_all(rows):
         docs = "" if row["documents_total"] is None else f"{row['documents_accepted']}/{row['documents_total']}"
-        click.echo(
+        lines.append(
             f"{row['flow_id']:29} {row['received_at']:24} {row['sender'][:12]:12} {row['status']:27} {docs:>7}  "
             f"{row['file_name']}"
         )
+    return "\n".join(lines)
 
 
 @main.command()
@@ -341,8 +349,10 @@ def show(ctx: Context, flow_id: str, as_json: bool) -> None:
     click.echo(render_flow(flow))
 
 
-def render_flow(flow: dict[str, Any]) -> str:
-    """A flow record as text for an operator."""
+def render_flow(record: dict[str, Any]) -> str:
+    """A flow record as text for an operator (every value escaped: one value never spans or forges lines)."""
+    events = [{**e, "detail": ((e["detail"] or "").splitlines() or [""])[-1]} for e in record["events"]]
+    flow = printable_all({**record, "events": events})
     out = [
         f"flow      {flow['flow_id']}",
         f"sender    {flow['sender']}",
@@ -373,8 +383,7 @@ def render_flow(flow: dict[str, Any]) -> str:
     out.append("history")
     for event in flow["events"]:
         who = f"document {event['idx']}" if event["idx"] else "flow"
-        detail = (event["detail"] or "").splitlines()
-        out.append(f"  {event['at']}  {who:12} {event['status']:27} {detail[-1] if detail else ''}".rstrip())
+        out.append(f"  {event['at']}  {who:12} {event['status']:27} {event['detail']}".rstrip())
     return "\n".join(out)
 
 
@@ -459,7 +468,7 @@ def schedule_cmd(ctx: Context, as_list: bool) -> None:
             for job in planned:
                 last = job.last
                 how = f"last {last['outcome']} at {last['finished_at']}: {last['detail']}" if last else "never run"
-                click.echo(f"{job.name:14} {job.trigger:40} next {job.next_run}  {how}")
+                click.echo(printable(f"{job.name:14} {job.trigger:40} next {job.next_run}  {how}"))
             return
         Scheduler(settings).run()
     except EdiError as exc:
@@ -486,7 +495,7 @@ def report(ctx: Context, day: datetime | None) -> None:
     except EdiError as exc:
         raise Failure(exc) from None
     click.echo(render_report(content), nl=False)
-    click.echo(f"written to {path} (and {path.with_suffix('.txt').name})")
+    click.echo(printable(f"written to {path} (and {path.with_suffix('.txt').name})"))
 
 
 @main.command()
@@ -526,9 +535,10 @@ def validate(files: tuple[Path, ...], rules: str, as_json: bool) -> None:
         doc = result.document
         what = " ".join(filter(None, [doc.syntax, doc.kind, doc.profile and f"({doc.profile})"]))
         ran = ", ".join(doc.layers) or "no layer"
-        click.echo(f"{result.path}: {'valid' if result.valid else 'NOT VALID'}  {what}  [{ran}]".rstrip())
+        line = f"{result.path}: {'valid' if result.valid else 'NOT VALID'}  {what}  [{ran}]".rstrip()
+        click.echo(printable(line))
         for finding in doc.findings:
-            click.echo(f"  {_finding(finding_dict(finding))}")
+            click.echo(f"  {_finding(printable_all(finding_dict(finding)))}")
     sys.exit(min(invalid, 100))
 
 
@@ -550,7 +560,7 @@ def requeue_cmd(ctx: Context, flow_ids: tuple[str, ...], all_failed: bool) -> No
         done = requeue(ctx.settings, list(flow_ids), all_failed=all_failed)
     except EdiError as exc:
         raise Failure(exc) from None
-    click.echo(f"{len(done)} flows requeued" + (": " + ", ".join(done) if done else ""))
+    click.echo(printable(f"{len(done)} flows requeued" + (": " + ", ".join(done) if done else "")))
 
 
 @main.command(name="recover")

@@ -26,6 +26,7 @@ import structlog
 from edi.clock import Clock, SystemClock, iso
 from edi.config import Settings
 from edi.spool import Spool
+from edi.text import printable_all
 from edi.tracking import Tracking
 from edi.workspace import Layout
 
@@ -121,8 +122,9 @@ def day_report(settings: Settings, day: date | None = None, clock: Clock | None 
     return target, content
 
 
-def render_report(content: dict[str, Any]) -> str:
-    """The report as text for people."""
+def render_report(report: dict[str, Any]) -> str:
+    """The report as text for people (every value escaped: a file name never spans or forges lines)."""
+    content = printable_all(report)
     lines = [f"edi flow report for {content['day']} (UTC), generated {content['generated_at']}", ""]
     lines.append(f"flows received: {content['flows']}")
     for status, count in sorted(content["by_status"].items()):

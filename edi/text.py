@@ -22,6 +22,7 @@ Reads and writes nothing; never raises.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -42,3 +43,17 @@ def printable(text: str) -> str:
     """``text`` with every control character, line or paragraph separator, bidirectional control and lone
     surrogate shown as a visible escape (``\\n``, ``\\x9b``, ``\\u202e``); everything else as it is."""
     return _UNSAFE.sub(_escape, text)
+
+
+def printable_all(value: Any) -> Any:
+    """``value`` with :func:`printable` applied to every string in it, keys included, through dicts, lists and
+    tuples (a record read from the store, about to be rendered for people)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable_all(k): printable_all(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable_all(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(printable_all(v) for v in value)
+    return value

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edi.cli import main, parse_since
+from edi.clock import iso
 from edi.runner import GC_YOUNG_OBJECTS
-from tests.conftest import DEFAULT_CONFIG, FLOWS, Workspace, intra_community_supply
+from edi.text import printable
+from edi.tracking import Tracking
+from tests.conftest import DEFAULT_CONFIG, FLOWS, Workspace, assert_inert, intra_community_supply
 
 
 def run(*args: str, env: dict[str, str] | None = None):
@@ -318,3 +324,123 @@ def test_validate_refuses_an_unknown_layer_and_reports_unreadable_files(tmp_path
     assert result.exit_code == 2
     codes = [json.loads(line)["findings"][0]["code"] for line in result.output.splitlines()]
     assert codes == ["IRR_TYPE_F", "IRR_TYPE_F"]
+
+
+# -- what a sender controls is shown, never obeyed ---------------------------------------------------------------
+
+HOSTILE = [  # file names as a sender can make them (any byte but "/" and NUL)
+    "evil.xml\n20261206T000000000000-000000  2026-12-06T00:00:00.000Z acme  IN_INTEGRE  1\u22151  fake.xml".encode(),
+    b"\xc2\x9b31mred.xml",  # U+009B, the 8-bit CSI
+    "invoice\u202elmx.exe".encode(),  # RLO: reads "invoiceexe.xml"
+    b"caf\xe9.xml",  # Latin-1, not UTF-8
+]
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    """One JSON object per line (split on line feeds only: a value may hold U+0085 or U+2028, JSON lets it)."""
+    return [json.loads(line) for line in text.split("\n") if line]
+
+
+def invoice(number: str = "N1", issue_date: str | None = None) -> bytes:
+    """The sample UBL invoice with another number (XML text: character references allowed) and issue date."""
+    data = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
+    data = re.sub(rb"<cbc:ID>[^<]*</cbc:ID>", f"<cbc:ID>{number}</cbc:ID>".encode(), data, count=1)
+    if issue_date is not None:
+        data = re.sub(rb"<cbc:IssueDate>[^<]*<", f"<cbc:IssueDate>{issue_date}<".encode(), data, count=1)
+    return data
+
+
+def test_names_and_values_a_sender_controls_are_escaped_one_flow_one_row(workspace: Workspace, inject) -> None:
+    """File names holding a line feed (a forged row), the 8-bit CSI, an RLO or bytes that are not UTF-8, and an
+    invoice number holding controls: flows, show and report print one row per flow, escaped; --json stays exact."""
+    config = str(workspace.config)
+    for age, name in enumerate([*HOSTILE, b"plain.xml"]):
+        workspace.drop("acme", name, invoice(f"N{age}"), age=60 - age)
+    workspace.drop("acme", "number.xml", invoice("A&#x9b;B&#x202e;C&#x2028;D"), age=30)
+    assert run("--config", config, "batch").exit_code == 0
+    workspace.drop("acme", b"stuck\x1b[2J\n.xml", invoice("N9"))  # fails: listed by the report as needing an operator
+    inject("pipeline.after_decide=raise")
+    assert run("--config", config, "batch").exit_code == 1
+    inject("")
+
+    table = run("--config", config, "flows").output
+    rows = json_lines(run("--config", config, "flows", "--json").output)
+    assert_inert(table)
+    lines = table.splitlines()
+    assert len(lines) == 1 + len(rows) == 1 + len(HOSTILE) + 3
+    names = [name.decode("utf-8", "backslashreplace") for name in HOSTILE]  # as the store and the ack hold them
+    assert {r["file_name"] for r in rows} >= {*names, "stuck\x1b[2J\n.xml"}  # the JSON keeps the exact text
+    for row, line in zip(rows, lines[1:], strict=True):
+        assert line.startswith(f"{row['flow_id']} ") and line.endswith(printable(row["file_name"]))
+    assert "  evil.xml\\n20261206T000000000000-000000  2026-12-06T00:00:00.000Z acme" in table
+    assert "\\x9b31mred.xml" in table and "invoice\\u202elmx.exe" in table and "caf\\xe9.xml" in table
+
+    by_name = {r["file_name"]: r["flow_id"] for r in rows}
+    plain = run("--config", config, "show", by_name["plain.xml"]).output
+    for name in names:
+        shown = run("--config", config, "show", by_name[name]).output
+        assert_inert(shown)
+        assert len(shown.splitlines()) == len(plain.splitlines())
+        assert f"file      {printable(name)} (" in shown
+    shown = run("--config", config, "show", by_name["number.xml"]).output
+    assert_inert(shown)
+    assert "  invoice A\\x9bB\\u202eC\\u2028D  date " in shown
+    record = json.loads(run("--config", config, "show", by_name["number.xml"], "--json").output)
+    assert record["documents"][0]["invoice_number"] == "A\x9bB\u202eC\u2028D"
+
+    day = rows[0]["received_at"][:10]
+    report = run("--config", config, "report", "--day", day).output
+    assert_inert(report)
+    stuck = by_name["stuck\x1b[2J\n.xml"]
+    assert f"  {stuck}  acme         IN_EN_ATTENTE_RETRAITEMENT   stuck\\x1b[2J\\n.xml\n" in report
+    written = workspace.root / "reports" / f"flows-{day}.json"
+    assert_inert(written.with_suffix(".txt").read_text(encoding="utf-8"))
+    content = json.loads(written.read_text(encoding="utf-8"))
+    assert [r["file_name"] for r in content["needing_attention"]] == ["stuck\x1b[2J\n.xml"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(st.text(st.characters(exclude_categories=("Cs",)), min_size=1), st.text(min_size=1, max_size=20)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_flows_prints_one_row_per_flow_whatever_its_name_and_sender(
+    workspace: Workspace, flows: list[tuple[str, str]]
+) -> None:
+    """For any file names and senders in the store, `edi flows` prints a header and one inert row per flow, and
+    --json gives every name back exactly."""
+    now = datetime.now(UTC)
+    ids = [f"{now:%Y%m%dT%H%M%S}{n:06d}-{n:06x}" for n in range(len(flows))]
+    store = Tracking(workspace.settings.workspace.layout().database)
+    try:
+        rows = [
+            {"flow_id": i, "sender": s, "file_name": f, "received_at": iso(now)}
+            for i, (f, s) in zip(ids, flows, strict=True)
+        ]
+        store.record_claims(rows, now)
+        table = run("--config", str(workspace.config), "flows").output
+        exact = run("--config", str(workspace.config), "flows", "--json").output
+    finally:
+        store.forget(ids)
+        store.close()
+    assert_inert(table)
+    assert len(table.splitlines()) == 1 + len(flows)
+    assert sorted(row["file_name"] for row in json_lines(exact)) == sorted(f for f, _ in flows)
+
+
+def test_validate_shows_a_hostile_path_and_its_findings_escaped(tmp_path) -> None:
+    """`edi validate` prints one line per file and per finding, the path and the messages escaped; --json exact."""
+    path = tmp_path / "a\nb\u202e\x9b.xml"
+    path.write_bytes(invoice(issue_date="2026&#x9b;&#x202e;&#10;x"))
+    result = run("validate", "--rules", "xsd", str(path))
+    assert result.exit_code == 1
+    assert_inert(result.output)
+    first, *findings = result.output.splitlines()
+    assert first.startswith(f"{printable(str(path))}: NOT VALID")
+    assert findings and all(line.startswith("  fatal ") for line in findings)
+    assert "2026\\x9b\\u202e\\nx" in result.output
+    (exact,) = json_lines(run("validate", "--rules", "xsd", "--json", str(path)).output)
+    assert exact["file"] == str(path) and any("2026\x9b\u202e\nx" in f["message"] for f in exact["findings"])

@@ -29,7 +29,7 @@ from edi.jobs import day_report, render_report, retention
 from edi.model import FlowStatus
 from edi.runner import init_workspace, run_batch
 from edi.tracking import Tracking
-from tests.conftest import DEFAULT_CONFIG, FLOWS, FixedClock, Workspace
+from tests.conftest import DEFAULT_CONFIG, FLOWS, FixedClock, Workspace, assert_inert
 
 OLD = [  # processed on day 0
     ("acme", "01-ubl-invoice.xml"),  # IN_INTEGRE
@@ -480,3 +480,29 @@ def test_edi_report_outside_a_workspace_fails_with_one_line(make_workspace) -> N
     result = CliRunner().invoke(main, ["--config", str(ws.config), "report", "--day", "2026-01-01"])
     assert result.exit_code == 1
     assert "run `edi init` first" in result.output and "Traceback" not in result.output
+
+
+def test_day_report_text_escapes_what_a_sender_controls(workspace: Workspace) -> None:
+    """A failed flow whose name holds a line feed, the CSI and an RLO is one escaped line of the .txt (and of
+    what `edi report` prints); the JSON keeps the exact name."""
+    name = "x.xml\n  20260101T000000000000-000000  acme  IN_INTEGRE  \x9b2J\u202elmx.exe"
+    now = datetime.now(UTC)
+    store = Tracking(workspace.settings.workspace.layout().database)
+    try:
+        store.record_failed(
+            {"flow_id": "20260101T000000000001-aaaaaa", "sender": "acme", "file_name": name, "received_at": iso(now)},
+            now,
+            "OSError: disk full",
+        )
+    finally:
+        store.close()
+    path, content = day_report(workspace.settings, now.date(), FixedClock(now))
+    text = path.with_suffix(".txt").read_text(encoding="utf-8")
+    assert_inert(text)
+    attention = text.split("needing an operator (failed, or still in the spool): 1\n")[1]
+    assert attention == (
+        "  20260101T000000000001-aaaaaa  acme         IN_EN_ATTENTE_RETRAITEMENT   "
+        "x.xml\\n  20260101T000000000000-000000  acme  IN_INTEGRE  \\x9b2J\\u202elmx.exe\n"
+    )
+    assert [r["file_name"] for r in content["needing_attention"]] == [name]
+    assert json.loads(path.read_text(encoding="utf-8"))["needing_attention"][0]["file_name"] == name

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edi.pipeline import display_name
-from edi.text import printable
+from edi.text import printable, printable_all
 
 BIDI = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
 
@@ -82,3 +82,9 @@ def test_one_value_is_always_one_line_without_controls(text: str) -> None:
 def test_text_without_controls_is_left_alone_but_for_bidi_controls(text: str) -> None:
     """Text holding no control is shown exactly as it is, bidi controls aside."""
     assert printable(text) == "".join(printable(c) if ord(c) in BIDI else c for c in text)
+
+
+def test_printable_all_escapes_every_string_of_a_record_and_keeps_the_rest() -> None:
+    """printable_all goes through dicts, lists and tuples (keys too), escaping strings, leaving other values."""
+    record = {"file\n": "a\nb", "size": 3, "none": None, "docs": [{"n": ("x\x9b", 1.5)}]}
+    assert printable_all(record) == {"file\\n": "a\\nb", "size": 3, "none": None, "docs": [{"n": ("x\\x9b", 1.5)}]}
