@@ -1,35 +1,40 @@
 """The ``edi`` command: parse arguments, call one library function, render the result. Nothing imports this module.
 
 Exit codes: 0 the command did its job (rejected flows are a normal outcome); 1 the processor failed (a flow failed
-internally, the workspace is unusable, a flow is unknown); 2 bad usage or bad configuration; 3 (``edi batch``) the
-run worked but left files behind that no run can take until an operator sees to them (named in the summary); 75
+internally, the workspace or its store is unusable, a flow is unknown) or an unexpected error stopped it (a bug:
+``-vv`` shows where); 2 bad usage (an unknown option, a value out of range) or bad configuration; 3 (``edi batch``)
+the run worked but left files behind that no run can take until an operator sees to them (named in the summary); 75
 another processor holds the workspace (try again later). ``edi validate`` exits with the number of files that are
 not valid.
 
-Everything printed for people goes through :func:`edi.text.printable` (a file name holding a line feed never forges a
-row); ``--json`` outputs stay exact.
+Every error is one line on standard error (``Error: ...``), never a traceback, whatever raised it: :class:`Edi` turns
+an EdiError, a usage error and any unexpected exception into that line. Everything printed for people goes through
+:func:`edi.text.printable` (a file name holding a line feed never forges a row); ``--json`` outputs stay exact.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import signal
 import sys
 import threading
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
+from click.exceptions import Exit
 
 from edi.ack import finding_dict
 from edi.check import DEFAULT_LAYERS, Checker, parse_layers
 from edi.config import Settings, load_settings
-from edi.errors import ConfigError, EdiError, WorkspaceBusy
+from edi.errors import ConfigError, EdiError, WorkspaceBusy, WorkspaceError
 from edi.jobs import day_report, render_report
-from edi.logs import configure_logging
+from edi.logs import configure_logging, short_traceback
 from edi.model import RULE_SETS, FlowStatus
 from edi.processor import Outcome
 from edi.queues import load_routing
@@ -55,6 +60,69 @@ class Failure(click.ClickException):
         self.exit_code = code  # type: ignore[misc]
 
 
+class Unexpected(click.ClickException):
+    """An exception nobody meant to raise (a bug), as one line that says where to look; exit status 1."""
+
+    def __init__(self, error: Exception, traced: bool = False) -> None:
+        what = printable(f"{type(error).__name__}: {error}".rstrip(": "))
+        where = "the traceback above shows where" if traced else "run again with -vv to see where"
+        super().__init__(f"unexpected error: {what} (a bug in edi: {where}; please report it)")
+
+
+class Edi(click.Group):
+    """The ``edi`` group: whatever a command raises reaches the user as one line on standard error."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; an EdiError becomes a :class:`Failure`, any other exception an :class:`Unexpected`
+        (with ``-vv``, its short traceback is printed first)."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.Abort, Exit):
+            raise
+        except EdiError as exc:
+            raise Failure(exc) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # the reader went away (`edi flows | head`): click ends quietly
+                raise
+            raise self._unexpected(ctx, exc) from None
+        except Exception as exc:
+            raise self._unexpected(ctx, exc) from None
+
+    @staticmethod
+    def _unexpected(ctx: click.Context, exc: Exception) -> Unexpected:
+        traced = ctx.params.get("verbose", 0) >= 2
+        if traced:
+            click.echo(short_traceback(exc), err=True)
+        return Unexpected(exc, traced)
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Parse, run, and exit; every error, a usage error included, is one line (``Error: ...``)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            message = printable(exc.format_message())
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                message += f" (see '{exc.ctx.command_path} --help')"
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except Exception as exc:  # the last resort: raised outside any command (while parsing, say)
+            click.echo(f"Error: {Unexpected(exc).format_message()}", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 class Context:
     """What every command needs: the configuration, read and checked whole (directory, routing, schedule) once, on
     first use, so that a mistake anywhere in it stops every command that reads it."""
@@ -68,11 +136,8 @@ class Context:
     def settings(self) -> Settings:
         """The settings, read and checked on first use (the recipient directory too, and the queues rules name)."""
         if self._settings is None:
-            try:
-                settings = load_settings(self.config)
-                load_routing(settings)
-            except EdiError as exc:
-                raise Failure(exc) from None
+            settings = load_settings(self.config)
+            load_routing(settings)
             self._settings = settings
             level = ("info", "debug")[min(self.verbose, 2) - 1] if self.verbose else settings.logging.level
             configure_logging(level)
@@ -82,7 +147,7 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=Edi, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option(
     "--config",
     "-c",
@@ -131,10 +196,7 @@ def init(ctx: Context) -> None:
     Example:
       edi --config /etc/edi/config.toml init
     """
-    try:
-        report = init_workspace(ctx.settings)
-    except EdiError as exc:
-        raise Failure(exc) from None
+    report = init_workspace(ctx.settings)
     click.echo(f"workspace {printable(str(report.root))}: {len(report.created)} folders created")
     click.echo(f"  senders: {printable(', '.join(report.senders)) or 'none declared'}")
     click.echo(f"  queues:  {printable(', '.join(report.queues)) or 'none yet'}")
@@ -198,8 +260,6 @@ def batch(ctx: Context, workers: int) -> None:
         )
     except PassStopped as exc:  # what the run did before it could not go on is said first
         report, stopped = exc.report, exc
-    except EdiError as exc:
-        raise Failure(exc) from None
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
@@ -253,26 +313,35 @@ def summary(report: BatchReport) -> str:
     return "\n".join(lines)
 
 
+SQLITE_MAX = 2**63 - 1  # the largest integer SQLite holds (a LIMIT past it is not an integer to SQLite)
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_since(value: str, now: datetime) -> datetime:
-    """``2h``, ``3d``, ``1w`` back from ``now``, or an ISO date / date-time (UTC unless it says otherwise)."""
+    """``2h``, ``3d``, ``1w`` back from ``now``, or an ISO date / date-time (UTC unless it says otherwise), in UTC;
+    click.BadParameter for anything else, or for a moment out of the years 1 to 9999."""
     match = _RELATIVE.match(value.strip())
-    if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     try:
+        if match:
+            return (now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})).astimezone(UTC)
         moment = datetime.fromisoformat(value)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         raise click.BadParameter("use a duration (30m, 2h, 3d, 1w) or an ISO date (2026-11-26)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} is out of the dates a calendar holds (years 1 to 9999)") from None
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """--since as a moment (a bad value is a usage error that names the option)."""
+    return parse_since(value, datetime.now(UTC)) if value else None
 
 
 def _store(ctx: Context) -> Tracking:
     layout = ctx.settings.workspace.layout()
     if not layout.initialised:
-        raise Failure(EdiError(f"{layout.root} is not an edi workspace: run `edi init` first"))
+        raise WorkspaceError(f"{layout.root} is not an edi workspace: run `edi init` first")
     return Tracking(layout.database)
 
 
@@ -283,11 +352,19 @@ def _store(ctx: Context) -> Tracking:
     type=click.Choice([s.value for s in FlowStatus]),
     help="Only flows in this status.",
 )
-@click.option("--since", help="Only flows received since: 30m, 2h, 3d, 1w or an ISO date.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many flows.")
+@click.option("--since", callback=_since, help="Only flows received since: 30m, 2h, 3d, 1w or an ISO date.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1, max=SQLITE_MAX),
+    default=50,
+    show_default=True,
+    help="At most this many flows.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_context
-def flows(ctx: Context, sender: str | None, status: str | None, since: str | None, limit: int, as_json: bool) -> None:
+def flows(
+    ctx: Context, sender: str | None, status: str | None, since: datetime | None, limit: int, as_json: bool
+) -> None:
     """List flows, newest first.
 
     \b
@@ -296,10 +373,9 @@ def flows(ctx: Context, sender: str | None, status: str | None, since: str | Non
       edi flows --sender acme --status IN_REJETE
       edi flows --json | jq -r .flow_id
     """
-    moment = parse_since(since, datetime.now(UTC)) if since else None
     store = _store(ctx)
     try:
-        rows = store.flows(sender=sender, status=status, since=moment, limit=limit)
+        rows = store.flows(sender=sender, status=status, since=since, limit=limit)
     finally:
         store.close()
     if as_json:
@@ -339,8 +415,6 @@ def show(ctx: Context, flow_id: str, as_json: bool) -> None:
     store = _store(ctx)
     try:
         flow = store.flow(flow_id)
-    except EdiError as exc:
-        raise Failure(exc) from None
     finally:
         store.close()
     if as_json:
@@ -421,10 +495,7 @@ def watch_cmd(ctx: Context, workers: int) -> None:
     from edi.watch import watch  # here, not at the top: every other command starts without watchdog
 
     settings = ctx.settings
-    try:
-        summary = watch(settings, workers=workers)
-    except EdiError as exc:
-        raise Failure(exc) from None
+    summary = watch(settings, workers=workers)
     click.echo(f"watch stopped: {summary.flows} flows in {summary.passes} passes, {summary.failed} failed")
 
 
@@ -460,26 +531,35 @@ def schedule_cmd(ctx: Context, as_list: bool) -> None:
     from edi.schedule import Scheduler, plan  # here: every other command starts without APScheduler and asyncio
 
     settings = ctx.settings
-    try:
-        if as_list:
-            planned = plan(settings)
-            if not planned:
-                click.echo("no [[schedule.jobs]] in the configuration")
-            for job in planned:
-                last = job.last
-                how = f"last {last['outcome']} at {last['finished_at']}: {last['detail']}" if last else "never run"
-                click.echo(printable(f"{job.name:14} {job.trigger:40} next {job.next_run}  {how}"))
-            return
-        Scheduler(settings).run()
-    except EdiError as exc:
-        raise Failure(exc) from None
+    if as_list:
+        planned = plan(settings)
+        if not planned:
+            click.echo("no [[schedule.jobs]] in the configuration")
+        for job in planned:
+            last = job.last
+            how = f"last {last['outcome']} at {last['finished_at']}: {last['detail']}" if last else "never run"
+            click.echo(printable(f"{job.name:14} {job.trigger:40} next {job.next_run}  {how}"))
+        return
+    Scheduler(settings).run()
     click.echo("schedule stopped")
 
 
+def _day(ctx: click.Context, param: click.Parameter, value: datetime | None) -> date | None:
+    """--day as a date; the last day a date can hold is refused (its report would end on the day after it)."""
+    if value is not None and value.date() == date.max:
+        raise click.BadParameter(f"the last day a report can cover is {date.max - timedelta(days=1)}")
+    return value.date() if value else None
+
+
 @main.command()
-@click.option("--day", type=click.DateTime(formats=["%Y-%m-%d"]), help="The UTC day to report on (default: yesterday).")
+@click.option(
+    "--day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    callback=_day,
+    help="The UTC day to report on (default: yesterday).",
+)
 @pass_context
-def report(ctx: Context, day: datetime | None) -> None:
+def report(ctx: Context, day: date | None) -> None:
     """Write the flow report of one day to <workspace>/reports/ and print it.
 
     \b
@@ -490,10 +570,7 @@ def report(ctx: Context, day: datetime | None) -> None:
     Example:
       edi report --day 2026-11-25
     """
-    try:
-        path, content = day_report(ctx.settings, day.date() if day else None)
-    except EdiError as exc:
-        raise Failure(exc) from None
+    path, content = day_report(ctx.settings, day)
     click.echo(render_report(content), nl=False)
     click.echo(printable(f"written to {path} (and {path.with_suffix('.txt').name})"))
 
@@ -556,10 +633,7 @@ def requeue_cmd(ctx: Context, flow_ids: tuple[str, ...], all_failed: bool) -> No
     """
     if not flow_ids and not all_failed:
         raise click.UsageError("name the flows to requeue, or use --failed for all of them")
-    try:
-        done = requeue(ctx.settings, list(flow_ids), all_failed=all_failed)
-    except EdiError as exc:
-        raise Failure(exc) from None
+    done = requeue(ctx.settings, list(flow_ids), all_failed=all_failed)
     click.echo(printable(f"{len(done)} flows requeued" + (": " + ", ".join(done) if done else "")))
 
 
@@ -581,11 +655,8 @@ def recover_cmd(ctx: Context) -> None:
     \b
     Exit status: 0, or 1 when a recovered flow failed internally (then `edi requeue`).
     """
-    try:
-        outcomes: list[Outcome] = []
-        count = recover(ctx.settings, on_flow=outcomes.append)
-    except EdiError as exc:
-        raise Failure(exc) from None
+    outcomes: list[Outcome] = []
+    count = recover(ctx.settings, on_flow=outcomes.append)
     failed = sum(o.status is FlowStatus.FAILED for o in outcomes)
     click.echo(f"{count} flows recovered" + (f", {failed} failed (see failed/, then `edi requeue`)" if failed else ""))
     if failed:

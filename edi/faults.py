@@ -1,13 +1,14 @@
 """Injected faults, for tests that prove a failure or a crash at a given point loses nothing.
 
 Reads the ``EDI_FAULTS`` environment variable once per process: a comma-separated list of ``point=action``, where
-``action`` is ``raise`` (raise InjectedFault), ``crash`` (kill the process on the spot with SIGKILL, as a power cut
-would), or an errno the disk could answer with, raised as that OSError: ``enospc`` (disk full), ``eacces``
-(permission denied), ``eio`` (I/O error), ``erofs`` (read-only filesystem), ``edquot`` (quota exceeded). Points are
-named where the code calls :func:`fault_point`; among them ``write.delivery`` and ``write.ack`` (a queue file or an
-acknowledgement being written), ``deliver.before_rename``, ``ack.json.before_rename``, ``barrier``,
-``tracking.record_claims``. ``point=action@N`` fails only from the Nth time the process reaches the point (the
-first N - 1 pass): a disk that fills up in the middle of a run. Unset, it costs one dict lookup per point.
+``action`` is ``raise`` (raise InjectedFault), ``bug`` (raise RuntimeError, which no code expects, as a bug would),
+``crash`` (kill the process on the spot with SIGKILL, as a power cut would), or an errno the disk could answer with,
+raised as that OSError: ``enospc`` (disk full), ``eacces`` (permission denied), ``eio`` (I/O error), ``erofs``
+(read-only filesystem), ``edquot`` (quota exceeded). Points are named where the code calls :func:`fault_point`; among
+them ``write.delivery`` and ``write.ack`` (a queue file or an acknowledgement being written),
+``deliver.before_rename``, ``ack.json.before_rename``, ``barrier``, ``tracking.record_claims``. ``point=action@N``
+fails only from the Nth time the process reaches the point (the first N - 1 pass): a disk that fills up in the middle
+of a run. Unset, it costs one dict lookup per point.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ERRNOS = {
     "erofs": errno.EROFS,
     "edquot": errno.EDQUOT,
 }
-ACTIONS = ("raise", "crash", *ERRNOS)
+ACTIONS = ("raise", "bug", "crash", *ERRNOS)
 
 
 _reached: dict[str, int] = {}  # times each point with an ``@N`` fault was reached in this process
@@ -59,6 +60,8 @@ def fault_point(point: str) -> None:
             return
     if action == "raise":
         raise InjectedFault(f"injected fault at {point}")
+    if action == "bug":
+        raise RuntimeError(f"injected bug at {point}")
     if action == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
     number = ERRNOS[action]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import re
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -19,7 +22,7 @@ from edi.clock import iso
 from edi.runner import GC_YOUNG_OBJECTS
 from edi.text import printable
 from edi.tracking import Tracking
-from tests.conftest import DEFAULT_CONFIG, FLOWS, Workspace, assert_inert, intra_community_supply
+from tests.conftest import DEFAULT_CONFIG, FLOWS, UNSAFE, Workspace, assert_inert, intra_community_supply
 
 
 def run(*args: str, env: dict[str, str] | None = None):
@@ -444,3 +447,191 @@ def test_validate_shows_a_hostile_path_and_its_findings_escaped(tmp_path) -> Non
     assert "2026\\x9b\\u202e\\nx" in result.output
     (exact,) = json_lines(run("validate", "--rules", "xsd", "--json", str(path)).output)
     assert exact["file"] == str(path) and any("2026\x9b\u202e\nx" in f["message"] for f in exact["findings"])
+
+
+# -- every error is one line -------------------------------------------------------------------------------------
+
+
+def error_lines(stderr: str) -> list[str]:
+    """What a command said on stderr besides log lines (JSON objects)."""
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("{")]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["flows", "--since", "99999999999d"], 2, "Invalid value for '--since'"),
+        (["flows", "--since", "9999-12-31T23:00-05:00"], 2, "Invalid value for '--since'"),
+        (["flows", "--since", "0001-01-01T00:00+01:00"], 2, "Invalid value for '--since'"),
+        (["flows", "--limit", "99999999999999999999"], 2, "Invalid value for '--limit'"),
+        (["report", "--day", "9999-12-31"], 2, "the last day a report can cover is 9999-12-30"),
+        (["show", ""], 1, "an empty flow id names no flow"),
+        (["show"], 2, "Missing argument 'FLOW_ID'"),
+        (["flows", "--status", "\x9b[2J"], 2, "Invalid value for '--status'"),
+        (["floes"], 2, "No such command 'floes'"),
+    ],
+    ids=[
+        "since-days",
+        "since-date-past-9999",
+        "since-before-year-1",
+        "limit",
+        "day",
+        "show-empty",
+        "show-none",
+        "status",
+        "command",
+    ],
+)
+def test_out_of_range_arguments_are_one_line_errors(
+    processed: Workspace, args: list[str], code: int, says: str
+) -> None:
+    """Arguments out of range (or empty, or unknown) end in one line on stderr with the documented exit code."""
+    result = run("--config", str(processed.config), *args)
+    assert result.exit_code == code
+    assert "Traceback" not in result.output
+    (line,) = error_lines(result.stderr)
+    assert line.startswith("Error: ") and says in line
+    assert_inert(line)
+
+
+def test_an_empty_flow_id_names_no_flow_even_when_the_store_holds_one(workspace: Workspace, inject) -> None:
+    """`edi show ''` and `edi requeue ''` name no flow, even in a store holding a single (failed) flow, of which
+    '' is a prefix: nothing is shown, nothing requeued."""
+    workspace.drop("acme", "inv.xml", invoice())
+    inject("pipeline.after_decide=raise")
+    assert run("--config", str(workspace.config), "batch").exit_code == 1
+    inject("")
+    failed = sorted((workspace.root / "failed").iterdir())
+    shown = run("--config", str(workspace.config), "show", "")
+    assert shown.exit_code == 1 and error_lines(shown.stderr) == [
+        "Error: an empty flow id names no flow: give the id, or the start of it"
+    ]
+    requeued = run("--config", str(workspace.config), "requeue", "")
+    assert requeued.exit_code == 1 and "no failed flow ''" in requeued.stderr, requeued.output
+    assert len(failed) == 1 and sorted((workspace.root / "failed").iterdir()) == failed
+
+
+def test_an_unexpected_error_is_one_line_and_vv_shows_where(workspace: Workspace, inject) -> None:
+    """An exception nobody expected (a bug) ends in one line and exit 1; with -vv a short traceback comes first."""
+    workspace.drop("acme", "inv.xml", invoice())
+    inject("archive.after_rename=bug")
+    quiet = run("--config", str(workspace.config), "batch")
+    workspace.drop("acme", "inv2.xml", invoice("N2"))
+    loud = run("--config", str(workspace.config), "-vv", "batch")
+    inject("")
+    assert quiet.exit_code == loud.exit_code == 1
+    (line,) = error_lines(quiet.stderr)
+    assert line.startswith("Error: unexpected error: RuntimeError: injected bug at archive.after_rename")
+    assert "-vv" in line and "Traceback" not in quiet.output
+    said = error_lines(loud.stderr)
+    assert said[-1].startswith("Error: unexpected error: RuntimeError") and "traceback above" in said[-1]
+    assert any(line.strip().startswith('File "') and line.endswith(", in archive") for line in said)
+    assert said[-2] == "RuntimeError: injected bug at archive.after_rename"
+
+
+# -- no traceback, ever ------------------------------------------------------------------------------------------
+
+EDI = Path(sys.executable).with_name("edi")
+ARGUMENTS = {  # what each command is run with: a sensible call first, then absurd ones
+    "init": [[]],
+    "batch": [[], ["--workers", "0"], ["--workers", "99999999999999999999"]],
+    "watch": [[], ["--workers", "-1"]],
+    "schedule": [["--list"], []],
+    "flows": [
+        [],
+        ["--since", "99999999999d"],
+        ["--since", "9999-12-31T23:00-05:00"],
+        ["--since", "0001-01-01T00:00+01:00"],
+        ["--since", "9" * 5000 + "d"],
+        ["--limit", "99999999999999999999"],
+        ["--limit", "0"],
+        ["--status", "\x9b"],
+        ["--sender", "a\nb\u202e"],
+    ],
+    "show": [["2"], [""], ["\x1b[2J\u202e\udcff"], ["9" * 10_000]],
+    "report": [[], ["--day", "9999-12-31"], ["--day", "0001-01-01"], ["--day", "2026-02-30"]],
+    "validate": [[str(FLOWS / "acme" / "01-ubl-invoice.xml")], ["/nonexistent/\n\u202e.xml"], ["--rules", "", "x"]],
+    "requeue": [["--failed"], [""], ["\udcff\n"], []],
+    "recover": [[]],
+}
+EVERYWHERE = [["--no-such-option"], ["\x1b[2J"]]  # with absurd arguments, given to every command, new ones too
+
+
+def edi_executable(config: Path, args: list[str], seconds: float = 8) -> tuple[int, str, str]:
+    """Run the real `edi` executable; one still running after ``seconds`` (watch) is sent SIGTERM."""
+    command = [str(EDI)] if EDI.is_file() else [sys.executable, "-m", "edi"]
+    process = subprocess.Popen(
+        [*command, "--config", str(config), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "EDI_FAULTS": ""},
+    )
+    try:
+        out, err = process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        out, err = process.communicate(timeout=120)
+    return process.returncode, out.decode("utf-8"), err.decode("utf-8")
+
+
+def damage_pages(store: Path) -> None:
+    """Overwrite the pages holding the flows, documents, findings and events of a store that still opens."""
+    with sqlite3.connect(store) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        roots = [r[0] for r in conn.execute("SELECT rootpage FROM sqlite_master WHERE type = 'table'")]
+    conn.close()
+    data = bytearray(store.read_bytes())
+    for page in roots[1:]:  # the first is meta, read when the store is opened
+        data[(page - 1) * size : page * size] = b"\xa5" * size
+    store.write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    ["not-a-database", "empty-store", "damaged-store", "unwritable-workspace", "immutable-spool", "absurd-arguments"],
+)
+def test_no_command_ever_prints_a_traceback(processed: Workspace, immutable, broken: str) -> None:
+    """Every command (main.commands: a new one is covered too), against a store that is not a database, a 0-byte
+    or damaged store, an unwritable workspace, or with absurd arguments, prints at most one line of error (no
+    traceback) and exits with a documented code."""
+    store = processed.root / "tracking.sqlite"
+    processed.drop("acme", "waiting.xml", invoice("N7"))  # something to claim
+    if broken == "not-a-database":
+        store.write_bytes(b"this is not a database\n" * 100)
+    elif broken == "empty-store":
+        store.write_bytes(b"")
+    elif broken == "damaged-store":
+        damage_pages(store)
+    elif broken == "unwritable-workspace":
+        for path in sorted(processed.root.rglob("*"), reverse=True):
+            immutable.set(path)
+        immutable.set(processed.root)
+    elif broken == "immutable-spool":
+        immutable.set(processed.root / "spool" / "active")
+    if broken in ("not-a-database", "empty-store", "damaged-store"):
+        for extra in ("tracking.sqlite-wal", "tracking.sqlite-shm"):
+            (processed.root / extra).unlink(missing_ok=True)
+    calls = [
+        [name, *args]
+        for name in sorted(main.commands)
+        for args in (
+            ARGUMENTS.get(name, [[]]) + EVERYWHERE if broken == "absurd-arguments" else ARGUMENTS.get(name, [[]])[:1]
+        )
+    ]
+    offences = []
+    for call in calls:
+        code, out, err = edi_executable(processed.config, call)
+        said = error_lines(err)
+        allowed = range(101) if call[0] == "validate" else (0, 1, 2, 3, 75)  # as cli.py documents them
+        if (
+            "Traceback" in out + err
+            or len(said) > 1
+            or code not in allowed
+            or (said and not said[0].startswith("Error: "))
+        ):
+            offences.append((call, code, err[-2000:]))
+        for line in said:
+            if UNSAFE.search(line):
+                offences.append((call, code, f"unescaped: {line!r}"))
+    assert not offences, "\n".join(map(repr, offences))
