@@ -202,13 +202,14 @@ def init(ctx: Context) -> None:
     click.echo(f"  queues:  {printable(', '.join(report.queues)) or 'none yet'}")
 
 
+MAX_WORKERS = 256  # each worker is a whole processor (~100 MiB, its own compiled schemas and rules)
 WORKERS = click.option(
     "--workers",
-    type=click.IntRange(min=1),
-    default=lambda: os.cpu_count() or 1,
+    type=click.IntRange(min=1, max=MAX_WORKERS),
+    default=lambda: min(os.cpu_count() or 1, MAX_WORKERS),
     show_default="the number of cores",
     help="Processes that claim and process flows in parallel (each claims a file by renaming it, so none is "
-    "taken twice). Small runs stay in one process.",
+    f"taken twice; at most {MAX_WORKERS}). Small runs stay in one process.",
 )
 
 

@@ -469,6 +469,7 @@ def error_lines(stderr: str) -> list[str]:
         (["show"], 2, "Missing argument 'FLOW_ID'"),
         (["flows", "--status", "\x9b[2J"], 2, "Invalid value for '--status'"),
         (["floes"], 2, "No such command 'floes'"),
+        (["batch", "--workers", "99999999999999999999"], 2, "Invalid value for '--workers'"),
     ],
     ids=[
         "since-days",
@@ -480,6 +481,7 @@ def error_lines(stderr: str) -> list[str]:
         "show-none",
         "status",
         "command",
+        "workers",
     ],
 )
 def test_out_of_range_arguments_are_one_line_errors(
