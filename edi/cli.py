@@ -31,6 +31,7 @@ from edi.model import RULE_SETS, FlowStatus
 from edi.processor import Outcome
 from edi.queues import load_routing
 from edi.runner import BatchReport, PassStopped, collect_less, init_workspace, recover, requeue, run_batch
+from edi.store import open_store
 from edi.text import printable
 from edi.tracking import Tracking
 
@@ -267,10 +268,11 @@ def parse_since(value: str, now: datetime) -> datetime:
 
 
 def _store(ctx: Context) -> Tracking:
-    layout = ctx.settings.workspace.layout()
-    if not layout.initialised:
-        raise Failure(EdiError(f"{layout.root} is not an edi workspace: run `edi init` first"))
-    return Tracking(layout.database)
+    """The workspace's store, or a one-line failure saying why it cannot be used (and what to do)."""
+    try:
+        return open_store(ctx.settings.workspace.layout())
+    except EdiError as exc:
+        raise Failure(exc) from None
 
 
 @main.command()

@@ -24,7 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from edi.clock import iso
-from edi.errors import UnknownFlowError, WorkspaceError
+from edi.errors import StoreError, UnknownFlowError, WorkspaceError
 from edi.faults import fault_point
 from edi.model import FlowStatus
 
@@ -113,24 +113,40 @@ _INVOICE_COLUMNS = {  # one row per accepted invoice key: who holds it (reserved
 }
 _RUN_COLUMNS = {"id": int, "job": str, "started_at": str, "finished_at": str, "outcome": str, "detail": str}
 FINAL = tuple(str(s) for s in FlowStatus if s.final)
+# what a store cannot be without: its flows (the same file sent again) and their documents (the keys of accepted
+# invoices are made from them when a store from an older edi has no invoices table); the others are made if missing
+REQUIRED_TABLES = ("flows", "documents")
 
 
 class Tracking:
     """The store of one workspace."""
 
-    def __init__(self, path: Path) -> None:
-        self._writers = _writers_lock(path)
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        """Open the store at ``path``. A store that is missing, empty (0 bytes), not an SQLite database or without
+        its tables raises :class:`StoreError` (saying which), unless ``create`` is given and the store is missing,
+        empty or holds no table at all: a new store is made there (``edi init`` of a new workspace, a rebuild)."""
+        fresh = _fresh(path)
+        if fresh is not None and not create:
+            raise StoreError(f"the tracking store {path} {fresh}")
+        self._writers: int | None = None
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            _check_tables(conn, path, create)  # before anything is written to it, or made beside it
+            self._writers = _writers_lock(path)
             self.db = sqlite_utils.Database(conn)
             self.db.enable_wal()
             self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self._firsts: dict[tuple[str, str], str] = {}  # (sender, SHA-256) -> first flow, as of the last digests
             self._create()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
+            if conn is not None:
+                conn.close()
             self._close_writers()
+            if isinstance(exc, StoreError):
+                raise
             raise WorkspaceError(f"cannot open the tracking store {path}: {exc}") from None
 
     def close(self) -> None:
@@ -419,6 +435,19 @@ class Tracking:
                 self.db.conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", [[f] for f in flow_ids])
         return len(flow_ids)
 
+    def meta(self, key: str) -> str | None:
+        """A value of the store's ``meta`` table (``schema_version``, ``workspace_id``, ``rebuilt_at``), if set."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    def keep_meta(self, key: str, value: str) -> str:
+        """Set a ``meta`` value unless it has one already; return the value it has now (two processes setting it
+        at once agree on the first one's)."""
+        with self._transaction():
+            self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", [key, value])
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return str(row[0])
+
     # -- reads ---------------------------------------------------------------------------------------------------
 
     def last_runs(self) -> dict[str, dict[str, Any]]:
@@ -593,6 +622,33 @@ def _finding_row(flow_id: str, idx: int, finding: Mapping[str, Any]) -> dict[str
 
 def _strip(finding: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in finding.items() if k not in ("id", "flow_id", "idx")}
+
+
+def _fresh(path: Path) -> str | None:
+    """Why the store at ``path`` holds nothing (it is missing, or 0 bytes long), None if it holds something."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "is missing"
+    except OSError:  # SQLite says what is wrong when it opens it
+        return None
+    return "is empty (0 bytes)" if size == 0 else None
+
+
+def _check_tables(conn: sqlite3.Connection, path: Path, create: bool) -> None:
+    """Raise :class:`StoreError` unless ``path`` is an SQLite database with the store's tables (or, with
+    ``create``, one with no table at all: a new store)."""
+    try:
+        tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+            raise StoreError(f"the tracking store {path} is not an SQLite database ({exc})") from None
+        raise
+    missing = [t for t in REQUIRED_TABLES if t not in tables]
+    if not tables and not create:
+        raise StoreError(f"the tracking store {path} holds no tables")
+    if tables and missing:
+        raise StoreError(f"the tracking store {path} lacks its tables ({', '.join(missing)})")
 
 
 def _writers_lock(path: Path) -> int | None:
