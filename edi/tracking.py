@@ -147,6 +147,8 @@ class Tracking:
             self._close_writers()
             if isinstance(exc, StoreError):
                 raise
+            if _damaged(exc):
+                raise StoreError(f"the tracking store {path} is damaged ({exc})") from None
             raise WorkspaceError(f"cannot open the tracking store {path}: {exc}") from None
 
     def close(self) -> None:
@@ -641,7 +643,7 @@ def _check_tables(conn: sqlite3.Connection, path: Path, create: bool) -> None:
     try:
         tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as exc:
-        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
             raise StoreError(f"the tracking store {path} is not an SQLite database ({exc})") from None
         raise
     missing = [t for t in REQUIRED_TABLES if t not in tables]
@@ -649,6 +651,11 @@ def _check_tables(conn: sqlite3.Connection, path: Path, create: bool) -> None:
         raise StoreError(f"the tracking store {path} holds no tables")
     if tables and missing:
         raise StoreError(f"the tracking store {path} lacks its tables ({', '.join(missing)})")
+
+
+def _damaged(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file is not a database, or a damaged one (not busy, not unwritable)."""
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
 
 def _writers_lock(path: Path) -> int | None:

@@ -53,6 +53,23 @@ def corrupt(ws: Workspace) -> None:
     (ws.root / "tracking.sqlite").write_bytes(os.urandom(8192))
 
 
+def cut_short(ws: Workspace) -> None:
+    """Keep only the store's first page (its header and the start of its schema)."""
+    for path in store_files(ws)[1:]:
+        path.unlink(missing_ok=True)
+    with (ws.root / "tracking.sqlite").open("r+b") as store:
+        store.truncate(4096)
+
+
+def damage(ws: Workspace) -> None:
+    """Zero the store's second page (the meta table's, made first): its schema still reads, its data does not."""
+    for path in store_files(ws)[1:]:
+        path.unlink(missing_ok=True)
+    with (ws.root / "tracking.sqlite").open("r+b") as store:
+        store.seek(4096)
+        store.write(bytes(4096))
+
+
 def other_tables(ws: Workspace) -> None:
     delete(ws)
     with sqlite3.connect(ws.root / "tracking.sqlite") as conn:
@@ -71,6 +88,8 @@ LOSSES: dict[str, tuple[Callable[[Workspace], None], str]] = {
     "deleted": (delete, "is missing"),
     "truncated": (truncate, "is empty (0 bytes)"),
     "corrupt": (corrupt, "is not an SQLite database"),
+    "cut-short": (cut_short, "is damaged (database disk image is malformed)"),
+    "damaged": (damage, "is damaged (database disk image is malformed)"),
     "other-tables": (other_tables, "lacks its tables (flows, documents)"),
     "no-tables": (no_tables, "holds no tables"),
 }
