@@ -340,12 +340,7 @@ class Tracking:
             flows.append([*(when if c == "updated_at" else ack.get(c) for c in columns), flow_id])
             findings += [_finding_row(flow_id, 0, f) for f in ack["findings"]]
             for doc in ack["documents"]:
-                row = {k: doc.get(k) for k in _DOCUMENT_COLUMNS if k not in ("flow_id", "idx")}
-                row.update(flow_id=flow_id, idx=doc["index"])
-                for column in _LIST_COLUMNS:
-                    value = doc.get(column)
-                    row[column] = json.dumps(value, ensure_ascii=False) if value else "[]"
-                documents.append(row)
+                documents.append(_document_row(flow_id, doc))
                 findings += [_finding_row(flow_id, doc["index"], f) for f in doc["findings"]]
                 events.append([flow_id, doc["index"], when, doc["status"], doc.get("reason") or ""])
             accepted = f"{ack['documents_accepted']}/{ack['documents_total']} accepted"
@@ -449,6 +444,55 @@ class Tracking:
             self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", [key, value])
             row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return str(row[0])
+
+    def restore_answered(self, acks: Sequence[Mapping[str, Any]], at: datetime) -> int:
+        """Write what final acknowledgements read back from the workspace say (``edi store rebuild``), in one
+        transaction: the flow (with ``raw_name`` when the mapping has it), its documents and findings, the keys of
+        its accepted invoices (kept by the first flow that has one: give the flows in id order), and the events its
+        acknowledgement tells, then one saying where it was rebuilt from (``origin`` in the mapping). Returns how
+        many invoice keys were recorded."""
+        flows, documents, findings, events, keys = [], [], [], [], []
+        for ack in acks:
+            flow_id, processed = ack["flow_id"], ack["processed_at"]
+            flows.append({c: ack.get(c) for c in _FLOW_COLUMNS} | {"updated_at": processed, "claimed_by": None})
+            findings += [_finding_row(flow_id, 0, f) for f in ack["findings"]]
+            events.append([flow_id, None, ack["received_at"], str(FlowStatus.RECEIVED), "claimed from the inbox"])
+            for doc in ack["documents"]:
+                documents.append(_document_row(flow_id, doc))
+                findings += [_finding_row(flow_id, doc["index"], f) for f in doc["findings"]]
+                events.append([flow_id, doc["index"], processed, doc["status"], doc.get("reason") or ""])
+                year = (doc.get("issue_date") or "")[:4]
+                key = (doc.get("seller_key"), doc.get("invoice_number"), doc.get("kind"), year)
+                if doc["status"] == "200" and all(key):
+                    keys.append([*key, flow_id, doc["index"]])
+            accepted = f"{ack.get('documents_accepted')}/{ack.get('documents_total')} accepted"
+            events.append([flow_id, None, processed, ack["status"], accepted])
+            events.append([flow_id, None, iso(at), ack["status"], f"rebuilt from {ack.get('origin') or 'its ack'}"])
+        conn = self.db.conn
+        with self._transaction():
+            _insert_many(conn, "flows", flows)
+            _insert_many(conn, "documents", documents)
+            _insert_many(conn, "findings", findings)
+            conn.executemany("INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, ?, ?, ?, ?)", events)
+            before = conn.total_changes
+            conn.executemany("INSERT OR IGNORE INTO invoices VALUES (?, ?, ?, ?, ?, ?)", keys)
+            return conn.total_changes - before
+
+    def restore_failed(self, flows: Sequence[Mapping[str, Any]], at: datetime) -> None:
+        """Write flows found in ``failed/`` (``edi store rebuild``: what their ``meta.json`` and payload say, and
+        ``origin``) as failed, waiting for ``edi requeue``, in one transaction."""
+        failed, when = str(FlowStatus.FAILED), iso(at)
+        rows = [{c: f.get(c) for c in _FLOW_COLUMNS} | {"status": failed, "updated_at": when} for f in flows]
+        events = []
+        for flow in flows:
+            events.append(
+                [flow["flow_id"], None, flow.get("received_at"), str(FlowStatus.RECEIVED), "claimed from the inbox"]
+            )
+            events.append([flow["flow_id"], None, when, failed, f"rebuilt from {flow.get('origin') or 'failed/'}"])
+        conn = self.db.conn
+        with self._transaction():
+            _insert_many(conn, "flows", rows)
+            conn.executemany("INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, ?, ?, ?, ?)", events)
 
     # -- reads ---------------------------------------------------------------------------------------------------
 
@@ -613,6 +657,16 @@ def _insert_many(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]
     columns = list(rows[0])
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
     conn.executemany(sql, [[r.get(c) for c in columns] for r in rows])
+
+
+def _document_row(flow_id: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A document of an acknowledgement as its row (its list columns as JSON)."""
+    row = {k: doc.get(k) for k in _DOCUMENT_COLUMNS if k not in ("flow_id", "idx")}
+    row.update(flow_id=flow_id, idx=doc["index"])
+    for column in _LIST_COLUMNS:
+        value = doc.get(column)
+        row[column] = json.dumps(value, ensure_ascii=False) if value else "[]"
+    return row
 
 
 def _finding_row(flow_id: str, idx: int, finding: Mapping[str, Any]) -> dict[str, Any]:

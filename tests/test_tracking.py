@@ -216,6 +216,39 @@ def test_keep_meta_keeps_the_first_value(store: Tracking) -> None:
     assert store.meta("workspace_id") == "one"
 
 
+def test_restore_answered_records_acks_read_back_and_the_first_holder_of_each_key(store: Tracking) -> None:
+    """Acknowledgements read back from a workspace become the same rows record_outcomes made, the keys of their
+    accepted invoices (the first flow keeps a key), their events and one saying where they came from."""
+    refused = replace(invoice(2, "FA-2"), findings=(Finding(Code.DEST_INC, Layer.ROUTING, "who?"),))
+    first = build_ack(flow("F1", invoice(1, "FA-1"), refused), T0)
+    second = build_ack(flow("F2", invoice(1, "FA-1")), T0 + timedelta(minutes=1))  # FA-1 again (a copy, say)
+    first |= {"origin": "acks/acme/F1.json", "raw_name": "ff"}
+    keys = store.restore_answered([first, second], T0 + timedelta(days=1))
+    assert keys == 1
+    assert invoices(store) == [("123456782", "FA-1", "Invoice", "2026", "F1", 1)]
+    assert store.earlier_invoice("123456782", "FA-1", "Invoice", "2026", "F9") == ("F1", 1)
+    assert store.earlier_flow("acme", "a" * 64, "F9") == "F1"
+    row = store.flow("F1")
+    assert (row["status"], row["raw_name"], row["updated_at"]) == ("IN_INTEGRE_PARTIEL", "ff", iso(T0))
+    assert [d["status"] for d in row["documents"]] == ["200", "213"]
+    assert row["documents"][1]["findings"][0]["code"] == "DEST_INC"
+    assert events(store, "F1") == [
+        (None, "IN_RECU", "claimed from the inbox"),
+        (1, "200", ""),
+        (2, "213", "DEST_INC"),
+        (None, "IN_INTEGRE_PARTIEL", "1/2 accepted"),
+        (None, "IN_INTEGRE_PARTIEL", "rebuilt from acks/acme/F1.json"),
+    ]
+
+
+def test_restore_failed_records_flows_waiting_for_requeue(store: Tracking) -> None:
+    """Flows found in failed/ are recorded as failed with their digest (the same bytes again are a duplicate)."""
+    store.restore_failed([received("F3") | {"origin": "failed/F3/meta.json"}], T0)
+    assert store.status("F3") == "IN_EN_ATTENTE_RETRAITEMENT"
+    assert store.earlier_flow("acme", "a" * 64, "F9") == "F3"
+    assert events(store, "F3")[-1] == (None, "IN_EN_ATTENTE_RETRAITEMENT", "rebuilt from failed/F3/meta.json")
+
+
 def test_record_received_is_idempotent(store: Tracking) -> None:
     """Recording the same claimed flow twice keeps the first record and adds no second event."""
     store.record_received(received("F1"), T0)
