@@ -147,7 +147,7 @@ def _build(layout: Layout, built: Path, workspace_id: str, now: datetime, force:
     report.spool.update("answered" if f in answered else "kept" if f in old_rows else "unknown" for f in in_hands)
     if requeued:
         report.spool["requeued"] += len(requeued)
-    report.unanswered = sorted(archived.values())
+    report.unanswered = sorted(map(Path, archived.values()))
 
 
 def _left_out(report: RebuildReport) -> str:
@@ -221,15 +221,16 @@ def _in_spool(layout: Layout) -> tuple[list[str], list[str]]:
     return sorted(hands), sorted(requeued)
 
 
-def _archived(layout: Layout) -> dict[str, Path]:
-    """Every archived payload by flow id (``archive/YYYY/MM/DD/<flow_id>_<name>``)."""
-    found: dict[str, Path] = {}
+def _archived(layout: Layout) -> dict[str, str]:
+    """Every archived payload's path by flow id (``archive/YYYY/MM/DD/<flow_id>_<name>``; strings: a Path object
+    for each of 100,000 flows would weigh ~100 MB)."""
+    found: dict[str, str] = {}
     for folder in _folders(layout.archive, 3):
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             for entry in entries:
                 flow_id, underscore, _ = entry.name.partition("_")
                 if underscore and not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
-                    found.setdefault(flow_id, Path(entry.path))
+                    found.setdefault(flow_id, entry.path)
     return found
 
 
@@ -250,10 +251,10 @@ def _folders(root: Path, depth: int) -> Iterator[Path]:
         yield from _folders(Path(entry.path), depth - 1)
 
 
-def _ack_files(layout: Layout) -> dict[str, tuple[str, Path]]:
+def _ack_files(layout: Layout) -> dict[str, tuple[str, str]]:
     """Every acknowledgement in the workspace: flow id -> (sender, its JSON path, or its XML one when there is
     no JSON)."""
-    found: dict[str, tuple[str, Path]] = {}
+    found: dict[str, tuple[str, str]] = {}
     for folder in _folders(layout.acks, 1):
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             for entry in entries:
@@ -261,21 +262,22 @@ def _ack_files(layout: Layout) -> dict[str, tuple[str, Path]]:
                 if not dot or entry.name.startswith(".") or ext not in ("json", "xml"):
                     continue
                 if ext == "json" or stem not in found:
-                    found[stem] = (folder.name, Path(entry.path))
+                    found[stem] = (folder.name, entry.path)
     return found
 
 
 def _read_acks(
     ids: list[str],
-    answered: dict[str, tuple[str, Path]],
-    archived: dict[str, Path],
+    answered: dict[str, tuple[str, str]],
+    archived: dict[str, str],
     layout: Layout,
     report: RebuildReport,
 ) -> Iterator[dict[str, Any]]:
     """The acknowledgements of these flows, read back, checked against their archived payload (taken out of
     ``archived``), with ``raw_name`` and ``origin`` added; the unreadable ones go to ``report.unreadable``."""
     for flow_id in ids:
-        sender, path = answered[flow_id]
+        sender, name = answered[flow_id]
+        path = Path(name)
         ack = _read_ack(path) or _read_ack(path.with_suffix(".xml"))
         if ack is None or not _belongs(ack, flow_id, sender):
             report.unreadable.append(path)
@@ -288,7 +290,7 @@ def _read_acks(
         ack["raw_name"] = None
         if payload is not None:
             report.archived += 1
-            ack["raw_name"] = _check_archived(ack, payload, report)
+            ack["raw_name"] = _check_archived(ack, Path(payload), report)
         origin = path if not path.is_relative_to(layout.root) else path.relative_to(layout.root)
         ack["origin"] = str(origin)
         report.by_status[ack["status"]] += 1
@@ -363,7 +365,7 @@ def _check_archived(ack: dict[str, Any], payload: Path, report: RebuildReport) -
     return raw.hex() if shown.encode("utf-8") != raw else None
 
 
-def _failed_flow(layout: Layout, spool: Spool, flow_id: str, archived: dict[str, Path]) -> dict[str, Any]:
+def _failed_flow(layout: Layout, spool: Spool, flow_id: str, archived: dict[str, str]) -> dict[str, Any]:
     """A flow in ``failed/`` as the store records it: what its ``meta.json`` says, its payload's size and
     SHA-256."""
     archived.pop(flow_id, None)
