@@ -307,6 +307,8 @@ def test_a_store_from_before_assert_ids_gets_the_column(store_path: Path) -> Non
     """A findings table made before assert_id gets the column when the store opens: its rows read back with None,
     and new findings are stored with theirs."""
     conn = sqlite3.connect(store_path)
+    conn.execute("CREATE TABLE flows (flow_id TEXT PRIMARY KEY)")  # what every store has had (else: lost, refused)
+    conn.execute("CREATE TABLE documents (flow_id TEXT, idx INTEGER, PRIMARY KEY (flow_id, idx))")
     conn.execute(
         "CREATE TABLE findings (id INTEGER PRIMARY KEY, flow_id TEXT, idx INTEGER, code TEXT, reason TEXT, rule TEXT, "
         "layer TEXT, severity TEXT, line INTEGER, xpath TEXT, message TEXT, rule_set_version TEXT, "
