@@ -636,12 +636,12 @@ def render_rebuild(report: RebuildReport) -> str:
     documents = f"{report.documents} documents, {report.invoice_keys} invoice keys"
     differing = f", {len(report.differing)} differing from it" if report.differing else ""
     lines = [
-        f"{'replaced' if report.replaced else 'rebuilt'} {report.store} in {report.seconds:.1f} s",
+        f"{'replaced' if report.replaced else 'rebuilt'} {printable(str(report.store))} in {report.seconds:.1f} s",
         f"  acknowledgements: {report.flows} flows" + (f" ({statuses})" if statuses else "") + f", {documents}",
         f"  archive: {report.archived} payloads matched to their acknowledgement{differing}",
         f"  failed/: {report.failed} flows recorded as {FlowStatus.FAILED} (see `edi requeue`)",
     ]
-    lines += [f"    differs: {line}" for line in report.differing[:10]]
+    lines += [f"    differs: {printable(line)}" for line in report.differing[:10]]
     spool = report.spool
     if spool.total():
         what = [
@@ -654,5 +654,5 @@ def render_rebuild(report: RebuildReport) -> str:
         lines.append(f"  spool: {sum(spool.values())} flows left to `edi recover` ({said})")
     for why, paths in (("unreadable acknowledgement", report.unreadable), ("no acknowledgement", report.unanswered)):
         if paths:
-            lines.append(f"  left out ({why}): {len(paths)} flows, e.g. {paths[0]}")
+            lines.append(f"  left out ({why}): {len(paths)} flows, e.g. {printable(str(paths[0]))}")
     return "\n".join(lines)

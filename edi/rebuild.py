@@ -45,6 +45,7 @@ from edi.lock import processor_lock
 from edi.model import FlowStatus, Party
 from edi.spool import LOCK, META, PAYLOAD, Spool
 from edi.store import WORKSPACE_ID, new_workspace_id, open_store, write_marker
+from edi.text import printable
 from edi.tracking import Tracking
 from edi.workspace import Layout
 
@@ -154,9 +155,11 @@ def _left_out(report: RebuildReport) -> str:
     """The one line refusing to rebuild without flows it could not read back."""
     parts = []
     if report.unreadable:
-        parts.append(f"{len(report.unreadable)} acknowledgements cannot be read (first: {report.unreadable[0]})")
+        first = printable(str(report.unreadable[0]))
+        parts.append(f"{len(report.unreadable)} acknowledgements cannot be read (first: {first})")
     if report.unanswered:
-        parts.append(f"{len(report.unanswered)} archived flows have no acknowledgement (first: {report.unanswered[0]})")
+        first = printable(str(report.unanswered[0]))  # a name as a sender gave it: maybe a line break in it
+        parts.append(f"{len(report.unanswered)} archived flows have no acknowledgement (first: {first})")
     return (
         f"{' and '.join(parts)}: the store would not know them and their invoices could be accepted again; put "
         "them back, or run `edi store rebuild --partial` to rebuild without them"
