@@ -32,13 +32,15 @@ from click.exceptions import Exit
 from edi.ack import finding_dict
 from edi.check import DEFAULT_LAYERS, Checker, parse_layers
 from edi.config import Settings, load_settings
-from edi.errors import ConfigError, EdiError, WorkspaceBusy, WorkspaceError
+from edi.errors import ConfigError, EdiError, WorkspaceBusy
 from edi.jobs import day_report, render_report
 from edi.logs import configure_logging, short_traceback
 from edi.model import RULE_SETS, FlowStatus
 from edi.processor import Outcome
 from edi.queues import load_routing
+from edi.rebuild import RebuildReport, rebuild_store
 from edi.runner import BatchReport, PassStopped, collect_less, init_workspace, recover, requeue, run_batch
+from edi.store import open_store
 from edi.text import printable, printable_all
 from edi.tracking import Tracking
 
@@ -340,10 +342,8 @@ def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> dat
 
 
 def _store(ctx: Context) -> Tracking:
-    layout = ctx.settings.workspace.layout()
-    if not layout.initialised:
-        raise WorkspaceError(f"{layout.root} is not an edi workspace: run `edi init` first")
-    return Tracking(layout.database)
+    """The workspace's store (an EdiError says why it cannot be used, and what to do)."""
+    return open_store(ctx.settings.workspace.layout())
 
 
 @main.command()
@@ -662,3 +662,76 @@ def recover_cmd(ctx: Context) -> None:
     click.echo(f"{count} flows recovered" + (f", {failed} failed (see failed/, then `edi requeue`)" if failed else ""))
     if failed:
         sys.exit(1)
+
+
+@main.group(name="store")
+def store_group() -> None:
+    """The tracking store (tracking.sqlite): rebuild it when it was lost.
+
+    \b
+    Example:
+      edi store rebuild
+    """
+
+
+@store_group.command(name="rebuild")
+@click.option("--force", is_flag=True, help="Replace a store that still opens (its events and job runs are lost).")
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="Rebuild without the flows that cannot be read back (their invoices could then be accepted again).",
+)
+@pass_context
+def store_rebuild(ctx: Context, force: bool, partial: bool) -> None:
+    """Rebuild a lost tracking store from the workspace's files.
+
+    \b
+    When tracking.sqlite was deleted, emptied, corrupted, or not restored with the rest
+    of the workspace, every command that needs it refuses to run. This rebuilds it from
+    acks/ (flows, documents, findings, statuses, invoice keys), archive/ (size, SHA-256
+    and day of each payload, checked) and failed/; flows in the spool are left to
+    `edi recover`. Afterwards a re-sent invoice is DOUBLON again and nothing is delivered
+    twice. The new store is built in tmp/ and renamed into place. Stop every edi process
+    of the workspace first (it takes the processor lock).
+
+    \b
+    Exit status: 0 rebuilt; 1 refused (a store that opens, without --force; flows that
+    cannot be read back, without --partial).
+
+    \b
+    Example:
+      edi store rebuild
+    """
+    try:
+        report = rebuild_store(ctx.settings, force=force, partial=partial)
+    except EdiError as exc:
+        raise Failure(exc) from None
+    click.echo(render_rebuild(report))
+
+
+def render_rebuild(report: RebuildReport) -> str:
+    """What a rebuild found and wrote, for an operator."""
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items()))
+    documents = f"{report.documents} documents, {report.invoice_keys} invoice keys"
+    differing = f", {len(report.differing)} differing from it" if report.differing else ""
+    lines = [
+        f"{'replaced' if report.replaced else 'rebuilt'} {printable(str(report.store))} in {report.seconds:.1f} s",
+        f"  acknowledgements: {report.flows} flows" + (f" ({statuses})" if statuses else "") + f", {documents}",
+        f"  archive: {report.archived} payloads matched to their acknowledgement{differing}",
+        f"  failed/: {report.failed} flows recorded as {FlowStatus.FAILED} (see `edi requeue`)",
+    ]
+    lines += [f"    differs: {printable(line)}" for line in report.differing[:10]]
+    spool = report.spool
+    if spool.total():
+        what = [
+            (spool["answered"], "answered: archived"),
+            (spool["requeued"], "requeued: processed"),
+            (spool["kept"], "with the old store's record: decided again"),
+            (spool["unknown"], "with no record of their sender: moved to failed/ for an operator"),
+        ]
+        said = "; ".join(f"{n} {text}" for n, text in what if n)
+        lines.append(f"  spool: {sum(spool.values())} flows left to `edi recover` ({said})")
+    for why, paths in (("unreadable acknowledgement", report.unreadable), ("no acknowledgement", report.unanswered)):
+        if paths:
+            lines.append(f"  left out ({why}): {len(paths)} flows, e.g. {printable(str(paths[0]))}")
+    return "\n".join(lines)

@@ -23,6 +23,10 @@ class WorkspaceError(EdiError):
     """The workspace is missing, not initialised, or not writable."""
 
 
+class StoreError(WorkspaceError):
+    """The tracking store is missing, empty, not a database, lacks its tables, or is another workspace's."""
+
+
 class WorkspaceBusy(WorkspaceError):
     """Another processor holds the workspace's processor lock."""
 

@@ -26,8 +26,8 @@ import structlog
 from edi.clock import Clock, SystemClock, iso
 from edi.config import Settings
 from edi.spool import Spool
+from edi.store import open_store
 from edi.text import printable_all
-from edi.tracking import Tracking
 from edi.workspace import Layout
 
 log = structlog.get_logger()
@@ -47,12 +47,12 @@ def retention(settings: Settings, clock: Clock | None = None) -> RetentionReport
     clock = clock or SystemClock()
     now = clock.now()
     layout = settings.workspace.layout()
-    layout.check_writable()
-    keep = settings.retention
-    cutoff = now - timedelta(days=keep.days)
-    spool = Spool(layout)
-    store = Tracking(layout.database)
+    store = open_store(layout)
     try:
+        layout.check_writable()
+        keep = settings.retention
+        cutoff = now - timedelta(days=keep.days)
+        spool = Spool(layout)
         old = store.final_flows_before(cutoff)
         if not old:
             return RetentionReport(cutoff, 0, keep.action)
@@ -102,9 +102,9 @@ def day_report(settings: Settings, day: date | None = None, clock: Clock | None 
     day = day or (clock.now().astimezone(UTC).date() - timedelta(days=1))
     start = datetime.combine(day, time(), UTC)
     layout = settings.workspace.layout()
-    layout.check_writable()
-    store = Tracking(layout.database)
+    store = open_store(layout)
     try:
+        layout.check_writable()
         content = {
             "day": day.isoformat(),
             "generated_at": iso(clock.now()),

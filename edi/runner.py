@@ -41,6 +41,7 @@ from edi.pipeline import build_stages, display_name, limits_of
 from edi.processor import Outcome, Processor
 from edi.queues import known_queues, load_routing
 from edi.spool import Claim, Spool, claim_from_meta, name_in_meta
+from edi.store import open_store
 from edi.tracking import Tracking
 from edi.validate.catalogue import load_catalogue
 from edi.validate.schematron import runner_for
@@ -149,7 +150,7 @@ def init_workspace(settings: Settings) -> InitReport:
     senders = [s.id for s in settings.senders]
     queues = known_queues(settings, load_routing(settings))
     created = layout.create(senders, queues)
-    Tracking(layout.database).close()
+    open_store(layout, init=True).close()  # made for a new workspace; refused when lost from one with history
     return InitReport(layout.root, created, senders, queues)
 
 
@@ -162,11 +163,15 @@ class Session:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.layout = settings.workspace.layout()
-        self.layout.check_writable()
-        self.directory = directory = load_routing(settings)
-        self.catalogue = load_catalogue()
-        self.layout.create([s.id for s in settings.senders])
-        self.tracking = Tracking(self.layout.database)
+        self.tracking = open_store(self.layout)  # a lost store is refused before anything else is looked at
+        try:
+            self.layout.check_writable()
+            self.directory = directory = load_routing(settings)
+            self.catalogue = load_catalogue()
+            self.layout.create([s.id for s in settings.senders])
+        except BaseException:
+            self.tracking.close()
+            raise
         self.spool = Spool(self.layout)
         stages = build_stages(settings, self.tracking, directory, self.catalogue)
         self.processor = Processor(
@@ -771,7 +776,7 @@ def requeue(
     layout = settings.workspace.layout()
     layout.check_writable()
     spool = Spool(layout)
-    tracking = Tracking(layout.database)
+    tracking = open_store(layout)
     try:
         wanted = spool.failed_ids() if all_failed else [_failed_id(spool, tracking, f) for f in flow_ids]
         done = []

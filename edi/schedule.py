@@ -38,7 +38,7 @@ from edi.jobs import day_report, retention
 from edi.lock import processor_lock
 from edi.model import FlowStatus
 from edi.runner import Session
-from edi.tracking import Tracking
+from edi.store import history, open_store
 
 log = structlog.get_logger()
 
@@ -89,8 +89,8 @@ def plan(settings: Settings, clock: Clock | None = None) -> list[Planned]:
     zone = timezone_of(settings)
     layout = settings.workspace.layout()
     last: dict[str, dict[str, Any]] = {}
-    if layout.initialised:
-        store = Tracking(layout.database)
+    if layout.initialised or history(layout):  # a workspace with a lost store is refused here, before any job
+        store = open_store(layout)
         try:
             last = store.last_runs()
         finally:
@@ -169,7 +169,7 @@ class Scheduler:
         if not layout.initialised:
             return
         try:
-            store = Tracking(layout.database)
+            store = open_store(layout)
             try:
                 store.record_run(job, started, finished, outcome, detail)
             finally:

@@ -446,6 +446,18 @@ class Spool:
         self.publish(staged, fault)
         fsync_dir(target.parent)
 
+    def install(self, built: Path, target: Path, stale: tuple[Path, ...] = ()) -> None:
+        """Put ``built``, a whole file made in the workspace (a rebuilt store), in ``target``'s place for good:
+        made durable, ``stale`` files removed (a replaced SQLite store's ``-wal`` and ``-shm``: SQLite would apply
+        an old write-ahead log to the new file), then one rename. A crash leaves ``target`` as it was (without
+        those files) or the new file whole, never a part of it."""
+        _fsync_file(built)
+        for path in stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        os.replace(built, target)
+        fsync_dir(target.parent)
+
     # -- outcomes ------------------------------------------------------------------------------------------------
 
     def archive(self, claim: Claim) -> Path:

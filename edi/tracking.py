@@ -25,7 +25,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import sqlite_utils
 
 from edi.clock import iso
-from edi.errors import UnknownFlowError, WorkspaceError
+from edi.errors import StoreError, UnknownFlowError, WorkspaceError
 from edi.faults import fault_point
 from edi.model import FlowStatus
 
@@ -131,23 +131,43 @@ def _reading(method: Callable[Concatenate[Tracking, _P], _R]) -> Callable[Concat
     return read
 
 
+# what a store cannot be without: its flows (the same file sent again) and their documents (the keys of accepted
+# invoices are made from them when a store from an older edi has no invoices table); the others are made if missing
+REQUIRED_TABLES = ("flows", "documents")
+
+
 class Tracking:
     """The store of one workspace."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        """Open the store at ``path``. A store that is missing, empty (0 bytes), not an SQLite database or without
+        its tables raises :class:`StoreError` (saying which), unless ``create`` is given and the store is missing,
+        empty or holds no table at all: a new store is made there (``edi init`` of a new workspace, a rebuild)."""
         self.path = path
-        self._writers = _writers_lock(path)
+        fresh = _fresh(path)
+        if fresh is not None and not create:
+            raise StoreError(f"the tracking store {path} {fresh}")
+        self._writers: int | None = None
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            _check_tables(conn, path, create)  # before anything is written to it, or made beside it
+            self._writers = _writers_lock(path)
             self.db = sqlite_utils.Database(conn)
             self.db.enable_wal()
             self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self._firsts: dict[tuple[str, str], str] = {}  # (sender, SHA-256) -> first flow, as of the last digests
             self._create()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
+            if conn is not None:
+                conn.close()
             self._close_writers()
+            if isinstance(exc, StoreError):
+                raise
+            if _damaged(exc):
+                raise StoreError(f"the tracking store {path} is damaged ({exc})") from None
             raise WorkspaceError(f"cannot open the tracking store {path}: {exc}") from None
 
     def close(self) -> None:
@@ -339,12 +359,7 @@ class Tracking:
             flows.append([*(when if c == "updated_at" else ack.get(c) for c in columns), flow_id])
             findings += [_finding_row(flow_id, 0, f) for f in ack["findings"]]
             for doc in ack["documents"]:
-                row = {k: doc.get(k) for k in _DOCUMENT_COLUMNS if k not in ("flow_id", "idx")}
-                row.update(flow_id=flow_id, idx=doc["index"])
-                for column in _LIST_COLUMNS:
-                    value = doc.get(column)
-                    row[column] = json.dumps(value, ensure_ascii=False) if value else "[]"
-                documents.append(row)
+                documents.append(_document_row(flow_id, doc))
                 findings += [_finding_row(flow_id, doc["index"], f) for f in doc["findings"]]
                 events.append([flow_id, doc["index"], when, doc["status"], doc.get("reason") or ""])
             accepted = f"{ack['documents_accepted']}/{ack['documents_total']} accepted"
@@ -436,6 +451,68 @@ class Tracking:
             for table in ("findings", "documents", "events", "invoices", "flows"):
                 self.db.conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", [[f] for f in flow_ids])
         return len(flow_ids)
+
+    def meta(self, key: str) -> str | None:
+        """A value of the store's ``meta`` table (``schema_version``, ``workspace_id``, ``rebuilt_at``), if set."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    def keep_meta(self, key: str, value: str) -> str:
+        """Set a ``meta`` value unless it has one already; return the value it has now (two processes setting it
+        at once agree on the first one's)."""
+        with self._transaction():
+            self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", [key, value])
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return str(row[0])
+
+    def restore_answered(self, acks: Sequence[Mapping[str, Any]], at: datetime) -> int:
+        """Write what final acknowledgements read back from the workspace say (``edi store rebuild``), in one
+        transaction: the flow (with ``raw_name`` when the mapping has it), its documents and findings, the keys of
+        its accepted invoices (kept by the first flow that has one: give the flows in id order), and the events its
+        acknowledgement tells, then one saying where it was rebuilt from (``origin`` in the mapping). Returns how
+        many invoice keys were recorded."""
+        flows, documents, findings, events, keys = [], [], [], [], []
+        for ack in acks:
+            flow_id, processed = ack["flow_id"], ack["processed_at"]
+            flows.append({c: ack.get(c) for c in _FLOW_COLUMNS} | {"updated_at": processed, "claimed_by": None})
+            findings += [_finding_row(flow_id, 0, f) for f in ack["findings"]]
+            events.append([flow_id, None, ack["received_at"], str(FlowStatus.RECEIVED), "claimed from the inbox"])
+            for doc in ack["documents"]:
+                documents.append(_document_row(flow_id, doc))
+                findings += [_finding_row(flow_id, doc["index"], f) for f in doc["findings"]]
+                events.append([flow_id, doc["index"], processed, doc["status"], doc.get("reason") or ""])
+                year = (doc.get("issue_date") or "")[:4]
+                key = (doc.get("seller_key"), doc.get("invoice_number"), doc.get("kind"), year)
+                if doc["status"] == "200" and all(key):
+                    keys.append([*key, flow_id, doc["index"]])
+            accepted = f"{ack.get('documents_accepted')}/{ack.get('documents_total')} accepted"
+            events.append([flow_id, None, processed, ack["status"], accepted])
+            events.append([flow_id, None, iso(at), ack["status"], f"rebuilt from {ack.get('origin') or 'its ack'}"])
+        conn = self.db.conn
+        with self._transaction():
+            _insert_many(conn, "flows", flows)
+            _insert_many(conn, "documents", documents)
+            _insert_many(conn, "findings", findings)
+            conn.executemany("INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, ?, ?, ?, ?)", events)
+            before = conn.total_changes
+            conn.executemany("INSERT OR IGNORE INTO invoices VALUES (?, ?, ?, ?, ?, ?)", keys)
+            return conn.total_changes - before
+
+    def restore_failed(self, flows: Sequence[Mapping[str, Any]], at: datetime) -> None:
+        """Write flows found in ``failed/`` (``edi store rebuild``: what their ``meta.json`` and payload say, and
+        ``origin``) as failed, waiting for ``edi requeue``, in one transaction."""
+        failed, when = str(FlowStatus.FAILED), iso(at)
+        rows = [{c: f.get(c) for c in _FLOW_COLUMNS} | {"status": failed, "updated_at": when} for f in flows]
+        events = []
+        for flow in flows:
+            events.append(
+                [flow["flow_id"], None, flow.get("received_at"), str(FlowStatus.RECEIVED), "claimed from the inbox"]
+            )
+            events.append([flow["flow_id"], None, when, failed, f"rebuilt from {flow.get('origin') or 'failed/'}"])
+        conn = self.db.conn
+        with self._transaction():
+            _insert_many(conn, "flows", rows)
+            conn.executemany("INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, ?, ?, ?, ?)", events)
 
     # -- reads ---------------------------------------------------------------------------------------------------
 
@@ -610,6 +687,16 @@ def _insert_many(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]
     conn.executemany(sql, [[r.get(c) for c in columns] for r in rows])
 
 
+def _document_row(flow_id: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A document of an acknowledgement as its row (its list columns as JSON)."""
+    row = {k: doc.get(k) for k in _DOCUMENT_COLUMNS if k not in ("flow_id", "idx")}
+    row.update(flow_id=flow_id, idx=doc["index"])
+    for column in _LIST_COLUMNS:
+        value = doc.get(column)
+        row[column] = json.dumps(value, ensure_ascii=False) if value else "[]"
+    return row
+
+
 def _finding_row(flow_id: str, idx: int, finding: Mapping[str, Any]) -> dict[str, Any]:
     return {k: finding.get(k) for k in _FINDING_COLUMNS if k not in ("id", "flow_id", "idx")} | {
         "flow_id": flow_id,
@@ -619,6 +706,38 @@ def _finding_row(flow_id: str, idx: int, finding: Mapping[str, Any]) -> dict[str
 
 def _strip(finding: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in finding.items() if k not in ("id", "flow_id", "idx")}
+
+
+def _fresh(path: Path) -> str | None:
+    """Why the store at ``path`` holds nothing (it is missing, or 0 bytes long), None if it holds something."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "is missing"
+    except OSError:  # SQLite says what is wrong when it opens it
+        return None
+    return "is empty (0 bytes)" if size == 0 else None
+
+
+def _check_tables(conn: sqlite3.Connection, path: Path, create: bool) -> None:
+    """Raise :class:`StoreError` unless ``path`` is an SQLite database with the store's tables (or, with
+    ``create``, one with no table at all: a new store)."""
+    try:
+        tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
+            raise StoreError(f"the tracking store {path} is not an SQLite database ({exc})") from None
+        raise
+    missing = [t for t in REQUIRED_TABLES if t not in tables]
+    if not tables and not create:
+        raise StoreError(f"the tracking store {path} holds no tables")
+    if tables and missing:
+        raise StoreError(f"the tracking store {path} lacks its tables ({', '.join(missing)})")
+
+
+def _damaged(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file is not a database, or a damaged one (not busy, not unwritable)."""
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
 
 def _writers_lock(path: Path) -> int | None:

@@ -14,8 +14,11 @@
       tmp/                     temporary files on their way to acks/ (same filesystem, renamed into place)
       tracking.sqlite          the flow-tracking store (and SQLite's -wal and -shm files beside it)
       tracking.sqlite-writers  flocked by a process for each of its write transactions (writers queue on it)
+      .edi-workspace           written by ``edi init``: this folder is a workspace, and its id (which its store
+                               holds too: a store from another workspace is refused)
 
-Reads nothing; ``create`` makes folders and raises :class:`WorkspaceError` when it cannot.
+Reads the marker (:attr:`Layout.workspace_id`); ``create`` makes folders and raises :class:`WorkspaceError` when
+it cannot (the marker is written through the spool, see :mod:`edi.store`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ MARKER = ".edi-workspace"
 
 
 NAME_MAX = 255  # bytes in one file name (Linux)
+
+
+def marker_text(workspace_id: str) -> bytes:
+    """What the marker holds: what it is, and the workspace's id (read back by :attr:`Layout.workspace_id`)."""
+    return f"edi workspace\nid {workspace_id}\n".encode()
 
 
 def archive_name(flow_id: str, name: str) -> str:
@@ -133,12 +141,31 @@ class Layout:
         return self.archive_day(received_at) / archive_name(flow_id, name)
 
     @property
+    def marker(self) -> Path:
+        """The file ``edi init`` writes once the workspace and its store exist."""
+        return self.root / MARKER
+
+    @property
     def initialised(self) -> bool:
         """Whether ``edi init`` has created this workspace."""
-        return (self.root / MARKER).is_file()
+        return self.marker.is_file()
+
+    @property
+    def workspace_id(self) -> str | None:
+        """The id the marker gives this workspace; None without a marker, or with one written before ids were."""
+        try:
+            text = self.marker.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "id" and value.strip():
+                return value.strip()
+        return None
 
     def create(self, senders: Iterable[str], queues: Iterable[str] = ()) -> list[Path]:
-        """Make every folder (idempotent); return the ones that did not exist yet."""
+        """Make every folder (idempotent); return the ones that did not exist yet. The marker is not among them:
+        ``edi init`` writes it once the store exists."""
         wanted = [self.root, self.inbox, self.active, self.requeued, self.queues, self.acks, self.archive]
         wanted += [self.failed, self.tmp]
         for sender in senders:
@@ -151,9 +178,6 @@ class Layout:
                 if not path.is_dir():
                     path.mkdir(parents=True, exist_ok=True)
                     made.append(path)
-            marker = self.root / MARKER
-            if not marker.exists():
-                marker.write_text("edi workspace\n", encoding="utf-8")
         except OSError as exc:
             raise WorkspaceError(
                 f"cannot create the workspace under {self.root}: {exc.strerror}: {exc.filename}"

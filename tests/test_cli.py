@@ -29,7 +29,9 @@ def run(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
-@pytest.mark.parametrize("command", [[], ["init"], ["batch"], ["flows"], ["show"], ["requeue"]])
+@pytest.mark.parametrize(
+    "command", [[], ["init"], ["batch"], ["flows"], ["show"], ["requeue"], ["store"], ["store", "rebuild"]]
+)
 def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     """`--help` works without a configuration file and teaches by example."""
     result = run(*command, "--help")

@@ -1129,3 +1129,18 @@ def test_sweep_tmp_removes_a_hand_its_process_died_making(spool: Spool, layout: 
         assert names(layout.tmp) == [".hand-2-bbbbbb", ".hand-3-cccccc"]
     finally:
         os.close(held)
+
+
+def test_install_puts_a_whole_file_in_place_and_removes_what_would_be_applied_to_it(tmp_path: Path) -> None:
+    """install: the built file takes the target's place by one rename, and the stale files named go first (a
+    replaced SQLite store's -wal and -shm)."""
+    layout = Layout(tmp_path / "ws")
+    layout.create([])
+    built, target = layout.tmp / "built", layout.root / "store"
+    built.write_bytes(b"new")
+    target.write_bytes(b"old")
+    stale = (layout.root / "store-wal", layout.root / "store-shm")
+    stale[0].write_bytes(b"log of the old one")
+    Spool(layout).install(built, target, stale)
+    assert target.read_bytes() == b"new" and not built.exists()
+    assert not any(path.exists() for path in stale)

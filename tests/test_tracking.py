@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 
 from edi.ack import build_ack
 from edi.clock import iso
-from edi.errors import UnknownFlowError, WorkspaceError
+from edi.errors import StoreError, UnknownFlowError, WorkspaceError
 from edi.model import Code, Document, Finding, Flow, Invoice, Layer, Party, Severity
 from edi.tracking import Tracking
 
@@ -33,7 +34,7 @@ def store_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(store_path: Path) -> Iterator[Tracking]:
-    tracking = Tracking(store_path)
+    tracking = Tracking(store_path, create=True)
     yield tracking
     tracking.close()
 
@@ -134,8 +135,8 @@ def test_the_write_ahead_log_is_copied_into_the_store_only_every_so_many_pages(
 
 
 def test_reopening_keeps_the_data(store_path: Path) -> None:
-    """Closing and reopening the store (create if not exists) keeps what was recorded."""
-    first = Tracking(store_path)
+    """Closing and reopening the store keeps what was recorded."""
+    first = Tracking(store_path, create=True)
     first.record_received(received("F1"), T0)
     first.close()
     second = Tracking(store_path)
@@ -150,7 +151,102 @@ def test_unopenable_store_is_a_workspace_error(tmp_path: Path) -> None:
     """A store path in a folder that does not exist is a WorkspaceError naming it."""
     path = tmp_path / "missing" / "tracking.sqlite"
     with pytest.raises(WorkspaceError, match="cannot open the tracking store"):
-        Tracking(path)
+        Tracking(path, create=True)
+
+
+def _sqlite_with(path: Path, *statements: str) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+
+
+LOST = {
+    "missing": (lambda path: None, "is missing"),
+    "empty": (lambda path: path.write_bytes(b""), "is empty (0 bytes)"),
+    "not-sqlite": (lambda path: path.write_bytes(b"edi tracking store, or not\n" * 500), "is not an SQLite database"),
+    "no-tables": (lambda path: _sqlite_with(path, "PRAGMA user_version = 3"), "holds no tables"),
+    "no-flows": (lambda path: _sqlite_with(path, "CREATE TABLE documents (x)"), "lacks its tables (flows)"),
+}
+
+
+@pytest.mark.parametrize("state", list(LOST))
+def test_a_store_that_holds_nothing_usable_is_refused_and_left_as_it_is(store_path: Path, state: str) -> None:
+    """Missing, 0 bytes, not SQLite, no tables, no flows table: a StoreError (a WorkspaceError) saying which, and
+    the file is not touched (no empty store is made in its place)."""
+    make, why = LOST[state]
+    make(store_path)
+    before = sorted(p.name for p in store_path.parent.iterdir())
+    contents = store_path.read_bytes() if store_path.exists() else None
+    with pytest.raises(StoreError, match=re.escape(f"the tracking store {store_path} {why}")):
+        Tracking(store_path)
+    assert sorted(p.name for p in store_path.parent.iterdir()) == before
+    assert (store_path.read_bytes() if store_path.exists() else None) == contents
+    assert issubclass(StoreError, WorkspaceError)
+
+
+@pytest.mark.parametrize("state", ["missing", "empty", "no-tables"])
+def test_create_makes_a_store_only_where_there_is_nothing(store_path: Path, state: str) -> None:
+    """With create, a missing, empty or table-less file becomes a new store."""
+    LOST[state][0](store_path)
+    Tracking(store_path, create=True).close()
+    again = Tracking(store_path)
+    try:
+        assert again.meta("schema_version") == "1" and again.flows() == []
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("state", ["not-sqlite", "no-flows"])
+def test_create_never_overwrites_something_else(store_path: Path, state: str) -> None:
+    """Even with create, a file that is not SQLite, or an SQLite file with other tables, is refused as it is."""
+    make, why = LOST[state]
+    make(store_path)
+    contents = store_path.read_bytes()
+    with pytest.raises(StoreError, match=re.escape(why)):
+        Tracking(store_path, create=True)
+    assert store_path.read_bytes() == contents
+
+
+def test_keep_meta_keeps_the_first_value(store: Tracking) -> None:
+    """keep_meta sets a value once; a second one is ignored and the first returned."""
+    assert store.meta("workspace_id") is None
+    assert store.keep_meta("workspace_id", "one") == "one"
+    assert store.keep_meta("workspace_id", "two") == "one"
+    assert store.meta("workspace_id") == "one"
+
+
+def test_restore_answered_records_acks_read_back_and_the_first_holder_of_each_key(store: Tracking) -> None:
+    """Acknowledgements read back from a workspace become the same rows record_outcomes made, the keys of their
+    accepted invoices (the first flow keeps a key), their events and one saying where they came from."""
+    refused = replace(invoice(2, "FA-2"), findings=(Finding(Code.DEST_INC, Layer.ROUTING, "who?"),))
+    first = build_ack(flow("F1", invoice(1, "FA-1"), refused), T0)
+    second = build_ack(flow("F2", invoice(1, "FA-1")), T0 + timedelta(minutes=1))  # FA-1 again (a copy, say)
+    first |= {"origin": "acks/acme/F1.json", "raw_name": "ff"}
+    keys = store.restore_answered([first, second], T0 + timedelta(days=1))
+    assert keys == 1
+    assert invoices(store) == [("123456782", "FA-1", "Invoice", "2026", "F1", 1)]
+    assert store.earlier_invoice("123456782", "FA-1", "Invoice", "2026", "F9") == ("F1", 1)
+    assert store.earlier_flow("acme", "a" * 64, "F9") == "F1"
+    row = store.flow("F1")
+    assert (row["status"], row["raw_name"], row["updated_at"]) == ("IN_INTEGRE_PARTIEL", "ff", iso(T0))
+    assert [d["status"] for d in row["documents"]] == ["200", "213"]
+    assert row["documents"][1]["findings"][0]["code"] == "DEST_INC"
+    assert events(store, "F1") == [
+        (None, "IN_RECU", "claimed from the inbox"),
+        (1, "200", ""),
+        (2, "213", "DEST_INC"),
+        (None, "IN_INTEGRE_PARTIEL", "1/2 accepted"),
+        (None, "IN_INTEGRE_PARTIEL", "rebuilt from acks/acme/F1.json"),
+    ]
+
+
+def test_restore_failed_records_flows_waiting_for_requeue(store: Tracking) -> None:
+    """Flows found in failed/ are recorded as failed with their digest (the same bytes again are a duplicate)."""
+    store.restore_failed([received("F3") | {"origin": "failed/F3/meta.json"}], T0)
+    assert store.status("F3") == "IN_EN_ATTENTE_RETRAITEMENT"
+    assert store.earlier_flow("acme", "a" * 64, "F9") == "F3"
+    assert events(store, "F3")[-1] == (None, "IN_EN_ATTENTE_RETRAITEMENT", "rebuilt from failed/F3/meta.json")
 
 
 def test_record_received_is_idempotent(store: Tracking) -> None:
@@ -211,6 +307,8 @@ def test_a_store_from_before_assert_ids_gets_the_column(store_path: Path) -> Non
     """A findings table made before assert_id gets the column when the store opens: its rows read back with None,
     and new findings are stored with theirs."""
     conn = sqlite3.connect(store_path)
+    conn.execute("CREATE TABLE flows (flow_id TEXT PRIMARY KEY)")  # what every store has had (else: lost, refused)
+    conn.execute("CREATE TABLE documents (flow_id TEXT, idx INTEGER, PRIMARY KEY (flow_id, idx))")
     conn.execute(
         "CREATE TABLE findings (id INTEGER PRIMARY KEY, flow_id TEXT, idx INTEGER, code TEXT, reason TEXT, rule TEXT, "
         "layer TEXT, severity TEXT, line INTEGER, xpath TEXT, message TEXT, rule_set_version TEXT, "
@@ -395,7 +493,8 @@ def test_a_flow_that_failed_before_it_was_recorded_is_recorded_as_failed(store: 
 
 def test_two_connections_on_one_file_both_work(store_path: Path) -> None:
     """Two Tracking objects (two connections, as two processes) each see the other's committed writes."""
-    one, two = Tracking(store_path), Tracking(store_path)
+    one = Tracking(store_path, create=True)
+    two = Tracking(store_path)
     try:
         one.record_received(received("F1"), T0)
         assert two.status("F1") == "IN_RECU"
@@ -415,7 +514,7 @@ def test_a_writer_waits_for_another_writers_transaction_in_the_kernel(store_path
     """While one connection holds a write transaction, a second one's write waits on the writers' lock file (a
     blocked flock in /proc/locks: it wakes when the first commits, where SQLite's own wait would poll), then goes
     through: both rows are there."""
-    one = Tracking(store_path)
+    one = Tracking(store_path, create=True)
     inode = Path(f"{store_path}-writers").stat().st_ino
     failed: list[BaseException] = []
     opened, go = threading.Event(), threading.Event()
@@ -459,7 +558,7 @@ def test_a_writer_waits_for_another_writers_transaction_in_the_kernel(store_path
 
 def test_a_reader_during_a_write_transaction_sees_the_last_commit(store_path: Path) -> None:
     """WAL: a plain sqlite3 reader is not blocked by an open write transaction and sees only committed data."""
-    store = Tracking(store_path)
+    store = Tracking(store_path, create=True)
     reader = sqlite3.connect(store_path)
     try:
         store.record_received(received("F1"), T0)
@@ -737,7 +836,7 @@ def invoice(index: int, number: str, *findings: Finding, issue_date: str | None 
 
 def test_an_older_store_gets_the_keys_of_its_accepted_invoices(store_path: Path) -> None:
     """A store without an invoices table gets it filled from accepted documents (earliest holds), only that once."""
-    old = Tracking(store_path)
+    old = Tracking(store_path, create=True)
     old.record_outcomes(
         [
             ack_of("F1", invoice(1, "FA-1"), invoice(2, "FA-2", *REJECTED), invoice(3, "FA-3", issue_date=None)),
