@@ -440,7 +440,7 @@ def test_an_empty_prefix_names_no_flow_even_in_a_store_of_one(store: Tracking) -
 def test_reading_a_damaged_store_is_one_workspace_error(store_path: Path) -> None:
     """A store that opens but whose flows pages are damaged: each read an operator asks for raises a
     WorkspaceError naming the store, not a bare sqlite3 error."""
-    with contextlib.closing(Tracking(store_path)) as store:
+    with contextlib.closing(Tracking(store_path, create=True)) as store:
         store.record_received(received("20261126T093000000001-aaaaaa"), T0)
     with contextlib.closing(sqlite3.connect(store_path)) as conn:
         size = conn.execute("PRAGMA page_size").fetchone()[0]
