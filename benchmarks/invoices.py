@@ -76,6 +76,18 @@ def invoice(template: Template, serial: int, lines: int) -> bytes:
     return (template.head + body + template.tail).replace(template.number, number).encode("utf-8")
 
 
+def nameless_invoice(template: Template, serial: int, lines: int) -> bytes:
+    """An invoice of ``lines`` lines none of which names its item (BT-153): EN 16931 fires BR-25 on every line, and
+    each finding's location counts the line's earlier siblings."""
+    data = invoice(template, serial, lines)
+    name = rb"<cbc:Name>[^<]*</cbc:Name>\s*(?=<cac:SellersItemIdentification|<cac:ClassifiedTaxCategory)"
+    if template.line_id.startswith("<ram:"):
+        name = rb"<ram:Name>[^<]*</ram:Name>\s*(?=</ram:SpecifiedTradeProduct>)"
+    nameless, count = re.subn(name, b"", data)
+    assert count == lines, f"{template.name}: {count} item names removed, not {lines}"
+    return nameless
+
+
 FRAMES = ("S8", "B8", "M8", "S9", "B9", "M9")  # billing frames (BT-23) whose lines come in groups (French reform)
 
 
