@@ -76,6 +76,51 @@ def invoice(template: Template, serial: int, lines: int) -> bytes:
     return (template.head + body + template.tail).replace(template.number, number).encode("utf-8")
 
 
+def nameless_invoice(template: Template, serial: int, lines: int) -> bytes:
+    """An invoice of ``lines`` lines none of which names its item (BT-153): EN 16931 fires BR-25 on every line, and
+    each finding's location counts the line's earlier siblings."""
+    data = invoice(template, serial, lines)
+    name = rb"<cbc:Name>[^<]*</cbc:Name>\s*(?=<cac:SellersItemIdentification|<cac:ClassifiedTaxCategory)"
+    if template.line_id.startswith("<ram:"):
+        name = rb"<ram:Name>[^<]*</ram:Name>\s*(?=</ram:SpecifiedTradeProduct>)"
+    nameless, count = re.subn(name, b"", data)
+    assert count == lines, f"{template.name}: {count} item names removed, not {lines}"
+    return nameless
+
+
+FRAMES = ("S8", "B8", "M8", "S9", "B9", "M9")  # billing frames (BT-23) whose lines come in groups (French reform)
+
+
+def grouped_invoice(template: Template, serial: int, lines: int, per_group: int, frame: str = "B8") -> bytes:
+    """An invoice of billing frame ``frame`` made from ``template``, its lines in groups of ``per_group``: a GROUP
+    line, then DETAIL lines that name it as their parent (UBL: ``cac:BillingReference``; CII: ``ram:ParentLineID``
+    and ``ram:LineStatusReasonCode``). BR-FR looks each detail line's group up among all the lines."""
+    cii = template.line_id.startswith("<ram:")
+    parts = []
+    for i in range(1, lines + 1):
+        group = i - (i - 1) % per_group
+        status = "GROUP" if group == i else "DETAIL"
+        line = template.line.replace(template.line_id, template.line_id.replace(">1<", f">{i}<"), 1)
+        if cii:
+            parent = f"<ram:ParentLineID>{group}</ram:ParentLineID>" if status == "DETAIL" else ""
+            mark = f"{parent}<ram:LineStatusReasonCode>{status}</ram:LineStatusReasonCode>"
+            line = line.replace("</ram:LineID>", "</ram:LineID>" + mark, 1)
+        else:
+            parent = f"<cac:BillingReferenceLine><cbc:ID>{group}</cbc:ID></cac:BillingReferenceLine>"
+            reference = (
+                f"<cac:BillingReference><cac:InvoiceDocumentReference><cbc:ID>{template.number}</cbc:ID>"
+                f"<cbc:DocumentStatusCode>{status}</cbc:DocumentStatusCode></cac:InvoiceDocumentReference>"
+                f"{parent if status == 'DETAIL' else ''}</cac:BillingReference>"
+            )
+            line = line.replace("</cbc:LineExtensionAmount>", "</cbc:LineExtensionAmount>" + reference, 1)
+        parts.append(line)
+    text = template.head + "".join(parts) + template.tail
+    profile = r"(<cbc:ProfileID>|<ram:BusinessProcessSpecifiedDocumentContextParameter>\s*<ram:ID>)[^<]*"
+    text, framed = re.subn(profile, lambda m: m.group(1) + frame, text, count=1)
+    assert framed == 1, f"{template.name} names no billing frame"
+    return text.replace(template.number, f"{template.number}-{serial:07d}").encode("utf-8")
+
+
 SPOILS: list[list[tuple[bytes, bytes]]] = [  # (pattern, replacement): the first that matches is applied
     [  # an element the schema does not allow
         (rb"</cbc:IssueDate>", rb"</cbc:IssueDate><cbc:Unknown>1</cbc:Unknown>"),

@@ -75,7 +75,7 @@ class Checker:
             Recognise(),
             CheckPdfProfile(),
             XsdValidation(catalogue, wanted),
-            BusinessRules(runner_for(catalogue), wanted),
+            BusinessRules(runner_for(catalogue, self.settings.validate_seconds), wanted),
         ]
 
     def check(self, path: Path) -> FileResult:

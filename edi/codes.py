@@ -37,7 +37,7 @@ class Code(StrEnum):
     SELLER_UNIDENTIFIED = "SELLER_UNIDENTIFIED"
     XMP_PROFILE_MISMATCH = "XMP_PROFILE_MISMATCH"
     REJ_SEMAN = "REJ_SEMAN"
-    LAYER_NOT_RUN = "LAYER_NOT_RUN"
+    LAYER_NOT_RUN = "LAYER_NOT_RUN"  # with rule VALIDATE_TIMEOUT: the rules outran limits.validate_seconds
 
 
 @dataclass(frozen=True, slots=True)

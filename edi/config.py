@@ -101,7 +101,8 @@ class IntakeSettings:
 
 @dataclass(frozen=True, slots=True)
 class LimitsSettings:
-    """How much one flow may hold; beyond, it is refused (``IRR_TAILLE_F``) rather than read."""
+    """How much one flow may hold (beyond, it is refused, ``IRR_TAILLE_F``, rather than read), and how long reading a
+    PDF and running a document's business rules may take."""
 
     max_flow_bytes: int = field(default=100 * 1024 * 1024, metadata=_check(_positive))
     max_document_bytes: int = field(default=20 * 1024 * 1024, metadata=_check(_positive))
@@ -109,6 +110,7 @@ class LimitsSettings:
     max_compression_ratio: float = field(default=200.0, metadata=_check(_non_negative))
     max_members: int = field(default=1000, metadata=_check(_positive))
     pdf_seconds: float = field(default=20.0, metadata=_check(_non_negative))
+    validate_seconds: float = field(default=30.0, metadata=_check(_non_negative))
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,7 +88,9 @@ def build_stages(settings: Settings, tracking: Tracking, directory: Directory, c
         CheckPdfProfile(),
         Extract(),
         XsdValidation(catalogue, layers_for),
-        BusinessRules(runner_for(catalogue), layers_for, lambda flow: grace.get(flow.sender, ())),
+        BusinessRules(
+            runner_for(catalogue, settings.limits.validate_seconds), layers_for, lambda flow: grace.get(flow.sender, ())
+        ),
     ]
     sellers: Mapping[str, Sequence[str]] = {s.id: s.sellers for s in settings.senders}
     settling: list[DocumentStage] = [

@@ -214,7 +214,7 @@ class Session:
             wanted.update(sender.rules or ())
         for recipient in self.directory.recipients:
             wanted.update(recipient.rules)
-        runner = runner_for(self.catalogue)
+        runner = runner_for(self.catalogue, self.settings.limits.validate_seconds)
         entries = [e for e in self.catalogue.rules if e.rule_set in wanted]
         for entry in entries:
             runner.compiled(entry)

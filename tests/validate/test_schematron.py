@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import socket
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from benchmarks.invoices import nameless_invoice, templates
 from edi.ingest.recognise import NS, recognise
 from edi.ingest.xmlparse import parse_xml
 from edi.model import Code, Document, Finding, Flow, Layer, Severity
@@ -21,6 +26,7 @@ from edi.runner import run_batch
 from edi.validate.catalogue import Catalogue, RuleEntry, load_catalogue, official_schemas
 from edi.validate.schematron import (
     MAX_FINDINGS,
+    TIMEOUT_RULE,
     BusinessRules,
     Compiled,
     RulesRunner,
@@ -40,6 +46,7 @@ from tests.conftest import (
     intra_community_supply,
     needs_corpus,
 )
+from tests.validate.test_rules_process import wait_until_gone
 
 UBL_INVOICE = FLOWS / "acme" / "01-ubl-invoice.xml"
 CII_INVOICE = FLOWS / "acme" / "03-cii-invoice.xml"
@@ -541,7 +548,6 @@ def test_compile_failure_is_remembered(tmp_path: Path) -> None:
     entry = catalogue.rules[0]
     first = runner.compiled(entry)
     assert first.error is not None
-    assert first.executable is None
     assert runner.compiled(entry) is first
     doc = document_of(UBL_INVOICE.read_bytes())
     assert runner.check("en16931", doc) == runner.check("en16931", doc)
@@ -862,3 +868,79 @@ def test_stage_grace_period_on_a_corpus_document() -> None:
     for before, after in zip(strict.findings, lenient.findings, strict=True):
         assert after.rule == before.rule
         assert ("grace period" in after.message) is before.fatal
+
+
+# --- the time budget -----------------------------------------------------------------------------------------------
+
+
+@cache
+def slow_ubl() -> bytes:
+    """An invoice whose EN 16931 rules take several seconds: 8,000 lines, each with a finding (BR-25)."""
+    return nameless_invoice(templates()[0], 1, 8000)
+
+
+def test_past_the_budget_each_layer_is_not_run_naming_itself_and_the_budget() -> None:
+    """A document whose rule sets outrun limits.validate_seconds: the one running and the ones after it each get a
+    fatal LAYER_NOT_RUN (rule VALIDATE_TIMEOUT) naming the layer and the budget, within moments of the budget."""
+    runner = RulesRunner(load_catalogue(), 1.0)
+    runner.check("en16931", document_of(UBL_INVOICE.read_bytes()))  # compiled and started outside the budget
+    runner.check("br-fr", document_of(UBL_INVOICE.read_bytes()))
+    doc = document_of(slow_ubl())
+    started = time.monotonic()
+    found = runner.check_all(["en16931", "br-fr"], doc)
+    assert time.monotonic() - started < 3.0
+    assert [rule_set for rule_set, _ in found] == ["en16931", "br-fr"]
+    (en,), (fr,) = (findings for _, findings in found)
+    assert (en.code, en.layer, en.rule, en.severity) == (
+        Code.LAYER_NOT_RUN,
+        Layer.EN16931,
+        TIMEOUT_RULE,
+        Severity.FATAL,
+    )
+    assert en.message == (
+        "the en16931 rules did not run, so the document cannot be accepted: they did not finish within the 1 s "
+        "a document's business rules may take (limits.validate_seconds)"
+    )
+    assert en.rule_set_version == "CEN EN 16931 UBL 1.3.16" and en.rule_set_sha256
+    assert (fr.code, fr.layer, fr.rule) == (Code.LAYER_NOT_RUN, Layer.BR_FR, TIMEOUT_RULE) and fr.fatal
+    assert fr.message.endswith(
+        "the br-fr rules did not run, so the document cannot be accepted: the 1 s a document's business rules may "
+        "take (limits.validate_seconds) were spent by the en16931 rules"
+    )
+    assert runner.check_all(["en16931"], document_of(broken_ubl()))[0][1][0].rule == "BR-CO-16"  # and on it goes
+
+
+def test_with_a_budget_the_findings_are_those_found_in_process() -> None:
+    """The rules process finds exactly what the rules find in this process, on every sample and broken document."""
+    catalogue = load_catalogue()
+    budgeted, in_process = RulesRunner(catalogue, 60.0), RulesRunner(catalogue)
+    samples = [(*parse_xml(p.read_bytes()), p.read_bytes()) for p in sorted(FLOWS.glob("*/*.xml"))]
+    invoices = [data for tree, _, data in samples if tree is not None and recognise(tree.getroot()) is not None]
+    documents = [broken_ubl(), broken_cii(), *invoices]
+    assert len(documents) > 5
+    wanted = ["en16931", "facturx", "br-fr", "extended-ctc-fr"]
+    for data in documents:
+        doc = document_of(data)
+        assert budgeted.check_all(wanted, doc) == in_process.check_all(wanted, doc)
+
+
+def test_a_rules_process_dead_between_documents_costs_the_next_document_nothing() -> None:
+    """A rules process killed while idle (the OOM killer, say) is replaced for the next document, which is
+    validated as if nothing had happened."""
+    runner = RulesRunner(load_catalogue(), 30.0)
+    doc = document_of(broken_ubl())
+    expected = runner.check("en16931", doc)
+    pid = runner._process.pid if runner._process else None
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_until_gone(pid, 10)
+    assert runner.check("en16931", doc) == expected
+
+
+def test_the_stage_with_a_budget_rejects_the_slow_document_and_goes_on() -> None:
+    """BusinessRules with a budget: the slow document lists both layers, each not run; the next one is checked."""
+    rules = BusinessRules(runner_for(load_catalogue(), 1.0), lambda doc, flow: ("en16931", "br-fr"))
+    out = rules(document_of(slow_ubl()), flow_of())
+    assert out.layers == ("en16931", "br-fr") and not out.accepted
+    assert {(f.code, f.rule) for f in out.findings} == {(Code.LAYER_NOT_RUN, TIMEOUT_RULE)}
+    assert "BR-CO-16" in {f.rule for f in rules(document_of(broken_ubl()), flow_of()).findings}
