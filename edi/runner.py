@@ -5,9 +5,9 @@ A batch first recovers what a crash (or ``edi requeue``) left in the spool, then
 declared sender's inbox, oldest first, a group at a time (:data:`GROUP_FLOWS`), and takes each group to its outcomes
 (:mod:`edi.processor`), in this process or in worker processes (:mod:`edi.workers`: started before the recovery
 and the first scan when the inboxes hold more than two groups' worth of files, so that they are ready when the
-first groups are handed out). The inbox is looked at :data:`SCAN_LIMIT` files at a time, so memory does not grow
-with the backlog; with a backlog, the next look runs in a background thread while the last look's groups are
-processed (:data:`LOOK_AHEAD_GROUPS`). Reads the configuration it is given and the workspace; raises
+first groups are handed out). The inboxes are looked at (:mod:`edi.inboxes`) :data:`SCAN_LIMIT` files at a time, so
+memory does not grow with the backlog; with a backlog, the next look runs in a background thread while the last
+look's groups are processed (:data:`LOOK_AHEAD_GROUPS`). Reads the configuration it is given and the workspace; raises
 :class:`EdiError` subclasses when the run cannot start (bad directory, a routing rule naming an unknown queue,
 unusable workspace).
 """
@@ -15,12 +15,10 @@ unusable workspace).
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import logging
 import os
 import sqlite3
-import stat
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,7 +32,9 @@ import structlog
 from edi.clock import Clock, FlowIds, SystemClock, iso
 from edi.config import Settings
 from edi.errors import EdiError, UnknownFlowError, WorkspaceError
-from edi.ingest.scan import Ready, Sighting, Skipped, scan_inbox
+from edi.inboxes import SenderScan, backlog, claim_error
+from edi.inboxes import scan_inboxes as _scan  # a module global: tests look at each scan
+from edi.ingest.scan import Ready, Sighting, Skipped
 from edi.lock import processor_lock
 from edi.model import FlowStatus
 from edi.pipeline import build_stages, display_name, limits_of
@@ -46,7 +46,6 @@ from edi.tracking import Tracking
 from edi.validate.catalogue import load_catalogue
 from edi.validate.schematron import runner_for
 from edi.workers import WorkerPool
-from edi.workspace import Layout
 
 log = structlog.get_logger()
 
@@ -261,7 +260,7 @@ class Session:
             if on_flow:
                 on_flow(outcome)
 
-        if self.workers > 1 and self._pool is None and _backlog(self.settings, self.layout, POOL_FILES):
+        if self.workers > 1 and self._pool is None and backlog(self.settings, self.layout, POOL_FILES):
             self._new_pool().start()  # the workers get ready while this process recovers and scans
         self.spool.sweep_tmp(STALE_TMP_SECONDS, started)
         leave: set[Path] = set()  # stalled, or not claimable: not looked at again in this pass
@@ -601,130 +600,6 @@ def recover(settings: Settings, *, clock: Clock | None = None, on_flow: Callable
     flows reached an outcome (``edi recover``; every run also starts with it)."""
     with processor_lock(settings, "edi recover"), Session(settings, clock) as session:
         return session.recover(on_flow=on_flow)
-
-
-@dataclass(frozen=True, slots=True)
-class SenderScan:
-    """What a look at every declared sender's inbox found: the oldest ready files with their sender."""
-
-    ready: list[tuple[str, Ready]]
-    skipped: list[Skipped]
-    young: int
-    more: int  # ready files past the limit, for the next scan
-    stalled: list[Path]
-    refused: dict[Path, str] = field(default_factory=dict)  # sender folders not looked into, and why
-    future: list[Path] = field(default_factory=list)  # files dated in the future, taken as steady
-    unsteady: list[Path] = field(default_factory=list)  # files dated in the future, not seen steady yet
-
-
-def _scan(
-    settings: Settings,
-    layout: Layout,
-    clock: Clock,
-    settled: Collection[Path],
-    writing: Collection[Path],
-    limit: int,
-    cutoff: float,
-    leave: Collection[Path],
-    sightings: dict[str, Sighting] | None = None,
-) -> SenderScan:
-    """Every declared sender's inbox: the ``limit`` oldest ready files across them, and what else was seen."""
-    now = clock.now().timestamp()
-    found: list[tuple[str, list[Ready]]] = []  # each inbox with files ready: oldest first, then by name
-    skipped: list[Skipped] = []
-    stalled: list[Path] = []
-    young = more = 0
-    refused: dict[Path, str] = {}
-    future: list[Path] = []
-    unsteady: list[Path] = []
-    declared = sorted({s.id for s in settings.senders})
-    for sender in declared:
-        folder = layout.sender_inbox(sender)
-        why = _not_a_folder(folder)
-        if why is not None:
-            refused[folder] = why
-            continue
-        scan = scan_inbox(
-            folder,
-            min_age=settings.intake.min_age_seconds,
-            ignore=settings.intake.ignore,
-            now=now,
-            grace=settings.intake.incomplete_grace_seconds,
-            settled=settled,
-            writing=writing,
-            limit=limit,
-            cutoff=cutoff,
-            exclude=leave,
-            sightings=sightings,
-        )
-        if scan.ready:
-            found.append((sender, scan.ready))
-        skipped += scan.skipped
-        stalled += scan.stalled
-        future += scan.future
-        unsteady += scan.unsteady
-        young += scan.young
-        more += scan.more
-    try:
-        for entry in os.scandir(layout.inbox):
-            if entry.name not in declared and not entry.name.startswith("."):
-                skipped.append(Skipped(Path(entry.path), "not the inbox of a declared sender"))
-    except FileNotFoundError:
-        pass
-    # one inbox holding files (the usual case in a backlog): in its order already, no key built (~45 ms for 20,000)
-    if len(found) == 1:
-        sender, only = found[0]
-        kept, total = [(sender, item) for item in only[:limit]], len(only)
-    else:  # oldest first across the inboxes, then by sender, then by name
-        ready = [(r.mtime, sender, os.fsencode(r.path.name), r) for sender, items in found for r in items]
-        ready.sort(key=lambda item: item[:3])
-        kept, total = [(sender, item) for _, sender, _, item in ready[:limit]], len(ready)
-    return SenderScan(kept, skipped, young, more + max(0, total - limit), stalled, refused, future, unsteady)
-
-
-def _not_a_folder(folder: Path) -> str | None:
-    """Why a sender's inbox folder is not looked into (a symbolic link, which edi never follows, or not a folder),
-    or None (a folder, or none yet: an empty inbox)."""
-    try:
-        mode = os.lstat(folder).st_mode
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return f"cannot be looked at: {exc.strerror}"
-    if stat.S_ISLNK(mode):
-        return (
-            "a symbolic link: edi never follows links in the inbox (make it a real folder on the workspace's "
-            "filesystem, or set workspace.inbox to where the senders' folders are)"
-        )
-    if not stat.S_ISDIR(mode):
-        return "not a folder"
-    return None
-
-
-def claim_error(exc: OSError) -> str:
-    """Why an inbox file cannot be claimed (renamed into the spool), for an operator."""
-    if exc.errno == errno.EXDEV:
-        return "on another filesystem than the workspace: it cannot be claimed by rename"
-    if exc.errno in (errno.EPERM, errno.EACCES):
-        return f"{exc.strerror}: it cannot be renamed (immutable or append-only, or the folder's permissions)"
-    return f"cannot be renamed into the spool: {exc.strerror or exc}"
-
-
-def _backlog(settings: Settings, layout: Layout, more_than: int) -> bool:
-    """Whether the declared senders' inboxes hold more than ``more_than`` entries between them: names only, no
-    ``stat`` (a hint, read in well under a millisecond, that worker processes will pay off, before a scan that takes
-    ~0.2 s per 8,000 files; a scan then says what is ready)."""
-    seen = 0
-    for sender in {s.id for s in settings.senders}:
-        try:
-            with os.scandir(layout.sender_inbox(sender)) as entries:
-                for _ in entries:
-                    seen += 1
-                    if seen > more_than:
-                        return True
-        except OSError:  # no inbox (yet), or not readable: the scan will say
-            continue
-    return False
 
 
 def _groups(ready: list[tuple[str, Ready]]) -> Iterator[list[tuple[str, Ready]]]:
