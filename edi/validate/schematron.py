@@ -38,6 +38,7 @@ from edi.validate.rules_process import (
     RulesProcessError,
 )
 from edi.validate.saxon import SAFE_PARSER, Saxon, short
+from edi.validate.xpath_text import split_steps
 
 SVRL = "http://purl.oclc.org/dsdl/svrl"
 # A rule id as CEN's EN 16931 artefacts write it, whole: the model's rules (BR-01, BR-CO-10, BR-DEC-12, BR-CL-14,
@@ -268,7 +269,7 @@ _STEP = re.compile(
 
 def line_of(tree: etree._ElementTree, location: str) -> int | None:
     """The source line of the element an SVRL location points at (its parent's for an attribute or text)."""
-    steps = [s for s in _split_steps(location) if s]
+    steps = [s for s in split_steps(location) if s]
     current: etree._Element | None = None
     for step in steps:
         if step.startswith("@") or step.startswith("text()"):
@@ -291,26 +292,6 @@ def line_of(tree: etree._ElementTree, location: str) -> int | None:
             return None  # the location does not lead to an element of this document
         current = same[index - 1]
     return current.sourceline if current is not None else None
-
-
-def _split_steps(location: str) -> list[str]:
-    """Split an XPath location on ``/`` outside brackets, braces and quotes."""
-    steps, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(location):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[({":
-            depth += 1
-        elif ch in "])}":
-            depth -= 1
-        elif ch == "/" and depth == 0:
-            steps.append(location[start:i])
-            start = i + 1
-    steps.append(location[start:])
-    return steps
 
 
 # -- the stage -------------------------------------------------------------------------------------------------------

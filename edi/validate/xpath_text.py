@@ -34,7 +34,8 @@ def split_steps(path: str) -> list[str]:
 
 
 def split_top(pattern: str, separator: str) -> list[str]:
-    """Split on ``separator`` where it is not inside brackets, parentheses or quotes."""
+    """Split on ``separator`` where it is not inside brackets, parentheses, braces (an EQName's ``Q{uri}``) or
+    quotes."""
     parts, depth, quote, start = [], 0, "", 0
     for i, ch in enumerate(pattern):
         if quote:
@@ -42,9 +43,9 @@ def split_top(pattern: str, separator: str) -> list[str]:
                 quote = ""
         elif ch in "'\"":
             quote = ch
-        elif ch in "[(":
+        elif ch in "[({":
             depth += 1
-        elif ch in "])":
+        elif ch in "])}":
             depth -= 1
         elif ch == separator and depth == 0:
             parts.append(pattern[start:i])

@@ -25,6 +25,7 @@ how much it changed; the parts it cannot prove safe are left alone. What grew wi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from lxml import etree
 
@@ -63,23 +64,29 @@ def hoist_constant_calls(tree: etree._ElementTree) -> tuple[int, int]:
         return 0, 0
     hoisted: dict[str, str] = {}
     calls = 0
+    for template, element, attribute, value in _rule_expressions(root):
+        if ":" not in value or _context_changed(element, template):
+            continue
+        replaced, count = _replace_constant_calls(value, element, root, functions, hoisted)
+        if count:
+            element.set(attribute, replaced)
+            calls += count
+    for call, name in hoisted.items():
+        root.append(etree.Element(f"{{{XSL}}}variable", name=name, select=call))
+    return len(hoisted), calls
+
+
+def _rule_expressions(root: etree._Element) -> Iterator[tuple[etree._Element, etree._Element, str, str]]:
+    """Every ``select`` and ``test`` expression in the rule templates (modes ``M<n>``): (template, element, attribute,
+    value), in document order. The caller may rewrite the attribute it was given."""
     for template in root.iter(f"{{{XSL}}}template"):
         if not re.fullmatch(r"M\d+", template.get("mode") or ""):
             continue
         for element in template.iter(f"{{{XSL}}}*"):
-            if _context_changed(element, template):
-                continue
             for attribute in ("select", "test"):
                 value = element.get(attribute)
-                if value is None or ":" not in value:
-                    continue
-                replaced, count = _replace_constant_calls(value, element, root, functions, hoisted)
-                if count:
-                    element.set(attribute, replaced)
-                    calls += count
-    for call, name in hoisted.items():
-        root.append(etree.Element(f"{{{XSL}}}variable", name=name, select=call))
-    return len(hoisted), calls
+                if value is not None:
+                    yield template, element, attribute, value
 
 
 def _pure_functions(root: etree._Element) -> set[str]:
@@ -171,18 +178,13 @@ def key_sibling_lookups(tree: etree._ElementTree) -> tuple[int, int]:
     root = tree.getroot()
     keys: dict[tuple[str, str], str] = {}
     lookups = 0
-    for template in root.iter(f"{{{XSL}}}template"):
-        if not re.fullmatch(r"M\d+", template.get("mode") or ""):
+    for template, element, attribute, value in _rule_expressions(root):
+        if "../" not in value:
             continue
-        for element in template.iter(f"{{{XSL}}}*"):
-            for attribute in ("select", "test"):
-                value = element.get(attribute)
-                if value is None or "../" not in value:
-                    continue
-                replaced, count = _replace_lookups(value, element, template, root, keys)
-                if count:
-                    element.set(attribute, replaced)
-                    lookups += count
+        replaced, count = _replace_lookups(value, element, template, root, keys)
+        if count:
+            element.set(attribute, replaced)
+            lookups += count
     for (match, use), name in keys.items():
         key = etree.Element(f"{{{XSL}}}key", name=name, match=match, use=use)
         root.insert(_after_params(root), key)
