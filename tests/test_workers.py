@@ -447,17 +447,14 @@ def test_sigterm_stops_a_batch_with_workers_cleanly_and_the_next_batch_finishes(
     assert problems(setup.root, dropped) == []
 
 
-def test_a_worker_killed_in_the_middle_of_a_group_is_recovered_by_the_batch(make_setup) -> None:
-    """SIGKILL to the worker process of `edi batch --workers 2` while it holds claimed flows: the batch takes back
-    what the worker held, finishes the run itself and exits 0; every file is answered once and delivered once, and
-    one more `edi batch` has nothing left to do."""
-    setup = make_setup()
-    dropped = Dropped()
-    drop(setup.root, dropped, 300, "k")
-    process = setup.start("batch", "--workers", "2")
+def kill_a_worker_holding_flows(setup: Setup, process: subprocess.Popen[str], after_acks: int = 0) -> list[str]:
+    """Wait until a worker process of ``process`` holds claimed flows in its hand (once more than ``after_acks``
+    acknowledgements of the first sender exist), SIGKILL it, and return the flows it held."""
     held: list[str] = []
 
-    def worker_holds_flows() -> bool:
+    def a_worker_holds_flows() -> bool:
+        if after_acks and sum(1 for _ in (setup.root / "acks" / SENDERS[0]).glob("*.json")) <= after_acks:
+            return False
         for pid in filter(is_pool_worker, children(process.pid)):
             for hand in (setup.root / "spool" / "active").glob(f"{pid}-*"):
                 with contextlib.suppress(OSError):
@@ -467,7 +464,19 @@ def test_a_worker_killed_in_the_middle_of_a_group_is_recovered_by_the_batch(make
                     return True
         return False
 
-    wait_for("a worker holding flows", worker_holds_flows, process, every=0.002)
+    wait_for("a worker holding flows", a_worker_holds_flows, process, every=0.002)
+    return held
+
+
+def test_a_worker_killed_in_the_middle_of_a_group_is_recovered_by_the_batch(make_setup) -> None:
+    """SIGKILL to the worker process of `edi batch --workers 2` while it holds claimed flows: the batch takes back
+    what the worker held, finishes the run itself and exits 0; every file is answered once and delivered once, and
+    one more `edi batch` has nothing left to do."""
+    setup = make_setup()
+    dropped = Dropped()
+    drop(setup.root, dropped, 300, "k")
+    process = setup.start("batch", "--workers", "2")
+    held = kill_a_worker_holding_flows(setup, process)
     code, _, err = finish(process)
     assert code == 0, err
     assert "a worker process died" in err
@@ -489,20 +498,7 @@ def test_a_worker_killed_beside_others_ends_the_run_and_every_answer_is_counted(
     dropped = Dropped()
     drop(setup.root, dropped, 1500, "w")
     process = setup.start("batch", "--workers", "3")
-    killed: list[int] = []
-
-    def a_worker_holds_flows() -> bool:
-        answered = sum(1 for _ in (setup.root / "acks" / SENDERS[0]).glob("*.json"))
-        for pid in filter(is_pool_worker, children(process.pid)):
-            for hand in (setup.root / "spool" / "active").glob(f"{pid}-*"):
-                with contextlib.suppress(OSError):
-                    if answered > 300 and any(p.name != "lock" for p in hand.iterdir()):
-                        os.kill(pid, signal.SIGKILL)
-                        killed.append(pid)
-                        return True
-        return False
-
-    wait_for("a worker holding flows", a_worker_holds_flows, process, every=0.002)
+    kill_a_worker_holding_flows(setup, process, after_acks=300)
     code, out, err = finish(process)
     assert code == 0, err
     assert "a worker process died" in err
