@@ -31,6 +31,7 @@ from click.exceptions import Exit
 
 from edi.ack import finding_dict
 from edi.check import DEFAULT_LAYERS, Checker, parse_layers
+from edi.cli_console import serve_cmd, users_group
 from edi.config import Settings, load_settings
 from edi.errors import ConfigError, EdiError, WorkspaceBusy
 from edi.jobs import day_report, render_report
@@ -735,3 +736,7 @@ def render_rebuild(report: RebuildReport) -> str:
         if paths:
             lines.append(f"  left out ({why}): {len(paths)} flows, e.g. {printable(str(paths[0]))}")
     return "\n".join(lines)
+
+
+main.add_command(users_group)
+main.add_command(serve_cmd)

@@ -58,6 +58,18 @@ def _positive(value: int) -> int:
     return value
 
 
+def _port(value: int) -> int:
+    if not 0 < value < 65536:
+        raise ValueError(f"{value} must be a TCP port, 1 to 65535")
+    return value
+
+
+def _page_size(value: int) -> int:
+    if not 1 <= value <= 1000:
+        raise ValueError(f"{value} must be 1 to 1000")
+    return value
+
+
 def _time_zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -254,6 +266,21 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """Where ``edi serve`` listens and how long a console session lives."""
+
+    host: str = "127.0.0.1"
+    port: int = field(default=8080, metadata=_check(_port))
+    idle_minutes: float = field(default=30.0, metadata=_check(_positive_float))
+    secure_cookies: bool = False
+    page_size: int = field(default=50, metadata=_check(_page_size))
+
+    def __post_init__(self) -> None:
+        if not self.host.strip():
+            raise ValueError("host: give an address to listen on, e.g. 127.0.0.1")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``config.toml`` says, with defaults for what it does not."""
 
@@ -269,6 +296,7 @@ class Settings:
     retention: RetentionSettings = RetentionSettings()
     report: ReportSettings = ReportSettings()
     logging: LoggingSettings = LoggingSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     def sender(self, sender_id: str) -> SenderSettings | None:
         """The declared sender with this id, if any."""

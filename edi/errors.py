@@ -41,3 +41,11 @@ class CatalogueError(EdiError):
 
 class InjectedFault(EdiError):
     """A fault injected on purpose (EDI_FAULTS) to test that a failure loses nothing."""
+
+
+class BadQuery(EdiError):
+    """A console or API request asks for something malformed: a bad date, an unknown status, an altered cursor."""
+
+
+class ServeError(EdiError):
+    """The console cannot listen where it was asked to (the port is taken, the address is not this machine's)."""

@@ -31,7 +31,7 @@ import structlog
 
 from edi.clock import Clock, FlowIds, SystemClock, iso
 from edi.config import Settings
-from edi.errors import EdiError, UnknownFlowError, WorkspaceError
+from edi.errors import EdiError, WorkspaceError
 from edi.inboxes import SenderScan, backlog, claim_error
 from edi.inboxes import scan_inboxes as _scan  # a module global: tests look at each scan
 from edi.ingest.scan import Ready, Sighting, Skipped
@@ -40,9 +40,9 @@ from edi.model import FlowStatus
 from edi.pipeline import build_stages, display_name, limits_of
 from edi.processor import Outcome, Processor
 from edi.queues import known_queues, load_routing
+from edi.requeue import requeue as requeue  # `edi requeue`: here too, where the other verbs are
 from edi.spool import Claim, Spool, claim_from_meta, name_in_meta
 from edi.store import open_store
-from edi.tracking import Tracking
 from edi.validate.catalogue import load_catalogue
 from edi.validate.schematron import runner_for
 from edi.workers import WorkerPool
@@ -641,40 +641,3 @@ def _claim_row(
 
 def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def requeue(
-    settings: Settings, flow_ids: list[str], *, all_failed: bool = False, clock: Clock | None = None
-) -> list[str]:
-    """Put failed flows back in the spool (the next batch processes them); return the ids requeued."""
-    clock = clock or SystemClock()
-    layout = settings.workspace.layout()
-    layout.check_writable()
-    spool = Spool(layout)
-    tracking = open_store(layout)
-    try:
-        wanted = spool.failed_ids() if all_failed else [_failed_id(spool, tracking, f) for f in flow_ids]
-        done = []
-        for flow_id in wanted:
-            if spool.requeue(flow_id):
-                tracking.record_requeued(flow_id, clock.now())
-                done.append(flow_id)
-        return done
-    finally:
-        tracking.close()
-
-
-def _failed_id(spool: Spool, tracking: Tracking, given: str) -> str:
-    if given in spool.failed_ids():
-        return given
-    try:
-        flow_id = tracking.resolve(given)
-    except UnknownFlowError:
-        raise UnknownFlowError(
-            f"no failed flow {given!r} (see `edi flows --status IN_EN_ATTENTE_RETRAITEMENT`)"
-        ) from None
-    if flow_id not in spool.failed_ids():
-        raise WorkspaceError(
-            f"flow {flow_id} is not in failed/ (status {tracking.status(flow_id)}): nothing to requeue"
-        )
-    return flow_id

@@ -113,6 +113,16 @@ _INVOICE_COLUMNS = {  # one row per accepted invoice key: who holds it (reserved
     "idx": int,
 }
 _RUN_COLUMNS = {"id": int, "job": str, "started_at": str, "finished_at": str, "outcome": str, "detail": str}
+_USER_COLUMNS = {  # console accounts (edi.accounts)
+    "name": str,
+    "role": str,  # operator | sender
+    "sender": str,  # the sender a sender account sees, None for an operator
+    "password_hash": str,  # Argon2id, as argon2-cffi writes it
+    "created_at": str,
+    "sessions_since": str,  # sessions opened before this (a new password) are no longer valid
+}
+_ACTION_COLUMNS = {"id": int, "at": str, "user": str, "action": str, "target": str, "detail": str}  # append-only
+_ENDED_SESSION_COLUMNS = {"session": str, "ended_at": str}  # console sessions logged out before their time
 FINAL = tuple(str(s) for s in FlowStatus if s.final)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -188,6 +198,9 @@ class Tracking:
         db.table("findings").create(_FINDING_COLUMNS, pk="id", if_not_exists=True)
         db.table("events").create(_EVENT_COLUMNS, pk="id", if_not_exists=True)
         db.table("runs").create(_RUN_COLUMNS, pk="id", if_not_exists=True)
+        db.table("users").create(_USER_COLUMNS, pk="name", if_not_exists=True)
+        db.table("actions").create(_ACTION_COLUMNS, pk="id", if_not_exists=True)
+        db.table("ended_sessions").create(_ENDED_SESSION_COLUMNS, pk="session", if_not_exists=True)
         for name, spec in (
             ("flows", _FLOW_COLUMNS),
             ("documents", _DOCUMENT_COLUMNS),
@@ -216,6 +229,16 @@ class Tracking:
             ("invoices", ["flow_id"]),
             ("findings", ["flow_id"]),
             ("events", ["flow_id"]),
+            # the console's lists, newest first within a filter (edi.browse): keyset scans, no sort
+            ("flows", ["sender", "flow_id"]),
+            ("flows", ["status", "flow_id"]),
+            ("flows", ["sha256"]),
+            ("documents", ["invoice_number"]),
+            ("documents", ["seller_id"]),
+            ("documents", ["buyer_id"]),
+            ("documents", ["queue"]),
+            ("findings", ["rule", "flow_id"]),
+            ("actions", ["target"]),
         ):
             db.table(index_table).create_index(columns, if_not_exists=True)
         # duplicates are found through the invoices table now: this index was one more random write per document
@@ -224,6 +247,10 @@ class Tracking:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.db.conn, self._writers)
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """A write transaction on the store, in turn with every other writer (for :mod:`edi.accounts`)."""
+        return self._transaction()
 
     # -- writes --------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,84 @@
+"""Read-only queries over the tracking store for the console: what each page shows, scoped to what an account sees.
+
+Every query takes the account's ``scope`` (a sender id, or None for an operator) and applies it in SQL, before any
+paging; a flow outside the scope is reported exactly as an unknown one. Opens ``<workspace>/tracking.sqlite``
+read-only (one connection per thread, ``mode=ro``: the console never writes through it); raises
+:class:`edi.errors.StoreError` when the store is missing, :class:`edi.errors.WorkspaceError` when it cannot be read.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from edi.errors import StoreError, WorkspaceError
+
+BUSY_TIMEOUT_MS = 5_000
+
+
+class Reader:
+    """Read-only access to one store, a connection per thread (Starlette runs sync endpoints in a thread pool)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if not self.path.is_file():
+                raise StoreError(f"the tracking store {self.path} is missing")
+            try:
+                conn = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error as exc:
+                raise WorkspaceError(f"cannot open the tracking store {self.path}: {exc}") from None
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """All rows of a query, as dicts."""
+        with self.reading():
+            return [dict(r) for r in self.connection().execute(sql, args)]
+
+    def one(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
+        """The first row of a query, None if it has none."""
+        with self.reading():
+            row = self.connection().execute(sql, args).fetchone()
+        return dict(row) if row is not None else None
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """A read: a SQLite error (a damaged or vanished store) becomes a WorkspaceError naming the store."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise WorkspaceError(f"cannot read the tracking store {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+def scoped(scope: str | None, column: str = "sender") -> tuple[str, list[Any]]:
+    """The SQL condition that keeps a scope's rows (``1`` for an operator) and its arguments."""
+    return (f"{column} = ?", [scope]) if scope is not None else ("1", [])

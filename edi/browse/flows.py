@@ -1,0 +1,327 @@
+"""The console's flows: the filtered list (keyset pages, newest first), the CSV stream, and one flow in full.
+
+Newest first is flow id order: ids are the claim time to the microsecond (:class:`edi.clock.FlowIds`), so a page
+after another is ``flow_id < last`` on the primary key or on an index ending with it, never an OFFSET scan. A period
+is bounded on ``received_at`` exactly and, so that SQLite reads only that range of ids, on the ids too (an id is
+made just after its flow's ``received_at``). Reads the store through :class:`edi.browse.Reader` and the workspace's
+acknowledgement, archive and ``failed/`` folders; raises :class:`BadQuery` for malformed filters and
+:class:`UnknownFlowError` for a flow that does not exist or is outside the scope.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from edi.browse import Reader, scoped
+from edi.clock import iso
+from edi.errors import BadQuery, UnknownFlowError
+from edi.model import FlowStatus
+from edi.workspace import Layout
+
+FLOW_ID = re.compile(r"^\d{8}T\d{12}-[0-9a-f]{6}$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+PERIODS = {"today": 0, "7d": 7, "30d": 30}
+MAX_TEXT = 200  # a filter value longer than this is refused (no real invoice number or rule id is)
+MAX_LIMIT = 1000
+CSV_CHUNK = 1000  # rows per query while a CSV streams: each chunk its own short read
+EXCERPT_LINES = 3  # lines shown before and after a finding's line
+EXCERPT_MAX_BYTES = 20 * 1024 * 1024  # read at most this much of a document to find the lines
+LIST_COLUMNS = (
+    "flow_id",
+    "sender",
+    "status",
+    "file_name",
+    "received_at",
+    "processed_at",
+    "size",
+    "sha256",
+    "documents_total",
+    "documents_accepted",
+    "duplicate_of",
+)
+# an id sorts after the stamp of its received_at (made just after it); this much covers any gap when bounding above
+ID_SLACK = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What a flows list is narrowed to (every field optional); the same for the page, its CSV and JSON twins."""
+
+    sender: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    file: str | None = None
+    invoice: str | None = None
+    seller: str | None = None
+    buyer: str | None = None
+    queue: str | None = None
+    rule: str | None = None
+    sha256: str | None = None
+
+    def query(self) -> dict[str, str]:
+        """The filters as query parameters (for links to the next page, the twins, a rule's flows)."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if f.name == "since":
+                out["from"] = iso(value)
+            elif f.name == "until":
+                out["to"] = iso(value)
+            else:
+                out[f.name] = str(value)
+        return out
+
+
+def parse_filters(params: Mapping[str, str], now: datetime) -> Filters:
+    """Filters from query parameters: ``sender``, ``status``, ``period`` (today, 7d, 30d) or ``from`` / ``to``
+    (a date or an ISO time, ``to`` a date meaning up to its end), ``file`` (part of the name), ``invoice``,
+    ``seller``, ``buyer``, ``queue``, ``rule``, ``sha256``. An empty value is no filter."""
+    given = {k: v.strip() for k, v in params.items() if isinstance(v, str) and v.strip()}
+    for key, value in given.items():
+        if len(value) > MAX_TEXT:
+            raise BadQuery(f"{key}: the value is too long (at most {MAX_TEXT} characters)")
+    sender = given.get("sender")
+    if sender is not None and not SAFE_NAME.match(sender):
+        raise BadQuery(f"sender: {sender!r} is not a sender id")
+    status = given.get("status")
+    if status is not None and status not in {s.value for s in FlowStatus}:
+        raise BadQuery(f"status: {status!r} is not a flow status ({', '.join(s.value for s in FlowStatus)})")
+    sha = given.get("sha256")
+    if sha is not None:
+        sha = sha.lower()
+        if not SHA256.match(sha):
+            raise BadQuery("sha256: give the 64 hexadecimal digits of a SHA-256")
+    since, until = period_bounds(given, now)
+    return Filters(
+        sender=sender,
+        status=status,
+        since=since,
+        until=until,
+        file=given.get("file"),
+        invoice=given.get("invoice"),
+        seller=given.get("seller"),
+        buyer=given.get("buyer"),
+        queue=given.get("queue"),
+        rule=given.get("rule"),
+        sha256=sha,
+    )
+
+
+def period_bounds(params: Mapping[str, str], now: datetime) -> tuple[datetime | None, datetime | None]:
+    """``[since, until)`` from ``period`` (today, 7d, 30d: UTC days ending today) or ``from`` / ``to``."""
+    period = params.get("period")
+    if period and period != "custom":
+        if period not in PERIODS:
+            raise BadQuery(f"period: {period!r} is not one of today, 7d, 30d, custom")
+        start = datetime.combine(now.astimezone(UTC).date(), time(), UTC) - timedelta(days=max(PERIODS[period] - 1, 0))
+        return start, None
+    since = _moment("from", params.get("from"), end=False)
+    until = _moment("to", params.get("to"), end=True)
+    if since is not None and until is not None and until <= since:
+        raise BadQuery("to: the end of the period is not after its start")
+    return since, until
+
+
+def _moment(key: str, value: str | None, *, end: bool) -> datetime | None:
+    """A date (its start, or for the end of a period the start of the next day) or an ISO time, in UTC."""
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day + timedelta(days=1 if end else 0), time(), UTC)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadQuery(f"{key}: {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def stamp(moment: datetime) -> str:
+    """The flow id prefix of a moment: ids made at or after it sort at or after this."""
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S%f")
+
+
+def _where(scope: str | None, filters: Filters, before: str | None) -> tuple[str, list[Any]]:
+    """The WHERE clause of a flows list (scope first) and its arguments."""
+    cond, args = scoped(scope)
+    where, values = [cond], list(args)
+
+    def add(sql: str, *vals: Any) -> None:
+        where.append(sql)
+        values.extend(vals)
+
+    if filters.sender:
+        add("sender = ?", filters.sender)
+    if filters.status:
+        add("status = ?", filters.status)
+    if filters.since:
+        add("flow_id >= ? AND received_at >= ?", stamp(filters.since), iso(filters.since))
+    if filters.until:
+        add("flow_id < ? AND received_at < ?", stamp(filters.until + ID_SLACK), iso(filters.until))
+    if filters.file:
+        add("instr(lower(file_name), lower(?)) > 0", filters.file)
+    if filters.sha256:
+        add("sha256 = ?", filters.sha256)
+    for column, value in (
+        ("invoice_number", filters.invoice),
+        ("seller_id", filters.seller),
+        ("buyer_id", filters.buyer),
+        ("queue", filters.queue),
+    ):
+        if value:
+            add(f"flow_id IN (SELECT flow_id FROM documents WHERE {column} = ?)", value)
+    if filters.rule:
+        add("flow_id IN (SELECT flow_id FROM findings WHERE rule = ?)", filters.rule)
+    if before is not None:
+        add("flow_id < ?", before)
+    return " AND ".join(where), values
+
+
+def check_cursor(cursor: str) -> str:
+    """A page cursor is the last flow id of the page before it."""
+    if not FLOW_ID.match(cursor):
+        raise BadQuery("cursor: not a page cursor of this console (it was altered, or cut short)")
+    return cursor
+
+
+def flows_page(
+    reader: Reader, scope: str | None, filters: Filters, *, before: str | None = None, limit: int = 50
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of flows, newest first, from ``before`` (a flow id, exclusive) on, and the cursor of the next page
+    (None on the last), each flow with its documents' invoice numbers and reasons."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadQuery(f"limit: give 1 to {MAX_LIMIT} flows per page")
+    where, args = _where(scope, filters, before)
+    rows = reader.rows(
+        f"SELECT {', '.join(LIST_COLUMNS)} FROM flows WHERE {where} ORDER BY flow_id DESC LIMIT {limit + 1}", args
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    _add_documents(reader, rows)
+    return rows, rows[-1]["flow_id"] if more and rows else None
+
+
+def _add_documents(reader: Reader, rows: list[dict[str, Any]]) -> None:
+    """Each flow's invoice numbers and rejection reasons, in one query for the page."""
+    by_id = {r["flow_id"]: r for r in rows}
+    for r in rows:
+        r["invoices"], r["reasons"] = [], []
+    if not by_id:
+        return
+    marks = ", ".join("?" for _ in by_id)
+    for doc in reader.rows(
+        f"SELECT flow_id, invoice_number, reason FROM documents WHERE flow_id IN ({marks}) ORDER BY flow_id, idx",
+        list(by_id),
+    ):
+        row = by_id[doc["flow_id"]]
+        if doc["invoice_number"]:
+            row["invoices"].append(doc["invoice_number"])
+        if doc["reason"] and doc["reason"] not in row["reasons"]:
+            row["reasons"].append(doc["reason"])
+
+
+def iter_flows(
+    reader: Reader, scope: str | None, filters: Filters, *, before: str | None = None, limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every flow the filters keep, newest first, read a chunk at a time (a CSV export in bounded memory)."""
+    left = limit
+    while left is None or left > 0:
+        size = CSV_CHUNK if left is None else min(CSV_CHUNK, left)
+        rows, cursor = flows_page(reader, scope, filters, before=before, limit=size)
+        yield from rows
+        if left is not None:
+            left -= len(rows)
+        if cursor is None:
+            return
+        before = cursor
+
+
+def flow(reader: Reader, scope: str | None, flow_id: str) -> dict[str, Any]:
+    """One flow within the scope: its row, documents (with their findings), flow-level findings, history and the
+    console actions taken on it."""
+    if not FLOW_ID.match(flow_id):
+        raise UnknownFlowError(f"no flow {flow_id!r}")
+    cond, args = scoped(scope)
+    row = reader.one(f"SELECT * FROM flows WHERE flow_id = ? AND {cond}", [flow_id, *args])
+    if row is None:
+        raise UnknownFlowError(f"no flow {flow_id!r}")
+    findings = reader.rows("SELECT * FROM findings WHERE flow_id = ? ORDER BY id", [flow_id])
+    documents = reader.rows("SELECT * FROM documents WHERE flow_id = ? ORDER BY idx", [flow_id])
+    for doc in documents:
+        for column in ("attachments", "delivered_as", "layers"):
+            doc[column] = json.loads(doc[column]) if doc[column] else []
+        doc["findings"] = [f for f in findings if f["idx"] == doc["idx"]]
+    row["findings"] = [f for f in findings if f["idx"] == 0]
+    row["documents"] = documents
+    row["events"] = reader.rows("SELECT at, idx, status, detail FROM events WHERE flow_id = ? ORDER BY id", [flow_id])
+    row["actions"] = reader.rows("SELECT at, user, action, detail FROM actions WHERE target = ? ORDER BY id", [flow_id])
+    return row
+
+
+def stored_name(row: Mapping[str, Any]) -> str:
+    """The flow's file name as the inbox had it (its undecodable bytes back as surrogates)."""
+    raw = row.get("raw_name")
+    return os.fsdecode(bytes.fromhex(raw)) if raw else str(row["file_name"])
+
+
+def ack_path(layout: Layout, row: Mapping[str, Any], extension: str) -> Path | None:
+    """The flow's acknowledgement (``json`` or ``xml``), None while it has none."""
+    path = layout.sender_acks(str(row["sender"])) / f"{row['flow_id']}.{extension}"
+    return path if path.is_file() else None
+
+
+def original_path(layout: Layout, row: Mapping[str, Any]) -> Path | None:
+    """Where the flow's bytes, as deposited, are now: the archive, ``failed/`` or the requeued spool; None when
+    they are nowhere (being processed, or removed by retention)."""
+    received = _parse(row.get("received_at"))
+    candidates = [layout.failed / row["flow_id"] / "payload", layout.requeued / row["flow_id"] / "payload"]
+    if received is not None:
+        candidates.insert(0, layout.archived(str(row["flow_id"]), received, stored_name(row)))
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def _parse(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
+
+
+def excerpt(original: Path, document: Mapping[str, Any], line: int) -> list[tuple[int, str]] | None:
+    """The lines of a document around ``line`` (numbered), for a plain XML flow or a member of a ZIP flow; None
+    when the document cannot be read that way (inside a PDF, a tar archive, gone)."""
+    first, last = max(1, line - EXCERPT_LINES), line + EXCERPT_LINES
+    try:
+        if not document.get("container"):
+            with original.open("rb") as handle:
+                return _lines(handle, first, last)
+        if document.get("container") == "zip":
+            with zipfile.ZipFile(original) as archive, archive.open(str(document["name"])) as handle:
+                return _lines(handle, first, last)
+    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError, ValueError, NotImplementedError):
+        return None
+    return None
+
+
+def _lines(handle: Any, first: int, last: int) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    read = 0
+    for number, raw in enumerate(handle, start=1):
+        read += len(raw)
+        if number >= first:
+            out.append((number, raw.decode("utf-8", "replace").rstrip("\r\n")[:400]))
+        if number >= last or read > EXCERPT_MAX_BYTES:
+            break
+    return out

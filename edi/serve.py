@@ -1,0 +1,72 @@
+"""``edi serve``: the web console under uvicorn, until SIGTERM or SIGINT.
+
+Binds the listening socket itself first, so that a port in use or a bad address is one clear error
+(:class:`ServeError`) rather than uvicorn's exit; builds the app (which refuses a lost store, like every command);
+then serves. SIGTERM and SIGINT stop it cleanly: uvicorn finishes the requests in progress, and the call returns.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Callable
+from types import FrameType
+
+import structlog
+import uvicorn
+
+from edi.config import Settings
+from edi.errors import ServeError
+from edi.web.app import create_app
+
+log = structlog.get_logger()
+GRACEFUL_SECONDS = 10
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv6 when the host is an IPv6 address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, reuse_port=False, backlog=128)
+    except (OSError, OverflowError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ServeError(f"cannot listen on {host}:{port}: {reason}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings, host: str, port: int, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the console of the workspace ``settings`` names until SIGTERM or SIGINT."""
+    app = create_app(settings)
+    sock = listen(host, port)
+    bound_port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{bound_port}/"
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    stopped: list[int] = []
+
+    def quiet(signum: int, frame: FrameType | None) -> None:  # what uvicorn hands the signal back to, once stopped
+        stopped.append(signum)
+
+    previous = {s: signal.signal(s, quiet) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if on_ready is not None:
+            on_ready(url)
+        log.info("console listening", url=url)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if not server.started:
+        raise ServeError(f"the console could not start on {url}: see the log above")
+    log.info("console stopped", signal=stopped[0] if stopped else None)
