@@ -28,6 +28,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Visitor], Response]
 FLOW_CSV_COLUMNS = (*browse.LIST_COLUMNS, "invoices", "reasons")
 MAX_FORM_FIELD = 4096
+MAX_EXPORT = 100_000_000
 
 
 def protected(console: Console, handler: Handler, *, operator: bool = False) -> Endpoint:
@@ -227,6 +228,15 @@ def page_limit(console: Console, request: Request) -> int:
     return int(value)
 
 
+def export_limit(value: str | None) -> int | None:
+    """A CSV export's ``?limit=``: at most this many rows (none: every row that matches)."""
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= MAX_EXPORT:
+        raise BadQuery(f"limit: give a number of rows from 1 to {MAX_EXPORT:,}, or none for every matching row")
+    return int(value)
+
+
 def flows_list(console: Console) -> Handler:
     """GET /flows, /flows.json, /flows.csv: the same filters, the same rows."""
 
@@ -236,7 +246,7 @@ def flows_list(console: Console) -> Handler:
         before = decode_cursor(console, params.get("cursor"))
         kind = twin(request)
         if kind == ".csv":
-            limit = page_limit(console, request) if params.get("limit") else None
+            limit = export_limit(params.get("limit"))
             every = browse.iter_flows(console.reader, visitor.scope, filters, before=before, limit=limit)
             return render.csv_stream(FLOW_CSV_COLUMNS, every, "flows.csv")
         rows, last = browse.flows_page(
