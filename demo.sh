@@ -17,3 +17,5 @@ echo
 .venv/bin/edi flows
 echo
 echo "acknowledgements: var/acks/<sender>/   delivered invoices: var/queues/<queue>/new/   one flow: .venv/bin/edi show <flow id>"
+echo "the web console on these flows: .venv/bin/edi users add admin --role operator   (asks for a password), then"
+echo "                                .venv/bin/edi serve   and open http://127.0.0.1:8080/"
