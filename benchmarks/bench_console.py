@@ -67,15 +67,16 @@ def weights(count: int, skew: float) -> list[float]:
 
 
 def moments(flows: int, now: datetime, rng: random.Random) -> list[datetime]:
-    """Arrival times over the last 365 days: weekdays 3x the weekend, the last 30 days 1.5x, sorted."""
+    """``flows`` arrival times over the last 365 days (none after ``now``): weekdays 3x the weekend, the last 30
+    days 1.5x, between 06:00 and 20:00 UTC, sorted."""
     days = [now - timedelta(days=d) for d in range(365)]
     day_weight = [(3 if d.weekday() < 5 else 1) * (1.5 if i < 30 else 1) for i, d in enumerate(days)]
-    chosen = rng.choices(range(365), weights=day_weight, k=flows)
     out = []
-    for i in chosen:
-        start = datetime(days[i].year, days[i].month, days[i].day, tzinfo=UTC)
-        out.append(start + timedelta(seconds=rng.uniform(6 * 3600, 20 * 3600)))
-    return sorted(m for m in out if m < now)
+    for i in rng.choices(range(365), weights=day_weight, k=flows):
+        start = datetime(days[i].year, days[i].month, days[i].day, 6, tzinfo=UTC)
+        moment = start + timedelta(seconds=rng.uniform(0, 14 * 3600))
+        out.append(moment if moment < now else now - timedelta(seconds=rng.uniform(1, 3600)))
+    return sorted(out)
 
 
 def iso(moment: datetime) -> str:

@@ -170,8 +170,8 @@ def _where(scope: str | None, filters: Filters, before: str | None) -> tuple[str
         add("flow_id >= ? AND received_at >= ?", stamp(filters.since), iso(filters.since))
     if filters.until:
         add("flow_id < ? AND received_at < ?", stamp(filters.until + ID_SLACK), iso(filters.until))
-    if filters.file:
-        add("instr(lower(file_name), lower(?)) > 0", filters.file)
+    if filters.file:  # a part of the name, any case (ASCII): a scan of the (flow_id, file_name) index, newest first
+        add("file_name LIKE ? ESCAPE '\\'", "%" + re.sub(r"([\\%_])", r"\\\1", filters.file) + "%")
     if filters.sha256:
         add("sha256 = ?", filters.sha256)
     for column, value in (
