@@ -1,0 +1,1 @@
+"""The web console (`edi serve`): Starlette app, pages, sessions, charts."""
