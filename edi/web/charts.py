@@ -149,7 +149,7 @@ def _columns(
     ]
     axis = (
         f'<line class="axis" x1="{_LEFT}" y1="{frame.base}" x2="{_LEFT + frame.plot_w}" y2="{frame.base}" '
-        'stroke="#999"/>'
+        'stroke="#767676"/>'
     )
     if not any(totals):
         out += [
