@@ -145,8 +145,8 @@ def _where(scope: str | None, filters: InvoiceFilters, after: tuple[str, int] | 
         add("d.issue_date >= ?", filters.issued_from.isoformat())
     if filters.issued_to:
         add("d.issue_date <= ?", filters.issued_to.isoformat())
-    if filters.status:
-        add("d.status = ?", filters.status)
+    if filters.status:  # "+": not by the (status, reason) index, which would sort every 200 before a page
+        add("+d.status = ?", filters.status)
     if filters.sender:
         add("f.sender = ?", filters.sender)
     if after is not None:

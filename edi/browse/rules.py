@@ -25,22 +25,28 @@ def _period(since: datetime | None, until: datetime | None) -> tuple[str, list[A
     where: list[str] = []
     values: list[Any] = []
     if since is not None:
-        where.append("x.flow_id >= ? AND f.received_at >= ?")
-        values += [stamp(since), iso(since)]
+        where.append("x.flow_id >= ? AND f.flow_id >= ? AND f.received_at >= ?")
+        values += [stamp(since), stamp(since), iso(since)]
     if until is not None:
-        where.append("x.flow_id < ? AND f.received_at < ?")
-        values += [stamp(until + ID_SLACK), iso(until)]
+        where.append("x.flow_id < ? AND f.flow_id < ? AND f.received_at < ?")
+        values += [stamp(until + ID_SLACK), stamp(until + ID_SLACK), iso(until)]
     return " AND ".join(where) or "1", values
 
 
-def _from(scope: str | None, since: datetime | None, until: datetime | None) -> tuple[str, list[Any]]:
-    """FROM and WHERE for findings of a scope and period (more conditions are ANDed after it)."""
+def _from(
+    scope: str | None, since: datetime | None, until: datetime | None, *, from_flows: bool = False
+) -> tuple[str, list[Any]]:
+    """FROM and WHERE for findings of a scope and period (more conditions are ANDed after it). ``from_flows``
+    makes SQLite walk the scope's flows of the period first (CROSS JOIN fixes the order), each flow's findings by
+    its index: left to itself, it walks every finding by the rule index for an all-rules summary (3x slower)."""
     cond, args = scoped(scope, "f.sender")
     period, values = _period(since, until)
-    return (
-        f"FROM findings x JOIN flows f ON f.flow_id = x.flow_id WHERE x.rule IS NOT NULL AND {cond} AND {period}",
-        [*args, *values],
+    tables = (
+        "flows f CROSS JOIN findings x ON x.flow_id = f.flow_id"
+        if from_flows
+        else "findings x JOIN flows f ON f.flow_id = x.flow_id"
     )
+    return f"FROM {tables} WHERE x.rule IS NOT NULL AND {cond} AND {period}", [*args, *values]
 
 
 def rules_summary(
@@ -49,7 +55,7 @@ def rules_summary(
     """Every rule that fired on the scope's flows in the period, most findings first: ``rule``, ``layer``,
     ``severity``, ``message`` (the text of its latest finding), ``versions`` (rule set versions seen), ``findings``,
     ``fatal`` (findings of fatal severity), ``flows`` (flows with at least one), ``last_flow``."""
-    base, args = _from(scope, since, until)
+    base, args = _from(scope, since, until, from_flows=True)
     rows = reader.rows(
         "SELECT x.rule AS rule, count(*) AS findings, count(DISTINCT x.flow_id) AS flows, "
         "sum(x.severity = 'fatal') AS fatal, json_group_array(DISTINCT x.rule_set_version) AS versions, "
