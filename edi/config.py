@@ -70,6 +70,14 @@ def _page_size(value: int) -> int:
     return value
 
 
+def _token(value: str) -> str | None:
+    if not value:
+        return None  # "" is no token: only an operator's session reads /metrics
+    if len(value) < 16 or not value.isprintable() or value != value.strip():
+        raise ValueError("give a random token of at least 16 printable characters, no spaces around it")
+    return value
+
+
 def _time_zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -274,6 +282,7 @@ class ConsoleSettings:
     idle_minutes: float = field(default=30.0, metadata=_check(_positive_float))
     secure_cookies: bool = False
     page_size: int = field(default=50, metadata=_check(_page_size))
+    metrics_token: str | None = field(default=None, metadata=_check(_token))  # /metrics without a session
 
     def __post_init__(self) -> None:
         if not self.host.strip():

@@ -381,3 +381,16 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load(tmp_path, MINIMAL)
     with pytest.raises(AttributeError):
         settings.intake.min_age_seconds = 0  # type: ignore[misc]
+
+
+def test_metrics_token_is_optional_and_must_be_long(tmp_path: Path) -> None:
+    """``[console] metrics_token``: absent or "" means none (only an operator's session reads /metrics); a token
+    shorter than 16 characters, or with spaces around it, is refused by name."""
+    assert load(tmp_path, "").console.metrics_token is None
+    assert load(tmp_path, '[console]\nmetrics_token = ""\n').console.metrics_token is None
+    assert load(tmp_path, '[console]\nmetrics_token = "0123456789abcdefXYZ"\n').console.metrics_token == (
+        "0123456789abcdefXYZ"
+    )
+    for bad in ('"short"', '" 0123456789abcdefXYZ"', "42"):
+        with pytest.raises(ConfigError, match=r"console\.metrics_token"):
+            load(tmp_path, f"[console]\nmetrics_token = {bad}\n")

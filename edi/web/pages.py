@@ -8,7 +8,9 @@ recorded in the audit trail (:func:`edi.accounts.record_action`). Raises what :m
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -201,21 +203,30 @@ def healthz(console: Console) -> Endpoint:
 # -- flows -----------------------------------------------------------------------------------------------------
 
 
-def encode_cursor(console: Console, flow_id: str | None) -> str | None:
-    """The next page's cursor: the last flow id shown, signed (a cursor made up or altered is refused)."""
-    if flow_id is None:
+def encode_cursor(console: Console, key: str | None, kind: str = "flows") -> str | None:
+    """The next page's cursor: the key of the last row shown (a flow id for the flows list), signed for one kind of
+    list (a cursor made up, altered or taken from another list is refused)."""
+    if key is None:
         return None
-    return f"{flow_id}.{auth.sign(console.key, 'cursor', flow_id.encode())[:16]}"
+    return f"{key}.{_cursor_mac(console, kind, key)}"
 
 
-def decode_cursor(console: Console, cursor: str | None) -> str | None:
-    """The flow id a cursor holds; raises BadQuery for one this console did not make."""
+def decode_cursor(
+    console: Console, cursor: str | None, kind: str = "flows", shape: re.Pattern[str] = browse.FLOW_ID
+) -> str | None:
+    """The key a cursor holds (it must match ``shape``); raises BadQuery for one this console did not make for
+    this kind of list."""
     if not cursor:
         return None
-    flow_id, _, mac = cursor.partition(".")
-    if not browse.FLOW_ID.match(flow_id) or mac != auth.sign(console.key, "cursor", flow_id.encode())[:16]:
+    key, _, mac = cursor.rpartition(".")
+    if not shape.match(key) or not hmac.compare_digest(mac, _cursor_mac(console, kind, key)):
         raise BadQuery("cursor: not a page cursor of this console (it was altered, or cut short)")
-    return flow_id
+    return key
+
+
+def _cursor_mac(console: Console, kind: str, key: str) -> str:
+    purpose = "cursor" if kind == "flows" else f"cursor:{kind}"  # the flows list's cursors as they always were
+    return auth.sign(console.key, purpose, key.encode())[:16]
 
 
 def page_limit(console: Console, request: Request) -> int:
@@ -375,11 +386,14 @@ def pretty(value: Any) -> str:
 
 def routes(console: Console) -> list[BaseRoute]:
     """Every page that needs a login."""
-    from edi.web import dashboard  # its own module: the dashboard's queries and charts
+    from edi.web import dashboard, invoices, metrics, rules  # each page in its own module, with its twins
 
     flows = protected(console, flows_list(console))
     return [
         *dashboard.routes(console),
+        *invoices.routes(console),
+        *rules.routes(console),
+        *metrics.routes(console),
         Route("/flows", flows),
         Route("/flows.json", flows),
         Route("/flows.csv", flows),

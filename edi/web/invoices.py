@@ -1,0 +1,64 @@
+"""The invoices page (``/invoices`` and its ``.json`` and ``.csv`` twins): every document the store read, searched by
+seller and number, buyer, issue date and status, each linking to its flow.
+
+One function returns the page's data; the HTML, JSON and CSV are renderings of it. Reads through
+:mod:`edi.browse.invoices` (scoped to the account's sender); raises what :mod:`edi.web.app` maps to answers.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from edi.browse import invoices as browse
+from edi.web import render
+from edi.web.app import Console, Visitor, twin
+from edi.web.pages import Handler, decode_cursor, encode_cursor, page_limit, protected
+
+CURSOR_KIND = "invoices"
+
+
+def invoices_list(console: Console) -> Handler:
+    """GET /invoices, /invoices.json, /invoices.csv: the same filters, the same rows (the CSV every match)."""
+
+    def handler(request: Request, visitor: Visitor) -> Response:
+        params = dict(request.query_params)
+        filters = browse.parse_invoice_filters(params)
+        key = decode_cursor(console, params.get("cursor"), CURSOR_KIND, browse.KEY)
+        after = browse.check_key(key) if key else None
+        kind = twin(request)
+        if kind == ".csv":
+            limit = page_limit(console, request) if params.get("limit") else None
+            every = browse.iter_invoices(console.reader, visitor.scope, filters, after=after, limit=limit)
+            return render.csv_stream(browse.COLUMNS, every, "invoices.csv")
+        rows, last = browse.invoices_page(
+            console.reader, visitor.scope, filters, after=after, limit=page_limit(console, request)
+        )
+        cursor = encode_cursor(console, last, CURSOR_KIND)
+        if kind == ".json":
+            return render.as_json({"invoices": rows, "next": cursor})
+        query = filters.query()
+        if params.get("limit"):
+            query["limit"] = params["limit"]
+        return console.page(
+            request,
+            "invoices.html",
+            {
+                "invoices": rows,
+                "next": cursor,
+                "query": query,
+                "params": params,
+                "statuses": browse.STATUSES,
+                "senders": [] if visitor.scope else [s.id for s in console.settings.senders],
+                "first_page": after is None,
+            },
+        )
+
+    return handler
+
+
+def routes(console: Console) -> list[BaseRoute]:
+    """The invoices page and its twins."""
+    page = protected(console, invoices_list(console))
+    return [Route("/invoices", page), Route("/invoices.json", page), Route("/invoices.csv", page)]
