@@ -24,6 +24,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import signal
@@ -259,12 +260,25 @@ def build(work: Path, flows: int, now: datetime) -> Path:
         conn.execute("COMMIT")
         total += len(f_rows)
         print(f"\r  {total:,} flows written ({time.perf_counter() - started:.0f} s)", end="", flush=True)
+    waiting(work / "var", now, random.Random(7))
     conn.execute("ANALYZE")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     print()
     marker.write_text(iso(now), encoding="utf-8")
     return config
+
+
+def waiting(root: Path, now: datetime, rng: random.Random) -> None:
+    """What a busy platform has waiting at any moment: 2,000 files in the inboxes, aged from seconds to days (the
+    dashboard's qshape and /metrics count them)."""
+    for n in range(2000):
+        sender = rng.choices(SENDERS, weights(len(SENDERS), 1.1))[0]
+        path = root / "inbox" / sender / f"waiting-{n:05d}.xml"
+        path.write_bytes(b"<Invoice/>")
+        age = rng.expovariate(1 / 600) if rng.random() < 0.95 else rng.uniform(3600, 5 * 86400)
+        stamp = (now - timedelta(seconds=age)).timestamp()
+        os.utime(path, (stamp, stamp))
 
 
 class Server:
@@ -416,6 +430,7 @@ def main() -> None:
         rejected = [r[0] for r in some.fetchall()]
         number = conn.execute("SELECT invoice_number FROM documents ORDER BY rowid DESC LIMIT 1 OFFSET 5000").fetchone()
         depth = min(500_000, counts[0] // 2 // 1000 * 1000)
+        seller = conn.execute("SELECT seller_id FROM documents ORDER BY rowid DESC LIMIT 1 OFFSET 9000").fetchone()
         deep = deep_cursor(operator, depth)
         month_ago = (now - timedelta(days=30)).date().isoformat()
         pages: list[tuple[str, httpx.Client, str]] = [
@@ -435,6 +450,8 @@ def main() -> None:
             ("invoices, first page", operator, "/invoices"),
             ("rules, 30 days", operator, "/rules"),
             ("one rule", operator, "/rules/BR-CO-10"),
+            ("invoices, a seller", operator, f"/invoices?seller={seller[0]}"),
+            ("rules, 7 days", operator, "/rules?period=7d"),
             ("metrics", operator, "/metrics"),
         ]
         print(
