@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import jinja2
+from markupsafe import Markup
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from edi.text import printable
@@ -27,6 +28,8 @@ def _finalize(value: Any) -> Any:
     """Every value a template prints: None as nothing, text with its controls shown (autoescape does the HTML)."""
     if value is None:
         return ""
+    if isinstance(value, Markup):  # made safe by its maker (an SVG chart whose every text is escaped): left whole
+        return value
     return printable(value) if isinstance(value, str) else value
 
 
