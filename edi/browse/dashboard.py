@@ -35,7 +35,7 @@ DEFAULT_PERIOD = "7d"
 MAX_DAYS = 366  # a custom period longer than this is refused: one bar per day must stay readable (and the scan short)
 STUCK_AFTER = timedelta(minutes=10)  # a flow in process (IN_RECU) unchanged for longer is stuck
 TOP_RULES = 10
-LISTED = 20  # flows named per attention list (all are counted)
+LISTED = 10  # flows named per attention list (all are counted)
 # the order of the series in the charts and tables: the outcomes first, then what is not finished
 STATUSES = (
     FlowStatus.INTEGRATED.value,
