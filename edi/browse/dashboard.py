@@ -7,7 +7,7 @@ Fast on millions of flows: a flow counts on the day of its id (ids are the claim
 ids; every count is read from an index whose leading columns are an equality (status, sender, recipient, queue,
 rule) and then the flow id, without touching the tables, and the values of the leading column are found by skipping
 through the index from one to the next. No GROUP BY sorts the period's rows: sorting 80,000 rows costs more than
-reading them (measured in ``benchmarks/bench_dashboard.py``). Everything is read in one snapshot of the store, and
+reading them (measured in ``benchmarks/bench_console.py``). Everything is read in one snapshot of the store, and
 the account's scope is in every query.
 Reads the store through :class:`edi.browse.Reader` and the workspace's folders; writes nothing; raises
 :class:`edi.errors.BadQuery` for a period that cannot be read, :class:`edi.errors.WorkspaceError` for a store that
