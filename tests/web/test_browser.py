@@ -225,6 +225,11 @@ def test_an_operator_walks_the_console_without_one_error(visit: Visit, ws: Conso
     with page.expect_navigation():
         page.get_by_role("link", name="failing.xml").click()
     assert page.locator("h1 .badge").inner_text() == "IN_EN_ATTENTE_RETRAITEMENT"
+    failure = page.locator(".timeline details")  # the traceback, folded under its last line
+    assert failure.locator("summary").inner_text() == "OSError: [Errno 5] Input/output error (injected at write.ack)"
+    assert not failure.locator("pre").is_visible()
+    failure.locator("summary").click()
+    assert failure.locator("pre").inner_text().startswith("Traceback (most recent call last):\n")
     visit.shot("flow-failed")
     with page.expect_navigation():
         page.get_by_role("button", name="Requeue this flow").click()
