@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_to_bytes, urlencode
 
 import structlog
 from starlette.applications import Starlette
@@ -35,6 +35,7 @@ from edi.clock import Clock, SystemClock
 from edi.config import Settings
 from edi.errors import BadQuery, EdiError, UnknownFlowError, WorkspaceError
 from edi.store import open_store
+from edi.text import printable
 from edi.tracking import Tracking
 from edi.web import auth, render
 
@@ -157,6 +158,17 @@ class _Store:
     def __exit__(self, *exc: object) -> None:
         if self.store is not None:
             self.store.close()
+
+
+def check_query(request: Request) -> None:
+    """Refuse a query string whose percent-encoded bytes are not UTF-8 text (Starlette would quietly replace
+    them, and a filter would search for what nobody typed)."""
+    for part in request.scope.get("query_string", b"").split(b"&"):
+        try:
+            unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            name = printable(unquote_to_bytes(part.partition(b"=")[0]).decode("utf-8", "replace"))[:40]
+            raise BadQuery(f"{name}: the value is not UTF-8 text (percent-encode the UTF-8 bytes)") from None
 
 
 def twin(request: Request) -> str | None:
