@@ -109,9 +109,11 @@ class Console:
         row = self.reader.one("SELECT * FROM users WHERE name = ?", [session.user])
         if row is None:
             return None
-        since = row["sessions_since"]
-        if since and session.issued < datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp():
-            return None  # the password changed after this session began
+        # a session begun before the account was made (a removed account's, made again) or before its password
+        # changed is over; the store keeps milliseconds, so a session of that same millisecond ends too
+        since = max(filter(None, (row["created_at"], row["sessions_since"])))
+        if session.issued < datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp() + 0.001:
+            return None
         if self.reader.one("SELECT 1 AS ended FROM ended_sessions WHERE session = ?", [session.sid]):
             return None
         user = User(row["name"], row["role"], row["sender"], row["created_at"], row["sessions_since"])

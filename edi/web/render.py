@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import jinja2
+import markupsafe
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from edi.text import printable
@@ -24,9 +25,12 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _finalize(value: Any) -> Any:
-    """Every value a template prints: None as nothing, text with its controls shown (autoescape does the HTML)."""
+    """Every value a template prints: None as nothing, text with its controls shown (autoescape does the HTML);
+    markup a template made itself (a macro's output) as it is, else autoescape would show its tags as text."""
     if value is None:
         return ""
+    if isinstance(value, markupsafe.Markup):
+        return value
     return printable(value) if isinstance(value, str) else value
 
 

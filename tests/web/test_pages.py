@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from tests.web.conftest import (
     Console,
     Site,
     csrf_of,
+    ubl_invoice,
 )
 
 UNKNOWN = "20200101T000000000000-abcdef"  # a well-formed flow id no flow has
@@ -382,3 +384,184 @@ def test_a_cursor_from_another_page_size_or_filter_still_pages_on(operator: Test
     after = operator.get("/flows.json?" + urlencode({"cursor": first["next"], "limit": 1000})).json()["flows"]
     ids = [f["flow_id"] for f in first["flows"]] + [f["flow_id"] for f in after]
     assert len(ids) == len(set(ids)) == len(operator.get("/flows.json?limit=1000").json()["flows"])
+
+
+def test_a_year_before_1000_bounds_the_list_like_any_other(operator: TestClient, site: Site) -> None:
+    """?from=0999-01-01 keeps every flow (a flow id bound for a three-digit year is zero-padded, not '9990101...')."""
+    assert len(every_page(operator, {"from": "0999-01-01"}, 1000)) == len(site.console.flows)
+
+
+# -- requeue ---------------------------------------------------------------------------------------------------------
+
+
+def requeue_form(client: TestClient, flow_id: str) -> str:
+    """The CSRF token of the flow page's requeue form (the form must be there)."""
+    page = client.get(f"/flows/{flow_id}").text
+    assert f'action="/flows/{flow_id}/requeue"' in page
+    return csrf_of(page)
+
+
+def test_an_operator_requeues_a_failed_flow_end_to_end(own_site: Site) -> None:
+    """An operator's requeue moves the failed flow to spool/requeued, is recorded with who and when, shows in the
+    flow's history, and the next batch processes the flow."""
+    console, client = own_site.console, own_site.client("operator")
+    failed = console.failed_id
+    answer = client.post(f"/flows/{failed}/requeue", data={"csrf": requeue_form(client, failed)})
+    assert answer.status_code == 303 and answer.headers["location"] == f"/flows/{failed}?done=requeued"
+    root = console.ws.root
+    assert not (root / "failed" / failed).exists() and (root / "spool" / "requeued" / failed).is_dir()
+    store = open_store(console.ws.settings.workspace.layout())
+    try:
+        (action,) = accounts.actions(store, failed)
+    finally:
+        store.close()
+    assert (action["user"], action["action"], action["target"]) == ("alice", "requeue", failed)
+    assert action["at"] == iso(own_site.clock.now())
+    page = client.get(answer.headers["location"]).text
+    assert "Requeued: the next batch processes it again." in page
+    assert "<strong>alice</strong> requeue" in page
+    assert f'action="/flows/{failed}/requeue"' not in page  # not failed any more: no form
+    report = run_batch(console.ws.settings)
+    assert report.recovered == 1
+    assert client.get(f"/flows/{failed}.json").json()["status"] == "IN_INTEGRE"
+
+
+def test_a_sender_account_cannot_requeue_even_its_own_failed_flow(own_site: Site) -> None:
+    """A sender account's requeue, with its valid CSRF token, is 403 and moves nothing; its page shows no form."""
+    client = own_site.client("acme")
+    failed = own_site.console.failed_id
+    page = client.get(f"/flows/{failed}").text
+    assert "/requeue" not in page
+    answer = client.post(f"/flows/{failed}/requeue", data={"csrf": csrf_of(page)})
+    assert answer.status_code == 403 and "only an operator" in answer.text
+    assert (own_site.console.ws.root / "failed" / failed).is_dir()
+
+
+def test_requeue_of_a_flow_that_did_not_fail_is_409(own_site: Site) -> None:
+    """Requeueing a flow that is not in failed/ (an integrated one, or one already requeued) answers 409 saying
+    why, and records nothing."""
+    client = own_site.client("operator")
+    token = csrf_of(client.get("/flows").text)
+    done = own_site.console.flow_id("acme", "01-ubl-invoice.xml")
+    answer = client.post(f"/flows/{done}/requeue", data={"csrf": token})
+    assert answer.status_code == 409
+    assert "is not in failed/" in answer.text and "nothing to requeue" in answer.text
+    failed = own_site.console.failed_id
+    assert client.post(f"/flows/{failed}/requeue", data={"csrf": token}).status_code == 303
+    again = client.post(f"/flows/{failed}/requeue", data={"csrf": token})
+    assert again.status_code == 409 and "is not in failed/" in again.text
+    store = open_store(own_site.console.ws.settings.workspace.layout())
+    try:
+        assert [a["target"] for a in accounts.actions(store) if a["action"] == "requeue"] == [failed]
+    finally:
+        store.close()
+
+
+# -- hostile content ----------------------------------------------------------------------------------------------
+
+ESCAPED_NAME = "&lt;b onmouseover=alert(1)&gt;x.xml"
+ESCAPED_INVOICE = "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;"
+
+
+def assert_no_markup_from_flows(html: str) -> None:
+    """No tag or attribute a flow carried made it into the page as markup."""
+    assert "<b " not in html and "<img" not in html and "onerror=alert(1)>" not in html
+
+
+def test_a_hostile_file_name_and_invoice_number_show_as_text_on_the_list(site: Site, operator: TestClient) -> None:
+    """The list shows the hostile file name and invoice number escaped, as text, never as markup."""
+    page = operator.get("/flows?sender=acme&limit=1000").text
+    assert ESCAPED_NAME in page and ESCAPED_INVOICE in page
+    assert_no_markup_from_flows(page)
+    filtered = operator.get("/flows?" + urlencode({"file": HOSTILE_NAME, "invoice": HOSTILE_INVOICE})).text
+    assert ESCAPED_NAME in filtered  # echoed in the filter fields, escaped
+    assert_no_markup_from_flows(filtered)
+
+
+def test_a_hostile_flow_page_shows_everything_as_text(site: Site, operator: TestClient) -> None:
+    """The flow page shows the hostile name, invoice number, findings' messages and the XML excerpt as text."""
+    flow_id = site.console.flow_id("acme", HOSTILE_NAME)
+    page = operator.get(f"/flows/{flow_id}").text
+    assert ESCAPED_NAME in page and ESCAPED_INVOICE in page
+    assert "BR-FR-01" in page and "&lt;cbc:ID&gt;" in page  # a finding's rule and the document's lines around it
+    assert_no_markup_from_flows(page)
+
+
+def test_the_twins_give_the_hostile_values_exactly(site: Site, operator: TestClient) -> None:
+    """JSON and CSV carry the hostile file name and invoice number exactly as the flow had them."""
+    flow_id = site.console.flow_id("acme", HOSTILE_NAME)
+    (row,) = [f for f in operator.get("/flows.json?limit=1000").json()["flows"] if f["flow_id"] == flow_id]
+    assert row["file_name"] == HOSTILE_NAME and row["invoices"] == [HOSTILE_INVOICE]
+    (line,) = [r for r in csv_rows(operator.get("/flows.csv")) if r["flow_id"] == flow_id]
+    assert line["file_name"] == HOSTILE_NAME and line["invoices"] == HOSTILE_INVOICE
+    ack = operator.get(f"/flows/{flow_id}.json").json()
+    assert ack["file_name"] == HOSTILE_NAME and ack["documents"][0]["invoice_number"] == HOSTILE_INVOICE
+
+
+def test_a_download_is_an_attachment_with_a_safe_file_name(site: Site, operator: TestClient) -> None:
+    """The original file of the hostile flow downloads as an attachment whose name has no quote, angle bracket,
+    space or control (the readable name only percent-encoded in filename*)."""
+    flow_id = site.console.flow_id("acme", HOSTILE_NAME)
+    for what in ("original", "ack.json", "ack.xml"):
+        answer = operator.get(f"/flows/{flow_id}/{what}")
+        assert answer.status_code == 200
+        header = answer.headers["content-disposition"]
+        assert header.startswith(f'attachment; filename="{flow_id}')
+        assert not set('<> \x1b"') & set(header.split('filename="')[1].split('"')[0])
+        assert "<" not in header and "\x1b" not in header
+    original = operator.get(f"/flows/{flow_id}/original")
+    name = original.headers["content-disposition"].split('filename="')[1].split('"')[0]
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", name) and name.endswith("_b_onmouseover_alert_1_x.xml")
+    assert "filename*=UTF-8''" + quote(f"{flow_id}_{HOSTILE_NAME}", safe="") in original.headers["content-disposition"]
+    assert original.content == ubl_invoice(HOSTILE_INVOICE)
+
+
+def test_the_pages_own_markup_is_markup(site: Site, operator: TestClient) -> None:
+    """What the templates draw themselves (status badges, times, the findings table) is HTML, not escaped text."""
+    flow_id = site.console.flow_id("acme", HOSTILE_NAME)
+    for page in (operator.get("/flows").text, operator.get(f"/flows/{flow_id}").text):
+        assert '<span class="badge s-' in page and "<time datetime=" in page
+        assert "&lt;span" not in page and "&lt;time" not in page and "&lt;table" not in page
+    assert '<table class="grid findings">' in operator.get(f"/flows/{flow_id}").text
+
+
+def test_controls_and_bidi_overrides_in_a_file_name_show_escaped(site: Site, operator: TestClient) -> None:
+    """A file name carrying a right-to-left override shows it as a visible \\u202e, on the list and the flow page;
+    the JSON keeps the exact value."""
+    (flow,) = [f for f in site.console.flows if f["file_name"].startswith("bill")]
+    assert "\u202e" in flow["file_name"]
+    for page in (operator.get("/flows?sender=acme&limit=1000").text, operator.get(f"/flows/{flow['flow_id']}").text):
+        assert "bill\\u202egnp." in page
+        assert not any(c in page for c in "\u202e\x1b\x9b\u2066")
+    (row,) = [f for f in operator.get("/flows.json?limit=1000").json()["flows"] if f["flow_id"] == flow["flow_id"]]
+    assert row["file_name"] == flow["file_name"]
+
+
+HTML_ANSWERS = [
+    ("/login", None, 200),
+    ("/", "operator", 200),
+    ("/flows", "operator", 200),
+    ("/flows/{flow}", "operator", 200),
+    ("/flows/{unknown}", "operator", 404),
+    ("/flows?status=NOPE", "operator", 400),
+    ("/no/such/page", "operator", 404),
+]
+
+
+@pytest.mark.parametrize("path,role,status", HTML_ANSWERS, ids=[p for p, _, _ in HTML_ANSWERS])
+def test_every_html_answer_carries_the_content_security_policy(
+    path: str, role: str | None, status: int, site: Site
+) -> None:
+    """Every HTML answer, error pages included, has the CSP (no script at all, no inline style) and the other
+    security headers, and no inline script, style attribute or event handler."""
+    client = site.client(role)
+    url = path.replace("{flow}", site.console.flow_id("acme", HOSTILE_NAME)).replace("{unknown}", UNKNOWN)
+    answer = client.get(url)
+    assert answer.status_code == status
+    assert answer.headers["content-type"].startswith("text/html")
+    csp = answer.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert "script-src" not in csp  # so scripts fall back to default-src 'none'
+    assert answer.headers["x-content-type-options"] == "nosniff" and answer.headers["x-frame-options"] == "DENY"
+    assert "<script" not in answer.text and " style=" not in answer.text
+    assert not re.search(r"<[^>]+\son\w+=", answer.text)
