@@ -7,6 +7,7 @@ then serves. SIGTERM and SIGINT stop it cleanly: uvicorn finishes the requests i
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 from collections.abc import Callable
@@ -29,7 +30,8 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         sock = socket.create_server((host, port), family=family, reuse_port=False, backlog=128)
     except (OSError, OverflowError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        # create_server appends "(while attempting to bind on address ...)" to strerror: the errno says it alone
+        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
         raise ServeError(f"cannot listen on {host}:{port}: {reason}") from None
     sock.set_inheritable(True)
     return sock
