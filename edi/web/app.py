@@ -191,6 +191,8 @@ def install_errors(app: Starlette, console: Console) -> None:
     async def login_required(request: Request, exc: Exception) -> Response:
         if twin(request) is not None:
             return render.as_json({"error": "log in first (POST /login)", "status": 401}, 401)
+        if request.method not in ("GET", "HEAD"):  # back after login would be a GET of an action: 405
+            return RedirectResponse("/login", status_code=303)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
 

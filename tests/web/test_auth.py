@@ -80,7 +80,7 @@ def test_a_session_mac_is_not_a_csrf_token_nor_the_reverse() -> None:
 
 
 def test_the_brake_waits_after_five_failures_doubling_and_forgets_an_hour_later() -> None:
-    """Five failures are free; then each try waits 2 s, 4 s, ... after the last failure; an hour later all is forgotten."""
+    """Five failures are free; then each try waits 2 s, 4 s, ... after the last one; an hour later all is forgotten."""
     brake = auth.LoginBrake()
     keys = ("user:alice", "address:1.2.3.4")
     for n in range(auth.FAILURES_FREE):
