@@ -51,7 +51,12 @@ def users_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per account.")
 @click.pass_obj
 def users_list(ctx: Context, as_json: bool) -> None:
-    """List the console accounts (name, role, sender, created)."""
+    """List the console accounts (name, role, sender, created).
+
+    \b
+    Example:
+      edi users list --json | jq -r 'select(.role == "operator") | .name'
+    """
     store = open_store(ctx.settings.workspace.layout())
     try:
         users = accounts.list_users(store)
@@ -100,7 +105,12 @@ def users_add(ctx: Context, name: str, role: str, sender: str | None, password_s
 @click.argument("name")
 @click.pass_obj
 def users_remove(ctx: Context, name: str) -> None:
-    """Delete a console account (its sessions end at once)."""
+    """Delete a console account (its sessions end at once).
+
+    \b
+    Example:
+      edi users remove acme-ops
+    """
     store = open_store(ctx.settings.workspace.layout())
     try:
         accounts.remove_user(store, name, datetime.now(UTC))
@@ -114,7 +124,13 @@ def users_remove(ctx: Context, name: str) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 @click.pass_obj
 def users_passwd(ctx: Context, name: str, password_stdin: bool) -> None:
-    """Set a new password for an account; its open sessions end."""
+    """Set a new password for an account (asked twice unless --password-stdin); its open sessions end.
+
+    \b
+    Example:
+      edi users passwd alice
+      printf '%s\\n' "$PASSWORD" | edi users passwd alice --password-stdin
+    """
     store = open_store(ctx.settings.workspace.layout())
     try:
         if accounts.find_user(store, name) is None:

@@ -7,6 +7,7 @@ then serves. SIGTERM and SIGINT stop it cleanly: uvicorn finishes the requests i
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 from collections.abc import Callable
@@ -35,7 +36,7 @@ def listen(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except (OSError, OverflowError) as exc:
         sock.close()
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
         raise ServeError(f"cannot listen on {host}:{port}: {reason}") from None
     sock.set_inheritable(True)
     return sock

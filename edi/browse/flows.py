@@ -50,6 +50,7 @@ LIST_COLUMNS = (
 )
 # an id sorts after the stamp of its received_at (made just after it); this much covers any gap when bounding above
 ID_SLACK = timedelta(hours=1)
+LAST_YEAR = 9998  # a later date (or that date plus ID_SLACK) is past what datetime can hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,16 +142,24 @@ def _moment(key: str, value: str | None, *, end: bool) -> datetime | None:
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
+            if day.year > LAST_YEAR:
+                raise OverflowError
             return datetime.combine(day + timedelta(days=1 if end else 0), time(), UTC)
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        if moment.year > LAST_YEAR:
+            raise OverflowError
     except ValueError:
         raise BadQuery(f"{key}: {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise BadQuery(f"{key}: {value!r} is out of range: give a date before the year {LAST_YEAR + 1}") from None
+    return moment
 
 
 def stamp(moment: datetime) -> str:
     """The flow id prefix of a moment: ids made at or after it sort at or after this."""
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S%f")
+    moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}" + moment.strftime("%m%dT%H%M%S%f")  # %Y does not pad a year before 1000
 
 
 def _where(scope: str | None, filters: Filters, before: str | None) -> tuple[str, list[Any]]:

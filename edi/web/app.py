@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_to_bytes, urlencode
 
 import structlog
 from starlette.applications import Starlette
@@ -35,6 +35,7 @@ from edi.clock import Clock, SystemClock
 from edi.config import Settings
 from edi.errors import BadQuery, EdiError, UnknownFlowError, WorkspaceError
 from edi.store import open_store
+from edi.text import printable
 from edi.tracking import Tracking
 from edi.web import auth, render
 
@@ -108,9 +109,11 @@ class Console:
         row = self.reader.one("SELECT * FROM users WHERE name = ?", [session.user])
         if row is None:
             return None
-        since = row["sessions_since"]
-        if since and session.issued < datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp():
-            return None  # the password changed after this session began
+        # a session begun before the account was made (a removed account's, made again) or before its password
+        # changed is over; the store keeps milliseconds, so a session of that same millisecond ends too
+        since = max(filter(None, (row["created_at"], row["sessions_since"])))
+        if session.issued < datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp() + 0.001:
+            return None
         if self.reader.one("SELECT 1 AS ended FROM ended_sessions WHERE session = ?", [session.sid]):
             return None
         user = User(row["name"], row["role"], row["sender"], row["created_at"], row["sessions_since"])
@@ -159,6 +162,17 @@ class _Store:
             self.store.close()
 
 
+def check_query(request: Request) -> None:
+    """Refuse a query string whose percent-encoded bytes are not UTF-8 text (Starlette would quietly replace
+    them, and a filter would search for what nobody typed)."""
+    for part in request.scope.get("query_string", b"").split(b"&"):
+        try:
+            unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            name = printable(unquote_to_bytes(part.partition(b"=")[0]).decode("utf-8", "replace"))[:40]
+            raise BadQuery(f"{name}: the value is not UTF-8 text (percent-encode the UTF-8 bytes)") from None
+
+
 def twin(request: Request) -> str | None:
     """``.json`` or ``.csv`` when the request is for a page's twin, None for the HTML page."""
     return next((t for t in TWINS if request.url.path.endswith(t)), None)
@@ -177,6 +191,8 @@ def install_errors(app: Starlette, console: Console) -> None:
     async def login_required(request: Request, exc: Exception) -> Response:
         if twin(request) is not None:
             return render.as_json({"error": "log in first (POST /login)", "status": 401}, 401)
+        if request.method not in ("GET", "HEAD"):  # back after login would be a GET of an action: 405
+            return RedirectResponse("/login", status_code=303)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
 

@@ -24,7 +24,7 @@ from edi.browse import flows as browse
 from edi.errors import BadQuery, UnknownFlowError, WorkspaceError
 from edi.requeue import requeue
 from edi.web import auth, render
-from edi.web.app import Console, Forbidden, Visitor, in_thread, twin
+from edi.web.app import Console, Forbidden, Visitor, check_query, in_thread, twin
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Visitor], Response]
@@ -39,6 +39,7 @@ def protected(console: Console, handler: Handler, *, operator: bool = False) -> 
 
     def call(request: Request) -> Response:
         visitor = console.require(request, operator=operator)
+        check_query(request)
         response = handler(request, visitor)
         now = console.now().timestamp()
         if now - visitor.session.used >= auth.REFRESH_SECONDS:
