@@ -110,9 +110,12 @@ class Console:
         if row is None:
             return None
         # a session begun before the account was made (a removed account's, made again) or before its password
-        # changed is over; the store keeps milliseconds, so a session of that same millisecond ends too
-        since = max(filter(None, (row["created_at"], row["sessions_since"])))
-        if session.issued < datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp() + 0.001:
+        # changed is over; the store keeps milliseconds, so a session of the password's millisecond ends too (the
+        # account's own first millisecond is its own: no session of an earlier account can have been opened in it
+        # after that account was removed)
+        if session.issued < _moment(row["created_at"]):
+            return None
+        if row["sessions_since"] and session.issued < _moment(row["sessions_since"]) + 0.001:
             return None
         if self.reader.one("SELECT 1 AS ended FROM ended_sessions WHERE session = ?", [session.sid]):
             return None
@@ -144,6 +147,11 @@ class Console:
             "now": self.now(),
         }
         return render.html(self.env, template, base | context, status)
+
+
+def _moment(text: str) -> float:
+    """A time the store wrote (ISO 8601), as a POSIX timestamp."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 class _Store:

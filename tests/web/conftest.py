@@ -58,7 +58,19 @@ PROTECTED = [
     ("/flows/{flow}/original", "page"),
     ("/flows/{flow}/ack.json", "twin"),
     ("/flows/{flow}/ack.xml", "page"),
+    ("/dashboard.csv", "twin"),
+    ("/invoices", "page"),
+    ("/invoices.json", "twin"),
+    ("/invoices.csv", "twin"),
+    ("/rules", "page"),
+    ("/rules.json", "twin"),
+    ("/rules.csv", "twin"),
+    ("/rules/{rule}", "page"),
+    ("/rules/{rule}.json", "twin"),
+    ("/metrics", "twin"),
 ]
+RULE = "BR-CO-16"  # "{rule}": a rule one of acme's sample flows breaks (16-business-rule-broken.xml)
+OPERATORS_ONLY = {"/metrics"}  # a sender account gets 403 there
 # the routes that need no login
 PUBLIC = {"/login", "/logout", "/healthz", "/static"}
 
