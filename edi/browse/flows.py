@@ -48,6 +48,8 @@ LIST_COLUMNS = (
     "documents_accepted",
     "duplicate_of",
 )
+# what a sender account reads in place of the traceback of a flow that failed for edi's own reason
+INTERNAL_FAILURE = "edi could not finish it, for a reason of its own (not the file's): an operator takes it up"
 # an id sorts after the stamp of its received_at (made just after it); this much covers any gap when bounding above
 ID_SLACK = timedelta(hours=1)
 LAST_YEAR = 9998  # a later date (or that date plus ID_SLACK) is past what datetime can hold
@@ -276,6 +278,12 @@ def flow(reader: Reader, scope: str | None, flow_id: str) -> dict[str, Any]:
     row["documents"] = documents
     row["events"] = reader.rows("SELECT at, idx, status, detail FROM events WHERE flow_id = ? ORDER BY id", [flow_id])
     row["actions"] = reader.rows("SELECT at, user, action, detail FROM actions WHERE target = ? ORDER BY id", [flow_id])
+    if scope is not None:  # a sender's view: how edi itself failed, and which operator acted, are the platform's
+        for event in row["events"]:
+            if event["status"] == FlowStatus.FAILED and event["detail"]:
+                event["detail"] = INTERNAL_FAILURE
+        for action in row["actions"]:
+            action["user"] = "an operator"
     return row
 
 

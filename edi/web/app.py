@@ -219,7 +219,11 @@ def install_errors(app: Starlette, console: Console) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error_response(console, request, exc.status_code, str(exc.detail))
+        if twin(request) is None and not hasattr(request.state, "visitor"):  # routing's own 404 / 405: the page
+            with contextlib.suppress(EdiError):  # still shows who is logged in, and the navigation
+                request.state.visitor = await in_thread(console.visitor, request)
+        said = {404: "There is no page at this address.", 405: "This address does not take that method."}
+        return error_response(console, request, exc.status_code, said.get(exc.status_code, str(exc.detail)))
 
     async def bug(request: Request, exc: Exception) -> Response:
         log.error("console bug", error=f"{type(exc).__name__}: {exc}", path=request.url.path, exc_info=exc)

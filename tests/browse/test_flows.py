@@ -14,6 +14,7 @@ from edi.browse import Reader
 from edi.browse import flows as browse
 from edi.clock import FlowIds
 from edi.errors import BadQuery, UnknownFlowError
+from edi.model import FlowStatus
 from tests.conftest import FLOWS, FixedClock
 from tests.web.conftest import Console, _built, shared  # noqa: F401  (the processed workspace of the console's tests)
 
@@ -156,3 +157,14 @@ def test_an_excerpt_shows_the_lines_around_a_finding_in_a_file_or_a_zip_member(s
     assert zipped is not None and any(n == int(bad["findings"][0]["line"]) for n, _ in zipped)
     pdf = browse.flow(reader, None, shared.flow_id("acme", "15-facturx-invoice.pdf"))
     assert browse.excerpt(browse.original_path(layout, pdf), pdf["documents"][0], 1) is None  # type: ignore[arg-type]
+
+
+def test_a_sender_reads_no_traceback_of_edis_own_failure(shared: Console, reader: Reader) -> None:  # noqa: F811
+    """A failed flow's history shows an operator edi's own error, its sender a plain sentence in its place."""
+    failed = browse.flow(reader, None, shared.failed_id)
+    told = [e["detail"] for e in failed["events"] if e["status"] == FlowStatus.FAILED]
+    assert told and all("Traceback" in detail for detail in told)  # the exception edi met, for the operator
+    theirs = browse.flow(reader, failed["sender"], shared.failed_id)
+    assert [e["detail"] for e in theirs["events"] if e["status"] == FlowStatus.FAILED] == [
+        browse.INTERNAL_FAILURE
+    ] * len(told)

@@ -436,6 +436,8 @@ def test_an_operator_requeues_a_failed_flow_end_to_end(own_site: Site) -> None:
     assert "Requeued: the next batch processes it again." in page
     assert "<strong>alice</strong> requeue" in page
     assert f'action="/flows/{failed}/requeue"' not in page  # not failed any more: no form
+    theirs = own_site.client("acme").get(answer.headers["location"]).text  # the flow's sender: not who did it
+    assert "<strong>an operator</strong> requeue" in theirs and "alice" not in theirs.split("</header>", 1)[1]
     report = run_batch(console.ws.settings)
     assert report.recovered == 1
     assert client.get(f"/flows/{failed}.json").json()["status"] == "IN_INTEGRE"
@@ -580,3 +582,13 @@ def test_every_html_answer_carries_the_content_security_policy(
     assert answer.headers["x-content-type-options"] == "nosniff" and answer.headers["x-frame-options"] == "DENY"
     assert "<script" not in answer.text and " style=" not in answer.text
     assert not re.search(r"<[^>]+\son\w+=", answer.text)
+
+
+def test_an_address_no_page_has_is_a_404_page_with_the_navigation(operator: TestClient, anonymous: TestClient) -> None:
+    """A path no route has answers 404 with the console's page (navigation, who is logged in), not a bare text."""
+    answer = operator.get("/no-such-page")
+    assert answer.status_code == 404
+    assert "There is no page at this address." in answer.text
+    assert 'action="/logout"' in answer.text and 'href="/flows"' in answer.text
+    logged_out = anonymous.get("/no-such-page")
+    assert logged_out.status_code == 404 and 'action="/logout"' not in logged_out.text
