@@ -8,6 +8,7 @@ exists already.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -26,8 +27,6 @@ USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # Argon2 takes any length; a megabyte "password" would only cost CPU
 _HASHER = PasswordHasher()  # Argon2id, argon2-cffi's defaults (RFC 9106's second recommendation)
-# a hash of a password nobody has, verified when the name is unknown: a failed login takes as long either way
-_NOBODY = _HASHER.hash(secrets.token_urlsafe(16))
 
 
 class AccountError(EdiError):
@@ -129,7 +128,7 @@ def find_user(store: Tracking, name: str) -> User | None:
 def authenticate(store: Tracking, name: str, password: str) -> User | None:
     """The account if ``password`` is its password, else None (an unknown name costs the same time)."""
     row = _row(store, name) if USER_NAME.match(name) else None
-    digest = row["password_hash"] if row is not None else _NOBODY
+    digest = row["password_hash"] if row is not None else _nobody()
     try:
         _HASHER.verify(digest, password[:MAX_PASSWORD])
     except (VerificationError, InvalidHashError):
@@ -163,6 +162,13 @@ def session_key(store: Tracking) -> bytes:
         )
     row = store.db.conn.execute("SELECT value FROM meta WHERE key = 'console_session_key'").fetchone()
     return bytes.fromhex(str(row[0]))
+
+
+@functools.cache
+def _nobody() -> str:
+    """A hash of a password nobody has, verified when the name is unknown: a failed login takes as long either way
+    (made on first use: an Argon2 hash costs 64 MiB and tens of milliseconds, not for every edi command)."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 def _record(store: Tracking, at: datetime, user: str, action: str, target: str, detail: str) -> None:
