@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlencode
@@ -222,8 +223,11 @@ def install_errors(app: Starlette, console: Console) -> None:
         if twin(request) is None and not hasattr(request.state, "visitor"):  # routing's own 404 / 405: the page
             with contextlib.suppress(EdiError):  # still shows who is logged in, and the navigation
                 request.state.visitor = await in_thread(console.visitor, request)
-        said = {404: "There is no page at this address.", 405: "This address does not take that method."}
-        return error_response(console, request, exc.status_code, said.get(exc.status_code, str(exc.detail)))
+        message = str(exc.detail)
+        if message == HTTPStatus(exc.status_code).phrase:  # Starlette's bare "Not Found": say it for people
+            said = {404: "There is no page at this address.", 405: "This address does not take that method."}
+            message = said.get(exc.status_code, message)
+        return error_response(console, request, exc.status_code, message)
 
     async def bug(request: Request, exc: Exception) -> Response:
         log.error("console bug", error=f"{type(exc).__name__}: {exc}", path=request.url.path, exc_info=exc)
@@ -308,3 +312,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
 async def in_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run blocking work (SQLite, Argon2, files) off the event loop."""
     return await run_in_threadpool(function, *args, **kwargs)
+
+
+def threaded(call: Callable[[Request], Response]) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint that runs ``call(request)`` off the event loop."""
+
+    async def endpoint(request: Request) -> Response:
+        result: Response = await in_thread(call, request)
+        return result
+
+    return endpoint

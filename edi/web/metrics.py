@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from edi.browse import metrics as browse
 from edi.model import FlowStatus
 from edi.web import render
-from edi.web.app import Console, in_thread
+from edi.web.app import Console, threaded
 from edi.web.pages import Endpoint
 
 TOP_RULES = browse.TOP_RULES
@@ -148,11 +148,7 @@ def metrics(console: Console) -> Endpoint:
             return render.as_json({"error": "metrics are for operator accounts", "status": 403}, 403)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def endpoint(request: Request) -> Response:
-        result: Response = await in_thread(call, request)
-        return result
-
-    return endpoint
+    return threaded(call)
 
 
 def routes(console: Console) -> list[BaseRoute]:

@@ -24,7 +24,7 @@ from edi.browse import flows as browse
 from edi.errors import BadQuery, UnknownFlowError, WorkspaceError
 from edi.requeue import requeue
 from edi.web import auth, render
-from edi.web.app import Console, Forbidden, Visitor, check_query, in_thread, twin
+from edi.web.app import Console, Forbidden, Visitor, check_query, in_thread, threaded, twin
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Visitor], Response]
@@ -47,8 +47,15 @@ def protected(console: Console, handler: Handler, *, operator: bool = False) -> 
             set_session_cookie(console, response, auth.session_cookie(console.key, fresh))
         return response
 
+    return threaded(call)
+
+
+def posted(call: Callable[[Request, dict[str, str]], Response]) -> Endpoint:
+    """An endpoint for a posted form: the form read on the event loop, ``call(request, form)`` off it."""
+
     async def endpoint(request: Request) -> Response:
-        result: Response = await in_thread(call, request)
+        form = await form_of(request)
+        result: Response = await in_thread(call, request, form)
         return result
 
     return endpoint
@@ -96,11 +103,7 @@ def login_form(console: Console) -> Endpoint:
             return RedirectResponse(_local(request.query_params.get("next")), status_code=303)
         return _login_page(console, request, "", 200)
 
-    async def endpoint(request: Request) -> Response:
-        result: Response = await in_thread(call, request)
-        return result
-
-    return endpoint
+    return threaded(call)
 
 
 def _login_page(console: Console, request: Request, message: str, status: int, name: str = "") -> Response:
@@ -153,12 +156,7 @@ def login(console: Console) -> Endpoint:
         response.delete_cookie(auth.LOGIN_COOKIE)
         return response
 
-    async def endpoint(request: Request) -> Response:
-        form = await form_of(request)
-        result: Response = await in_thread(call, request, form)
-        return result
-
-    return endpoint
+    return posted(call)
 
 
 def logout(console: Console) -> Endpoint:
@@ -176,12 +174,7 @@ def logout(console: Console) -> Endpoint:
         response.delete_cookie(auth.SESSION_COOKIE, path="/")
         return response
 
-    async def endpoint(request: Request) -> Response:
-        form = await form_of(request)
-        result: Response = await in_thread(call, request, form)
-        return result
-
-    return endpoint
+    return posted(call)
 
 
 def healthz(console: Console) -> Endpoint:
@@ -194,11 +187,7 @@ def healthz(console: Console) -> Endpoint:
             return render.as_json({"status": "unavailable", "error": str(exc)}, 503)
         return render.as_json({"status": "ok"})
 
-    async def endpoint(request: Request) -> Response:
-        result: Response = await in_thread(call, request)
-        return result
-
-    return endpoint
+    return threaded(call)
 
 
 # -- flows -----------------------------------------------------------------------------------------------------
@@ -366,12 +355,7 @@ def flow_requeue(console: Console) -> Endpoint:
             accounts.record_action(store, now, visitor.user.name, "requeue", flow["flow_id"], ", ".join(done))
         return RedirectResponse(f"/flows/{flow['flow_id']}?done=requeued", status_code=303)
 
-    async def endpoint(request: Request) -> Response:
-        form = await form_of(request)
-        result: Response = await in_thread(call, request, form)
-        return result
-
-    return endpoint
+    return posted(call)
 
 
 def _conflict(console: Console, request: Request, message: str) -> Response:
