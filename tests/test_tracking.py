@@ -891,3 +891,41 @@ def test_reserve_invoices_holds_a_group_of_keys_in_order_in_one_go(store: Tracki
     asks = [(KEY, "F1", 1), (other, "F1", 2), (other, "F2", 1), (KEY, "F0", 1)]
     assert store.reserve_invoices(asks) == [("F0", 1), ("F1", 2), ("F1", 2), ("F0", 1)]
     assert store.reserve_invoices([]) == []
+
+
+def test_what_each_flow_asks_the_store_is_a_search_of_its_own_index(store: Tracking) -> None:
+    """The digest, duplicate and recovery lookups of every flow search the index made for them, whatever other
+    indexes (the console's) tempt the planner: never a walk over all of a sender's flows, nor a table scan."""
+    at = datetime(2026, 11, 26, tzinfo=UTC)
+    store.record_claims(
+        [
+            {
+                "flow_id": f"2026112600000000000{n}-aaaaaa",
+                "sender": "acme",
+                "file_name": f"{n}.xml",
+                "received_at": iso(at),
+                "claimed_by": "123-abc",
+            }
+            for n in range(3)
+        ],
+        at,
+    )
+    asked: list[str] = []
+    store.db.conn.set_trace_callback(asked.append)
+    try:
+        store.record_digests([("20261126000000000000-aaaaaa", 10, "b" * 64)])
+        store._firsts.clear()  # the lookup of a flow recorded by another process
+        store.earlier_flow("acme", "b" * 64, "20261126000000000002-aaaaaa")
+        store.final_flows_of_processes([123], at)
+    finally:
+        store.db.conn.set_trace_callback(None)
+    selects = [sql for sql in asked if sql.lstrip().upper().startswith("SELECT") and "FROM flows" in sql]
+    assert len(selects) == 3
+    for sql in selects:
+        plan = [row[3] for row in store.db.conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert not any(
+            step.startswith("SCAN") or "sender_flow_id" in step or "status_flow_id" in step for step in plan
+        ), (
+            sql,
+            plan,
+        )
