@@ -24,6 +24,7 @@ it cannot (the marker is written through the spool, see :mod:`edi.store`).
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -198,3 +199,18 @@ class Layout:
             probe.unlink()
         except OSError as exc:
             raise WorkspaceError(f"the workspace is not writable: {exc.strerror}: {exc.filename}") from None
+
+
+def kind_of(mode: int) -> str:
+    """What an entry of a folder is, in words, from its ``st_mode`` (as scans and the console name it)."""
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
+    if stat.S_ISDIR(mode):
+        return "sub-folder"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"

@@ -82,3 +82,21 @@ class Reader:
 def scoped(scope: str | None, column: str = "sender") -> tuple[str, list[Any]]:
     """The SQL condition that keeps a scope's rows (``1`` for an operator) and its arguments."""
     return (f"{column} = ?", [scope]) if scope is not None else ("1", [])
+
+
+class Where:
+    """A WHERE clause built condition by condition, the account's scope first, with its bound arguments."""
+
+    def __init__(self, scope: str | None, column: str = "sender") -> None:
+        cond, args = scoped(scope, column)
+        self.conditions = [cond]
+        self.args: list[Any] = list(args)
+
+    def add(self, sql: str, *args: Any) -> None:
+        """One more condition (ANDed), with the values its placeholders take."""
+        self.conditions.append(sql)
+        self.args.extend(args)
+
+    def sql(self) -> str:
+        """The conditions joined with AND."""
+        return " AND ".join(self.conditions)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any
 
-from edi.browse import Reader, scoped
+from edi.browse import Reader, Where
 from edi.browse.flows import CSV_CHUNK, MAX_LIMIT, MAX_TEXT, SAFE_NAME
 from edi.codes import DocumentStatus
 from edi.errors import BadQuery
@@ -128,13 +128,8 @@ def key_of(row: Mapping[str, Any]) -> str:
 
 def _where(scope: str | None, filters: InvoiceFilters, after: tuple[str, int] | None) -> tuple[str, list[Any]]:
     """The WHERE clause of an invoice search (scope first) and its arguments."""
-    cond, args = scoped(scope, "f.sender")
-    where, values = [cond], list(args)
-
-    def add(sql: str, *vals: Any) -> None:
-        where.append(sql)
-        values.extend(vals)
-
+    where = Where(scope, "f.sender")
+    add = where.add
     if filters.invoice:
         add("d.invoice_number = ?", filters.invoice)
     if filters.seller:
@@ -152,7 +147,7 @@ def _where(scope: str | None, filters: InvoiceFilters, after: tuple[str, int] | 
     if after is not None:
         flow_id, idx = after
         add("d.flow_id <= ? AND (d.flow_id < ? OR d.idx > ?)", flow_id, flow_id, idx)
-    return " AND ".join(where), values
+    return where.sql(), where.args
 
 
 def invoices_page(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edi.config import Settings
-from edi.workspace import Layout
+from edi.workspace import Layout, kind_of
 
 MAX_ENTRIES = 10_000  # entries looked at per folder: past this the folder is counted as "more than"
 MAX_NAMES = 50  # problems named per list (the rest are counted)
@@ -135,7 +135,7 @@ def _inbox(
             shown = _shown(entry.name)
             if not stat.S_ISREG(st.st_mode):
                 found.note(
-                    "unclaimable", Problem(name, shown, f"{_kind(st.st_mode)}: only regular files are taken", age)
+                    "unclaimable", Problem(name, shown, f"{kind_of(st.st_mode)}: only regular files are taken", age)
                 )
             elif in_progress is not None and in_progress.match(entry.name.lower()):
                 if age >= threshold:
@@ -201,18 +201,6 @@ def _not_a_folder(folder: Path) -> str | None:
     if not stat.S_ISDIR(mode):
         return "the inbox is not a folder"
     return None
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "symbolic link"
-    if stat.S_ISDIR(mode):
-        return "sub-folder"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "device"
 
 
 def _shown(name: str) -> str:

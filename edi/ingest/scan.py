@@ -18,12 +18,12 @@ import functools
 import heapq
 import os
 import re
-import stat
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edi.ingest.complete import is_complete
+from edi.workspace import kind_of
 
 # seconds a modification time may be ahead of the clock before the file counts as dated in the future: a file written
 # while the inbox is looked at (a look at 100,000 files takes about a second) is not
@@ -141,7 +141,7 @@ def scan_inbox(
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:  # gone since the listing
                 continue
-            kind = _kind(st.st_mode)
+            kind = kind_of(st.st_mode)
             if kind != "file":
                 skipped.append(Skipped(Path(entry.path), f"{kind}: only regular files are processed"))
                 continue
@@ -203,17 +203,3 @@ _COMPLEMENT = bytes(range(255, -1, -1))
 def _negated(name: bytes) -> bytes:
     """A key that sorts names in reverse, for the max-heap (a name's bytes, each complemented, then a high end)."""
     return name.translate(_COMPLEMENT) + b"\xff"
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISLNK(mode):
-        return "symbolic link"
-    if stat.S_ISDIR(mode):
-        return "sub-folder"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "device"

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 from edi.browse import invoices as browse
 from edi.web import render
 from edi.web.app import Console, Visitor, twin
-from edi.web.pages import Handler, decode_cursor, encode_cursor, page_limit, protected
+from edi.web.pages import Handler, decode_cursor, encode_cursor, export_limit, page_limit, protected
 
 CURSOR_KIND = "invoices"
 
@@ -29,7 +29,7 @@ def invoices_list(console: Console) -> Handler:
         after = browse.check_key(key) if key else None
         kind = twin(request)
         if kind == ".csv":
-            limit = page_limit(console, request) if params.get("limit") else None
+            limit = export_limit(params.get("limit"))
             every = browse.iter_invoices(console.reader, visitor.scope, filters, after=after, limit=limit)
             return render.csv_stream(browse.COLUMNS, every, "invoices.csv")
         rows, last = browse.invoices_page(
