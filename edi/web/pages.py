@@ -85,9 +85,14 @@ async def form_of(request: Request) -> dict[str, str]:
     return fields
 
 
+LOCAL_PATH = re.compile(r"/(?![/\\])[^\\\s\x00-\x1f\x7f]*")  # no "//", no backslash, no blank or control
+
+
 def _local(target: str | None) -> str:
-    """Where to go after logging in: a path of this console only (never another site)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Where to go after logging in: a path of this console only, never another site (a browser drops tabs and line
+    feeds from a URL and reads a backslash as a slash: a slash, a tab and a slash would be two slashes, another
+    host)."""
+    if target and LOCAL_PATH.fullmatch(target):
         return target
     return "/"
 

@@ -23,6 +23,7 @@ from tests.web.conftest import (
     HOSTILE_INVOICE,
     HOSTILE_NAME,
     OPERATORS_ONLY,
+    PASSWORD,
     PROTECTED,
     PUBLIC,
     RULE,
@@ -592,3 +593,19 @@ def test_an_address_no_page_has_is_a_404_page_with_the_navigation(operator: Test
     assert 'action="/logout"' in answer.text and 'href="/flows"' in answer.text
     logged_out = anonymous.get("/no-such-page")
     assert logged_out.status_code == 404 and 'action="/logout"' not in logged_out.text
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example", "/\t/evil.example", "/\\evil.example", "/\n/evil.example", "https://evil.example"]
+)
+def test_after_login_the_console_never_sends_the_browser_to_another_site(site: Site, target: str) -> None:
+    """A ``next`` that a browser would read as another host (two slashes, once it drops a tab or a line feed or
+    reads a backslash as a slash) sends the browser to / after logging in, never there."""
+    client = TestClient(site.app, base_url="http://127.0.0.1")
+    token = csrf_of(client.get("/login").text)
+    answer = client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf": token, "next": target},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
