@@ -14,7 +14,7 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -35,6 +35,7 @@ MAX_LIMIT = 1000
 CSV_CHUNK = 1000  # rows per query while a CSV streams: each chunk its own short read
 EXCERPT_LINES = 3  # lines shown before and after a finding's line
 EXCERPT_MAX_BYTES = 20 * 1024 * 1024  # read at most this much of a document to find the lines
+EXCERPTS_SHOWN = 200  # findings of a document shown with the lines around them (the others with line and XPath)
 LIST_COLUMNS = (
     "flow_id",
     "sender",
@@ -320,26 +321,39 @@ def _parse(value: Any) -> datetime | None:
 def excerpt(original: Path, document: Mapping[str, Any], line: int) -> list[tuple[int, str]] | None:
     """The lines of a document around ``line`` (numbered), for a plain XML flow or a member of a ZIP flow; None
     when the document cannot be read that way (inside a PDF, a tar archive, gone)."""
-    first, last = max(1, line - EXCERPT_LINES), line + EXCERPT_LINES
+    return excerpts(original, document, [line]).get(line)
+
+
+def excerpts(original: Path, document: Mapping[str, Any], lines: Sequence[int]) -> dict[int, list[tuple[int, str]]]:
+    """The lines around each of ``lines`` (the first :data:`EXCERPTS_SHOWN` of them), the document read once and
+    only up to the last line wanted (at most :data:`EXCERPT_MAX_BYTES`): a page with a thousand findings on a 20 MB
+    invoice reads it once, not a thousand times. Empty when the document cannot be read that way."""
+    wanted = sorted({n for n in lines if n > 0})[:EXCERPTS_SHOWN]
+    if not wanted:
+        return {}
     try:
         if not document.get("container"):
             with original.open("rb") as handle:
-                return _lines(handle, first, last)
+                return _around(handle, wanted)
         if document.get("container") == "zip":
             with zipfile.ZipFile(original) as archive, archive.open(str(document["name"])) as handle:
-                return _lines(handle, first, last)
+                return _around(handle, wanted)
     except (OSError, KeyError, zipfile.BadZipFile, RuntimeError, ValueError, NotImplementedError):
-        return None
-    return None
+        return {}
+    return {}
 
 
-def _lines(handle: Any, first: int, last: int) -> list[tuple[int, str]]:
-    out: list[tuple[int, str]] = []
-    read = 0
+def _around(handle: Any, wanted: list[int]) -> dict[int, list[tuple[int, str]]]:
+    """One pass over a document's lines: the numbered lines around each wanted line."""
+    out: dict[int, list[tuple[int, str]]] = {line: [] for line in wanted}
+    last, read = wanted[-1] + EXCERPT_LINES, 0
     for number, raw in enumerate(handle, start=1):
         read += len(raw)
-        if number >= first:
-            out.append((number, raw.decode("utf-8", "replace").rstrip("\r\n")[:400]))
+        near = [w for w in wanted if w - EXCERPT_LINES <= number <= w + EXCERPT_LINES]
+        if near:
+            text = raw[:1600].decode("utf-8", "replace").rstrip("\r\n")[:400]
+            for w in near:
+                out[w].append((number, text))
         if number >= last or read > EXCERPT_MAX_BYTES:
             break
-    return out
+    return {line: shown for line, shown in out.items() if shown}

@@ -292,10 +292,10 @@ def flow_page(console: Console) -> Handler:
         flow = browse.flow(console.reader, visitor.scope, request.path_params["flow_id"])
         original = browse.original_path(console.layout, flow)
         for doc in flow["documents"]:
+            lines = [int(f["line"]) for f in doc["findings"] if f["line"]]
+            shown = browse.excerpts(original, doc, lines) if original and lines else {}
             for finding in doc["findings"]:
-                finding["excerpt"] = (
-                    browse.excerpt(original, doc, int(finding["line"])) if original and finding["line"] else None
-                )
+                finding["excerpt"] = shown.get(int(finding["line"])) if finding["line"] else None
         context = {
             "flow": flow,
             "original": original is not None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -168,3 +169,18 @@ def test_a_sender_reads_no_traceback_of_edis_own_failure(shared: Console, reader
     assert [e["detail"] for e in theirs["events"] if e["status"] == FlowStatus.FAILED] == [
         browse.INTERNAL_FAILURE
     ] * len(told)
+
+
+def test_the_lines_around_many_findings_come_from_one_read(tmp_path: Path) -> None:
+    """excerpts() gives, for each wanted line, the same lines excerpt() gives alone, reads no further than the last
+    one needs, and shows at most EXCERPTS_SHOWN of them."""
+    document = tmp_path / "invoice.xml"
+    document.write_bytes(b"".join(b"<line n='%d'/>\n" % n for n in range(1, 1001)))
+    doc = {"container": None, "name": "invoice.xml"}
+    wanted = [5, 7, 500, 2]
+    together = browse.excerpts(document, doc, wanted)
+    assert together == {line: browse.excerpt(document, doc, line) for line in wanted}
+    assert together[2] == [(n, f"<line n='{n}'/>") for n in range(1, 6)]
+    many = browse.excerpts(document, doc, list(range(1, 1001)))
+    assert sorted(many) == list(range(1, browse.EXCERPTS_SHOWN + 1))
+    assert browse.excerpts(document, doc, []) == {} and browse.excerpts(tmp_path / "gone.xml", doc, [3]) == {}
