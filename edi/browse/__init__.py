@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from edi.errors import StoreError, WorkspaceError
 
 BUSY_TIMEOUT_MS = 5_000
+_T = TypeVar("_T")
 
 
 class Reader:
@@ -77,6 +78,35 @@ class Reader:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+
+
+class Beside(Generic[_T]):
+    """A read run beside the caller, on another core: in a thread of its own with a connection of its own, both
+    gone once :meth:`result` returns (no thread outlives the request: Saxon's stderr is silenced only while no
+    other thread runs, see edi.validate.saxon)."""
+
+    def __init__(self, reader: Reader, work: Callable[[Reader], _T]) -> None:
+        self._value: list[_T] = []
+        self._error: list[BaseException] = []
+
+        def run() -> None:
+            apart = Reader(reader.path)
+            try:
+                self._value.append(work(apart))
+            except BaseException as exc:  # handed to the caller by result()
+                self._error.append(exc)
+            finally:
+                apart.close()
+
+        self._thread = threading.Thread(target=run, name="edi-browse-beside", daemon=True)
+        self._thread.start()
+
+    def result(self) -> _T:
+        """What the read gave (or what it raised), once its thread has ended."""
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
+        return self._value[0]
 
 
 def scoped(scope: str | None, column: str = "sender") -> tuple[str, list[Any]]:

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from edi.browse import Reader, scoped, waiting
+from edi.browse import Beside, Reader, scoped, waiting
 from edi.browse.flows import Filters, period_bounds, stamp
 from edi.clock import iso
 from edi.config import Settings
@@ -112,8 +111,6 @@ def _snapshot(reader: Reader) -> Iterator[None]:
 
 
 Buckets = Callable[[Sequence[float]], list[tuple[str, int]]]
-# a thread that runs the documents' counts beside the rest (its own read connection, kept: one per thread)
-_BESIDE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dashboard")
 
 
 def dashboard(
@@ -131,7 +128,7 @@ def dashboard(
     # the documents' counts, the longest part (each document of the period read once per recipient and per queue),
     # run beside the others on a second core: one statement, so it is consistent in itself, but it may count a flow
     # recorded after the snapshot the others read
-    documents = _BESIDE.submit(_documents, reader, scope, span)
+    documents = Beside(reader, lambda apart: _documents(apart, scope, span))
     with _snapshot(reader):
         by_day, by_sender, totals = _flows(reader, scope, span)
         rules = _rules(reader, scope, span)

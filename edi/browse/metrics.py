@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edi.browse import Reader
+from edi.browse import Beside, Reader
 from edi.spool import LOCK
 from edi.workspace import Layout
 
@@ -98,16 +97,13 @@ def spool_depths(layout: Layout) -> dict[str, Depth]:
     }
 
 
-_BESIDE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")  # its own read connection, kept
-
-
 def store_counts(reader: Reader, top: int = TOP_RULES) -> dict[str, Any]:
     """The store's counts: ``flows`` {status: n}, ``documents`` [(status, reason, n)], ``fatal_rules``
     [(rule, n)] for the ``top`` rules with most fatal findings, ``fatal_other`` (the other rules' fatal findings,
     ``fatal_other_rules`` how many rules those are) and ``runs`` (each job's last run)."""
     # the two longest counts (each reads a whole index: ~70 and ~100 ms at a million flows) run on two cores
-    by_document = _BESIDE.submit(
-        reader.rows, "SELECT status, reason, count(*) AS n FROM documents GROUP BY status, reason"
+    by_document = Beside(
+        reader, lambda apart: apart.rows("SELECT status, reason, count(*) AS n FROM documents GROUP BY status, reason")
     )
     flows = {
         str(r["status"]): int(r["n"]) for r in reader.rows("SELECT status, count(*) AS n FROM flows GROUP BY status")
