@@ -50,6 +50,7 @@ class Layer(StrEnum):
     BR_FR = "br-fr"
     EXTENDED_CTC_FR = "extended-ctc-fr"
     ROUTING = "routing"
+    CDAR = "cdar"  # edi's own lifecycle messages, checked against the official CDAR artefacts (edi.lifecycle)
 
 
 # The validation layers a configuration may ask for, in the order they run.

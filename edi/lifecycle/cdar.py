@@ -1,0 +1,304 @@
+"""Build the CDAR D22B lifecycle message (the reform's CDV, "Flux 6") for edi's own decision on one document.
+
+Pure: reads and writes nothing, raises nothing on any text it is given. :class:`Subject` says what a message is
+about (a document of a flow, or the flow's file when no document could be read) and :func:`build` returns its bytes,
+the same bytes for the same subject: ``200`` Déposée for an accepted invoice, ``213`` Rejetée and ``501``
+Irrecevable with one ``SpecifiedDocumentStatus`` per reform reason code (MDT-113) and, under it, one characteristic
+per finding (``DIV``, the invalid value: the rule, the finding's text, the value where known, the XPath location).
+Whether the result passes the official artefacts is :mod:`edi.lifecycle.validate`'s to say.
+
+The message goes from edi (the platform, role ``WK``, phase ``305`` transmission) to the partner who deposited the
+flow (role ``SE``, its edi sender id as its address). Where the invoice's identifiers are unknown (an unreadable
+file), the object is the file as deposited: its name stands for BT-1, its receipt date for BT-2; an unknown seller
+id (MDT-129) is left out, never made up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lxml import etree
+
+from edi.codes import CODES, Code, DocumentStatus
+from edi.model import Finding, Severity
+
+RSM = "urn:un:unece:uncefact:data:standard:CrossDomainAcknowledgementAndResponse:100"
+RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
+UDT = "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
+QDT = "urn:un:unece:uncefact:data:standard:QualifiedDataType:100"
+NSMAP = {"rsm": RSM, "ram": RAM, "udt": UDT, "qdt": QDT}
+
+GUIDELINE = "urn.cpro.gouv.fr:1p0:CDV:invoice"  # MDT-3 (BR-FR-CDV-02)
+PROCESS = "REGULATED"  # MDT-2 (BR-FR-CDV-CL-01)
+LABELS = {"200": "Déposée", "213": "Rejetée", "501": "Irrecevable"}  # MDT-106
+# BT-3 codes BR-FR-04 accepts in MDT-91: another type code (a hostile or foreign one) is left out, MDT-91 being
+# optional, rather than making the message fail.
+DOCUMENT_TYPES = frozenset(
+    ["380", "389", "393", "501", "386", "500", "384", "471", "472", "473", "261", "262", "381", "396", "502", "503"]
+)
+# What the sender is asked to do (MDT-121, BR-FR-CDV-CL-10): nothing for a duplicate (the first one stands), a new
+# invoice for any other rejection (a rejected invoice is deemed never issued).
+NO_ACTION, NEW_INVOICE = "NOA", "NIN"
+MAX_TEXT = 2000  # characters of a finding's text or value; identifiers are never cut (they are correlation keys)
+
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_ISO_DATE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One fatal finding as a lifecycle message carries it."""
+
+    code: str  # edi's stable finding code (DOUBLON, SERVICE_CODE_MISSING, REJ_SEMAN, ...)
+    reason: str  # the reform reason code it rolls up to (MDT-113)
+    message: str
+    rule: str | None = None
+    xpath: str | None = None
+    line: int | None = None
+    value: str | None = None  # the invalid value, where known
+
+    @property
+    def status(self) -> str:
+        """The status this reason calls for: 501 for an IRR_* reason, else 213."""
+        known = CODES.get(Code(self.code)) if self.code in Code.__members__ else None
+        if known is not None:
+            return str(known.status)
+        return str(DocumentStatus.IRRECEVABLE if self.reason.startswith("IRR_") else DocumentStatus.REJETEE)
+
+
+def reasons_of(findings: Sequence[Finding | Mapping[str, Any]]) -> tuple[Reason, ...]:
+    """The fatal findings among ``findings`` (edi's, or dicts as acknowledgements carry them) as reasons."""
+    reasons = []
+    for finding in findings:
+        if isinstance(finding, Finding):
+            if finding.fatal:
+                reasons.append(
+                    Reason(
+                        str(finding.code), finding.reason, finding.message, finding.rule, finding.xpath, finding.line
+                    )
+                )
+        elif finding.get("severity", "fatal") == str(Severity.FATAL):
+            code = str(finding["code"])
+            reason = finding.get("reason") or (CODES[Code(code)].reason if code in Code.__members__ else code)
+            reasons.append(
+                Reason(
+                    code,
+                    str(reason),
+                    str(finding.get("message") or ""),
+                    finding.get("rule"),
+                    finding.get("xpath"),
+                    finding.get("line"),
+                    finding.get("value"),
+                )
+            )
+    return tuple(reasons)
+
+
+def status_of(reasons: Sequence[Reason]) -> str:
+    """The gravest status ``reasons`` call for: 501 over 213, and 200 when there is none."""
+    statuses = {r.status for r in reasons}
+    for status in (DocumentStatus.IRRECEVABLE, DocumentStatus.REJETEE):
+        if status in statuses:
+            return str(status)
+    return str(DocumentStatus.DEPOSEE)
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What one lifecycle message says, about what, to whom."""
+
+    flow_id: str
+    index: int  # the document's index in the flow (from 1); 0 for the flow's file itself
+    sender: str  # edi's id of the partner who deposited the flow: the message's addressee
+    status: str  # 200, 213 or 501
+    received_at: datetime  # when the flow was received (MDT-95)
+    decided_at: datetime  # when edi decided (MDT-8, MDT-78)
+    name: str  # the file name, or the member path inside an archive
+    invoice_number: str | None = None  # BT-1
+    issue_date: str | None = None  # BT-2, ISO 8601 (or YYYYMMDD)
+    type_code: str | None = None  # BT-3
+    seller_id: str | None = None
+    seller_name: str | None = None
+    reasons: tuple[Reason, ...] = ()
+    platform_id: str | None = None  # edi's own registration id, when it has one
+
+
+def message_id(flow_id: str, index: int) -> str:
+    """The message's id (MDT-4): unique per document of a flow, the same each time it is built."""
+    return f"{flow_id}.{index:04d}"
+
+
+def file_name(flow_id: str, index: int) -> str:
+    """The message's file name: beside the flow's acknowledgement, sorted with it and with the document's delivery
+    files (``<flow_id>.<index>.xml``)."""
+    return f"{message_id(flow_id, index)}.cdar.xml"
+
+
+def subjects_from_ack(ack: Mapping[str, Any], platform_id: str | None = None) -> list[Subject]:
+    """One subject per document of a flow's acknowledgement (its JSON as a dict); a flow whose file was refused
+    whole (no document) has one subject, index 0, for the file. The flow's fatal findings count for each document."""
+    received = _instant(ack["received_at"])
+    decided = _instant(ack.get("processed_at") or ack["received_at"])
+    flow_reasons = reasons_of(ack.get("findings") or [])
+    common = {"flow_id": ack["flow_id"], "sender": ack["sender"], "received_at": received, "decided_at": decided}
+    documents = ack.get("documents") or []
+    if not documents:
+        status = status_of(flow_reasons) if flow_reasons else str(DocumentStatus.IRRECEVABLE)
+        return [
+            Subject(
+                **common, index=0, status=status, name=ack["file_name"], reasons=flow_reasons, platform_id=platform_id
+            )
+        ]
+    subjects = []
+    for doc in documents:
+        reasons = flow_reasons + reasons_of(doc.get("findings") or [])
+        subjects.append(
+            Subject(
+                **common,
+                index=int(doc["index"]),
+                status=status_of(reasons),
+                name=doc.get("name") or ack["file_name"],
+                invoice_number=doc.get("invoice_number"),
+                issue_date=doc.get("issue_date"),
+                type_code=doc.get("type_code"),
+                seller_id=doc.get("seller_id"),
+                seller_name=doc.get("seller_name"),
+                reasons=reasons,
+                platform_id=platform_id,
+            )
+        )
+    return subjects
+
+
+def build(subject: Subject) -> bytes:
+    """The CDAR message for ``subject``, UTF-8, indented; the same bytes for the same subject."""
+    root = etree.Element(f"{{{RSM}}}CrossDomainAcknowledgementAndResponse", nsmap=NSMAP)
+    context = _sub(root, RSM, "ExchangedDocumentContext")
+    _sub(_sub(context, RAM, "BusinessProcessSpecifiedDocumentContextParameter"), RAM, "ID", PROCESS)
+    _sub(_sub(context, RAM, "GuidelineSpecifiedDocumentContextParameter"), RAM, "ID", GUIDELINE)
+
+    header = _sub(root, RSM, "ExchangedDocument")
+    _sub(header, RAM, "ID", message_id(subject.flow_id, subject.index))  # MDT-4
+    _sub(header, RAM, "Name", file_name(subject.flow_id, subject.index))  # MDT-5
+    _datetime(header, "IssueDateTime", subject.decided_at)  # MDT-8
+    sender = _sub(header, RAM, "SenderTradeParty")
+    if subject.platform_id:
+        _sub(sender, RAM, "GlobalID", subject.platform_id, schemeID="0238")
+    _sub(sender, RAM, "RoleCode", "WK")
+    _sub(_sub(header, RAM, "IssuerTradeParty"), RAM, "RoleCode", "WK")
+    recipient = _sub(header, RAM, "RecipientTradeParty")
+    _party(recipient, subject.seller_id, subject.seller_name)
+    _sub(recipient, RAM, "RoleCode", "SE")
+    _sub(_sub(recipient, RAM, "URIUniversalCommunication"), RAM, "URIID", subject.sender)  # MDT-73
+
+    ack = _sub(root, RSM, "AcknowledgementDocument")
+    _sub(_sub(ack, RAM, "MultipleReferencesIndicator"), UDT, "Indicator", "false")
+    _sub(ack, RAM, "TypeCode", "305")  # transmission phase: the platform's own statuses
+    _datetime(ack, "IssueDateTime", subject.decided_at)  # MDT-78
+    ref = _sub(ack, RAM, "ReferenceReferencedDocument")
+    _sub(ref, RAM, "IssuerAssignedID", subject.invoice_number or subject.name)  # MDT-87
+    if subject.type_code in DOCUMENT_TYPES:
+        _sub(ref, RAM, "TypeCode", subject.type_code)  # MDT-91
+    _datetime(ref, "ReceiptDateTime", subject.received_at)  # MDT-95
+    formatted = _sub(ref, RAM, "FormattedIssueDateTime")  # MDG-35 / MDT-100
+    _sub(formatted, QDT, "DateTimeString", _issue_date(subject), format="102")
+    _sub(ref, RAM, "ProcessConditionCode", subject.status)  # MDT-105
+    _sub(ref, RAM, "ProcessCondition", LABELS.get(subject.status, subject.status))
+    if subject.seller_id:  # MDT-129: left out, not made up, when the invoice names no seller id
+        issuer = _sub(ref, RAM, "IssuerTradeParty")
+        _sub(issuer, RAM, "GlobalID", subject.seller_id, **_scheme(subject.seller_id))
+        _sub(issuer, RAM, "RoleCode", "SE")
+    if subject.status != DocumentStatus.DEPOSEE:
+        _statuses(ref, subject)
+    etree.indent(root)
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return data
+
+
+def _statuses(ref: etree._Element, subject: Subject) -> None:
+    """One MDG-37 per reform reason of the subject's status, in order of first appearance; one characteristic per
+    finding under it."""
+    groups: dict[str, list[Reason]] = {}
+    for reason in subject.reasons:
+        if reason.status == subject.status:
+            groups.setdefault(reason.reason, []).append(reason)
+    for sequence, (code, reasons) in enumerate(groups.items(), start=1):
+        status = _sub(ref, RAM, "SpecifiedDocumentStatus")
+        _sub(status, RAM, "ReasonCode", code)  # MDT-113
+        meanings = dict.fromkeys(CODES[Code(r.code)].meaning for r in reasons if r.code in Code.__members__)
+        _sub(status, RAM, "Reason", "; ".join(meanings) or code)
+        if subject.status == DocumentStatus.REJETEE:
+            action = NO_ACTION if code == "DOUBLON" else NEW_INVOICE
+            _sub(status, RAM, "RequestedActionCode", action)  # MDT-121
+        _sub(status, RAM, "SequenceNumeric", str(sequence))  # MDT-124-2
+        for reason in reasons:
+            _characteristic(status, reason)
+
+
+def _characteristic(status: etree._Element, reason: Reason) -> None:
+    item = _sub(status, RAM, "SpecifiedDocumentCharacteristic")
+    _sub(item, RAM, "ID", reason.code)  # edi's finding code, finer than the reform reason
+    _sub(item, RAM, "TypeCode", "DIV")  # the invalid value
+    _sub(item, RAM, "Name", _cut(reason.rule or reason.code))
+    description = reason.message if reason.line is None else f"{reason.message} (line {reason.line})"
+    _sub(item, RAM, "Description", _cut(description))
+    if reason.xpath:
+        _sub(item, RAM, "Location", _cut(reason.xpath))
+    if reason.value is not None:
+        _sub(item, RAM, "Value", _cut(reason.value))
+
+
+def _sub(parent: etree._Element, ns: str, tag: str, text: str | None = None, **attributes: str) -> etree._Element:
+    element = etree.SubElement(parent, f"{{{ns}}}{tag}", {k: _safe(v) for k, v in attributes.items()})
+    if text is not None:
+        element.text = _safe(text)
+    return element
+
+
+def _party(party: etree._Element, identifier: str | None, name: str | None) -> None:
+    if identifier:
+        _sub(party, RAM, "GlobalID", identifier, **_scheme(identifier))
+    if name:
+        _sub(party, RAM, "Name", _cut(name))
+
+
+def _scheme(identifier: str | None) -> dict[str, str]:
+    """The ISO 6523 scheme of a French identifier: 0002 for a SIREN, 0009 for a SIRET; none for another."""
+    value = "".join((identifier or "").split())
+    if value.isdigit() and value.isascii() and len(value) in (9, 14):
+        return {"schemeID": "0002" if len(value) == 9 else "0009"}
+    return {}
+
+
+def _datetime(parent: etree._Element, tag: str, moment: datetime) -> None:
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment
+    _sub(_sub(parent, RAM, tag), UDT, "DateTimeString", utc.strftime("%Y%m%d%H%M%S"), format="204")
+
+
+def _issue_date(subject: Subject) -> str:
+    """BT-2 as YYYYMMDD; the flow's receipt date when the invoice's date is unknown or not a date."""
+    match = _ISO_DATE.match((subject.issue_date or "").strip())
+    if match:
+        try:
+            return datetime(int(match[1]), int(match[2]), int(match[3])).strftime("%Y%m%d")
+        except ValueError:
+            pass
+    received = subject.received_at.astimezone(UTC) if subject.received_at.tzinfo else subject.received_at
+    return received.strftime("%Y%m%d")
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _safe(text: str) -> str:
+    """``text`` with every character XML 1.0 cannot carry replaced by U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"

@@ -1,0 +1,149 @@
+"""Check a CDAR lifecycle message edi wrote against the official artefacts, fail-closed.
+
+Reads the CDAR D22B XSD (root and its 13 imported schemas) and the compiled BR-FR-CDV Schematron XSLT from the
+installed ``pyfrctc`` package (located with ``importlib.resources``; used as data, never copied into edi). The XSD is
+compiled by lxml without network access (:func:`edi.validate.xsd.compile_schema`); the XSLT runs in this process on
+edi's Saxon (:class:`edi.validate.saxon.Saxon`: no URI access at all), and its report is read as the business rules'
+are (:func:`edi.validate.schematron.svrl_findings`, the artefact's own flags: BR-FR-CDV-CL-06 is its one warning).
+
+:func:`check` returns every finding (layer ``cdar``); a layer that cannot run is one fatal ``LAYER_NOT_RUN``
+finding, never a pass. :func:`check_or_raise` raises :class:`CdarInvalid` on any fatal finding: a message edi built
+that fails is a bug in edi, and must never be sent. :func:`artefacts` names the artefacts, with their versions and
+SHA-256, for the acknowledgement to name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata, resources
+from pathlib import Path
+
+from lxml import etree
+
+from edi.errors import CatalogueError, EdiError
+from edi.model import Code, Finding, Layer
+from edi.validate.catalogue import RuleEntry
+from edi.validate.saxon import SAFE_PARSER, Saxon, short
+from edi.validate.schematron import Compiled, svrl_findings
+from edi.validate.xsd import compile_schema, validate_xsd
+
+PACKAGE = "pyfrctc"
+XSD = ("cdar-xsd", "CrossDomainAcknowledgementAndResponse_100pD22B.xsd")
+SCHEMATRON = ("cdar-schematron", "BR-FR-CDV-Schematron-CDAR.xslt")
+# The compiled XSLT carries no version of its own (its SVRL says schemaVersion=""): the files this hash names were
+# compared with FNFE France_RFE's `FNFE_RFE_INVOICE/CDAR/2xslt/BR-FR-CDV-Schematron-CDAR.xslt`, header
+# "20260630_BR-FR-CDV-Schematron-CDAR_V1.4.0" (shared/docs/lifecycle.md B4). Another file is named by its hash only.
+KNOWN_SCHEMATRONS = {"9ccbc00d9ca34b74d24e882d737ed5f7c6c8c9ae8e56577e5534da4201837fb0": "BR-FR-CDV V1.4.0"}
+
+
+class CdarInvalid(EdiError):
+    """A lifecycle message edi built fails the official CDAR XSD or the BR-FR-CDV fatal rules (a bug in edi)."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        fatal = [f for f in findings if f.fatal]
+        rules = ", ".join(dict.fromkeys(f.rule or str(f.code) for f in fatal))
+        super().__init__(f"the CDAR message fails {rules}: {fatal[0].message}" if fatal else "the CDAR message fails")
+        self.findings = fatal
+
+
+@dataclass(frozen=True, slots=True)
+class Artefact:
+    """One official artefact a message is checked against."""
+
+    name: str  # the file name
+    path: Path
+    version: str
+    sha256: str
+
+
+def _located(folder: str, name: str) -> Path:
+    try:
+        path = Path(str(resources.files(PACKAGE).joinpath(folder, name)))
+    except ModuleNotFoundError:
+        raise CatalogueError(
+            f"the {PACKAGE} package is not installed: it provides the CDAR XSD and Schematron"
+        ) from None
+    if not path.is_file():
+        raise CatalogueError(f"the installed {PACKAGE} package lacks {folder}/{name}")
+    return path
+
+
+@cache
+def artefacts() -> tuple[Artefact, Artefact]:
+    """The CDAR XSD and the BR-FR-CDV Schematron XSLT of the installed pyfrctc, with versions and SHA-256."""
+    package = f"{PACKAGE} {metadata.version(PACKAGE)}"
+    xsd_path = _located(*XSD)
+    xsd_bytes = xsd_path.read_bytes()
+    xsd_version = etree.fromstring(xsd_bytes, SAFE_PARSER).get("version") or "unknown"
+    xslt_path = _located(*SCHEMATRON)
+    xslt_sha = hashlib.sha256(xslt_path.read_bytes()).hexdigest()
+    xslt_version = KNOWN_SCHEMATRONS.get(xslt_sha, "unknown")
+    return (
+        Artefact(xsd_path.name, xsd_path, f"CDAR {xsd_version} ({package})", hashlib.sha256(xsd_bytes).hexdigest()),
+        Artefact(xslt_path.name, xslt_path, f"{xslt_version} ({package})", xslt_sha),
+    )
+
+
+@cache
+def _saxon() -> Saxon:
+    return Saxon()
+
+
+def check(message: bytes) -> list[Finding]:
+    """Every finding of the official XSD and BR-FR-CDV Schematron on ``message`` (empty when it passes both)."""
+    xsd, schematron = artefacts()
+    try:
+        tree = etree.fromstring(message, SAFE_PARSER).getroottree()
+    except etree.XMLSyntaxError as exc:
+        return [Finding(Code.IRR_SYNTAX, Layer.CDAR, f"the CDAR message is not well-formed XML: {short(exc)}")]
+    findings = [_in_cdar(f, xsd) for f in _xsd_findings(tree, xsd)]
+    compiled = Compiled(
+        RuleEntry("cdar", "CDAR", ("*",), schematron.path, "flag", schematron.version), schematron.sha256
+    )
+    saxon = _saxon()
+    error = saxon.prepare(schematron.path)
+    if error is not None:
+        return [*findings, _not_run(schematron, error)]
+    try:
+        report = saxon.transform(schematron.path, saxon.parse(etree.tostring(tree, encoding="unicode")))
+        svrl = etree.fromstring(report.encode("utf-8"), SAFE_PARSER)
+    except Exception as exc:  # Saxon raises many kinds: all mean "this layer did not run"
+        return [*findings, _not_run(schematron, f"{schematron.name} failed on the message: {short(exc)}")]
+    return findings + svrl_findings(svrl, Layer.CDAR, compiled, tree)
+
+
+def check_or_raise(message: bytes) -> None:
+    """Return when ``message`` passes the XSD and the fatal BR-FR-CDV rules; else raise :class:`CdarInvalid`."""
+    findings = check(message)
+    if any(f.fatal for f in findings):
+        raise CdarInvalid(findings)
+
+
+def _xsd_findings(tree: etree._ElementTree, xsd: Artefact) -> list[Finding]:
+    compile_schema(xsd.path)  # raises CatalogueError when the installed schema does not compile
+    return validate_xsd(tree, xsd.path)
+
+
+def _in_cdar(finding: Finding, xsd: Artefact) -> Finding:
+    return Finding(
+        finding.code,
+        Layer.CDAR,
+        finding.message,
+        rule=finding.rule,
+        line=finding.line,
+        xpath=finding.xpath,
+        rule_set_version=xsd.version,
+        rule_set_sha256=xsd.sha256,
+    )
+
+
+def _not_run(schematron: Artefact, why: str) -> Finding:
+    return Finding(
+        Code.LAYER_NOT_RUN,
+        Layer.CDAR,
+        f"the BR-FR-CDV rules did not run, so the CDAR message cannot be sent: {why}",
+        rule_set_version=schematron.version,
+        rule_set_sha256=schematron.sha256,
+    )
