@@ -1,0 +1,266 @@
+"""Tests for edi.lifecycle.cdar: every message edi builds passes the official CDAR XSD and BR-FR-CDV fatal rules
+(pyfrctc's files, run by edi's Saxon), carries the right status, reasons and findings, and is deterministic."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from edi.codes import Code
+from edi.lifecycle.cdar import (
+    MAX_TEXT,
+    NSMAP,
+    Reason,
+    Subject,
+    build,
+    file_name,
+    message_id,
+    reasons_of,
+    status_of,
+    subjects_from_ack,
+)
+from edi.lifecycle.validate import check
+from edi.model import Finding, Layer, Severity
+from tests.conftest import FLOWS, REPO
+
+T0 = datetime(2026, 9, 1, 10, 0, 0, tzinfo=UTC)
+T1 = datetime(2026, 9, 1, 10, 0, 7, tzinfo=UTC)
+
+
+def subject(status: str = "200", **changes: Any) -> Subject:
+    values: dict[str, Any] = {
+        "flow_id": "20260901T100000Z-acme-0001",
+        "index": 1,
+        "sender": "acme",
+        "status": status,
+        "received_at": T0,
+        "decided_at": T1,
+        "name": "01-ubl-invoice.xml",
+        "invoice_number": "F-2026-001",
+        "issue_date": "2026-08-31",
+        "type_code": "380",
+        "seller_id": "123456782",
+        "seller_name": "Acme SAS",
+    }
+    values.update(changes)
+    return Subject(**values)
+
+
+def fatal(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.fatal]
+
+
+def xpath(message: bytes, path: str) -> list[str]:
+    root = etree.fromstring(message)
+    return [str(v) for v in root.xpath(path, namespaces=NSMAP)]
+
+
+REF = "/rsm:CrossDomainAcknowledgementAndResponse/rsm:AcknowledgementDocument/ram:ReferenceReferencedDocument"
+
+
+def test_an_accepted_invoice_gets_a_valid_200_that_names_it_by_seller_number_date_and_type() -> None:
+    """200 Déposée: passes the XSD and every BR-FR-CDV rule, identifies the invoice (MDT-87/91/100/129), no reason."""
+    message = build(subject())
+    assert check(message) == []
+    assert xpath(message, f"{REF}/ram:ProcessConditionCode/text()") == ["200"]
+    assert xpath(message, f"{REF}/ram:IssuerAssignedID/text()") == ["F-2026-001"]
+    assert xpath(message, f"{REF}/ram:TypeCode/text()") == ["380"]
+    assert xpath(message, f"{REF}/ram:FormattedIssueDateTime/qdt:DateTimeString/text()") == ["20260831"]
+    assert xpath(message, f"{REF}/ram:IssuerTradeParty/ram:GlobalID/text()") == ["123456782"]
+    assert xpath(message, f"{REF}/ram:IssuerTradeParty/ram:GlobalID/@schemeID") == ["0002"]
+    assert xpath(message, f"{REF}/ram:SpecifiedDocumentStatus") == []
+
+
+def test_the_same_subject_gives_the_same_bytes_and_the_id_and_name_come_from_flow_and_index() -> None:
+    """Deterministic output; MDT-4 is <flow_id>.<index> and the file name <flow_id>.<index>.cdar.xml."""
+    assert build(subject()) == build(subject())
+    assert message_id("F", 3) == "F.0003"
+    assert file_name("F", 3) == "F.0003.cdar.xml"
+    message = build(subject(index=3))
+    assert xpath(message, "//rsm:ExchangedDocument/ram:ID/text()") == [f"{subject().flow_id}.0003"]
+    assert xpath(message, "//rsm:ExchangedDocument/ram:Name/text()") == [f"{subject().flow_id}.0003.cdar.xml"]
+
+
+def test_a_213_groups_its_findings_by_reform_reason_with_one_characteristic_each() -> None:
+    """213 Rejetée: one status per reason code (REJ_SEMAN, REJ_CONT_B2G, DOUBLON), numbered; each finding a DIV
+    characteristic with edi's code, the rule, the text and line, the XPath and the value; valid."""
+    findings = [
+        Finding(Code.REJ_SEMAN, Layer.EN16931, "[BR-CO-10] sum of lines", rule="BR-CO-10", line=12, xpath="/a[1]/b[2]"),
+        Finding(Code.SERVICE_CODE_MISSING, Layer.ROUTING, "no service code"),
+        Finding(Code.REJ_SEMAN, Layer.BR_FR, "SIREN missing", rule="BR-FR-10", xpath="/a[1]/c[1]"),
+        Finding(Code.DOUBLON, Layer.ROUTING, "already deposited"),
+        Finding(Code.REJ_SEMAN, Layer.EN16931, "only a warning", severity=Severity.WARNING),
+    ]
+    reasons = reasons_of([*findings, {"code": "REJ_SEMAN", "message": "m", "rule": "BR-S-08", "value": "10.00"}])
+    message = build(subject("213", reasons=reasons))
+    assert check(message) == []
+    statuses = f"{REF}/ram:SpecifiedDocumentStatus"
+    assert xpath(message, f"{statuses}/ram:ReasonCode/text()") == ["REJ_SEMAN", "REJ_CONT_B2G", "DOUBLON"]
+    assert xpath(message, f"{statuses}/ram:SequenceNumeric/text()") == ["1", "2", "3"]
+    assert xpath(message, f"{statuses}/ram:RequestedActionCode/text()") == ["NIN", "NIN", "NOA"]
+    first = f"{statuses}[1]/ram:SpecifiedDocumentCharacteristic"
+    assert xpath(message, f"{first}/ram:TypeCode/text()") == ["DIV"] * 3
+    assert xpath(message, f"{first}/ram:Name/text()") == ["BR-CO-10", "BR-FR-10", "BR-S-08"]
+    assert xpath(message, f"{first}/ram:Location/text()") == ["/a[1]/b[2]", "/a[1]/c[1]"]
+    assert xpath(message, f"{first}[1]/ram:Description/text()") == ["[BR-CO-10] sum of lines (line 12)"]
+    assert xpath(message, f"{first}[3]/ram:Value/text()") == ["10.00"]
+    assert xpath(message, f"{statuses}[2]/ram:SpecifiedDocumentCharacteristic/ram:ID/text()") == [
+        "SERVICE_CODE_MISSING"
+    ]
+
+
+HOSTILE = [
+    "<script>&amp;</script>",
+    "'\"quotes\"' & <tags>",
+    "ctrl\x00\x01\x08\x0b\x0c\x1b\x7f\ud800end",
+    "]]><!-- -->",
+    "x" * 100_000,
+    "  spaced\t\n\r out  ",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=["markup", "quotes", "controls", "cdata", "long", "spaces", "empty"])
+def test_hostile_numbers_names_messages_and_values_still_give_a_valid_213(text: str) -> None:
+    """Markup, quotes, control characters (XML-illegal: U+FFFD), 100,000 characters (texts cut to MAX_TEXT),
+    empty strings: in BT-1, the seller, the sender, the type code, the date and every finding field."""
+    reasons = (Reason("REJ_SEMAN", "REJ_SEMAN", text, rule=text, xpath=text, line=1, value=text),)
+    message = build(
+        subject(
+            "213",
+            invoice_number=text,
+            seller_id=text or None,
+            seller_name=text,
+            type_code=text,
+            issue_date=text,
+            name=text,
+            reasons=reasons,
+        )
+    )
+    assert fatal(check(message)) == []
+    root = etree.fromstring(message)
+    assert all(len(e.text or "") <= MAX_TEXT for e in root.iter("{*}Description", "{*}Value", "{*}Location"))
+    if "\x00" in text:
+        assert "\ufffd" in xpath(message, f"{REF}/ram:IssuerAssignedID/text()")[0]
+
+
+@pytest.mark.parametrize("code", ["IRR_VIDE_F", "IRR_TAILLE_F", "IRR_TYPE_F", "IRR_SYNTAX", "IRR_NOM_F"])
+def test_each_irr_reason_gives_a_valid_501(code: str) -> None:
+    """501 Irrecevable with each of edi's IRR_* codes as its reason (BR-FR-CDV-CL-09_MDT-113_501)."""
+    reasons = reasons_of([Finding(Code(code), Layer.INTAKE, f"refused: {code}")])
+    assert status_of(reasons) == "501"
+    message = build(subject("501", reasons=reasons))
+    assert check(message) == []
+    assert xpath(message, f"{REF}/ram:SpecifiedDocumentStatus/ram:ReasonCode/text()") == [code]
+    assert xpath(message, f"{REF}/ram:SpecifiedDocumentStatus/ram:RequestedActionCode") == []
+
+
+def test_an_unreadable_file_known_only_as_a_flow_gets_a_valid_501_about_the_file() -> None:
+    """No BT-1, date, type nor seller: the file name stands for BT-1, the receipt date for BT-2, no MDT-91/129."""
+    reasons = reasons_of([Finding(Code.IRR_SYNTAX, Layer.PARSE, "not well-formed")])
+    bare = subject("501", index=0, name="bad.zip", invoice_number=None, issue_date=None, type_code=None)
+    message = build(Subject(**{**_fields(bare), "seller_id": None, "seller_name": None, "reasons": reasons}))
+    assert check(message) == []
+    assert xpath(message, f"{REF}/ram:IssuerAssignedID/text()") == ["bad.zip"]
+    assert xpath(message, f"{REF}/ram:FormattedIssueDateTime/qdt:DateTimeString/text()") == ["20260901"]
+    assert xpath(message, f"{REF}/ram:TypeCode") == []
+    assert xpath(message, f"{REF}/ram:IssuerTradeParty") == []
+
+
+def test_a_213_without_a_seller_id_or_date_is_still_valid() -> None:
+    """SELLER_UNIDENTIFIED: MDT-129 left out (never made up), an unreadable BT-2 replaced by the receipt date."""
+    reasons = reasons_of([Finding(Code.SELLER_UNIDENTIFIED, Layer.ROUTING, "no seller id")])
+    message = build(subject("213", seller_id=None, issue_date="31/08/2026", reasons=reasons))
+    assert check(message) == []
+    assert xpath(message, f"{REF}/ram:IssuerTradeParty") == []
+    assert xpath(message, f"{REF}/ram:FormattedIssueDateTime/qdt:DateTimeString/text()") == ["20260901"]
+
+
+def _fields(value: Subject) -> dict[str, Any]:
+    return {name: getattr(value, name) for name in Subject.__slots__}
+
+
+finding_dicts = st.fixed_dictionaries(
+    {
+        "code": st.sampled_from([c.value for c in Code]),
+        "message": st.text(),
+        "rule": st.none() | st.text(),
+        "xpath": st.none() | st.text(),
+        "line": st.none() | st.integers(min_value=1, max_value=10**9),
+        "value": st.none() | st.text(),
+        "severity": st.sampled_from(["fatal", "warning"]),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(findings=st.lists(finding_dicts, max_size=8), number=st.text(), seller=st.none() | st.text())
+def test_any_findings_and_identifiers_give_a_valid_message(
+    findings: list[dict[str, Any]], number: str, seller: str | None
+) -> None:
+    """Whatever the findings (any text, any of edi's codes, fatal or not) and identifiers: the status they call for
+    (200, 213 or 501) in a message that passes the XSD and the fatal rules."""
+    reasons = reasons_of(findings)
+    status = status_of(reasons)
+    message = build(subject(status, invoice_number=number, seller_id=seller, reasons=reasons))
+    assert fatal(check(message)) == []
+
+
+# -- the real sample flows ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample_acks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """The acknowledgements the real `edi batch` writes for every sample of flows/ with the shipped config.toml."""
+    folder = tmp_path_factory.mktemp("demo")
+    shutil.copyfile(REPO / "config.toml", folder / "config.toml")
+    (folder / "flows").mkdir()
+    shutil.copyfile(FLOWS / "directory.toml", folder / "flows" / "directory.toml")
+    env = {"EDI_CONFIG": "config.toml", "PATH": "/usr/bin:/bin"}
+
+    def edi(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "edi", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr
+
+    edi("init")
+    subprocess.run([sys.executable, str(FLOWS / "drop.py"), "var/inbox"], cwd=folder, check=True, capture_output=True)
+    time.sleep(2)  # the samples' intake age, as demo.sh waits
+    edi("batch")
+    acks = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("var/acks/*/*.json"))]
+    assert len(acks) == 21
+    return acks
+
+
+def test_every_document_of_the_real_sample_flows_gets_a_valid_message_with_its_ack_status(
+    sample_acks: list[dict[str, Any]],
+) -> None:
+    """One message per document of every sample's acknowledgement (one for a file refused whole), each valid, with
+    the status and reason the acknowledgement gives; 200, 213 and 501 all occur."""
+    seen = set()
+    for ack in sample_acks:
+        subjects = subjects_from_ack(ack)
+        assert len(subjects) == max(1, len(ack["documents"]))
+        for doc, sub in zip(ack["documents"] or [None], subjects, strict=True):
+            message = build(sub)
+            assert fatal(check(message)) == [], (ack["file_name"], sub.index)
+            code = xpath(message, f"{REF}/ram:ProcessConditionCode/text()")[0]
+            seen.add(code)
+            if doc is not None:
+                assert code == doc["status"]
+                if doc["reason"]:
+                    assert doc["reason"] in xpath(message, f"{REF}/ram:SpecifiedDocumentStatus/ram:ReasonCode/text()")
+            else:
+                assert ack["status"] == "IN_REJETE"
+    assert seen == {"200", "213", "501"}
