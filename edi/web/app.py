@@ -39,6 +39,7 @@ from edi.store import open_store
 from edi.text import printable
 from edi.tracking import Tracking
 from edi.web import auth, render
+from edi.workspace import Layout
 
 log = structlog.get_logger()
 
@@ -158,7 +159,7 @@ def _moment(text: str) -> float:
 class _Store:
     """``with console.store() as store``: the store opened read-write for one action, then closed."""
 
-    def __init__(self, layout: Any) -> None:
+    def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.store: Tracking | None = None
 
