@@ -18,7 +18,9 @@ from typing import Any, Generic, TypeVar
 from edi.errors import StoreError, WorkspaceError
 
 BUSY_TIMEOUT_MS = 5_000
+CSV_CHUNK = 1000  # rows per query while a CSV streams: each chunk its own short read
 _T = TypeVar("_T")
+_K = TypeVar("_K")
 
 
 class Reader:
@@ -107,6 +109,21 @@ class Beside(Generic[_T]):
         if self._error:
             raise self._error[0]
         return self._value[0]
+
+
+def every_row(
+    page: Callable[[_K | None, int], tuple[list[dict[str, Any]], _K | None]], start: _K | None, limit: int | None
+) -> Iterator[dict[str, Any]]:
+    """Every row of a keyset list from ``start`` (at most ``limit``), asked of ``page(cursor, size)`` a chunk of
+    :data:`CSV_CHUNK` at a time: a CSV export in bounded memory, each chunk its own short read."""
+    cursor, left = start, limit
+    while left is None or left > 0:
+        rows, cursor = page(cursor, CSV_CHUNK if left is None else min(CSV_CHUNK, left))
+        yield from rows
+        if left is not None:
+            left -= len(rows)
+        if cursor is None:
+            return
 
 
 def scoped(scope: str | None, column: str = "sender") -> tuple[str, list[Any]]:

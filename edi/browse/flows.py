@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from edi.browse import Reader, Where, scoped
+from edi.browse import Reader, Where, every_row, scoped
 from edi.clock import iso
 from edi.errors import BadQuery, UnknownFlowError
 from edi.model import FlowStatus
@@ -32,7 +32,6 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 PERIODS = {"today": 0, "7d": 7, "30d": 30}
 MAX_TEXT = 200  # a filter value longer than this is refused (no real invoice number or rule id is)
 MAX_LIMIT = 1000
-CSV_CHUNK = 1000  # rows per query while a CSV streams: each chunk its own short read
 EXCERPT_LINES = 3  # lines shown before and after a finding's line
 EXCERPT_MAX_BYTES = 20 * 1024 * 1024  # read at most this much of a document to find the lines
 EXCERPTS_SHOWN = 200  # findings of a document shown with the lines around them (the others with line and XPath)
@@ -249,16 +248,7 @@ def iter_flows(
     reader: Reader, scope: str | None, filters: Filters, *, before: str | None = None, limit: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """Every flow the filters keep, newest first, read a chunk at a time (a CSV export in bounded memory)."""
-    left = limit
-    while left is None or left > 0:
-        size = CSV_CHUNK if left is None else min(CSV_CHUNK, left)
-        rows, cursor = flows_page(reader, scope, filters, before=before, limit=size)
-        yield from rows
-        if left is not None:
-            left -= len(rows)
-        if cursor is None:
-            return
-        before = cursor
+    return every_row(lambda cursor, size: flows_page(reader, scope, filters, before=cursor, limit=size), before, limit)
 
 
 def flow(reader: Reader, scope: str | None, flow_id: str) -> dict[str, Any]:

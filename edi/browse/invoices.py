@@ -16,8 +16,8 @@ from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any
 
-from edi.browse import Reader, Where
-from edi.browse.flows import CSV_CHUNK, MAX_LIMIT, MAX_TEXT, SAFE_NAME
+from edi.browse import Reader, Where, every_row
+from edi.browse.flows import MAX_LIMIT, MAX_TEXT, SAFE_NAME
 from edi.codes import DocumentStatus
 from edi.errors import BadQuery
 
@@ -182,13 +182,9 @@ def iter_invoices(
     limit: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every document the filters keep, in the pages' order, read a chunk at a time (a CSV in bounded memory)."""
-    left = limit
-    while left is None or left > 0:
-        size = CSV_CHUNK if left is None else min(CSV_CHUNK, left)
-        rows, last = invoices_page(reader, scope, filters, after=after, limit=size)
-        yield from rows
-        if left is not None:
-            left -= len(rows)
-        if last is None:
-            return
-        after = check_key(last)
+
+    def page(cursor: tuple[str, int] | None, size: int) -> tuple[list[dict[str, Any]], tuple[str, int] | None]:
+        rows, last = invoices_page(reader, scope, filters, after=cursor, limit=size)
+        return rows, check_key(last) if last is not None else None
+
+    return every_row(page, after, limit)

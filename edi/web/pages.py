@@ -7,13 +7,10 @@ recorded in the audit trail (:func:`edi.accounts.record_action`). Raises what :m
 
 from __future__ import annotations
 
-import contextlib
 import hmac
-import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -365,13 +362,6 @@ def flow_requeue(console: Console) -> Endpoint:
 
 def _conflict(console: Console, request: Request, message: str) -> Response:
     return console.page(request, "error.html", {"status": 409, "message": message}, 409)
-
-
-def pretty(value: Any) -> str:
-    """A value as indented JSON, for a page."""
-    with contextlib.suppress(TypeError, ValueError):
-        return json.dumps(value, ensure_ascii=False, indent=2)
-    return str(value)
 
 
 def routes(console: Console) -> list[BaseRoute]:

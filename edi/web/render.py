@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -112,11 +111,3 @@ def download(path: Path, name: str, media_type: str) -> FileResponse:
 def file_json(path: Path) -> Response:
     """A JSON file as it is on disk (an acknowledgement: the exact bytes edi wrote)."""
     return Response(path.read_bytes(), media_type="application/json")
-
-
-Renderer = Callable[[dict[str, Any]], Response]
-
-
-def pretty_json(value: Any) -> str:
-    """JSON for people to read in a page (escaped by the template)."""
-    return json.dumps(value, ensure_ascii=False, indent=2)
