@@ -268,7 +268,6 @@ def flows_list(console: Console) -> Handler:
                 "flows": rows,
                 "next": cursor,
                 "query": query,
-                "filters": filters,
                 "params": params,
                 "statuses": STATUSES,
                 "senders": [] if visitor.scope else [s.id for s in console.settings.senders],

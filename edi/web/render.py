@@ -44,7 +44,6 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["query"] = lambda params, **more: urlencode({**params, **more})
-    env.filters["printable"] = lambda v: printable(str(v)) if v is not None else ""
     return env
 
 
