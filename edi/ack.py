@@ -67,6 +67,13 @@ DOCUMENT_FIELDS: tuple[tuple[str, str], ...] = (
     ("status", "str"),
     ("reason", "str"),
     ("findings", "finding"),
+    ("cdar", "str"),  # the file name of the document's CDAR lifecycle message, beside the acknowledgement
+)
+# An official artefact the flow's CDAR messages were checked against (the CDAR D22B XSD, the BR-FR-CDV Schematron).
+ARTEFACT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("name", "str"),
+    ("version", "str"),
+    ("sha256", "str"),
 )
 FLOW_FIELDS: tuple[tuple[str, str], ...] = (
     ("schema_version", "int"),
@@ -85,8 +92,10 @@ FLOW_FIELDS: tuple[tuple[str, str], ...] = (
     ("documents_accepted", "int"),
     ("findings", "finding"),
     ("documents", "document"),
+    ("cdar", "str"),  # the flow's own CDAR message (501), when its file was refused whole, before any document
+    ("cdar_artefacts", "artefact"),
 )
-_NESTED = {"finding": FINDING_FIELDS, "document": DOCUMENT_FIELDS}
+_NESTED = {"finding": FINDING_FIELDS, "document": DOCUMENT_FIELDS, "artefact": ARTEFACT_FIELDS}
 
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -157,6 +166,7 @@ def document_dict(flow_id: str, doc: Document) -> dict[str, Any]:
             "status": str(doc.status),
             "reason": doc.reason,
             "findings": [finding_dict(f) for f in doc.findings],
+            "cdar": None,  # named by whoever writes the message (edi.processor)
         }
     )
 
@@ -190,6 +200,8 @@ def build_ack(flow: Flow, processed_at: datetime) -> dict[str, Any]:
             "documents_accepted": sum(d.accepted for d in flow.documents),
             "findings": [finding_dict(f) for f in flow.findings],
             "documents": [document_dict(flow.flow_id, d) for d in flow.documents],
+            "cdar": None,  # named, with the artefacts, by whoever writes the CDAR messages (edi.processor)
+            "cdar_artefacts": [],
         }
     )
 

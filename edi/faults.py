@@ -3,12 +3,15 @@
 Reads the ``EDI_FAULTS`` environment variable once per process: a comma-separated list of ``point=action``, where
 ``action`` is ``raise`` (raise InjectedFault), ``bug`` (raise RuntimeError, which no code expects, as a bug would),
 ``crash`` (kill the process on the spot with SIGKILL, as a power cut would), or an errno the disk could answer with,
-raised as that OSError: ``enospc`` (disk full), ``eacces`` (permission denied), ``eio`` (I/O error), ``erofs``
-(read-only filesystem), ``edquot`` (quota exceeded). Points are named where the code calls :func:`fault_point`; among
-them ``write.delivery`` and ``write.ack`` (a queue file or an acknowledgement being written),
-``deliver.before_rename``, ``ack.json.before_rename``, ``barrier``, ``tracking.record_claims``. ``point=action@N``
-fails only from the Nth time the process reaches the point (the first N - 1 pass): a disk that fills up in the middle
-of a run. Unset, it costs one dict lookup per point.
+raised as that OSError: ``enospc`` (disk full), ``eacces`` (permission denied), ``eio`` (I/O error), ``erofs`` (read-
+only filesystem), ``edquot`` (quota exceeded), or ``corrupt`` (at a point that hands bytes to :func:`corrupted`: those
+bytes are damaged, as a bug in edi would; elsewhere it does nothing). Points are named where the code calls
+:func:`fault_point`; among them ``write.delivery`` and ``write.ack`` (a queue file or an acknowledgement being
+written), ``deliver.before_rename``, ``ack.json.before_rename``, ``barrier``, ``tracking.record_claims``,
+``write.cdar`` and ``cdar.before_rename`` (a CDAR lifecycle message being written, then renamed into place),
+``cdar.built`` (the message's bytes, before they are checked: ``corrupt``). ``point=action@N`` fails only from the Nth
+time the process reaches the point (the first N - 1 pass): a disk that fills up in the middle of a run. Unset, it costs
+one dict lookup per point.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ ERRNOS = {
     "erofs": errno.EROFS,
     "edquot": errno.EDQUOT,
 }
-ACTIONS = ("raise", "bug", "crash", *ERRNOS)
+ACTIONS = ("raise", "bug", "crash", "corrupt", *ERRNOS)
 
 
 _reached: dict[str, int] = {}  # times each point with an ``@N`` fault was reached in this process
@@ -48,16 +51,36 @@ def _faults() -> dict[str, tuple[str, int]]:
     return faults
 
 
+def corrupted(point: str, data: bytes) -> bytes:
+    """``data``, or, if EDI_FAULTS asks for ``point=corrupt``, ``data`` damaged: a status code no rule allows put
+    in place of the first ``ProcessConditionCode`` (still well-formed XML, so only the checks can tell)."""
+    fault = _faults().get(point)
+    if fault is None:
+        return data
+    if fault[0] != "corrupt":
+        fault_point(point)
+        return data
+    if not _due(point, fault[1]):
+        return data
+    return data.replace(b"ProcessConditionCode>", b"ProcessConditionCode>999", 1)
+
+
+def _due(point: str, nth: int) -> bool:
+    if nth > 1:
+        _reached[point] = reached = _reached.get(point, 0) + 1
+        if reached < nth:
+            return False
+    return True
+
+
 def fault_point(point: str) -> None:
     """Fail here if EDI_FAULTS asks for it."""
     fault = _faults().get(point)
     if fault is None:
         return
     action, nth = fault
-    if nth > 1:
-        _reached[point] = reached = _reached.get(point, 0) + 1
-        if reached < nth:
-            return
+    if action == "corrupt" or not _due(point, nth):
+        return
     if action == "raise":
         raise InjectedFault(f"injected fault at {point}")
     if action == "bug":

@@ -1,9 +1,9 @@
 """Housekeeping jobs that ``edi schedule`` (or an operator) runs: retention and the daily flow report.
 
 Retention removes, or moves out of the workspace, what is kept about finished flows older than ``retention.days``:
-their archived original bytes, their acknowledgements and their tracking rows. It never touches a flow that is not
-final (received, in processing, or failed and waiting for requeue). Files go first, then rows, so a crash half-way
-leaves rows whose files are gone, which the next run finishes; never files no row points to.
+their archived original bytes, their acknowledgements and CDAR lifecycle messages, and their tracking rows. It never
+touches a flow that is not final (received, in processing, or failed and waiting for requeue). Files go first, then
+rows, so a crash half-way leaves rows whose files are gone, which the next run finishes; never files no row points to.
 
 The report writes ``<folder>/flows-YYYY-MM-DD.json`` (and a ``.txt`` for people) about the flows received that UTC
 day: counts per status and sender, rejection reasons, most broken rules, and the flows needing an operator.
@@ -25,6 +25,7 @@ import structlog
 
 from edi.clock import Clock, SystemClock, iso
 from edi.config import Settings
+from edi.lifecycle.cdar import file_name
 from edi.spool import Spool
 from edi.store import open_store
 from edi.text import printable_all
@@ -67,7 +68,8 @@ def retention(settings: Settings, clock: Clock | None = None) -> RetentionReport
             received = datetime.fromisoformat(row["received_at"].replace("Z", "+00:00"))
             name = os.fsdecode(bytes.fromhex(row["raw_name"])) if row.get("raw_name") else row["file_name"]
             archived = layout.archived(row["flow_id"], received, name)
-            acks = [layout.sender_acks(row["sender"]) / f"{row['flow_id']}.{ext}" for ext in ("json", "xml")]
+            folder = layout.sender_acks(row["sender"])
+            acks = [folder / f"{row['flow_id']}.{ext}" for ext in ("json", "xml")] + _cdars(folder, row)
             for path in [archived, *acks]:
                 if not path.exists():
                     continue
@@ -81,6 +83,17 @@ def retention(settings: Settings, clock: Clock | None = None) -> RetentionReport
         store.close()
     log.info("retention", flows=len(ids), action=keep.action, cutoff=iso(cutoff))
     return RetentionReport(cutoff, len(ids), keep.action)
+
+
+def _cdars(folder: Path, row: dict[str, Any]) -> list[Path]:
+    """The flow's CDAR lifecycle messages beside its acknowledgement: index 0 (a file refused whole), then each
+    document's from 1 (one per document, so up to the store's count, and on while more are there)."""
+    found = [folder / file_name(row["flow_id"], 0)]
+    index = 1
+    while index <= int(row.get("documents_total") or 0) or (folder / file_name(row["flow_id"], index)).exists():
+        found.append(folder / file_name(row["flow_id"], index))
+        index += 1
+    return found
 
 
 def _moved_to(path: Path, layout: Layout, move_to: Path) -> Path:

@@ -6,10 +6,13 @@ For a group, each step runs for every flow before the next step starts:
    transaction);
 2. read each flow, then settle each (:func:`edi.pipeline.read`, :func:`edi.pipeline.settle`), then hold the keys
    of the group's invoices about to be accepted (one transaction: a key another flow holds makes a duplicate);
-3. stage its deliveries and its acknowledgement (written under temporary names);
+3. stage its deliveries, one CDAR lifecycle message per document (built, then checked against the official
+   artefacts: one that fails is a bug in edi and fails the flow) and its acknowledgement (written under temporary
+   names);
 4. barrier: all of that, the claims before it, and everything the previous group published, durable;
 5. archive the payloads of the previous group (only now that their answers are durable);
-6. publish: deliveries renamed into their queues, then the acknowledgement into place;
+6. publish: deliveries renamed into their queues, then the CDAR messages, then the acknowledgement into place (the
+   acknowledgement last: it says the flow is answered);
 7. record every outcome (one transaction).
 
 Where there is ``syncfs`` (Linux), a group's barrier runs in a background thread while the next group is decided
@@ -23,8 +26,9 @@ A flow that fails for our own reason at any step (a full disk, a permission or I
 what it staged is removed, what it published is withdrawn (a delivery already taken by its consumer stays), it goes
 to ``failed/`` with status ``IN_EN_ATTENTE_RETRAITEMENT`` and no acknowledgement, and the other flows go on. A crash at
 any point leaves each flow in the process's hand, where the next run's recovery finds it: a flow whose outcome is
-recorded and whose acknowledgement is in place is only archived; any other is decided again (deliveries are
-idempotent by name, the acknowledgement is replaced whole).
+recorded and whose acknowledgement and CDAR messages are in place is only archived; any other is decided again
+(deliveries are idempotent by name, the acknowledgement and the CDAR messages are replaced whole, and a message an
+earlier decision left that this one does not name is removed).
 
 Reads and writes through the spool and the tracking store; never raises for a flow's failure.
 """
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import stat
 import time
@@ -47,10 +52,12 @@ import structlog
 
 from edi.ack import build_ack, delivery_name, to_json, to_xml
 from edi.clock import Clock, iso
-from edi.faults import fault_point
+from edi.faults import corrupted, fault_point
 from edi.ingest.archives import Limits
 from edi.ingest.expand import delivery_files, original_bytes
 from edi.ingest.stages import open_regular, reserve_invoices
+from edi.lifecycle.cdar import build, file_name, subjects_from_ack
+from edi.lifecycle.validate import artefacts, check_or_raise
 from edi.logs import info_logged
 from edi.model import Flow, FlowStatus
 from edi.pipeline import Stages, display_name, read, settle
@@ -92,6 +99,7 @@ class _Work:
     ack: dict[str, Any] | None = None
     staged: list[tuple[Staged, str]] = field(default_factory=list)  # (file, fault point before its rename)
     deliveries: list[Path] = field(default_factory=list)  # where its documents are (or go) in their queues
+    cdars: list[Path] = field(default_factory=list)  # where its CDAR lifecycle messages go, beside its ack
     published: list[Path] = field(default_factory=list)
     error: BaseException | None = None
     recovered: bool = False  # taken back after a crash or a requeue: it may have been delivered already
@@ -356,7 +364,7 @@ class Processor:
     def _check_finished(self, work: _Work) -> None:
         json_path, xml_path = self._ack_paths(work.claim)
         status = self.tracking.status(work.claim.flow_id)
-        work.finish_only = status in FINAL and json_path.exists() and xml_path.exists()
+        work.finish_only = status in FINAL and json_path.exists() and xml_path.exists() and _cdars_in_place(json_path)
 
     def _read_ahead(self, work: _Work) -> None:
         work.opened = _read_ahead(work.claim.payload)
@@ -416,6 +424,9 @@ class Processor:
             raise RuntimeError(f"documents {sorted(accepted)} could not be read again for delivery")
         work.ack = build_ack(flow, self.clock.now())
         json_path, xml_path = self._ack_paths(work.claim, make=True)
+        for name, message in _cdar_messages(work.ack):  # every one checked before any is staged
+            work.cdars.append(json_path.parent / name)
+            work.staged.append((self.spool.stage(json_path.parent / name, message, ACK_MODE, "write.cdar"), "cdar"))
         json_ack = self.spool.stage(json_path, to_json(work.ack), ACK_MODE, "write.ack")
         work.staged.append((json_ack, "ack.json.before_rename"))
         xml_ack = self.spool.stage(xml_path, to_xml(work.ack), ACK_MODE, "write.ack")
@@ -425,10 +436,12 @@ class Processor:
         delivered = False
         while work.staged:
             staged, fault = work.staged[0]
-            if fault.startswith("ack") and not delivered:
+            if fault.startswith(("ack", "cdar")) and not delivered:
                 fault_point("pipeline.after_deliver")
                 delivered = True
-            work.published.append(self.spool.publish(staged, fault))
+            if fault.startswith("ack") and work.recovered:  # before the acknowledgement says the flow is answered
+                self.spool.withdraw(*self._stale_cdars(work.claim, set(work.cdars)))
+            work.published.append(self.spool.publish(staged, "cdar.before_rename" if fault == "cdar" else fault))
             work.staged.pop(0)
         fault_point("pipeline.after_ack")
 
@@ -491,6 +504,21 @@ class Processor:
                 self._acks[claim.sender] = folder
         return folder / f"{claim.flow_id}.json", folder / f"{claim.flow_id}.xml"
 
+    def _stale_cdars(self, claim: Claim, keep: set[Path]) -> list[Path]:
+        """The CDAR messages of this flow in its sender's folder that ``keep`` does not name (left by an earlier
+        decision of the same flow, or by a flow that then failed). Their indexes run from 1 without a gap (or are
+        0 alone): looked up by name up to the first missing one, never by listing the folder."""
+        folder = self._ack_paths(claim)[0].parent
+        stale, index = [], 0
+        while True:
+            path = folder / file_name(claim.flow_id, index)
+            if path not in keep:
+                if path.exists():
+                    stale.append(path)
+                elif index > 0:
+                    return stale
+            index += 1
+
     def _failed(self, work: _Work, bound: structlog.typing.FilteringBoundLogger) -> Outcome:
         claim, exc = work.claim, work.error
         assert exc is not None
@@ -499,7 +527,7 @@ class Processor:
         for staged, _ in work.staged:
             self.spool.unstage(staged)
         try:  # no acknowledgement until the flow is requeued, and nothing of it left for a consumer to take
-            self.spool.withdraw(*self._ack_paths(claim), *work.deliveries)
+            self.spool.withdraw(*self._ack_paths(claim), *self._stale_cdars(claim, set()), *work.deliveries)
             self.spool.fail(claim)
         except OSError as move_error:  # left in the spool as claimed: the next run's recovery takes it again
             bound.critical("flow left in the spool for recovery", error=str(move_error))
@@ -515,3 +543,31 @@ class Processor:
         except Exception as store_error:
             bound.critical("cannot record the failure", error=str(store_error))
         return Outcome(claim.flow_id, claim.sender, display_name(claim.name), FlowStatus.FAILED)
+
+
+def _cdar_messages(ack: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """The CDAR lifecycle message (file name, bytes) of each document of a flow (one, index 0, for a file refused
+    whole), each checked against the official CDAR XSD and BR-FR-CDV rules; ``ack`` gains the links to them and the
+    artefacts' versions and SHA-256. Raises :class:`edi.lifecycle.validate.CdarInvalid` (a bug in edi: the flow
+    fails, nothing of it is sent) or :class:`edi.errors.CatalogueError` (the artefacts cannot be loaded)."""
+    ack["cdar_artefacts"] = [{"name": a.name, "version": a.version, "sha256": a.sha256} for a in artefacts()]
+    documents = {int(d["index"]): d for d in ack["documents"]}
+    messages = []
+    for subject in subjects_from_ack(ack):
+        message = corrupted("cdar.built", build(subject))
+        check_or_raise(message)
+        name = file_name(subject.flow_id, subject.index)
+        (documents[subject.index] if subject.index else ack)["cdar"] = name
+        messages.append((name, message))
+    return messages
+
+
+def _cdars_in_place(json_path: Path) -> bool:
+    """Whether every CDAR message the acknowledgement at ``json_path`` names is beside it (one made before edi
+    wrote them names none)."""
+    try:
+        ack = json.loads(json_path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    names = [d.get("cdar") for d in ack.get("documents") or []] + [ack.get("cdar")]
+    return all((json_path.parent / name).exists() for name in names if name)

@@ -52,6 +52,7 @@ from edi.workspace import Layout
 CHUNK = 1000  # acknowledgements written to the new store per transaction (memory stays that of one chunk)
 FINAL = frozenset(str(s) for s in FlowStatus if s.final)
 BUILT = "tracking.sqlite.rebuild-"  # + the pid: the new store, in tmp/ until it is complete
+CDAR = ".cdar"  # <flow_id>.<index>.cdar.xml, beside the acknowledgements: never read as one
 UNKNOWN_SENDER = "?"  # a failed flow whose meta.json cannot be read (as recovery names one)
 _FORCE = "`edi store rebuild --force` rebuilds it from the workspace's files"
 
@@ -262,8 +263,8 @@ def _ack_files(layout: Layout) -> dict[str, tuple[str, str]]:
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             for entry in entries:
                 stem, dot, ext = entry.name.rpartition(".")
-                if not dot or entry.name.startswith(".") or ext not in ("json", "xml"):
-                    continue
+                if not dot or entry.name.startswith(".") or ext not in ("json", "xml") or stem.endswith(CDAR):
+                    continue  # a CDAR lifecycle message (<flow_id>.<index>.cdar.xml) is not an acknowledgement
                 if ext == "json" or stem not in found:
                     found[stem] = (folder.name, entry.path)
     return found

@@ -481,7 +481,7 @@ class Tracking:
         marks = ", ".join("?" for _ in FINAL)
         return list(
             self.db.query(
-                "SELECT flow_id, sender, file_name, raw_name, received_at, processed_at FROM flows "
+                "SELECT flow_id, sender, file_name, raw_name, received_at, processed_at, documents_total FROM flows "
                 f"WHERE status IN ({marks}) AND processed_at < ? ORDER BY processed_at",
                 [*FINAL, iso(cutoff)],
             )

@@ -38,6 +38,8 @@ FLOW_KEYS = [
     "documents_accepted",
     "findings",
     "documents",
+    "cdar",
+    "cdar_artefacts",
 ]
 DOCUMENT_KEYS = [
     "index",
@@ -70,6 +72,7 @@ DOCUMENT_KEYS = [
     "status",
     "reason",
     "findings",
+    "cdar",
 ]
 FINDING_KEYS = [
     "code",

@@ -155,13 +155,13 @@ def without(table_rows: dict[str, set[tuple[Any, ...]]], ids: set[str]) -> dict[
 
 
 def flow_files(ws: Workspace, ids: set[str]) -> set[str]:
-    """The files retention keeps for these flows: their archived bytes (archive/Y/M/D/<flow_id>_<name>) and their
-    two acks."""
+    """The files retention keeps for these flows: their archived bytes (archive/Y/M/D/<flow_id>_<name>), their
+    two acks and their CDAR messages (<flow_id>.<index>.cdar.xml)."""
     return {
         rel
         for rel in files(ws.root)
         if (rel.startswith("archive/") and rel.split("/")[4].split("_", 1)[0] in ids)
-        or (rel.startswith("acks/") and rel.split("/")[2].rsplit(".", 1)[0] in ids)
+        or (rel.startswith("acks/") and rel.split("/")[2].split(".", 1)[0] in ids)
     }
 
 
@@ -177,11 +177,13 @@ def records(ws: Workspace, ids: set[str]) -> dict[str, Any]:
 
 
 def test_retention_deletes_old_finished_flows_and_nothing_else(template: Template, ws: Workspace) -> None:
-    """Finished flows older than retention.days lose their archived bytes, two acks and every tracking row;
+    """Finished flows older than retention.days lose their archived bytes, two acks, CDAR messages and every tracking
+    row;
     newer flows, failed and received flows, queues and everything else stay as they were."""
     old = set(template.old)
     doomed = flow_files(ws, old)
-    assert len(doomed) == 3 * len(old)  # one archived file and two acks each
+    cdars = {rel for rel in doomed if rel.endswith(".cdar.xml")}
+    assert len(cdars) >= len(old) and len(doomed - cdars) == 3 * len(old)  # one archive, two acks, 1+ messages each
     files_before, rows_before = files(ws.root), rows(ws)
     clock = FixedClock(template.day0 + timedelta(days=5, hours=1))
 
@@ -287,7 +289,8 @@ def test_retention_with_nothing_old_does_nothing_and_running_it_twice_is_harmles
 
 
 def test_retention_deletes_acks_kept_outside_the_workspace(template: Template, ws: Workspace, tmp_path: Path) -> None:
-    """With workspace.acks elsewhere (an SFTP chroot), delete removes an old flow's acks there too."""
+    """With workspace.acks elsewhere (an SFTP chroot), delete removes an old flow's acks and CDAR messages there
+    too."""
     outside = tmp_path / "sftp-acks"
     shutil.move(ws.root / "acks", outside)
     settings = keeping(ws, days=3)
@@ -297,13 +300,16 @@ def test_retention_deletes_acks_kept_outside_the_workspace(template: Template, w
     assert retention(settings, FixedClock(template.day0 + timedelta(days=5, hours=1))).flows == len(template.old)
 
     assert files(outside) == {
-        rel: h for rel, h in before.items() if rel.split("/")[1].rsplit(".", 1)[0] not in template.old
+        rel: h for rel, h in before.items() if rel.split("/")[1].split(".", 1)[0] not in template.old
     }
-    assert len(files(outside)) == 2 * len(template.new)
+    left = {rel for rel in files(outside) if not rel.endswith(".cdar.xml")}
+    assert len(left) == 2 * len(template.new)
+    assert all(rel.split("/")[1].split(".", 1)[0] in template.new for rel in files(outside))
 
 
 def test_retention_moves_acks_kept_outside_the_workspace(template: Template, ws: Workspace, tmp_path: Path) -> None:
-    """With workspace.acks elsewhere, move takes an old flow's acks under move_to too, and forgets its rows."""
+    """With workspace.acks elsewhere, move takes an old flow's acks and CDAR messages under move_to too, and forgets
+    its rows."""
     outside, attic = tmp_path / "sftp-acks", tmp_path / "attic"
     shutil.move(ws.root / "acks", outside)
     settings = keeping(ws, days=3, action="move", move_to=attic)
@@ -311,9 +317,11 @@ def test_retention_moves_acks_kept_outside_the_workspace(template: Template, ws:
 
     assert retention(settings, FixedClock(template.day0 + timedelta(days=5, hours=1))).flows == len(template.old)
 
-    assert len(files(outside)) == 2 * len(template.new)
+    assert all(rel.split("/")[1].split(".", 1)[0] in template.new for rel in files(outside))
+    assert len({rel for rel in files(outside) if not rel.endswith(".cdar.xml")}) == 2 * len(template.new)
     landed = {p.name for p in attic.rglob("*") if p.is_file()}
     assert {f"{flow_id}.{ext}" for flow_id in template.old for ext in ("json", "xml")} <= landed
+    assert {f"{flow_id}.0001.cdar.xml" for flow_id in template.old} <= landed
     assert {row[0] for row in rows(ws)["flows"]} == set(template.new) | {template.failed, template.received}
 
 
