@@ -52,8 +52,9 @@ def _faults() -> dict[str, tuple[str, int]]:
 
 
 def corrupted(point: str, data: bytes) -> bytes:
-    """``data``, or, if EDI_FAULTS asks for ``point=corrupt``, ``data`` damaged: a status code no rule allows put
-    in place of the first ``ProcessConditionCode`` (still well-formed XML, so only the checks can tell)."""
+    """``data``, or, if EDI_FAULTS asks for ``point=corrupt``, ``data`` damaged: the first element whose text is
+    ``305`` (a CDAR message's phase, MDT-77) made ``999``, which a fatal rule (BR-FR-CDV-09) refuses; still
+    well-formed XML, so only the checks can tell."""
     fault = _faults().get(point)
     if fault is None:
         return data
@@ -62,7 +63,7 @@ def corrupted(point: str, data: bytes) -> bytes:
         return data
     if not _due(point, fault[1]):
         return data
-    return data.replace(b"ProcessConditionCode>", b"ProcessConditionCode>999", 1)
+    return data.replace(b">305<", b">999<", 1)
 
 
 def _due(point: str, nth: int) -> bool:
