@@ -30,8 +30,8 @@ def test_random_sigkills_lose_nothing_and_answer_every_file_once(
 
 
 def test_the_checker_sees_what_goes_wrong(tmp_path: Path) -> None:
-    """The invariants can fail: a lost acknowledgement, a second delivery and a file left in the inbox are all
-    reported (so that the test above means something)."""
+    """The invariants can fail: a lost acknowledgement, a second delivery, a file left in the inbox, a lost or
+    partial CDAR message and an orphan one are all reported (so that the test above means something)."""
     config, root = make_workspace(tmp_path)
     drop = Drop()
     drop_files(root, drop, 12, random.Random(1))
@@ -42,7 +42,14 @@ def test_the_checker_sees_what_goes_wrong(tmp_path: Path) -> None:
     queued = next(p for p in (root / "queues").rglob("new/*") if p.is_file())
     (queued.parent / (queued.name + "-copy")).write_bytes(queued.read_bytes())
     (root / "inbox" / "acme" / "stuck.xml").write_bytes(b"<x/>")
+    lost_ack_cdars = set((root / "acks" / "acme").glob(lost.name.removesuffix(".json") + ".*.cdar.xml"))
+    first, second, *_ = sorted(set((root / "acks" / "acme").glob("*.cdar.xml")) - lost_ack_cdars)
+    first.unlink()
+    second.write_bytes(second.read_bytes()[:200])
     problems = check(root, drop)
+    assert any(f"{first.name}: CDAR message missing or partial" in p for p in problems)
+    assert any(f"{second.name}: CDAR message missing or partial" in p for p in problems)
+    assert any("CDAR message of no acknowledged document" in p for p in problems)  # the lost ack's messages
     assert any("0 acknowledgements" in p for p in problems)
     assert any("-copy: 1 in the queue, 0 accepted" in p for p in problems)
     assert any("stuck.xml: left behind" in p for p in problems)

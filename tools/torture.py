@@ -8,6 +8,8 @@ more files may be dropped. Finally one `edi batch` runs to its end, and the inva
 
 - every dropped file has exactly one final acknowledgement (JSON and XML), and the store says the same;
 - every accepted document is in its queue exactly once (and nothing else is);
+- every final flow has exactly its CDAR lifecycle messages (one per document, or one for a file refused whole), each
+  whole and well-formed with the status its acknowledgement gives; no other ``.cdar.xml`` is in acks/;
 - nothing is left in the inbox, in a process's hand (spool/active) or in spool/requeued, nothing failed;
 - the store agrees with the files: one final row per acknowledgement, same status and documents, every accepted
   invoice key held by its document and no other.
@@ -30,9 +32,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 FLOWS = REPO / "flows"
@@ -150,10 +154,39 @@ def run_to_end(config: Path, workers: int) -> subprocess.CompletedProcess[str]:
     )
 
 
+RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"  # CDAR's namespace
+
+
+def _cdar_problems(root: Path, acks: dict[str, dict[str, Any]]) -> list[str]:
+    """Each acknowledgement's CDAR messages are there, whole, with its statuses; no orphan message exists."""
+    problems: list[str] = []
+    wanted: dict[Path, str] = {}
+    for ack in acks.values():
+        folder = root / "acks" / str(ack["sender"])
+        documents = ack["documents"]
+        if not documents:
+            unreadable = any(str(f["reason"]).startswith("IRR_") for f in ack["findings"])
+            wanted[folder / f"{ack['flow_id']}.0000.cdar.xml"] = "501" if unreadable else "213"
+        for doc in documents:
+            wanted[folder / f"{ack['flow_id']}.{doc['index']:04d}.cdar.xml"] = str(doc["status"])
+    for path, status in sorted(wanted.items()):
+        try:
+            tree = ET.parse(path)
+        except (OSError, ET.ParseError) as exc:
+            problems.append(f"{path.relative_to(root)}: CDAR message missing or partial ({type(exc).__name__})")
+            continue
+        codes = [e.text for e in tree.iter(f"{{{RAM}}}ProcessConditionCode")]
+        if codes != [status]:
+            problems.append(f"{path.relative_to(root)}: CDAR status {codes}, the acknowledgement {status}")
+    orphans = set((root / "acks").glob("*/*.cdar.xml")) - set(wanted)
+    problems += [f"{p.relative_to(root)}: CDAR message of no acknowledged document" for p in sorted(orphans)]
+    return problems
+
+
 def check(root: Path, drop: Drop) -> list[str]:
     """Every invariant that does not hold, as a sentence (an empty list: all hold)."""
     problems: list[str] = []
-    acks: dict[str, dict[str, object]] = {}
+    acks: dict[str, dict[str, Any]] = {}
     for sender in ("acme", "opdemat"):
         for path in sorted((root / "acks" / sender).glob("*.json")):
             ack = json.loads(path.read_text(encoding="utf-8"))
@@ -169,9 +202,11 @@ def check(root: Path, drop: Drop) -> list[str]:
     failed = [a for a in acks.values() if a["status"] == "IN_EN_ATTENTE_RETRAITEMENT"]
     problems += [f"{a['flow_id']}: acknowledged as failed" for a in failed]
 
+    problems += _cdar_problems(root, acks)
+
     expected: Counter[str] = Counter()
     for ack in acks.values():
-        for doc in ack["documents"]:  # type: ignore[attr-defined]
+        for doc in ack["documents"]:
             if doc["status"] == "200":
                 expected.update(f"{doc['queue']}/{name}" for name in doc["delivered_as"])
     found: Counter[str] = Counter()
