@@ -168,6 +168,7 @@ def assert_recoverable(
             assert (meta["flow_id"], meta["sender"]) == (flow_id, row["sender"])
             assert flow_id not in hands
         assert not (acks / f"{flow_id}.json").exists() and not (acks / f"{flow_id}.xml").exists(), key
+        assert not list(acks.glob(f"{flow_id}.*.cdar.xml")), key  # nor any CDAR message of it
         assert [name for name in queued if name.startswith(flow_id)] == [], key
     assert sorted(p.name for p in files(ws.root / "failed", "*/*")) == sorted(
         name for i in ids if (ws.root / "failed" / i).exists() for name in ("meta.json", "payload")
@@ -177,11 +178,12 @@ def assert_recoverable(
 
 
 def assert_each_flow_ended_once(ws: Workspace, payloads: dict[tuple[str, str], bytes]) -> None:
-    """Every flow has its final status and exactly one acknowledgement (JSON and XML) saying so; the queues hold
+    """Every flow has its final status and exactly one acknowledgement (JSON and XML) saying so, and the CDAR
+    messages it links (no other); the queues hold
     exactly the files the acknowledgements name, once each; every payload is archived once, nothing is left over."""
     rows = store_rows(ws)
     assert sorted((r["sender"], r["file_name"]) for r in rows.values()) == sorted(payloads)
-    named = []
+    named, messages = [], []
     for flow_id, row in rows.items():
         key = (row["sender"], row["file_name"])
         assert row["status"] == expected_status(*key), key
@@ -190,8 +192,9 @@ def assert_each_flow_ended_once(ws: Workspace, payloads: dict[tuple[str, str], b
         assert (ack["flow_id"], ack["status"]) == (flow_id, row["status"])
         assert flow_id in (folder / f"{flow_id}.xml").read_text(encoding="utf-8")
         named += [(d["queue"], name) for d in ack["documents"] for name in d["delivered_as"]]
+        messages += [d["cdar"] for d in ack["documents"]] or [ack["cdar"]]
     assert sorted(p.name for p in files(ws.root / "acks", "*/*")) == sorted(
-        f"{flow_id}.{ext}" for flow_id in rows for ext in ("json", "xml")
+        [f"{flow_id}.{ext}" for flow_id in rows for ext in ("json", "xml")] + messages
     )
     queued = [(p.parent.parent.name, p.name) for p in files(ws.root / "queues", "*/new/*")]
     assert sorted(queued) == sorted(named) and len(set(queued)) == len(queued)
