@@ -23,7 +23,7 @@ from edi.errors import EdiError
 from edi.tracking import Tracking
 
 ROLES = ("operator", "sender")
-USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # Argon2 takes any length; a megabyte "password" would only cost CPU
 _HASHER = PasswordHasher()  # Argon2id, argon2-cffi's defaults (RFC 9106's second recommendation)

@@ -318,7 +318,7 @@ def summary(report: BatchReport) -> str:
 
 
 SQLITE_MAX = 2**63 - 1  # the largest integer SQLite holds (a LIMIT past it is not an integer to SQLite)
-_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 

@@ -25,19 +25,29 @@ from edi.errors import ConfigError
 from edi.model import RULE_SETS
 from edi.workspace import Layout
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# a bare address (RFC 5321 dot-atom local part, a dotted domain): no display name, no spaces, no line breaks
+EMAIL_ADDRESS = re.compile(rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 REJECT = "reject"
 
 
 def _safe_name(value: str) -> str:
-    if not SAFE_NAME.match(value):
+    if not SAFE_NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not a safe folder name (letters, digits, '.', '_', '-'; at most 64)")
     return value
 
 
 def _safe_names(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(_safe_name(value) for value in values)
+
+
+def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if not EMAIL_ADDRESS.fullmatch(value):
+            raise ValueError(f"{value!r} is not a plain e-mail address (local@domain, no name, no spaces)")
+    return values
 
 
 def _non_negative(value: float) -> float:
@@ -135,17 +145,23 @@ class LimitsSettings:
 
 @dataclass(frozen=True, slots=True)
 class SenderSettings:
-    """A sender: who drops files into ``inbox/<id>/`` and for which sellers."""
+    """A sender (a partner): who drops files into ``inbox/<id>/``, for which sellers it deposits invoices, for which
+    directory recipients it returns lifecycle statuses, and who hears about its invoices."""
 
     id: str = field(metadata=_check(_safe_name))
     sellers: tuple[str, ...] = ()
     name: str | None = None
     rules: tuple[str, ...] | None = None  # the validation layers for this sender, instead of [validation] rules
     grace: tuple[str, ...] = ()  # layers whose fatal findings are only warnings for this sender (grace period)
+    recipients: tuple[str, ...] = field(default=(), metadata=_check(_safe_names))  # directory ids it speaks for
+    email: tuple[str, ...] = field(default=(), metadata=_check(_addresses))  # contact addresses for notifications
 
     def __post_init__(self) -> None:
-        if not self.sellers:
-            raise ValueError('sellers: list the SIREN / SIRET / VAT ids this sender may deposit for, or ["*"]')
+        if not self.sellers and not self.recipients:
+            raise ValueError(
+                'sellers: list the SIREN / SIRET / VAT ids this sender may deposit for, or ["*"] '
+                "(a partner that only returns statuses has sellers = [] and lists its recipients)"
+            )
         if "*" in self.sellers and len(self.sellers) > 1:
             raise ValueError('sellers: "*" means any seller and stands alone')
         _check_rule_sets("rules", self.rules or ())

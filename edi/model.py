@@ -136,9 +136,9 @@ class Finding:
         return CODES[self.code].reason
 
 
-_SIRET = re.compile(r"^\d{14}$")
-_SIREN = re.compile(r"^\d{9}$")
-_FR_VAT = re.compile(r"^FR[0-9A-Z]{2}(\d{9})$")
+_SIRET = re.compile(r"^\d{14}\Z")
+_SIREN = re.compile(r"^\d{9}\Z")
+_FR_VAT = re.compile(r"^FR[0-9A-Z]{2}(\d{9})\Z")
 
 
 def normalise(identifier: str) -> str:

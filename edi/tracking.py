@@ -116,6 +116,26 @@ _INVOICE_COLUMNS = {  # one row per accepted invoice key: who holds it (reserved
     "flow_id": str,
     "idx": int,
 }
+# An invoice's lifecycle after edi's own decision (its document's status, 200 / 213 / 501): the statuses its recipient
+# (or an operator) set later, 202-212, one row each, append-only (docs/lifecycle.md). A row is "held" from the moment
+# its status flow is decided (the order rules are checked under the writers' lock, so two flows deciding at once
+# cannot both pass) and "recorded" in the transaction that records that flow's outcome; only recorded rows are the
+# invoice's history. Its current status is its latest recorded row, else its document's status.
+_LIFECYCLE_COLUMNS = {
+    "id": int,  # append order
+    "flow_id": str,  # the invoice: its flow and its document's index there
+    "idx": int,
+    "status": str,  # the lifecycle status code (MDT-105), 202-212
+    "reason": str,  # the reform reason code (MDT-113), or None
+    "text": str,  # the partner's or the operator's words (MDT-114), or None
+    "set_by": str,  # who set it: the partner's sender id, or "operator:<user>"
+    "set_at": str,  # when the partner says it was set (MDT-78), or when the operator set it; ISO 8601 UTC
+    "recorded_at": str,  # when edi recorded it
+    "source_flow_id": str,  # what carried it: the status flow (and its document), or the id edi gave an operator's
+    "source_idx": int,
+    "relay": str,  # the CDAR message relayed to the invoice's sender, in acks/<sender>/ (a file name)
+    "state": str,  # "held" or "recorded"
+}
 _RUN_COLUMNS = {"id": int, "job": str, "started_at": str, "finished_at": str, "outcome": str, "detail": str}
 _USER_COLUMNS = {  # console accounts (edi.accounts)
     "name": str,
@@ -205,6 +225,8 @@ class Tracking:
         db.table("users").create(_USER_COLUMNS, pk="name", if_not_exists=True)
         db.table("actions").create(_ACTION_COLUMNS, pk="id", if_not_exists=True)
         db.table("ended_sessions").create(_ENDED_SESSION_COLUMNS, pk="session", if_not_exists=True)
+        db.table("lifecycle").create(_LIFECYCLE_COLUMNS, pk="id", if_not_exists=True)
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_lifecycle_source ON lifecycle (source_flow_id, source_idx)")
         for name, spec in (
             ("flows", _FLOW_COLUMNS),
             ("documents", _DOCUMENT_COLUMNS),
@@ -251,6 +273,8 @@ class Tracking:
             ("documents", ["recipient", "flow_id", "status"]),
             ("documents", ["queue", "flow_id"]),
             ("findings", ["rule", "flow_id", "severity"]),
+            ("lifecycle", ["flow_id", "idx", "state", "id"]),  # an invoice's history, and its current status
+            ("lifecycle", ["status", "state", "flow_id"]),
         ):
             db.table(index_table).create_index(columns, if_not_exists=True)
         # served by the wider ones above (same leading columns): each was one more write per row

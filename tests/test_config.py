@@ -16,6 +16,7 @@ from edi.config import (
     Settings,
     ValidationSettings,
     load_settings,
+    settings_from_dict,
 )
 from edi.errors import ConfigError
 from edi.queues import known_queues, load_routing
@@ -69,7 +70,9 @@ def test_repository_config_loads() -> None:
     assert settings.workspace.root == REPO / "var"
     assert settings.intake.min_age_seconds == 2.0 and settings.limits.max_flow_bytes == 104857600
     assert [s.id for s in settings.senders] == ["acme", "opdemat"]
-    assert settings.sender("acme") == SenderSettings("acme", ("123456782",), "Acme SAS")
+    assert settings.sender("acme") == SenderSettings(
+        "acme", ("123456782",), "Acme SAS", email=("factures@acme.example",)
+    )
     assert settings.sender("opdemat") is not None and settings.sender("opdemat").any_seller  # type: ignore[union-attr]
     assert settings.sender("nobody") is None
     assert settings.routing.directory == REPO / "flows" / "directory.toml"
@@ -394,3 +397,17 @@ def test_metrics_token_is_optional_and_must_be_long(tmp_path: Path) -> None:
     for bad in ('"short"', '" 0123456789abcdefXYZ"', "42"):
         with pytest.raises(ConfigError, match=r"console\.metrics_token"):
             load(tmp_path, f"[console]\nmetrics_token = {bad}\n")
+
+
+def test_a_partner_that_only_returns_statuses_lists_its_recipients_and_no_sellers(tmp_path: Path) -> None:
+    """`sellers = []` is allowed only beside `recipients`; addresses in `email` are bare, one line each."""
+    ok = {"senders": [{"id": "ville-pa", "sellers": [], "recipients": ["ville-exemple"], "email": ["ops@ville.fr"]}]}
+    sender = settings_from_dict(ok, tmp_path / "c.toml").senders[0]
+    assert sender.recipients == ("ville-exemple",) and sender.email == ("ops@ville.fr",) and sender.sellers == ()
+    with pytest.raises(ConfigError, match="sellers"):
+        settings_from_dict({"senders": [{"id": "x", "sellers": []}]}, tmp_path / "c.toml")
+    for bad in ["a b@c.fr", "x@y", "Name <a@b.fr>", "a@b.fr\nBcc: x@y.fr", "a@b.fr\n"]:
+        with pytest.raises(ConfigError, match="plain e-mail address"):
+            settings_from_dict({"senders": [{"id": "x", "sellers": ["*"], "email": [bad]}]}, tmp_path / "c.toml")
+    with pytest.raises(ConfigError, match="safe folder name"):
+        settings_from_dict({"senders": [{"id": "acme\n", "sellers": ["*"]}]}, tmp_path / "c.toml")

@@ -26,9 +26,9 @@ from edi.errors import BadQuery, UnknownFlowError
 from edi.model import FlowStatus
 from edi.workspace import Layout
 
-FLOW_ID = re.compile(r"^\d{8}T\d{12}-[0-9a-f]{6}$")
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
+FLOW_ID = re.compile(r"^\d{8}T\d{12}-[0-9a-f]{6}\Z")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 PERIODS = {"today": 0, "7d": 7, "30d": 30}
 MAX_TEXT = 200  # a filter value longer than this is refused (no real invoice number or rule id is)
 MAX_LIMIT = 1000
@@ -96,7 +96,7 @@ def parse_filters(params: Mapping[str, str], now: datetime) -> Filters:
         if len(value) > MAX_TEXT:
             raise BadQuery(f"{key}: the value is too long (at most {MAX_TEXT} characters)")
     sender = given.get("sender")
-    if sender is not None and not SAFE_NAME.match(sender):
+    if sender is not None and not SAFE_NAME.fullmatch(sender):
         raise BadQuery(f"sender: {sender!r} is not a sender id")
     status = given.get("status")
     if status is not None and status not in {s.value for s in FlowStatus}:

@@ -22,7 +22,7 @@ from edi.codes import DocumentStatus
 from edi.errors import BadQuery
 
 # a page cursor's key: the last document shown, ``<flow_id>~<idx>``
-KEY = re.compile(r"^\d{8}T\d{12}-[0-9a-f]{6}~\d{1,6}$")
+KEY = re.compile(r"^\d{8}T\d{12}-[0-9a-f]{6}~\d{1,6}\Z")
 STATUSES = tuple(s.value for s in DocumentStatus)
 COLUMNS = (
     "flow_id",
@@ -86,7 +86,7 @@ def parse_invoice_filters(params: Mapping[str, str]) -> InvoiceFilters:
     if status is not None and status not in STATUSES:
         raise BadQuery(f"status: {status!r} is not a document status ({', '.join(STATUSES)})")
     sender = given.get("sender")
-    if sender is not None and not SAFE_NAME.match(sender):
+    if sender is not None and not SAFE_NAME.fullmatch(sender):
         raise BadQuery(f"sender: {sender!r} is not a sender id")
     issued_from, issued_to = _day("from", given.get("from")), _day("to", given.get("to"))
     if issued_from and issued_to and issued_to < issued_from:

@@ -35,7 +35,7 @@ from typing import Any
 from edi.errors import DirectoryError
 from edi.model import RULE_SETS, Party, normalise, siren_of
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _TRUE = {"true", "yes", "1", "y", "oui"}
 _FALSE = {"false", "no", "0", "n", "non", ""}
 RECIPIENT_KEYS = frozenset(
