@@ -21,8 +21,8 @@ from edi.model import Document, Finding, Flow
 SCHEMA_VERSION = 1
 NAMESPACE = "urn:edi:acknowledgement:1"
 
-# Field order and types, shared by the dict, the XML and the XSD. Types: "str", "int", "names" (a list of strings,
-# as <name> elements), or the name of a nested list of records.
+# Field order and types, shared by the dict, the XML and the XSD. Types: "str", "int", "bool", "names" (a list of
+# strings, as <name> elements), the name of a nested list of records, or the name of one nested record (_RECORDS).
 FINDING_FIELDS: tuple[tuple[str, str], ...] = (
     ("code", "str"),
     ("reason", "str"),
@@ -68,6 +68,28 @@ DOCUMENT_FIELDS: tuple[tuple[str, str], ...] = (
     ("reason", "str"),
     ("findings", "finding"),
     ("cdar", "str"),  # the file name of the document's CDAR lifecycle message, beside the acknowledgement
+    ("lifecycle", "lifecycle"),  # a recipient's status (a CDAR message it deposited): what became of it
+)
+# The invoice a recipient's status is about, as edi accepted it.
+INVOICE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("flow_id", "str"),
+    ("index", "int"),
+    ("sender", "str"),
+    ("invoice_number", "str"),
+    ("seller_id", "str"),
+    ("issue_date", "str"),
+    ("type_code", "str"),
+)
+# A recipient's lifecycle status: what its message says, whether the invoice had it already (``known``: accepted,
+# never relayed twice), and the CDAR message relayed to the invoice's sender.
+LIFECYCLE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("status", "str"),
+    ("reason", "str"),
+    ("text", "str"),
+    ("set_at", "str"),
+    ("known", "bool"),
+    ("invoice", "invoice"),
+    ("relay", "str"),
 )
 # An official artefact the flow's CDAR messages were checked against (the CDAR D22B XSD, the BR-FR-CDV Schematron).
 ARTEFACT_FIELDS: tuple[tuple[str, str], ...] = (
@@ -96,6 +118,7 @@ FLOW_FIELDS: tuple[tuple[str, str], ...] = (
     ("cdar_artefacts", "artefact"),
 )
 _NESTED = {"finding": FINDING_FIELDS, "document": DOCUMENT_FIELDS, "artefact": ARTEFACT_FIELDS}
+_RECORDS = {"lifecycle": LIFECYCLE_FIELDS, "invoice": INVOICE_FIELDS}  # one nested record, or none
 
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -167,8 +190,33 @@ def document_dict(flow_id: str, doc: Document) -> dict[str, Any]:
             "reason": doc.reason,
             "findings": [finding_dict(f) for f in doc.findings],
             "cdar": None,  # named by whoever writes the message (edi.processor)
+            "lifecycle": lifecycle_dict(doc),
         }
     )
+
+
+def lifecycle_dict(doc: Document) -> dict[str, Any] | None:
+    """A recipient's status as acknowledgements carry it (None for an invoice); ``relay`` is named by whoever
+    writes the relayed message (edi.processor)."""
+    report = doc.lifecycle
+    if report is None:
+        return None
+    invoice = report.invoice
+    found = None
+    if invoice is not None:
+        found = _safe(
+            {
+                "flow_id": invoice.flow_id,
+                "index": invoice.index,
+                "sender": invoice.sender,
+                "invoice_number": invoice.invoice_number,
+                "seller_id": invoice.seller_id,
+                "issue_date": invoice.issue_date,
+                "type_code": invoice.type_code,
+            }
+        )
+    status = {"status": report.status, "reason": report.reason, "text": report.text, "set_at": report.set_at}
+    return _safe(status) | {"known": report.known, "invoice": found, "relay": None}
 
 
 def flow_record(flow: Flow) -> dict[str, Any]:
@@ -237,6 +285,12 @@ def _write(out: list[str], values: Mapping[str, Any], spec: Sequence[tuple[str, 
                 out.append(f"{pad}<{name}>\n{items}{pad}</{name}>\n")
             else:
                 out.append(f"{pad}<{name}/>\n")
+        elif kind in _RECORDS:
+            out.append(f"{pad}<{name}>\n")
+            _write(out, value, _RECORDS[kind], pad + "  ")
+            out.append(f"{pad}</{name}>\n")
+        elif kind == "bool":
+            out.append(f"{pad}<{name}>{'true' if value else 'false'}</{name}>\n")
         elif kind in _NESTED:
             if not value:
                 out.append(f"{pad}<{name}/>\n")
@@ -268,6 +322,10 @@ def _read(element: etree._Element, spec: Sequence[tuple[str, str]]) -> dict[str,
             result[name] = [] if child is None else [_read(item, _NESTED[kind]) for item in child]
         elif child is None:
             result[name] = None
+        elif kind in _RECORDS:
+            result[name] = _read(child, _RECORDS[kind])
+        elif kind == "bool":
+            result[name] = (child.text or "").strip() == "true"
         else:
             text = child.text or ""
             result[name] = int(text) if kind == "int" else text

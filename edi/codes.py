@@ -38,6 +38,15 @@ class Code(StrEnum):
     XMP_PROFILE_MISMATCH = "XMP_PROFILE_MISMATCH"
     REJ_SEMAN = "REJ_SEMAN"
     LAYER_NOT_RUN = "LAYER_NOT_RUN"  # with rule VALIDATE_TIMEOUT: the rules outran limits.validate_seconds
+    # a recipient's lifecycle status (a CDAR message it deposited), refused (docs/lifecycle.md, "Statuses back")
+    STATUS_NOT_A_RECIPIENT = "STATUS_NOT_A_RECIPIENT"
+    STATUS_SEVERAL_INVOICES = "STATUS_SEVERAL_INVOICES"
+    STATUS_UNKNOWN_INVOICE = "STATUS_UNKNOWN_INVOICE"
+    STATUS_OTHER_PARTNER = "STATUS_OTHER_PARTNER"
+    STATUS_NOT_ALLOWED = "STATUS_NOT_ALLOWED"
+    STATUS_REASON_MISSING = "STATUS_REASON_MISSING"
+    STATUS_REASON_NOT_ALLOWED = "STATUS_REASON_NOT_ALLOWED"
+    STATUS_ORDER = "STATUS_ORDER"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,5 +95,29 @@ CODES: dict[Code, CodeInfo] = {
     ),
     Code.XMP_PROFILE_MISMATCH: CodeInfo(
         DocumentStatus.REJETEE, "REJ_COH", "the PDF's XMP metadata declares another profile than its invoice XML"
+    ),
+    Code.STATUS_NOT_A_RECIPIENT: CodeInfo(
+        DocumentStatus.REJETEE, "REJ_COH", "the sender lists no recipient it returns lifecycle statuses for"
+    ),
+    Code.STATUS_SEVERAL_INVOICES: CodeInfo(
+        DocumentStatus.REJETEE, "REJ_COH", "the lifecycle message references more than one invoice (one per message)"
+    ),
+    Code.STATUS_UNKNOWN_INVOICE: CodeInfo(
+        DocumentStatus.REJETEE, "REJ_COH", "no accepted invoice has the seller, number, type and date the status names"
+    ),
+    Code.STATUS_OTHER_PARTNER: CodeInfo(
+        DocumentStatus.REJETEE, "REJ_COH", "the invoice was delivered to a recipient this partner does not speak for"
+    ),
+    Code.STATUS_NOT_ALLOWED: CodeInfo(
+        DocumentStatus.REJETEE, "REJ_SEMAN", "a recipient may set statuses 202 to 212 only (not 200, 213, 501, ...)"
+    ),
+    Code.STATUS_REASON_MISSING: CodeInfo(
+        DocumentStatus.REJETEE, "REJ_SEMAN", "the status needs a reason code (MDT-113): 206, 207, 208 and 210 do"
+    ),
+    Code.STATUS_REASON_NOT_ALLOWED: CodeInfo(
+        DocumentStatus.REJETEE, "REJ_SEMAN", "the reason code (MDT-113) is not one the rules allow for this status"
+    ),
+    Code.STATUS_ORDER: CodeInfo(
+        DocumentStatus.REJETEE, "REJ_COH", "the status may not follow the invoice's statuses (XP Z12-014 order)"
     ),
 }

@@ -28,6 +28,7 @@ __all__ = [
     "Layer",
     "Party",
     "Severity",
+    "StatusReport",
 ]
 
 
@@ -51,6 +52,7 @@ class Layer(StrEnum):
     EXTENDED_CTC_FR = "extended-ctc-fr"
     ROUTING = "routing"
     CDAR = "cdar"  # edi's own lifecycle messages, checked against the official CDAR artefacts (edi.lifecycle)
+    LIFECYCLE = "lifecycle"  # a recipient's lifecycle status: its invoice, the status, its reason, their order
 
 
 # The validation layers a configuration may ask for, in the order they run.
@@ -206,6 +208,54 @@ class Invoice:
 
 
 @dataclass(frozen=True, slots=True)
+class Characteristic:
+    """One ``SpecifiedDocumentCharacteristic`` (MDG-43) of a recipient's status, relayed as it came (the amount
+    cashed that a 212 must carry)."""
+
+    type_code: str  # MDT-207: MEN, MPA, ...
+    amount: str | None = None  # MDT-215
+    currency: str | None = None
+    percent: str | None = None  # MDT-224
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRef:
+    """The accepted invoice a recipient's status is about, as edi recorded it when it accepted it."""
+
+    flow_id: str
+    index: int
+    sender: str  # who deposited it: the status is relayed to acks/<sender>/
+    invoice_number: str | None = None
+    seller_id: str | None = None
+    issue_date: str | None = None
+    type_code: str | None = None
+    recipient: str | None = None  # the directory recipient it was delivered to
+    buyer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """A lifecycle status a recipient returned in a CDAR message (one invoice per message), and what edi found."""
+
+    status: str | None = None  # MDT-105
+    reason: str | None = None  # MDT-113
+    text: str | None = None  # MDT-114
+    set_at: str | None = None  # MDT-78, ISO 8601 UTC
+    invoice_number: str | None = None  # MDT-87 (BT-1)
+    type_code: str | None = None  # MDT-91 (BT-3)
+    issue_date: str | None = None  # MDT-100 (BT-2), ISO 8601 date
+    seller_id: str | None = None  # MDT-129
+    references: int = 1  # how many invoices the message references
+    issuer_id: str | None = None  # MDT-38: who set the status (the buyer, or a party acting for it)
+    issuer_scheme: str | None = None
+    issuer_role: str | None = None  # MDT-40
+    issuer_name: str | None = None
+    characteristics: tuple[Characteristic, ...] = ()
+    invoice: InvoiceRef | None = None  # the invoice found, once checked
+    known: bool = False  # a status the invoice already has: accepted, never relayed twice
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     """One document of a flow: an invoice or credit note, or what stands in its place when unreadable.
 
@@ -232,6 +282,7 @@ class Document:
     route: str | None = None  # the queue routing chose (delivered only if accepted)
     findings: tuple[Finding, ...] = ()
     tree: object | None = field(default=None, compare=False, repr=False)
+    lifecycle: StatusReport | None = None  # a CDAR status message: what it says, what edi found
 
     @property
     def accepted(self) -> bool:

@@ -7,7 +7,9 @@ stages that decide on the facts read: duplicates, the seller, the route). Runnin
 before the next keeps each step's code and data in the CPU's caches (a duplicate lookup right after an XSD
 validation took four times as long as one right after another lookup). Last of all, the processor holds each
 accepted invoice's key in the tracking store (:attr:`Stages.reserve`), so that two processes deciding at once
-cannot both accept it.
+cannot both accept it, and each recipient's status about to be accepted (:attr:`Stages.hold`), so that two cannot
+both pass the order rules. A CDAR lifecycle message (a recipient's status) runs through the same loop: the invoice
+layers skip it, :mod:`edi.lifecycle.intake` reads and checks it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from edi.ingest.stages import (
     RejectDuplicateInvoice,
     Reserve,
 )
+from edi.lifecycle.intake import CheckStatus, Hold, ReadStatus
 from edi.model import RULE_SETS, Document, Flow, FlowRejected, evolve
 from edi.route.directory import Directory
 from edi.route.stages import AuthoriseSeller, Route
@@ -55,6 +58,7 @@ class Stages:
     document: Sequence[DocumentStage]  # while the document's XML is at hand (its tree is dropped after them)
     reserve: Reserve | None = None  # holds the invoice keys of a decided group (reserve_invoices), last of all
     settle: Sequence[DocumentStage] = ()  # on what the document stages found, once every document is read
+    hold: Hold | None = None  # checks the order of a decided group's statuses and holds them (hold_statuses), last
 
 
 def limits_of(limits: LimitsSettings) -> Limits:
@@ -69,6 +73,8 @@ def layers(settings: Settings, directory: Directory) -> Callable[[Document, Flow
     senders = {s.id: s for s in settings.senders}
 
     def layers_for(doc: Document, flow: Flow) -> tuple[str, ...]:
+        if doc.syntax == "CDAR":  # a recipient's status: checked against the CDAR artefacts (edi.lifecycle.intake)
+            return ()
         sender = senders.get(flow.sender)
         base = sender.rules if sender is not None and sender.rules is not None else settings.validation.rules
         recipient = directory.find(doc.invoice.buyer) if doc.invoice is not None else None
@@ -87,6 +93,7 @@ def build_stages(settings: Settings, tracking: Tracking, directory: Directory, c
         Recognise(),
         CheckPdfProfile(),
         Extract(),
+        ReadStatus(),
         XsdValidation(catalogue, layers_for),
         BusinessRules(
             runner_for(catalogue, settings.limits.validate_seconds), layers_for, lambda flow: grace.get(flow.sender, ())
@@ -97,13 +104,14 @@ def build_stages(settings: Settings, tracking: Tracking, directory: Directory, c
         RejectDuplicateInvoice(tracking.earlier_invoice),
         AuthoriseSeller(sellers),
         Route(directory, settings.routing.rules, settings.routing.unknown_recipient),
+        CheckStatus({s.id: s.recipients for s in settings.senders}, tracking.find_invoices),
     ]
     flow: list[FlowStage] = [
         CheckFile(settings.limits.max_flow_bytes),
         RejectDuplicateFlow(tracking.earlier_flow),
         Expand(limits_of(settings.limits), settings.limits.pdf_seconds),
     ]
-    return Stages(flow, document, tracking.reserve_invoices, settling)
+    return Stages(flow, document, tracking.reserve_invoices, settling, tracking.hold_statuses)
 
 
 def decide(flow: Flow, stages: Stages) -> Flow:

@@ -45,6 +45,7 @@ import traceback
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -56,7 +57,8 @@ from edi.faults import corrupted, fault_point
 from edi.ingest.archives import Limits
 from edi.ingest.expand import delivery_files, original_bytes
 from edi.ingest.stages import open_regular, reserve_invoices
-from edi.lifecycle.cdar import build, file_name, subjects_from_ack
+from edi.lifecycle.cdar import Relay, build, build_relay, file_name, subjects_from_ack
+from edi.lifecycle.intake import hold_statuses
 from edi.lifecycle.validate import artefacts, check_or_raise
 from edi.logs import info_logged
 from edi.model import Flow, FlowStatus
@@ -71,6 +73,7 @@ ACK_MODE = 0o640  # acknowledgements: their sender's group may read them (docs/s
 IN_MEMORY_BYTES = 1024 * 1024  # a payload this small is read once, when hashed, and kept for the group's steps
 EMPTY_SHA256 = hashlib.sha256().hexdigest()
 FINAL = frozenset(str(s) for s in FlowStatus if s.final)
+_RENAME_FAULTS = {"cdar": "cdar.before_rename", "relay": "relay.before_rename"}  # fault points before a rename
 FADVISE_DONTNEED: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)  # None where there is no posix_fadvise
 FADVISE_WILLNEED: int | None = getattr(os, "POSIX_FADV_WILLNEED", None)
 
@@ -402,10 +405,13 @@ class Processor:
         if self.stages.reserve is None:
             return
         flows = [w.flow for w in live if w.flow is not None]
-        held = iter(reserve_invoices(flows, self.stages.reserve))
+        held = reserve_invoices(flows, self.stages.reserve)
+        if self.stages.hold is not None:
+            held = hold_statuses(held, self.stages.hold)
+        decided = iter(held)
         for work in live:
             if work.flow is not None:
-                work.flow = next(held)
+                work.flow = next(decided)
 
     def _stage(self, work: _Work) -> None:
         flow = work.flow
@@ -427,6 +433,10 @@ class Processor:
         for name, message in _cdar_messages(work.ack):  # every one checked before any is staged
             work.cdars.append(json_path.parent / name)
             work.staged.append((self.spool.stage(json_path.parent / name, message, ACK_MODE, "write.cdar"), "cdar"))
+        for sender, name, message in _relays(flow, work.ack):  # a status flow's statuses, to their invoices' senders
+            path = self._folder(sender) / name
+            work.cdars.append(path)
+            work.staged.append((self.spool.stage(path, message, ACK_MODE, "write.relay"), "relay"))
         json_ack = self.spool.stage(json_path, to_json(work.ack), ACK_MODE, "write.ack")
         work.staged.append((json_ack, "ack.json.before_rename"))
         xml_ack = self.spool.stage(xml_path, to_xml(work.ack), ACK_MODE, "write.ack")
@@ -436,12 +446,12 @@ class Processor:
         delivered = False
         while work.staged:
             staged, fault = work.staged[0]
-            if fault.startswith(("ack", "cdar")) and not delivered:
+            if fault.startswith(("ack", "cdar", "relay")) and not delivered:
                 fault_point("pipeline.after_deliver")
                 delivered = True
             if fault.startswith("ack") and work.recovered:  # before the acknowledgement says the flow is answered
                 self.spool.withdraw(*self._stale_cdars(work.claim, set(work.cdars)))
-            work.published.append(self.spool.publish(staged, "cdar.before_rename" if fault == "cdar" else fault))
+            work.published.append(self.spool.publish(staged, _RENAME_FAULTS.get(fault, fault)))
             work.staged.pop(0)
         fault_point("pipeline.after_ack")
 
@@ -495,6 +505,15 @@ class Processor:
             )
         return outcome
 
+    def _folder(self, sender: str) -> Path:
+        """A sender's acknowledgement folder, made if missing (once per run)."""
+        folder = self._acks.get(sender)
+        if folder is None:
+            folder = self.layout.sender_acks(sender)
+            folder.mkdir(parents=True, exist_ok=True)
+            self._acks[sender] = folder
+        return folder
+
     def _ack_paths(self, claim: Claim, make: bool = False) -> tuple[Path, Path]:
         folder = self._acks.get(claim.sender)
         if folder is None:
@@ -506,10 +525,15 @@ class Processor:
 
     def _stale_cdars(self, claim: Claim, keep: set[Path]) -> list[Path]:
         """The CDAR messages of this flow in its sender's folder that ``keep`` does not name (left by an earlier
-        decision of the same flow, or by a flow that then failed). Their indexes run from 1 without a gap (or are
-        0 alone): looked up by name up to the first missing one, never by listing the folder."""
+        decision of the same flow, or by a flow that then failed), and the statuses it relayed to invoices' senders
+        that its lifecycle rows (held or recorded) name and ``keep`` does not. Their indexes run from 1 without a gap
+        (or are 0 alone): looked up by name up to the first missing one, never by listing the folder."""
         folder = self._ack_paths(claim)[0].parent
         stale, index = [], 0
+        for sender, name in self.tracking.relays_of(claim.flow_id):  # a status flow's relays, as its rows name them
+            path = self.layout.sender_acks(sender) / name
+            if path not in keep and path.exists():
+                stale.append(path)
         while True:
             path = folder / file_name(claim.flow_id, index)
             if path not in keep:
@@ -527,7 +551,9 @@ class Processor:
         for staged, _ in work.staged:
             self.spool.unstage(staged)
         try:  # no acknowledgement until the flow is requeued, and nothing of it left for a consumer to take
-            self.spool.withdraw(*self._ack_paths(claim), *self._stale_cdars(claim, set()), *work.deliveries)
+            self.spool.withdraw(
+                *self._ack_paths(claim), *self._stale_cdars(claim, set()), *work.cdars, *work.deliveries
+            )
             self.spool.fail(claim)
         except OSError as move_error:  # left in the spool as claimed: the next run's recovery takes it again
             bound.critical("flow left in the spool for recovery", error=str(move_error))
@@ -554,6 +580,8 @@ def _cdar_messages(ack: dict[str, Any]) -> list[tuple[str, bytes]]:
     documents = {int(d["index"]): d for d in ack["documents"]}
     messages = []
     for subject in subjects_from_ack(ack):
+        if subject.index and documents[subject.index].get("lifecycle"):  # a recipient's status: its ack answers it
+            continue
         message = corrupted("cdar.built", build(subject))
         check_or_raise(message)
         name = file_name(subject.flow_id, subject.index)
@@ -562,12 +590,63 @@ def _cdar_messages(ack: dict[str, Any]) -> list[tuple[str, bytes]]:
     return messages
 
 
+def _relays(flow: Flow, ack: dict[str, Any]) -> list[tuple[str, str, bytes]]:
+    """The CDAR message relaying each status of a status flow accepted as new (not known) to its invoice's sender:
+    (that sender, file name, bytes), each checked like edi's own messages; ``ack`` gains the names (``relay``).
+    Raises what :func:`_cdar_messages` raises."""
+    documents = {int(d["index"]): d for d in ack["documents"]}
+    decided = _instant(ack["processed_at"])
+    relays = []
+    for doc in flow.documents:
+        report = doc.lifecycle
+        if report is None or report.invoice is None or report.known or not doc.accepted or not report.status:
+            continue
+        invoice = report.invoice
+        relay = Relay(
+            flow_id=flow.flow_id,
+            index=doc.index,
+            sender=invoice.sender,
+            status=report.status,
+            set_at=_instant(report.set_at) if report.set_at else decided,
+            decided_at=decided,
+            invoice_number=invoice.invoice_number or report.invoice_number or "",
+            issue_date=invoice.issue_date,
+            type_code=invoice.type_code,
+            seller_id=invoice.seller_id,
+            issuer_id=report.issuer_id or invoice.buyer_id or flow.sender,  # MDT-38 is required in phase 23
+            issuer_scheme=report.issuer_scheme if report.issuer_id else None,
+            issuer_role=report.issuer_role,
+            issuer_name=report.issuer_name,
+            reason=report.reason,
+            text=report.text,
+            characteristics=report.characteristics,
+        )
+        message = corrupted("relay.built", build_relay(relay))
+        check_or_raise(message)
+        name = file_name(flow.flow_id, doc.index)
+        documents[doc.index]["lifecycle"]["relay"] = name
+        relays.append((invoice.sender, name, message))
+    return relays
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _cdars_in_place(json_path: Path) -> bool:
-    """Whether every CDAR message the acknowledgement at ``json_path`` names is beside it (one made before edi
-    wrote them names none)."""
+    """Whether every CDAR message the acknowledgement at ``json_path`` names is in place: edi's own beside it (one
+    made before edi wrote them names none), a status flow's relays in their invoices' senders' folders."""
     try:
         ack = json.loads(json_path.read_bytes())
     except (OSError, ValueError):
         return False
-    names = [d.get("cdar") for d in ack.get("documents") or []] + [ack.get("cdar")]
-    return all((json_path.parent / name).exists() for name in names if name)
+    documents = ack.get("documents") or []
+    names = [d.get("cdar") for d in documents] + [ack.get("cdar")]
+    if not all((json_path.parent / name).exists() for name in names if name):
+        return False
+    acks = json_path.parent.parent
+    for doc in documents:
+        lifecycle = doc.get("lifecycle") or {}
+        if lifecycle.get("relay") and not (acks / lifecycle["invoice"]["sender"] / lifecycle["relay"]).exists():
+            return False
+    return True

@@ -27,7 +27,8 @@ import sqlite_utils
 from edi.clock import iso
 from edi.errors import StoreError, UnknownFlowError, WorkspaceError
 from edi.faults import fault_point
-from edi.model import FlowStatus
+from edi.lifecycle.rules import Order, order
+from edi.model import FlowStatus, InvoiceRef
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000
@@ -410,13 +411,70 @@ class Tracking:
             rows = [self.db.conn.execute(select, key).fetchone() for key, _, _ in asks]
         return [(str(row[0]), int(row[1])) for row in rows]
 
+    def find_invoices(self, seller: str, number: str, year: str) -> list[tuple[str, InvoiceRef]]:
+        """The accepted invoices (status 200) with this seller key, number (BT-1) and year (BT-2): the kind of each
+        and what was recorded of it (the flow's sender, its recipient, ...), oldest first."""
+        rows = self.db.conn.execute(
+            "SELECT i.kind, i.flow_id, i.idx, f.sender, d.invoice_number, d.seller_id, d.issue_date, d.type_code, "
+            "d.recipient, d.buyer_id FROM invoices i JOIN documents d ON d.flow_id = i.flow_id AND d.idx = i.idx "
+            "JOIN flows f ON f.flow_id = i.flow_id WHERE i.seller_key = ? AND i.invoice_number = ? AND i.year = ? "
+            "AND d.status = '200' ORDER BY i.flow_id, i.idx",
+            [seller, number, year],
+        ).fetchall()
+        return [(str(r[0]), InvoiceRef(str(r[1]), int(r[2]), str(r[3]), *r[4:])) for r in rows]
+
+    def hold_statuses(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+        """Check lifecycle statuses about to be accepted against their invoices' history (recorded and held rows,
+        those of earlier ``rows`` included) and hold the new ones (``state`` "held"), in order, in one transaction
+        under the writers' lock: for each, (:class:`edi.lifecycle.rules.Order`, message). A status whose source
+        (status flow and document) holds a row already gets it back (a flow decided again after a crash or a
+        requeue), as the same status; a row of that source saying anything else is replaced."""
+        conn = self.db.conn
+        columns = [c for c in _LIFECYCLE_COLUMNS if c not in ("id", "recorded_at", "state")]
+        marks = ", ".join("?" for _ in columns)
+        insert = f"INSERT INTO lifecycle ({', '.join(columns)}, state) VALUES ({marks}, 'held')"
+        verdicts: list[tuple[str, str]] = []
+        with self._transaction():
+            for row in rows:
+                own = conn.execute(
+                    "SELECT id, flow_id, idx, status FROM lifecycle WHERE source_flow_id = ? AND source_idx = ?",
+                    [row["source_flow_id"], row["source_idx"]],
+                ).fetchone()
+                if own is not None:
+                    if tuple(own[1:]) == (row["flow_id"], row["idx"], row["status"]):
+                        verdicts.append((str(Order.NEW), ""))
+                        continue
+                    conn.execute("DELETE FROM lifecycle WHERE id = ?", [own[0]])
+                history = [
+                    str(r[0])
+                    for r in conn.execute(
+                        "SELECT status FROM lifecycle WHERE flow_id = ? AND idx = ? ORDER BY id",
+                        [row["flow_id"], row["idx"]],
+                    )
+                ]
+                verdict, message = order(history, str(row["status"]))
+                if verdict is Order.NEW:
+                    conn.execute(insert, [row.get(c) for c in columns])
+                verdicts.append((str(verdict), message))
+        return verdicts
+
+    def relays_of(self, flow_id: str) -> list[tuple[str, str]]:
+        """The CDAR messages a status flow's lifecycle rows name: (the invoice's sender, the file name) each."""
+        rows = self.db.conn.execute(
+            "SELECT f.sender, l.relay FROM lifecycle l JOIN flows f ON f.flow_id = l.flow_id "
+            "WHERE l.source_flow_id = ? AND l.relay IS NOT NULL ORDER BY l.source_idx",
+            [flow_id],
+        ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     def record_outcome(self, ack: Mapping[str, Any], at: datetime) -> None:
         """Store what the final acknowledgement says, in one transaction, with one event per status."""
         self.record_outcomes([ack], at)
 
     def record_outcomes(self, acks: Sequence[Mapping[str, Any]], at: datetime) -> None:
         """Store what final acknowledgements say, all in one transaction, with one event per status; an invoice
-        key held by a document that was not accepted after all is let go."""
+        key held by a document that was not accepted after all is let go; the lifecycle statuses a status flow held
+        are recorded (those its acknowledgement relays), or let go (any other)."""
         if not acks:
             return
         when = iso(at)
@@ -427,6 +485,7 @@ class Tracking:
         findings: list[dict[str, Any]] = []
         events: list[list[Any]] = []
         releases: list[tuple[str, list[int]]] = []
+        statuses: list[tuple[str, list[int]]] = []
         for ack in acks:
             flow_id = ack["flow_id"]
             flows.append([*(when if c == "updated_at" else ack.get(c) for c in columns), flow_id])
@@ -439,6 +498,9 @@ class Tracking:
             events.append([flow_id, None, when, ack["status"], accepted])
             if not ack["documents"] or any(d["status"] != "200" for d in ack["documents"]):
                 releases.append((flow_id, [d["index"] for d in ack["documents"] if d["status"] == "200"]))
+            if any(d.get("lifecycle") for d in ack["documents"]):  # a status flow: its held statuses
+                relayed = [d["index"] for d in ack["documents"] if _relayed(d)]
+                statuses.append((flow_id, relayed))
         with self._transaction():
             assignments = ", ".join(f"{c} = ?" for c in columns)
             changes = conn.total_changes
@@ -461,6 +523,17 @@ class Tracking:
                     f"DELETE FROM invoices WHERE flow_id = ? AND idx NOT IN ({', '.join('?' for _ in kept)})",
                     [flow_id, *kept],
                 )
+            for flow_id, kept in statuses:  # recorded with the outcome; a status not accepted holds nothing
+                conn.execute(
+                    f"DELETE FROM lifecycle WHERE source_flow_id = ? AND source_idx NOT IN "
+                    f"({', '.join('?' for _ in kept)})",
+                    [flow_id, *kept],
+                )
+                conn.execute(
+                    "UPDATE lifecycle SET state = 'recorded', recorded_at = ? WHERE source_flow_id = ? "
+                    "AND state = 'held'",
+                    [when, flow_id],
+                )
 
     def record_failed(self, flow: Mapping[str, Any], at: datetime, detail: str) -> None:
         """Mark a flow as failed for our own reason (kept for requeue), recording it first if it failed so early
@@ -472,6 +545,7 @@ class Tracking:
                 list(row.values()),
             )
             self.db.execute("DELETE FROM invoices WHERE flow_id = ?", [flow["flow_id"]])  # nothing of it accepted
+            self.db.execute("DELETE FROM lifecycle WHERE source_flow_id = ?", [flow["flow_id"]])  # nor of its statuses
         self._set_status(str(flow["flow_id"]), FlowStatus.FAILED, at, detail)
 
     def record_requeued(self, flow_id: str, at: datetime) -> None:
@@ -769,6 +843,12 @@ def _document_row(flow_id: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         value = doc.get(column)
         row[column] = json.dumps(value, ensure_ascii=False) if value else "[]"
     return row
+
+
+def _relayed(doc: Mapping[str, Any]) -> bool:
+    """Whether a document of an acknowledgement is a status accepted, new, and relayed to its invoice's sender."""
+    lifecycle = doc.get("lifecycle")
+    return bool(doc["status"] == "200" and lifecycle and lifecycle.get("relay") and not lifecycle.get("known"))
 
 
 def _finding_row(flow_id: str, idx: int, finding: Mapping[str, Any]) -> dict[str, Any]:

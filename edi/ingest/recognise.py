@@ -1,7 +1,9 @@
 """Recognise a parsed document: syntax from the root element and namespace, profile from the specification id.
 
 Pure. UBL 2.1 ``Invoice`` / ``CreditNote`` and UN/CEFACT CII ``CrossIndustryInvoice`` are recognised; ZUGFeRD 1.0
-``CrossIndustryDocument`` is recognised so that its rejection can say what it is. The profile comes from the
+``CrossIndustryDocument`` is recognised so that its rejection can say what it is. A CDAR D22B
+``CrossDomainAcknowledgementAndResponse`` is a recipient's lifecycle status (syntax ``CDAR``, kind ``Status``,
+profile ``cdv``), read by :mod:`edi.lifecycle.intake` rather than as an invoice. The profile comes from the
 specification identifier BT-24 (UBL ``CustomizationID``, CII ``GuidelineSpecifiedDocumentContextParameter/ID``) and
 uses the names of the shared corpus: ``minimum``, ``basicwl``, ``basic``, ``en16931``, ``extended``, ``xrechnung``,
 ``xrechnung-extension``, ``peppol-bis3``, ``extended-ctc-fr``, ``en16931-cius``, ``en16931-extension``,
@@ -19,6 +21,7 @@ UBL_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 UBL_CREDIT_NOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
 CII = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
 ZUGFERD1 = "urn:ferd:CrossIndustryDocument:invoice:1p0"
+CDAR = "urn:un:unece:uncefact:data:standard:CrossDomainAcknowledgementAndResponse:100"  # a lifecycle status message
 
 NS = {
     "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2",
@@ -44,6 +47,11 @@ CREDIT_NOTE_TYPES = frozenset({"81", "83", "261", "262", "296", "308", "381", "3
 _UBL_SPEC = compile_xpath("string(cbc:CustomizationID)")
 _CII_SPEC = compile_xpath("string(rsm:ExchangedDocumentContext/ram:GuidelineSpecifiedDocumentContextParameter/ram:ID)")
 _CII_TYPE = compile_xpath("string(rsm:ExchangedDocument/ram:TypeCode)")
+_CDAR_SPEC = etree.XPath(
+    "string(*[local-name() = 'ExchangedDocumentContext']/*[local-name() = 'GuidelineSpecifiedDocumentContextParameter']"
+    "/*[local-name() = 'ID'])",
+    smart_strings=False,
+)
 _ZF1_SPEC = compile_xpath(
     "string(zf1:SpecifiedExchangedDocumentContext/ram12:GuidelineSpecifiedDocumentContextParameter/ram12:ID)"
 )
@@ -57,15 +65,15 @@ EN16931 = "urn:cen.eu:en16931:2017"
 class Recognition:
     """What a document is."""
 
-    syntax: str  # UBL, CII, ZUGFeRD1
-    kind: str  # Invoice, CreditNote
+    syntax: str  # UBL, CII, ZUGFeRD1, CDAR
+    kind: str  # Invoice, CreditNote; Status for a CDAR lifecycle message
     profile: str
     specification_id: str
 
     @property
     def supported(self) -> bool:
         """Whether this platform takes documents of this syntax."""
-        return self.syntax in ("UBL", "CII")
+        return self.syntax in ("UBL", "CII", "CDAR")
 
 
 def recognise(root: etree._Element) -> Recognition | None:
@@ -81,6 +89,8 @@ def recognise(root: etree._Element) -> Recognition | None:
         spec = _text(_CII_SPEC(root))
         kind = "CreditNote" if _text(_CII_TYPE(root)) in CREDIT_NOTE_TYPES else "Invoice"
         return Recognition("CII", kind, profile_of(spec), spec)
+    if tag.namespace == CDAR and tag.localname == "CrossDomainAcknowledgementAndResponse":
+        return Recognition("CDAR", "Status", "cdv", _text(_CDAR_SPEC(root)))
     if tag.namespace == ZUGFERD1 and tag.localname == "CrossIndustryDocument":
         spec = _text(_ZF1_SPEC(root))
         level = _ZF1_LEVEL.match(spec.lower())

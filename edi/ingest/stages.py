@@ -112,7 +112,8 @@ class Recognise:
             finding = Finding(
                 Code.IRR_TYPE_F,
                 Layer.PARSE,
-                f"the root element {tag} is not a UBL 2.1 Invoice or CreditNote, or a UN/CEFACT CrossIndustryInvoice",
+                f"the root element {tag} is not a UBL 2.1 Invoice or CreditNote, a UN/CEFACT CrossIndustryInvoice, "
+                "or a CDAR D22B lifecycle message",
                 line=root.sourceline,
                 xpath="/*",
             )
@@ -138,7 +139,7 @@ class Extract:
 
     def __call__(self, doc: Document, flow: Flow) -> Document:
         """The document with its invoice facts."""
-        if doc.tree is None or doc.syntax is None:
+        if doc.tree is None or doc.syntax is None or doc.syntax == "CDAR":  # a status: edi.lifecycle.intake reads it
             return doc
         return evolve(doc, invoice=extract_invoice(doc.tree.getroot(), doc.syntax))  # type: ignore[attr-defined]
 

@@ -8,7 +8,11 @@ per finding (``DIV``, the invalid value: the rule, the finding's text, the value
 Whether the result passes the official artefacts is :mod:`edi.lifecycle.validate`'s to say.
 
 The message goes from edi (the platform, role ``WK``, phase ``305`` transmission) to the partner who deposited the
-flow (role ``SE``, its edi sender id as its address). Where the invoice's identifiers are unknown (an unreadable
+flow (role ``SE``, its edi sender id as its address). :func:`build_relay` builds the message edi relays to an
+invoice's sender for a status its recipient set (202-212, :class:`Relay`): phase ``23`` (processing), edi the
+sender (``WK``), the party that set the status the issuer (its id and role as its own message gave them, ``BY`` by
+default), its reason and words in one ``SpecifiedDocumentStatus`` with the characteristics it carried (a 212's
+amounts), and the status time (MDT-78) the recipient gave. Where the invoice's identifiers are unknown (an unreadable
 file), the object is the file as deposited: its name stands for BT-1, its receipt date for BT-2; an unknown seller
 id (MDT-129) is left out, never made up.
 """
@@ -24,7 +28,8 @@ from typing import Any
 from lxml import etree
 
 from edi.codes import CODES, Code, DocumentStatus
-from edi.model import Finding, Severity
+from edi.lifecycle.rules import LABELS as RECIPIENT_LABELS
+from edi.model import Characteristic, Finding, Severity
 
 RSM = "urn:un:unece:uncefact:data:standard:CrossDomainAcknowledgementAndResponse:100"
 RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
@@ -34,7 +39,8 @@ NSMAP = {"rsm": RSM, "ram": RAM, "udt": UDT, "qdt": QDT}
 
 GUIDELINE = "urn.cpro.gouv.fr:1p0:CDV:invoice"  # MDT-3 (BR-FR-CDV-02)
 PROCESS = "REGULATED"  # MDT-2 (BR-FR-CDV-CL-01)
-LABELS = {"200": "Déposée", "213": "Rejetée", "501": "Irrecevable"}  # MDT-106
+LABELS = {"200": "Déposée", "213": "Rejetée", "501": "Irrecevable", **RECIPIENT_LABELS}  # MDT-106
+ISSUER_ROLES = frozenset({"BY", "AB", "DL", "SE", "SR", "PE", "PR", "II", "IV"})  # MDT-40 in phase 23 (CL-03)
 # BT-3 codes BR-FR-04 accepts in MDT-91: another type code (a hostile or foreign one) is left out, MDT-91 being
 # optional, rather than making the message fail.
 DOCUMENT_TYPES = frozenset(
@@ -302,3 +308,90 @@ def _safe(text: str) -> str:
 
 def _cut(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """A status an invoice's recipient set (202-212), as edi relays it to the invoice's sender."""
+
+    flow_id: str  # the status flow, and the index of the message in it
+    index: int
+    sender: str  # edi's id of the partner who deposited the invoice: the message's addressee
+    status: str
+    set_at: datetime  # MDT-78
+    decided_at: datetime  # MDT-8
+    invoice_number: str  # BT-1
+    issue_date: str | None  # BT-2, ISO 8601
+    type_code: str | None  # BT-3
+    seller_id: str | None
+    issuer_id: str  # who set the status (MDT-38)
+    issuer_scheme: str | None = None
+    issuer_role: str | None = None
+    issuer_name: str | None = None
+    reason: str | None = None  # MDT-113
+    text: str | None = None  # MDT-114
+    characteristics: tuple[Characteristic, ...] = ()
+    platform_id: str | None = None
+
+
+def build_relay(relay: Relay) -> bytes:
+    """The CDAR message relaying ``relay`` to the invoice's sender, UTF-8, indented; the same bytes each time."""
+    root = etree.Element(f"{{{RSM}}}CrossDomainAcknowledgementAndResponse", nsmap=NSMAP)
+    context = _sub(root, RSM, "ExchangedDocumentContext")
+    _sub(_sub(context, RAM, "BusinessProcessSpecifiedDocumentContextParameter"), RAM, "ID", PROCESS)
+    _sub(_sub(context, RAM, "GuidelineSpecifiedDocumentContextParameter"), RAM, "ID", GUIDELINE)
+
+    header = _sub(root, RSM, "ExchangedDocument")
+    _sub(header, RAM, "ID", message_id(relay.flow_id, relay.index))  # MDT-4
+    _sub(header, RAM, "Name", file_name(relay.flow_id, relay.index))  # MDT-5
+    _datetime(header, "IssueDateTime", relay.decided_at)  # MDT-8
+    sender = _sub(header, RAM, "SenderTradeParty")
+    if relay.platform_id:
+        _sub(sender, RAM, "GlobalID", relay.platform_id, schemeID="0238")
+    _sub(sender, RAM, "RoleCode", "WK")
+    issuer = _sub(header, RAM, "IssuerTradeParty")  # MDT-38 is required in phase 23 (BR-FR-CDV-07)
+    scheme = {"schemeID": relay.issuer_scheme} if relay.issuer_scheme else _scheme(relay.issuer_id)
+    _sub(issuer, RAM, "GlobalID", relay.issuer_id, **scheme)
+    if relay.issuer_name:
+        _sub(issuer, RAM, "Name", _cut(relay.issuer_name))
+    _sub(issuer, RAM, "RoleCode", relay.issuer_role if relay.issuer_role in ISSUER_ROLES else "BY")
+    recipient = _sub(header, RAM, "RecipientTradeParty")
+    _party(recipient, relay.seller_id, None)
+    _sub(recipient, RAM, "RoleCode", "SE")
+    _sub(_sub(recipient, RAM, "URIUniversalCommunication"), RAM, "URIID", relay.sender)  # MDT-73
+
+    ack = _sub(root, RSM, "AcknowledgementDocument")
+    _sub(_sub(ack, RAM, "MultipleReferencesIndicator"), UDT, "Indicator", "false")
+    _sub(ack, RAM, "TypeCode", "23")  # processing phase: the recipient's statuses
+    _datetime(ack, "IssueDateTime", relay.set_at)  # MDT-78
+    ref = _sub(ack, RAM, "ReferenceReferencedDocument")
+    _sub(ref, RAM, "IssuerAssignedID", relay.invoice_number)  # MDT-87
+    if relay.type_code in DOCUMENT_TYPES:
+        _sub(ref, RAM, "TypeCode", relay.type_code)  # MDT-91
+    match = _ISO_DATE.match((relay.issue_date or "").strip())
+    day = f"{match[1]}{match[2]}{match[3]}" if match else relay.decided_at.astimezone(UTC).strftime("%Y%m%d")
+    _sub(_sub(ref, RAM, "FormattedIssueDateTime"), QDT, "DateTimeString", day, format="102")  # MDT-100
+    _sub(ref, RAM, "ProcessConditionCode", relay.status)  # MDT-105
+    _sub(ref, RAM, "ProcessCondition", LABELS.get(relay.status, relay.status))
+    if relay.seller_id:
+        seller = _sub(ref, RAM, "IssuerTradeParty")
+        _sub(seller, RAM, "GlobalID", relay.seller_id, **_scheme(relay.seller_id))
+        _sub(seller, RAM, "RoleCode", "SE")
+    if relay.reason or relay.text or relay.characteristics:
+        detail = _sub(ref, RAM, "SpecifiedDocumentStatus")
+        if relay.reason:
+            _sub(detail, RAM, "ReasonCode", relay.reason)  # MDT-113
+        if relay.text or relay.reason:
+            _sub(detail, RAM, "Reason", _cut(relay.text or relay.reason or ""))  # MDT-114
+        _sub(detail, RAM, "SequenceNumeric", "1")
+        for item in relay.characteristics:
+            element = _sub(detail, RAM, "SpecifiedDocumentCharacteristic")
+            _sub(element, RAM, "TypeCode", item.type_code)
+            if item.amount is not None:
+                currency = {"currencyID": item.currency} if item.currency else {}
+                _sub(element, RAM, "ValueAmount", item.amount, **currency)
+            if item.percent is not None:
+                _sub(element, RAM, "ValuePercent", item.percent)
+    etree.indent(root)
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return data

@@ -93,11 +93,16 @@ def _saxon() -> Saxon:
 
 def check(message: bytes) -> list[Finding]:
     """Every finding of the official XSD and BR-FR-CDV Schematron on ``message`` (empty when it passes both)."""
-    xsd, schematron = artefacts()
     try:
         tree = etree.fromstring(message, SAFE_PARSER).getroottree()
     except etree.XMLSyntaxError as exc:
         return [Finding(Code.IRR_SYNTAX, Layer.CDAR, f"the CDAR message is not well-formed XML: {short(exc)}")]
+    return check_tree(tree)
+
+
+def check_tree(tree: etree._ElementTree) -> list[Finding]:
+    """Every finding of the official XSD and BR-FR-CDV Schematron on a parsed message (a partner's, as read)."""
+    xsd, schematron = artefacts()
     findings = [_in_cdar(f, xsd) for f in _xsd_findings(tree, xsd)]
     compiled = Compiled(
         RuleEntry("cdar", "CDAR", ("*",), schematron.path, "flag", schematron.version), schematron.sha256
