@@ -4,7 +4,8 @@ Reads, under the workspace's processor lock:
 
 - ``acks/<sender>/<flow_id>.json`` (its ``.xml`` twin when the JSON cannot be read): each finished flow, its
   documents, findings and statuses, and the keys of its accepted invoices, so that a re-sent invoice is
-  ``DOUBLON`` again and the same bytes sent again too;
+  ``DOUBLON`` again and the same bytes sent again too; for a recipient's status flow, the lifecycle statuses it
+  relayed (the invoices' recorded history);
 - ``archive/YYYY/MM/DD/<flow_id>_<name>``: each payload's size, SHA-256 and day, checked against its
   acknowledgement, and the bytes of its name (what retention needs to find it when they are not UTF-8);
 - ``failed/<flow_id>/{payload,meta.json}``: flows waiting for ``edi requeue``, recorded as failed with their size

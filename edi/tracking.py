@@ -615,10 +615,12 @@ class Tracking:
     def restore_answered(self, acks: Sequence[Mapping[str, Any]], at: datetime) -> int:
         """Write what final acknowledgements read back from the workspace say (``edi store rebuild``), in one
         transaction: the flow (with ``raw_name`` when the mapping has it), its documents and findings, the keys of
-        its accepted invoices (kept by the first flow that has one: give the flows in id order), and the events its
+        its accepted invoices (kept by the first flow that has one: give the flows in id order), the lifecycle
+        statuses it relayed (a status flow; recorded as of its ``processed_at``), and the events its
         acknowledgement tells, then one saying where it was rebuilt from (``origin`` in the mapping). Returns how
         many invoice keys were recorded."""
         flows, documents, findings, events, keys = [], [], [], [], []
+        statuses: list[list[Any]] = []
         for ack in acks:
             flow_id, processed = ack["flow_id"], ack["processed_at"]
             flows.append({c: ack.get(c) for c in _FLOW_COLUMNS} | {"updated_at": processed, "claimed_by": None})
@@ -632,6 +634,8 @@ class Tracking:
                 key = (doc.get("seller_key"), doc.get("invoice_number"), doc.get("kind"), year)
                 if doc["status"] == "200" and all(key):
                     keys.append([*key, flow_id, doc["index"]])
+                if _relayed(doc):  # a recipient's status, recorded and relayed: the invoice's history
+                    statuses.append(_lifecycle_row(ack, doc))
             accepted = f"{ack.get('documents_accepted')}/{ack.get('documents_total')} accepted"
             events.append([flow_id, None, processed, ack["status"], accepted])
             events.append([flow_id, None, iso(at), ack["status"], f"rebuilt from {ack.get('origin') or 'its ack'}"])
@@ -643,7 +647,11 @@ class Tracking:
             conn.executemany("INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, ?, ?, ?, ?)", events)
             before = conn.total_changes
             conn.executemany("INSERT OR IGNORE INTO invoices VALUES (?, ?, ?, ?, ?, ?)", keys)
-            return conn.total_changes - before
+            restored = conn.total_changes - before
+            columns = [c for c in _LIFECYCLE_COLUMNS if c != "id"]
+            marks = ", ".join("?" for _ in columns)
+            conn.executemany(f"INSERT OR IGNORE INTO lifecycle ({', '.join(columns)}) VALUES ({marks})", statuses)
+            return restored
 
     def restore_failed(self, flows: Sequence[Mapping[str, Any]], at: datetime) -> None:
         """Write flows found in ``failed/`` (``edi store rebuild``: what their ``meta.json`` and payload say, and
@@ -843,6 +851,25 @@ def _document_row(flow_id: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         value = doc.get(column)
         row[column] = json.dumps(value, ensure_ascii=False) if value else "[]"
     return row
+
+
+def _lifecycle_row(ack: Mapping[str, Any], doc: Mapping[str, Any]) -> list[Any]:
+    """The recorded lifecycle row (every column but ``id``) of a status a status flow's acknowledgement relayed."""
+    status, invoice = doc["lifecycle"], doc["lifecycle"]["invoice"]
+    return [
+        invoice["flow_id"],
+        invoice["index"],
+        status["status"],
+        status.get("reason"),
+        status.get("text"),
+        ack["sender"],
+        status.get("set_at"),
+        ack["processed_at"],
+        ack["flow_id"],
+        doc["index"],
+        status["relay"],
+        "recorded",
+    ]
 
 
 def _relayed(doc: Mapping[str, Any]) -> bool:

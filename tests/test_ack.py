@@ -73,6 +73,7 @@ DOCUMENT_KEYS = [
     "reason",
     "findings",
     "cdar",
+    "lifecycle",  # a recipient's status only (null for an invoice)
 ]
 FINDING_KEYS = [
     "code",

@@ -51,9 +51,8 @@ def status_message(
         f"<ram:RoleCode>SE</ram:RoleCode></ram:IssuerTradeParty>{detail}</ram:ReferenceReferencedDocument>"
     )
     if xsd_invalid:
-        reference = reference.replace(
-            "<ram:IssuerAssignedID>", f"<ram:ProcessConditionCode>{status}</ram:ProcessConditionCode><ram:IssuerAssignedID>", 1
-        )
+        early = f"<ram:ProcessConditionCode>{status}</ram:ProcessConditionCode>"
+        reference = reference.replace("<ram:IssuerAssignedID>", early + "<ram:IssuerAssignedID>", 1)
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <rsm:CrossDomainAcknowledgementAndResponse
     xmlns:rsm="urn:un:unece:uncefact:data:standard:CrossDomainAcknowledgementAndResponse:100"
