@@ -9,9 +9,10 @@ bytes are damaged, as a bug in edi would; elsewhere it does nothing). Points are
 :func:`fault_point`; among them ``write.delivery`` and ``write.ack`` (a queue file or an acknowledgement being
 written), ``deliver.before_rename``, ``ack.json.before_rename``, ``barrier``, ``tracking.record_claims``,
 ``write.cdar`` and ``cdar.before_rename`` (a CDAR lifecycle message being written, then renamed into place),
-``cdar.built`` (the message's bytes, before they are checked: ``corrupt``). ``point=action@N`` fails only from the Nth
-time the process reaches the point (the first N - 1 pass): a disk that fills up in the middle of a run. Unset, it costs
-one dict lookup per point.
+``cdar.built`` (the message's bytes, before they are checked: ``corrupt``), and for a recipient's status relayed
+to an invoice's sender ``write.relay``, ``relay.before_rename`` and ``relay.built``. ``point=action@N`` fails only
+from the Nth time the process reaches the point (the first N - 1 pass): a disk that fills up in the middle of a run.
+Unset, it costs one dict lookup per point.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ def _faults() -> dict[str, tuple[str, int]]:
 
 
 def corrupted(point: str, data: bytes) -> bytes:
-    """``data``, or, if EDI_FAULTS asks for ``point=corrupt``, ``data`` damaged: the first element whose text is
-    ``305`` (a CDAR message's phase, MDT-77) made ``999``, which a fatal rule (BR-FR-CDV-09) refuses; still
-    well-formed XML, so only the checks can tell."""
+    """``data``, or, if EDI_FAULTS asks for ``point=corrupt``, ``data`` damaged: a CDAR message's phase (MDT-77:
+    the first element whose text is ``305``, or a relay's ``ram:TypeCode`` ``23``) made ``999``, which a fatal rule
+    (BR-FR-CDV-09) refuses; still well-formed XML, so only the checks can tell."""
     fault = _faults().get(point)
     if fault is None:
         return data
@@ -63,7 +64,8 @@ def corrupted(point: str, data: bytes) -> bytes:
         return data
     if not _due(point, fault[1]):
         return data
-    return data.replace(b">305<", b">999<", 1)
+    phase = b"<ram:TypeCode>23<" if b"<ram:TypeCode>23<" in data else b">305<"  # a relay's phase is 23
+    return data.replace(phase, phase.replace(b"23", b"999").replace(b"305", b"999"), 1)
 
 
 def _due(point: str, nth: int) -> bool:

@@ -929,3 +929,120 @@ def test_what_each_flow_asks_the_store_is_a_search_of_its_own_index(store: Track
             sql,
             plan,
         )
+
+
+# --- lifecycle statuses held and recorded --------------------------------------------------------------------------
+
+
+def status_row(status: str, source: str, idx: int = 1, invoice: tuple[str, int] = ("F-INVOICE", 1)) -> dict[str, Any]:
+    """A recipient's status about ``invoice``, carried by document ``idx`` of status flow ``source``."""
+    return {
+        "flow_id": invoice[0],
+        "idx": invoice[1],
+        "status": status,
+        "reason": "DOUBLON" if status == "210" else None,
+        "text": None,
+        "set_by": "dupont-pa",
+        "set_at": iso(T0),
+        "source_flow_id": source,
+        "source_idx": idx,
+        "relay": f"{source}.{idx:04d}.cdar.xml",
+    }
+
+
+def lifecycle_rows(store: Tracking) -> list[tuple[Any, ...]]:
+    return list(store.db.execute("SELECT flow_id, idx, status, source_flow_id, state FROM lifecycle ORDER BY id"))
+
+
+def status_ack(flow_id: str, *statuses: tuple[str, bool]) -> dict[str, Any]:
+    """A status flow's final acknowledgement: one document per (document status, relayed)."""
+    documents = []
+    for index, (status, relayed) in enumerate(statuses, start=1):
+        relay = f"{flow_id}.{index:04d}.cdar.xml" if relayed else None
+        lifecycle = {"status": "204", "known": False, "invoice": {"flow_id": "F-INVOICE", "index": 1}, "relay": relay}
+        documents.append({"index": index, "status": status, "findings": [], "lifecycle": lifecycle})
+    accepted = sum(d["status"] == "200" for d in documents)
+    return {
+        "flow_id": flow_id,
+        "sender": "dupont-pa",
+        "file_name": "s.xml",
+        "received_at": iso(T0),
+        "processed_at": iso(T0),
+        "status": "IN_INTEGRE" if accepted == len(documents) else "IN_REJETE",
+        "documents_total": len(documents),
+        "documents_accepted": accepted,
+        "findings": [],
+        "documents": documents,
+    }
+
+
+def test_held_statuses_follow_the_order_rules_within_one_transaction(store: Tracking) -> None:
+    """In one call: 208 held, 209 after it held, 209 again known, 211 held, 210 held, 204 after 210 refused;
+    only new statuses get a row, each held."""
+    rows = [status_row(s, "F-S", i) for i, s in enumerate(["208", "209", "209", "211", "210", "204"], start=1)]
+    verdicts = [v for v, _ in store.hold_statuses(rows)]
+    assert verdicts == ["new", "new", "known", "new", "new", "refused"]
+    assert [(r[2], r[4]) for r in lifecycle_rows(store)] == [(s, "held") for s in ("208", "209", "211", "210")]
+
+
+def test_a_flow_decided_again_gets_its_own_held_row_back(store: Tracking) -> None:
+    """The same source holding the same status again (recovery, requeue) gets "new" and keeps its one row; a
+    row of the same source that says something else is replaced."""
+    assert store.hold_statuses([status_row("204", "F-S")]) == [("new", "")]
+    assert store.hold_statuses([status_row("204", "F-S")]) == [("new", "")]
+    assert len(lifecycle_rows(store)) == 1
+    assert store.hold_statuses([status_row("205", "F-S")]) == [("new", "")]
+    assert [r[2] for r in lifecycle_rows(store)] == ["205"]
+
+
+def test_recording_a_status_flow_records_what_it_relayed_and_lets_go_of_the_rest(store: Tracking) -> None:
+    """record_outcomes: the held rows its ack relays become recorded (recorded_at set), those of documents refused
+    in the end are deleted, and a failed status flow leaves no row at all."""
+    store.hold_statuses([status_row("204", "F-S", 1), status_row("205", "F-S", 2, ("F-OTHER", 1))])
+    store.record_outcomes([status_ack("F-S", ("200", True), ("213", False))], T0)
+    assert lifecycle_rows(store) == [("F-INVOICE", 1, "204", "F-S", "recorded")]
+    (recorded_at,) = store.db.execute("SELECT recorded_at FROM lifecycle").fetchone()
+    assert recorded_at == iso(T0)
+    store.hold_statuses([status_row("211", "F-T")])
+    store.record_failed({"flow_id": "F-T", "sender": "dupont-pa", "file_name": "t.xml"}, T0, "disk full")
+    assert [r[3] for r in lifecycle_rows(store)] == ["F-S"]
+
+
+def _race(path: str, status: str, invoices: int, barrier: Any, out: Any) -> None:
+    """One process of the race: hold ``status`` for each invoice in turn, as soon as the other is ready."""
+    store = Tracking(Path(path))
+    barrier.wait()
+    verdicts = [
+        store.hold_statuses([status_row(status, f"F-{status}-{i}", invoice=(f"F-INV-{i}", 1))])[0][0]
+        for i in range(invoices)
+    ]
+    store.close()
+    out.put((status, verdicts))
+
+
+def test_two_processes_racing_210_and_211_on_one_invoice_keep_exactly_one_order(store_path: Path) -> None:
+    """Two processes hold 210 and 211 at once on each of 60 invoices (the writers' lock serialises them): for each
+    invoice either 210 came first and 211 is refused, or 211 then 210 are both held; never both after a 210."""
+    import multiprocessing
+
+    Tracking(store_path, create=True).close()
+    context = multiprocessing.get_context("spawn")
+    barrier, out = context.Barrier(2), context.Queue()
+    invoices = 60
+    workers = [context.Process(target=_race, args=(str(store_path), s, invoices, barrier, out)) for s in ("210", "211")]
+    for worker in workers:
+        worker.start()
+    results = dict(out.get(timeout=120) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    store = Tracking(store_path)
+    try:
+        rows = lifecycle_rows(store)
+    finally:
+        store.close()
+    for i in range(invoices):
+        statuses = [r[2] for r in rows if r[0] == f"F-INV-{i}"]
+        assert statuses in (["210"], ["211", "210"]), statuses
+        assert results["210"][i] == "new"
+        assert results["211"][i] == ("refused" if statuses == ["210"] else "new")

@@ -9,7 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-from edi.ingest.recognise import CII, UBL_CREDIT_NOTE, UBL_INVOICE, ZUGFERD1, Recognition, profile_of, recognise
+from edi.ingest.recognise import (
+    CDAR,
+    CII,
+    UBL_CREDIT_NOTE,
+    UBL_INVOICE,
+    ZUGFERD1,
+    Recognition,
+    profile_of,
+    recognise,
+)
 from edi.ingest.xmlparse import parse_xml
 from tests.conftest import CORPUS, FLOWS, corpus_rows
 
@@ -155,6 +164,7 @@ UNKNOWN_ROOTS = {
     "cii-no-namespace": "<CrossIndustryInvoice/>",
     "zugferd1-namespace-other-root": f'<CrossIndustryInvoice xmlns="{ZUGFERD1}"/>',
     "html": "<html><body>Facture</body></html>",
+    "cdar-namespace-other-root": f'<Acknowledgement xmlns="{CDAR}"/>',
 }
 
 
@@ -162,6 +172,16 @@ UNKNOWN_ROOTS = {
 def test_unknown_roots_give_none(text: str) -> None:
     """A root that is not a UBL Invoice/CreditNote, CII CrossIndustryInvoice or ZUGFeRD 1.0 document gives None."""
     assert recognise(root_of(text)) is None
+
+
+def test_a_cdar_lifecycle_message_is_a_status_of_its_own_syntax() -> None:
+    """A CDAR D22B root is recognised as a status (syntax CDAR, kind Status, profile cdv), with its guideline (MDT-3)
+    as its specification id, and supported (edi.lifecycle.intake reads it)."""
+    from tests.lifecycle.statuses import status_message
+
+    found = recognise(etree.fromstring(status_message("204")))
+    assert found == Recognition("CDAR", "Status", "cdv", "urn.cpro.gouv.fr:1p0:CDV:invoice")
+    assert found.supported
 
 
 def test_ubl_invoice_with_any_prefix() -> None:
