@@ -5,15 +5,17 @@ For a group, each step runs for every flow before the next step starts:
 1. open each payload and ask the kernel to read it ahead, then hash each; record sizes and digests (one
    transaction);
 2. read each flow, then settle each (:func:`edi.pipeline.read`, :func:`edi.pipeline.settle`), then hold the keys
-   of the group's invoices about to be accepted (one transaction: a key another flow holds makes a duplicate);
-3. stage its deliveries, one CDAR lifecycle message per document (built, then checked against the official
-   artefacts: one that fails is a bug in edi and fails the flow) and its acknowledgement (written under temporary
-   names);
+   of the group's invoices about to be accepted (one transaction: a key another flow holds makes a duplicate) and
+   the recipients' statuses about to be accepted (one transaction: the order rules, :mod:`edi.lifecycle.intake`);
+3. stage its deliveries, one CDAR lifecycle message per invoice document (built, then checked against the official
+   artefacts: one that fails is a bug in edi and fails the flow), for a status flow the CDAR message relaying each
+   new status to its invoice's sender (``acks/<invoice sender>/``, checked the same way), and its acknowledgement
+   (written under temporary names);
 4. barrier: all of that, the claims before it, and everything the previous group published, durable;
 5. archive the payloads of the previous group (only now that their answers are durable);
-6. publish: deliveries renamed into their queues, then the CDAR messages, then the acknowledgement into place (the
-   acknowledgement last: it says the flow is answered);
-7. record every outcome (one transaction).
+6. publish: deliveries renamed into their queues, then the CDAR messages and relays, then the acknowledgement into
+   place (the acknowledgement last: it says the flow is answered);
+7. record every outcome (one transaction: a status flow's held statuses become recorded).
 
 Where there is ``syncfs`` (Linux), a group's barrier runs in a background thread while the next group is decided
 (it starts once that group is claimed and its digests recorded: while ``syncfs`` writes, every rename and every
