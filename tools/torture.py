@@ -1,7 +1,9 @@
 """Crash torture: kill `edi batch` with SIGKILL at random moments, over and over, then check that nothing was lost.
 
 Drops a mix of flows into a fresh workspace (invoices and credit notes, UBL and CII, invalid ones, duplicates of
-earlier flows, a ZIP batch with one bad member, a tar.gz batch, a Factur-X PDF), then repeatedly starts the real
+earlier flows, a ZIP batch with one bad member, a tar.gz batch, a Factur-X PDF, and recipients' CDAR status messages
+about invoices dropped earlier, from a partner that speaks for every directory recipient), then repeatedly starts the
+real
 `edi batch` command and kills it (SIGKILL, the whole process group, so worker processes die too) after a random
 delay: during start-up, claims, validation, delivery, acknowledgement, database commits, archiving. Between kills,
 more files may be dropped. Finally one `edi batch` runs to its end, and the invariants are checked:
@@ -12,7 +14,10 @@ more files may be dropped. Finally one `edi batch` runs to its end, and the inva
   whole and well-formed with the status its acknowledgement gives; no other ``.cdar.xml`` is in acks/;
 - nothing is left in the inbox, in a process's hand (spool/active) or in spool/requeued, nothing failed;
 - the store agrees with the files: one final row per acknowledgement, same status and documents, every accepted
-  invoice key held by its document and no other.
+  invoice key held by its document and no other;
+- every status flow is answered once (above); every recorded lifecycle row has exactly its relay, whole, with its
+  status, in its invoice's sender's folder, and its status flow's acknowledgement names it; no relay without a
+  recorded row; no held row once every flow is final; each invoice's recorded statuses follow the order rules.
 
 The test suite runs a short version (tests/test_torture.py). The long one:
 
@@ -35,8 +40,12 @@ import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from edi.lifecycle.cdar import Relay, build_relay
+from edi.lifecycle.rules import Order, order
 
 REPO = Path(__file__).resolve().parent.parent
 FLOWS = REPO / "flows"
@@ -52,6 +61,10 @@ sellers = ["*"]
 [[senders]]
 id = "opdemat"
 sellers = ["*"]
+[[senders]]
+id = "buyers-pa"
+sellers = []
+recipients = ["ville-exemple", "ch-exemple", "dupont"]
 [routing]
 directory = "{directory}"
 unknown_recipient = "unrouted"
@@ -73,11 +86,25 @@ SAMPLES = [
 ]
 
 
+# the invoices a status may be about: (sample, seller id, BT-3, BT-2) of the samples whose number is made fresh
+INVOICES = {
+    "01-ubl-invoice.xml": ("123456782", "380", "2026-11-03"),
+    "02-ubl-creditnote.xml": ("123456782", "381", "2026-11-04"),
+    "03-cii-invoice.xml": ("123456782", "380", "2026-11-05"),
+    "01-initech-cii-basic.xml": ("987654324", "380", "2026-11-16"),
+    "02-initech-ubl-voirie.xml": ("987654324", "380", "2026-11-17"),
+}
+PARTNER = "buyers-pa"  # speaks for every directory recipient
+STATUSES = [("204", None), ("205", None), ("208", "JUSTIF_ABS"), ("209", None), ("210", "DOUBLON"), ("211", None)]
+
+
 @dataclass
 class Drop:
-    """What was dropped: (sender, file name) for each file, in order."""
+    """What was dropped: (sender, file name) for each file, in order, and the invoices a status may be about
+    (number, seller id, BT-3, BT-2)."""
 
     files: list[tuple[str, str]] = field(default_factory=list)
+    invoices: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def make_workspace(folder: Path) -> tuple[Path, Path]:
@@ -96,20 +123,59 @@ def edi(config: Path) -> list[str]:
 
 def drop_files(root: Path, drop: Drop, count: int, rng: random.Random) -> None:
     """Drop ``count`` more files: samples with fresh invoice numbers, some exact duplicates of files dropped before
-    (same bytes: refused as duplicate flows), the binary samples as they are (the second time: duplicates)."""
+    (same bytes: refused as duplicate flows), the binary samples as they are (the second time: duplicates), and,
+    once invoices were dropped, a quarter of recipients' statuses about them (accepted, known, refused by the
+    order or because the invoice was not accepted or not delivered to a directory recipient)."""
     for _ in range(count):
         serial = len(drop.files)
+        if drop.invoices and rng.random() < 0.25:  # a recipient's status about an invoice dropped earlier
+            _place(root, drop, PARTNER, f"t{serial:05d}-status.xml", status_message(rng.choice(drop.invoices), rng))
+            continue
         sender, name, number = rng.choice(SAMPLES)
         data = (FLOWS / sender / name).read_bytes()
         if number and rng.random() < 0.9:  # else the same bytes as the sample: a duplicate after the first
             data = data.replace(number.encode(), f"{number}-{serial:05d}".encode())
+            if name in INVOICES:
+                drop.invoices.append((f"{number}-{serial:05d}", *INVOICES[name]))
         stem, dot, ext = name.partition(".")
-        target = f"t{serial:05d}-{stem}{dot}{ext}"
-        staging = root / "tmp" / f".drop-{serial}"
-        staging.write_bytes(data)
-        os.utime(staging, (time.time() - 60, time.time() - 60))
-        staging.rename(root / "inbox" / sender / target)  # in place at once, as a careful sender does
-        drop.files.append((sender, target))
+        _place(root, drop, sender, f"t{serial:05d}-{stem}{dot}{ext}", data)
+
+
+def _place(root: Path, drop: Drop, sender: str, target: str, data: bytes) -> None:
+    """Put a file in a sender's inbox whole, at once, 60 seconds old."""
+    serial = len(drop.files)
+    staging = root / "tmp" / f".drop-{serial}"
+    staging.write_bytes(data)
+    os.utime(staging, (time.time() - 60, time.time() - 60))
+    (root / "inbox" / sender).mkdir(parents=True, exist_ok=True)
+    staging.rename(root / "inbox" / sender / target)  # in place at once, as a careful sender does
+    drop.files.append((sender, target))
+
+
+def status_message(
+    invoice: tuple[str, str, str, str], rng: random.Random, chosen: tuple[str, str | None] | None = None
+) -> bytes:
+    """A recipient's CDAR status about ``invoice`` (``chosen``, or a random one of STATUSES, with its reason), as
+    the buyer 404040404 sets it; built with edi's own relay builder (phase 23, issuer BY): a valid message."""
+    number, seller, type_code, issued = invoice
+    status, reason = chosen or rng.choice(STATUSES)
+    moment = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400))
+    relay = Relay(
+        flow_id=f"PARTNER-{rng.randrange(10**9):09d}",
+        index=1,
+        sender=PARTNER,
+        status=status,
+        set_at=moment,
+        decided_at=moment,
+        invoice_number=number,
+        issue_date=issued,
+        type_code=type_code,
+        seller_id=seller,
+        issuer_id="404040404",
+        issuer_scheme="0002",
+        reason=reason,
+    )
+    return build_relay(relay)
 
 
 def in_hands(root: Path, besides: set[str] = frozenset()) -> int:  # type: ignore[assignment]
@@ -168,7 +234,11 @@ def _cdar_problems(root: Path, acks: dict[str, dict[str, Any]]) -> list[str]:
             unreadable = any(str(f["reason"]).startswith("IRR_") for f in ack["findings"])
             wanted[folder / f"{ack['flow_id']}.0000.cdar.xml"] = "501" if unreadable else "213"
         for doc in documents:
-            wanted[folder / f"{ack['flow_id']}.{doc['index']:04d}.cdar.xml"] = str(doc["status"])
+            lifecycle = doc.get("lifecycle")
+            if lifecycle is None:
+                wanted[folder / f"{ack['flow_id']}.{doc['index']:04d}.cdar.xml"] = str(doc["status"])
+            elif lifecycle["relay"]:  # a recipient's status, relayed to its invoice's sender
+                wanted[root / "acks" / lifecycle["invoice"]["sender"] / lifecycle["relay"]] = str(lifecycle["status"])
     for path, status in sorted(wanted.items()):
         try:
             tree = ET.parse(path)
@@ -187,7 +257,7 @@ def check(root: Path, drop: Drop) -> list[str]:
     """Every invariant that does not hold, as a sentence (an empty list: all hold)."""
     problems: list[str] = []
     acks: dict[str, dict[str, Any]] = {}
-    for sender in ("acme", "opdemat"):
+    for sender in ("acme", "opdemat", PARTNER):
         for path in sorted((root / "acks" / sender).glob("*.json")):
             ack = json.loads(path.read_text(encoding="utf-8"))
             acks[str(ack["flow_id"])] = ack
@@ -242,8 +312,50 @@ def check(root: Path, drop: Drop) -> list[str]:
         )
         if held != accepted:
             problems.append(f"invoice keys held {sorted(held - accepted)[:3]}, accepted {sorted(accepted - held)[:3]}")
+        problems += _lifecycle_problems(root, db, acks)
     finally:
         db.close()
+    return problems
+
+
+def _lifecycle_problems(root: Path, db: sqlite3.Connection, acks: dict[str, dict[str, Any]]) -> list[str]:
+    """Every recorded lifecycle row has its relay, whole, with its status, named by its status flow's ack; no relay
+    a recorded row does not name; no held row; each invoice's recorded statuses follow the order rules."""
+    problems: list[str] = []
+    rows = list(
+        db.execute(
+            "SELECT l.flow_id, l.idx, l.status, l.state, l.source_flow_id, l.source_idx, l.relay, f.sender "
+            "FROM lifecycle l LEFT JOIN flows f ON f.flow_id = l.flow_id ORDER BY l.id"
+        )
+    )
+    problems += [f"{r[4]}.{r[5]:04d}: a lifecycle row still held, its flow final" for r in rows if r[3] != "recorded"]
+    recorded = {root / "acks" / str(r[7]) / str(r[6]): r for r in rows if r[3] == "recorded"}
+    named = {
+        root / "acks" / d["lifecycle"]["invoice"]["sender"] / d["lifecycle"]["relay"]: (a["flow_id"], d["index"])
+        for a in acks.values()
+        for d in a["documents"]
+        if d.get("lifecycle") and d["lifecycle"]["relay"] and d["status"] == "200" and not d["lifecycle"]["known"]
+    }
+    for path, row in sorted(recorded.items()):
+        if named.get(path) != (row[4], row[5]):
+            problems.append(f"{path.relative_to(root)}: recorded, but its status flow's ack does not relay it")
+        if not path.is_file():
+            problems.append(f"{path.relative_to(root)}: recorded, relay missing")
+    problems += [f"{p.relative_to(root)}: relayed with no recorded row" for p in sorted(set(named) - set(recorded))]
+    status_flows = {str(r[0]) for r in db.execute("SELECT flow_id FROM flows WHERE sender = ?", [PARTNER])}
+    relays = {  # the messages of status flows in the invoices' senders' folders (a flow's own are in its own)
+        p
+        for p in (root / "acks").glob("*/*.cdar.xml")
+        if p.name.split(".")[0] in status_flows and p.parent.name != PARTNER
+    }
+    problems += [f"{p.relative_to(root)}: a relay file with no recorded row" for p in sorted(relays - set(recorded))]
+    history: dict[tuple[str, int], list[str]] = {}
+    for row in rows:
+        if row[3] == "recorded":
+            before = history.setdefault((row[0], row[1]), [])
+            if order(before, row[2])[0] is not Order.NEW:
+                problems.append(f"{row[0]}.{row[1]:04d}: status {row[2]} recorded after {before}")
+            before.append(row[2])
     return problems
 
 
