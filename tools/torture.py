@@ -390,7 +390,14 @@ def torture(
     problems = check(root, drop)
     if final.returncode != 0:
         problems.insert(0, f"the last run exited {final.returncode}: {final.stderr[-800:]}")
-    return problems, {"files": len(drop.files), "killed": killed, "mid_flow": mid_flow, "ended": ended}
+    statuses = sum(sender == PARTNER for sender, _ in drop.files)
+    db = sqlite3.connect(root / "tracking.sqlite")
+    try:
+        (recorded,) = db.execute("SELECT count(*) FROM lifecycle WHERE state = 'recorded'").fetchone()
+    finally:
+        db.close()
+    counts = {"files": len(drop.files), "killed": killed, "mid_flow": mid_flow, "ended": ended}
+    return problems, counts | {"statuses": statuses, "recorded": recorded}
 
 
 def main() -> None:
@@ -412,7 +419,8 @@ def main() -> None:
             )
             took = time.monotonic() - started
             print(
-                f"workers {workers}: {counts['files']} files, {counts['killed']} runs killed "
+                f"workers {workers}: {counts['files']} files ({counts['statuses']} status flows, "
+                f"{counts['recorded']} statuses recorded and relayed), {counts['killed']} runs killed "
                 f"({counts['mid_flow']} with flows in hand), {counts['ended']} ended on their own, then one to the end "
                 f"({took:.0f} s): " + ("every invariant holds" if not problems else f"{len(problems)} problems")
             )
