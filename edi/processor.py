@@ -41,6 +41,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 import stat
 import time
 import traceback
@@ -532,7 +533,12 @@ class Processor:
         (or are 0 alone): looked up by name up to the first missing one, never by listing the folder."""
         folder = self._ack_paths(claim)[0].parent
         stale, index = [], 0
-        for sender, name in self.tracking.relays_of(claim.flow_id):  # a status flow's relays, as its rows name them
+        try:
+            relays = self.tracking.relays_of(claim.flow_id)  # a status flow's relays, as its rows name them
+        except sqlite3.Error as exc:  # a failing store: what this run staged is withdrawn by name all the same
+            log.error("cannot look up the flow's relays", flow_id=claim.flow_id, error=str(exc))
+            relays = []
+        for sender, name in relays:
             path = self.layout.sender_acks(sender) / name
             if path not in keep and path.exists():
                 stale.append(path)
