@@ -264,3 +264,54 @@ def test_every_document_of_the_real_sample_flows_gets_a_valid_message_with_its_a
             else:
                 assert ack["status"] == "IN_REJETE"
     assert seen == {"200", "213", "501"}
+
+
+# --- relays of recipients' statuses --------------------------------------------------------------------------------
+
+
+def relay_of(status: str, **changes: Any) -> Any:
+    from edi.lifecycle.cdar import Relay
+
+    fields: dict[str, Any] = {
+        "flow_id": "20260901T100000000000-abcdef",
+        "index": 1,
+        "sender": "opdemat",
+        "status": status,
+        "set_at": T0,
+        "decided_at": T1,
+        "invoice_number": "IN-2026-0042",
+        "issue_date": "2026-11-16",
+        "type_code": "380",
+        "seller_id": "987654324",
+        "issuer_id": "404040404",
+        "issuer_scheme": "0002",
+        "reason": {"206": "AUTRE", "207": "AUTRE", "208": "JUSTIF_ABS", "210": "DOUBLON"}.get(status),
+    }
+    return Relay(**(fields | changes))
+
+
+@pytest.mark.parametrize("status", [str(s) for s in range(202, 213)])
+def test_a_relay_of_every_recipient_status_passes_the_official_checks(status: str) -> None:
+    """A relay of each status 202 to 212 (with the reason its rules need, a 212 with the amount cashed) passes the
+    CDAR XSD and the fatal BR-FR-CDV rules, phase 23, with its label (MDT-106) and the status time (MDT-78)."""
+    from edi.lifecycle.cdar import RAM, build_relay
+    from edi.lifecycle.rules import label
+    from edi.model import Characteristic
+
+    cashed = (Characteristic("MEN", "1858.80", "EUR", "20"),) if status == "212" else ()
+    message = build_relay(relay_of(status, characteristics=cashed))
+    assert [f for f in check(message) if f.fatal] == []
+    root = etree.fromstring(message)
+    assert root.findtext(f".//{{{RAM}}}ProcessCondition") == label(status)
+    assert b"<ram:TypeCode>23</ram:TypeCode>" in message and b"20260901100000" in message
+    assert build_relay(relay_of(status, characteristics=cashed)) == message  # the same bytes each time
+
+
+def test_a_relay_without_the_issuers_role_or_scheme_still_passes() -> None:
+    """An issuer with no scheme and an unknown role: BY and the ISO 6523 scheme of its SIREN stand in; no reason
+    and no words: no SpecifiedDocumentStatus at all."""
+    from edi.lifecycle.cdar import build_relay
+
+    message = build_relay(relay_of("204", issuer_scheme=None, issuer_role="XX", reason=None))
+    assert [f for f in check(message) if f.fatal] == []
+    assert b"<ram:RoleCode>BY</ram:RoleCode>" in message and b"SpecifiedDocumentStatus" not in message
