@@ -101,3 +101,50 @@ def test_a_stale_relay_is_withdrawn_when_the_status_is_refused_on_a_second_decis
     (ack_path,) = ws.acks("dupont-pa")
     assert json.loads(ack_path.read_bytes())["status"] == "IN_REJETE"
     assert relays(ws, invoice_flow) == [] and rows(ws) == []
+
+
+def test_two_batches_racing_210_and_211_on_each_invoice_keep_exactly_one_order(make_workspace) -> None:  # type: ignore[no-untyped-def]
+    """With `exclusive = false`, two `edi batch` processes started together on a 210 and a 211 about each of eight
+    accepted invoices: every status flow is answered once, and for each invoice exactly one order holds: 210 alone
+    (the 211 refused STATUS_ORDER) or 211 then 210; each recorded status has its one relay."""
+    import subprocess
+    import sys
+
+    text = DEFAULT_CONFIG.replace('root = "ws"', 'root = "ws"\nexclusive = false') + PARTNERS
+    ws = make_workspace(text)
+    sample = (FLOWS / "opdemat" / "01-initech-cii-basic.xml").read_bytes()
+    numbers = [f"IN-2026-0042-{i}" for i in range(8)]
+    for number in numbers:
+        ws.drop("opdemat", f"{number}.xml", sample.replace(b"IN-2026-0042", number.encode()))
+    run_batch(ws.settings, clock=FixedClock())
+    for number in numbers:
+        ws.drop("dupont-pa", f"{number}-210.xml", status_message("210", "DOUBLON", number=number, message_id="A"))
+        ws.drop("dupont-pa", f"{number}-211.xml", status_message("211", number=number, message_id="B"))
+    command = [sys.executable, "-m", "edi", "--config", str(ws.config), "batch"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    acks = [json.loads(p.read_bytes()) for p in ws.acks("dupont-pa")]
+    assert sorted(a["file_name"] for a in acks) == sorted(f"{n}-{s}.xml" for n in numbers for s in ("210", "211"))
+    conn = sqlite3.connect(ws.root / "tracking.sqlite")
+    try:
+        recorded = list(
+            conn.execute(
+                "SELECT d.invoice_number, l.status, l.relay FROM lifecycle l JOIN documents d "
+                "ON d.flow_id = l.flow_id AND d.idx = l.idx WHERE l.state = 'recorded' ORDER BY l.id"
+            )
+        )
+    finally:
+        conn.close()
+    for number in numbers:
+        statuses = [status for invoice, status, _ in recorded if invoice == number]
+        assert statuses in (["210"], ["211", "210"]), (number, statuses)
+        (refused,) = [a for a in acks if a["file_name"] == f"{number}-211.xml"]
+        assert (refused["status"] == "IN_REJETE") is (statuses == ["210"])
+        if statuses == ["210"]:
+            assert [f["code"] for f in refused["documents"][0]["findings"]] == ["STATUS_ORDER"]
+    invoices = {json.loads(p.read_bytes())["flow_id"] for p in ws.acks("opdemat")}
+    messages = (ws.root / "acks" / "opdemat").glob("*.cdar.xml")
+    relayed = {p.name for p in messages if p.name.split(".")[0] not in invoices}
+    assert relayed == {relay for _, _, relay in recorded}
