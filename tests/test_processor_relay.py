@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,7 @@ from tests.test_processor_cdar import edi
 
 
 @pytest.fixture
-def accepted(make_workspace) -> tuple[Workspace, str]:  # type: ignore[no-untyped-def]
+def accepted(make_workspace: Callable[..., Workspace]) -> tuple[Workspace, str]:
     """A workspace where opdemat's invoice IN-2026-0042 was accepted for dupont; its flow id."""
     ws = make_workspace(DEFAULT_CONFIG + PARTNERS)
     ws.drop("opdemat", "invoice.xml", (FLOWS / "opdemat" / "01-initech-cii-basic.xml").read_bytes())
@@ -103,13 +106,12 @@ def test_a_stale_relay_is_withdrawn_when_the_status_is_refused_on_a_second_decis
     assert relays(ws, invoice_flow) == [] and rows(ws) == []
 
 
-def test_two_batches_racing_210_and_211_on_each_invoice_keep_exactly_one_order(make_workspace) -> None:  # type: ignore[no-untyped-def]
+def test_two_batches_racing_210_and_211_on_each_invoice_keep_exactly_one_order(
+    make_workspace: Callable[..., Workspace],
+) -> None:
     """With `exclusive = false`, two `edi batch` processes started together on a 210 and a 211 about each of eight
     accepted invoices: every status flow is answered once, and for each invoice exactly one order holds: 210 alone
     (the 211 refused STATUS_ORDER) or 211 then 210; each recorded status has its one relay."""
-    import subprocess
-    import sys
-
     text = DEFAULT_CONFIG.replace('root = "ws"', 'root = "ws"\nexclusive = false') + PARTNERS
     ws = make_workspace(text)
     sample = (FLOWS / "opdemat" / "01-initech-cii-basic.xml").read_bytes()
