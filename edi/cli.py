@@ -32,6 +32,7 @@ from click.exceptions import Exit
 from edi.ack import finding_dict
 from edi.check import DEFAULT_LAYERS, Checker, parse_layers
 from edi.cli_console import serve_cmd, users_group
+from edi.cli_status import status_group
 from edi.config import Settings, load_settings
 from edi.errors import ConfigError, EdiError, WorkspaceBusy
 from edi.jobs import day_report, render_report
@@ -740,3 +741,4 @@ def render_rebuild(report: RebuildReport) -> str:
 
 main.add_command(users_group)
 main.add_command(serve_cmd)
+main.add_command(status_group)

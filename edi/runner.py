@@ -35,6 +35,7 @@ from edi.errors import EdiError, WorkspaceError
 from edi.inboxes import SenderScan, backlog, claim_error
 from edi.inboxes import scan_inboxes as _scan  # a module global: tests look at each scan
 from edi.ingest.scan import Ready, Sighting, Skipped
+from edi.lifecycle.validate import prepare as prepare_cdar
 from edi.lock import processor_lock
 from edi.model import FlowStatus
 from edi.pipeline import build_stages, display_name, limits_of
@@ -167,6 +168,7 @@ class Session:
             self.layout.check_writable()
             self.directory = directory = load_routing(settings)
             self.catalogue = load_catalogue()
+            prepare_cdar()  # the artefacts every flow's CDAR messages are checked against
             self.layout.create([s.id for s in settings.senders])
         except BaseException:
             self.tracking.close()

@@ -822,6 +822,34 @@ class Tracking:
         return row
 
     @_reading
+    def document(self, flow_id: str, idx: int) -> dict[str, Any] | None:
+        """One document's row, with its flow's ``sender``; None when there is no such document."""
+        rows = self.db.query(
+            "SELECT d.*, f.sender FROM documents AS d JOIN flows AS f ON f.flow_id = d.flow_id "
+            "WHERE d.flow_id = ? AND d.idx = ?",
+            [flow_id, idx],
+        )
+        return next(rows, None)
+
+    @_reading
+    def accepted_numbered(self, number: str, seller: str | None = None, limit: int = 6) -> list[dict[str, Any]]:
+        """The accepted documents (status 200) whose invoice number is ``number`` (and whose seller id is ``seller``,
+        when given), with their flow's ``sender``: at most ``limit``, oldest first."""
+        where = "d.invoice_number = ? AND d.status = '200'" + (" AND d.seller_id = ?" if seller else "")
+        return list(
+            self.db.query(
+                "SELECT d.*, f.sender FROM documents AS d JOIN flows AS f ON f.flow_id = d.flow_id "
+                f"WHERE {where} ORDER BY d.flow_id, d.idx LIMIT ?",
+                [number, *([seller] if seller else []), limit],
+            )
+        )
+
+    @_reading
+    def document_count(self, flow_id: str) -> int:
+        """How many documents the store holds for a flow."""
+        return int(self.db.execute("SELECT count(*) FROM documents WHERE flow_id = ?", [flow_id]).fetchone()[0])
+
+    @_reading
     def counts(self) -> dict[str, int]:
         """How many flows are in each status."""
         return {r["status"]: r["n"] for r in self.db.query("SELECT status, count(*) AS n FROM flows GROUP BY status")}

@@ -5,7 +5,11 @@ in name order, and says what it did. Every file arrives as it is copied, except 
 left long ago: ``acme/12-empty.xml`` is dated an hour back. An empty file that has just appeared is an upload that
 has not begun, so edi leaves it alone for ``intake.incomplete_grace_seconds`` (15 minutes in ``config.toml``) before
 refusing it (``IRR_VIDE_F``); dated back, it stands for an upload abandoned before its first byte, and the first run
-answers it. Writes only into INBOX; imports nothing of edi's.
+answers it.
+
+``python flows/drop.py --later INBOX`` drops ``flows/later/<partner>/<file>`` instead: what partners send once the
+first flows are answered (the lifecycle statuses a recipient's platform returns about invoices edi delivered), which
+``../demo.sh`` drops after its first run. Writes only into INBOX; imports nothing of edi's.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ import time
 from pathlib import Path
 
 FLOWS = Path(__file__).resolve().parent
+LATER = FLOWS / "later"  # dropped by a second step, once the first flows are answered
 # samples dropped long before the demo runs, and how long before (seconds)
 LEFT_LONG_AGO = {("acme", "12-empty.xml"): 3600.0}
 
 
 def samples(flows: Path = FLOWS) -> list[tuple[str, Path]]:
     """Every sample as (sender, path): the files of each sender's folder (not ``__pycache__`` or a dot folder)."""
-    senders = sorted(p for p in flows.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    senders = sorted(
+        p for p in flows.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != LATER.name
+    )
     return [(folder.name, path) for folder in senders for path in sorted(folder.iterdir()) if path.is_file()]
 
 
@@ -43,14 +50,17 @@ def drop(inbox: Path, flows: Path = FLOWS) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    """Drop the samples into the inbox ``argv[0]`` names and say so."""
-    if len(argv) != 1:
-        print("usage: python flows/drop.py INBOX", file=sys.stderr)
+    """Drop the samples (``--later``: the later ones) into the inbox the last argument names and say so."""
+    later = argv[:1] == ["--later"]
+    if len(argv) != 1 + later:
+        print("usage: python flows/drop.py [--later] INBOX", file=sys.stderr)
         return 2
-    inbox = Path(argv[0])
-    dropped = drop(inbox)
+    inbox = Path(argv[-1])
+    dropped = drop(inbox, LATER if later else FLOWS)
     counts = {p.parent.name: sum(d.parent == p.parent for d in dropped) for p in dropped}
     print(f"dropped {len(dropped)} sample files: " + ", ".join(f"{n} in {inbox / s}/" for s, n in counts.items()))
+    if later:
+        return 0
     for (sender, name), back in LEFT_LONG_AGO.items():
         print(f"{sender}/{name} is dated {back / 60:g} minutes back, as an upload its sender abandoned then: an empty")
         print("  file that has just appeared is an upload that has not begun, which edi leaves alone for")

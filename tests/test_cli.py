@@ -598,6 +598,12 @@ ARGUMENTS = {  # what each command is run with: a sensible call first, then absu
     "validate": [[str(FLOWS / "acme" / "01-ubl-invoice.xml")], ["/nonexistent/\n\u202e.xml"], ["--rules", "", "x"]],
     "requeue": [["--failed"], [""], ["\udcff\n"], []],
     "recover": [[]],
+    "status": [
+        ["set", "FA-2026-0001", "204"],
+        ["set", "\x1b[2J\u202e\udcff", "210", "--reason", "\n"],
+        ["set", "9" * 10_000, "2" * 5000, "--text", "\udcff" * 3],
+        ["set", "20261126T204626~99999999", "204"],
+    ],
 }
 EVERYWHERE = [["--no-such-option"], ["\x1b[2J"]]  # with absurd arguments, given to every command, new ones too
 

@@ -69,7 +69,7 @@ def test_repository_config_loads() -> None:
     assert settings.path == (REPO / "config.toml").resolve()
     assert settings.workspace.root == REPO / "var"
     assert settings.intake.min_age_seconds == 2.0 and settings.limits.max_flow_bytes == 104857600
-    assert [s.id for s in settings.senders] == ["acme", "opdemat"]
+    assert [s.id for s in settings.senders] == ["acme", "opdemat", "exemple-pa"]
     assert settings.sender("acme") == SenderSettings(
         "acme", ("123456782",), "Acme SAS", email=("factures@acme.example",)
     )

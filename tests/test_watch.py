@@ -43,10 +43,14 @@ def invoice(number: int) -> bytes:
 class Watcher:
     """A running `edi watch` on a fresh workspace."""
 
-    def __init__(self, root: Path, process: subprocess.Popen[str], config: Path) -> None:
+    def __init__(self, root: Path, process: subprocess.Popen[str], config: Path, log: Path) -> None:
         self.root = root
         self.process = process
         self.config = config
+        self.log = log  # its standard error
+
+    def stderr(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
 
     @property
     def inbox(self) -> Path:
@@ -60,14 +64,14 @@ class Watcher:
         started = time.monotonic()
         while len(self.acks()) < count:
             assert time.monotonic() - started < timeout, f"{len(self.acks())} acks after {timeout} s"
-            assert self.process.poll() is None, self.process.stderr.read() if self.process.stderr else ""
+            assert self.process.poll() is None, self.stderr()
             time.sleep(0.01)
         return time.monotonic() - started
 
     def stop(self) -> tuple[int, str, str]:
         self.process.send_signal(signal.SIGTERM)
-        out, err = self.process.communicate(timeout=30)
-        return self.process.returncode, out, err
+        out, _ = self.process.communicate(timeout=30)
+        return self.process.returncode, out, self.stderr()
 
 
 @pytest.fixture
@@ -82,15 +86,16 @@ def start_watch(tmp_path: Path) -> Iterator[Callable[..., Watcher]]:
         config.write_text(CONFIG.format(min_age=min_age, grace=grace, rescan=rescan) + extra, encoding="utf-8")
         edi = [sys.executable, "-m", "edi", "--config", str(config)]
         subprocess.run([*edi, "init"], check=True, capture_output=True)
-        process = subprocess.Popen([*edi, "-v", "watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        watcher = Watcher(tmp_path, process, config)
+        log = tmp_path / f"watch-{len(started)}.log"
+        with log.open("wb") as err:  # a file, not a pipe: read while it runs, and never full
+            process = subprocess.Popen([*edi, "-v", "watch"], stdout=subprocess.PIPE, stderr=err, text=True)
+        watcher = Watcher(tmp_path, process, config, log)
         started.append(watcher)
         if wait:  # until the inbox is watched: the startup log line says so
-            deadline = time.monotonic() + 30
-            lock = tmp_path / "ws" / "processor.lock"
-            while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
+            deadline = time.monotonic() + 60
+            while '"event": "watching"' not in watcher.stderr() and time.monotonic() < deadline:
+                assert process.poll() is None, watcher.stderr()
                 time.sleep(0.05)
-            time.sleep(1.0)  # the observer starts right after the lock is taken
         return watcher
 
     yield start

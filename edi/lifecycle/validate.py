@@ -152,3 +152,14 @@ def _not_run(schematron: Artefact, why: str) -> Finding:
         rule_set_version=schematron.version,
         rule_set_sha256=schematron.sha256,
     )
+
+
+def prepare() -> tuple[Artefact, Artefact]:
+    """Load and compile both artefacts now (a run's start): a missing or broken pyfrctc stops the run before any flow
+    is taken, rather than failing every flow. Raises :class:`CatalogueError`."""
+    xsd, schematron = artefacts()
+    compile_schema(xsd.path)
+    error = _saxon().prepare(schematron.path)
+    if error is not None:
+        raise CatalogueError(f"the BR-FR-CDV rules do not compile: {error}")
+    return xsd, schematron

@@ -4,7 +4,11 @@ fail-closed, name their versions and SHA-256, and catch a broken message with th
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from importlib import resources
+from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -14,6 +18,7 @@ from edi.lifecycle.cdar import Reason, build
 from edi.lifecycle.validate import KNOWN_SCHEMATRONS, CdarInvalid, artefacts, check, check_or_raise
 from edi.model import Finding, Layer
 from edi.validate.saxon import SAFE_PARSER
+from tests.conftest import FLOWS, Workspace
 from tests.lifecycle.test_cdar import subject
 
 SVRL = "http://purl.oclc.org/dsdl/svrl"
@@ -94,3 +99,25 @@ def test_edis_optimised_run_fires_what_the_official_xslt_fires(name: str) -> Non
     official = sorted((e.get("id"), e.get("flag"), e.get("location")) for e in report.iter(f"{{{SVRL}}}failed-assert"))
     ours = sorted((f.assert_id, str(f.severity), f.xpath) for f in check(message) if f.layer is Layer.CDAR)
     assert official and ours == official
+
+
+def test_a_broken_pyfrctc_stops_a_run_in_one_line_before_any_flow_is_taken(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """An installed pyfrctc without its CDAR artefacts: `edi batch` says so in one line (exit 1), the file stays."""
+    shadow = tmp_path / "shadow" / "pyfrctc"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")  # a pyfrctc package without cdar-xsd/ and cdar-schematron/
+    workspace.drop("acme", "01.xml", (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes(), age=20)
+    env = {**os.environ, "PYTHONPATH": str(shadow.parent), "EDI_FAULTS": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "edi", "--config", str(workspace.config), "batch"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and "pyfrctc" in done.stderr and "cdar-xsd" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert (workspace.inbox("acme") / "01.xml").exists()
