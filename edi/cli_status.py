@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from edi.accounts import record_action
-from edi.lifecycle import deposit
+from edi.lifecycle import deposit, rules
 from edi.store import open_store
 from edi.text import printable
 
@@ -76,8 +76,9 @@ def status_set(
         found = deposit.find_invoice(store, invoice, seller)
         now = datetime.now(UTC)
         user = _login()
+        history = store.recorded_statuses(found["flow_id"], found["idx"])
         prepared = deposit.prepare(
-            found, status, settings.senders, now, reason=reason, text=text, partner=partner, by=user
+            found, status, settings.senders, now, history=history, reason=reason, text=text, partner=partner, by=user
         )
         path = deposit.deposit(layout, prepared)
         key = f"{found['flow_id']}~{found['idx']}"
@@ -88,7 +89,7 @@ def status_set(
         out = {"invoice": key, "status": status, "partner": prepared.partner, "file": str(path)}
         click.echo(json.dumps(out, ensure_ascii=False))
         return
-    label = deposit.RECIPIENT_STATUSES[status.strip()]
+    label = rules.label(status.strip())
     click.echo(
         printable(
             f"status {status.strip()} ({label}) for invoice {found['invoice_number']} ({key}) deposited for "

@@ -845,6 +845,15 @@ class Tracking:
         )
 
     @_reading
+    def recorded_statuses(self, flow_id: str, idx: int) -> list[str]:
+        """An invoice's recorded lifecycle statuses (after edi's decision), oldest first."""
+        rows = self.db.conn.execute(
+            "SELECT status FROM lifecycle WHERE flow_id = ? AND idx = ? AND state = 'recorded' ORDER BY id",
+            [flow_id, idx],
+        )
+        return [str(row[0]) for row in rows]
+
+    @_reading
     def document_count(self, flow_id: str) -> int:
         """How many documents the store holds for a flow."""
         return int(self.db.execute("SELECT count(*) FROM documents WHERE flow_id = ?", [flow_id]).fetchone()[0])

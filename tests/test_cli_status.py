@@ -73,11 +73,11 @@ def test_a_status_is_deposited_as_a_valid_cdar_message_in_the_partners_inbox(del
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["FA-2026-0001", "200"], "not one a recipient sets"),
-        (["FA-2026-0001", "213"], "not one a recipient sets"),
-        (["FA-2026-0001", "299"], "not one a recipient sets"),
-        (["FA-2026-0001", "207"], "needs a reason"),
-        (["FA-2026-0001", "210", "--reason", "cmd err"], "not a reason code"),
+        (["FA-2026-0001", "200"], "is not a status a recipient may set"),
+        (["FA-2026-0001", "213"], "is not a status a recipient may set"),
+        (["FA-2026-0001", "299"], "is not a status a recipient may set"),
+        (["FA-2026-0001", "207"], "needs a reason code"),
+        (["FA-2026-0001", "210", "--reason", "cmd err"], "is not allowed for status 210"),
         (["FA-2026-0001", "204", "--text", ""], "--text"),
         (["NOPE-1", "204"], "no accepted invoice numbered 'NOPE-1'"),
         (["FA-2026-0006", "204"], "no accepted invoice"),  # rejected: never delivered
@@ -108,3 +108,25 @@ def test_an_invoice_is_named_by_its_console_key_or_its_flow(delivered: Workspace
         assert json.loads(out)["invoice"] == f"{first}~1"
     code, out = edi(delivered, "status", "set", f"{by_file['06-missing-service-code.xml']}~1", "204")
     assert code == 1 and "was not delivered" in out
+
+
+def test_a_deposited_status_is_processed_recorded_and_relayed_then_the_order_rules_refuse_before_depositing(
+    delivered: Workspace,
+) -> None:
+    """`edi status set ... 210` then `edi batch`: the partner's status flow is integrated, the status is in the
+    invoice's history and relayed to acme as a valid CDAR message; after it, a 204 is refused in one line (210 is
+    terminal) and a 210 again as already known, nothing deposited."""
+    code, out = edi(delivered, "status", "set", "FA-2026-0001", "210", "--reason", "CMD_ERR")
+    assert code == 0, out
+    code, out = edi(delivered, "batch")
+    assert code == 0 and "1 flows, 1 documents: 1 integrated" in out, out
+    [ack_path] = delivered.acks("ville-pa")
+    ack = json.loads(ack_path.read_text())
+    lifecycle = ack["documents"][0]["lifecycle"]
+    assert lifecycle["status"] == "210" and lifecycle["reason"] == "CMD_ERR" and not lifecycle["known"]
+    relay = delivered.root / "acks" / "acme" / lifecycle["relay"]
+    assert [f for f in check(relay.read_bytes()) if f.fatal] == []
+    for args, says in ((["204"], "was refused (210, terminal)"), (["210", "--reason", "CMD_ERR"], "already")):
+        code, out = edi(delivered, "status", "set", "FA-2026-0001", *args)
+        assert code == 1 and out.count("\n") == 1 and says in out, out
+    assert deposited(delivered) == []

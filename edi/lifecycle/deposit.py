@@ -26,30 +26,15 @@ from lxml import etree
 from edi.config import SenderSettings
 from edi.errors import EdiError, UnknownFlowError
 from edi.lifecycle.cdar import GUIDELINE, NSMAP, PROCESS, QDT, RAM, RSM, UDT
+from edi.lifecycle.rules import Order, label, order, reason_problem, status_problem
 from edi.lifecycle.validate import check_or_raise
 from edi.spool import Spool
 from edi.tracking import Tracking
 from edi.workspace import Layout
 
-# The statuses a recipient (or its platform) sets after edi delivered the invoice (XP Z12-014), with their labels.
-RECIPIENT_STATUSES = {
-    "202": "Reçue",
-    "203": "Mise à disposition",
-    "204": "Prise en charge",
-    "205": "Approuvée",
-    "206": "Approuvée partiellement",
-    "207": "En litige",
-    "208": "Suspendue",
-    "209": "Complétée",
-    "210": "Refusée",
-    "211": "Paiement transmis",
-    "212": "Encaissée",
-}
-NEEDS_REASON = frozenset({"206", "207", "208", "210"})  # BR-FR-CDV-15
 HANDLING = "23"  # MDT-77: the recipient's handling phase ("traitement")
 MAX_TEXT = 1000
 _KEY = re.compile(r"(?P<flow>\d{8}T\d{6,12}(?:-[0-9a-f]{0,6})?)~(?P<idx>\d{1,6})")
-_REASON = re.compile(r"[A-Z][A-Z0-9_]{1,39}")
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -136,24 +121,20 @@ def prepare(
     senders: Sequence[SenderSettings],
     now: datetime,
     *,
+    history: Sequence[str] = (),
     reason: str | None = None,
     text: str | None = None,
     partner: str | None = None,
     by: str | None = None,
 ) -> Prepared:
     """Check what can be known before depositing and build the checked message. ``by`` (an operator's name) is
-    written in the message's name, for the record. Raises :class:`StatusRefused`, or
-    :class:`edi.lifecycle.validate.CdarInvalid` (a bug in edi: nothing is deposited)."""
+    written in the message's name, for the record; ``history`` is the invoice's recorded statuses (the order rules
+    are checked on it here, and again, authoritatively, when the message is processed). Raises
+    :class:`StatusRefused`, or :class:`edi.lifecycle.validate.CdarInvalid` (a bug in edi: nothing is deposited)."""
     status = status.strip()
-    if status not in RECIPIENT_STATUSES:
-        raise StatusRefused(
-            f"status {status!r} is not one a recipient sets: one of {', '.join(RECIPIENT_STATUSES)} "
-            "(200, 213 and 501 are edi's own)"
-        )
-    if reason is not None and not _REASON.fullmatch(reason):
-        raise StatusRefused(f"reason {reason!r} is not a reason code (capitals, digits and _, e.g. CMD_ERR)")
-    if status in NEEDS_REASON and not reason:
-        raise StatusRefused(f"status {status} ({RECIPIENT_STATUSES[status]}) needs a reason: give --reason CODE")
+    problem = status_problem(status) or reason_problem(status, reason)
+    if problem is not None:
+        raise StatusRefused(problem[1] + (": give --reason CODE" if problem[0] == "STATUS_REASON_MISSING" else ""))
     if text is not None and (not text.strip() or len(text) > MAX_TEXT):
         raise StatusRefused(f"--text must hold 1 to {MAX_TEXT} characters")
     if invoice.get("status") != "200" or not invoice.get("recipient"):
@@ -163,6 +144,9 @@ def prepare(
         )
     if not invoice.get("invoice_number") or not invoice.get("seller_id") or not invoice.get("issue_date"):
         raise StatusRefused(f"document {invoice['flow_id']}~{invoice['idx']} lacks its number, seller or date")
+    verdict, why = order(history, status)
+    if verdict is not Order.NEW:
+        raise StatusRefused(f"{why} (invoice {invoice['flow_id']}~{invoice['idx']})")
     who = partner_for(senders, invoice["recipient"], partner)
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%f")
     operator = re.sub(r"[^A-Za-z0-9._-]", "_", by)[:40] if by else "operator"
@@ -225,7 +209,7 @@ def status_message(
         _sub(ref, RAM, "FormattedIssueDateTime"), QDT, "DateTimeString", _day(str(invoice["issue_date"])), format="102"
     )
     _sub(ref, RAM, "ProcessConditionCode", status)  # MDT-105
-    _sub(ref, RAM, "ProcessCondition", RECIPIENT_STATUSES[status])
+    _sub(ref, RAM, "ProcessCondition", label(status))
     issuer_ref = _sub(ref, RAM, "IssuerTradeParty")  # MDT-129
     _sub(issuer_ref, RAM, "GlobalID", seller, **_scheme(seller))
     if reason or text:
