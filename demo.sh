@@ -16,6 +16,11 @@ echo
 echo
 .venv/bin/edi flows
 echo
+echo "later: the platform of the Ville d'Exemple and of its hospital (partner exemple-pa) returns lifecycle statuses"
+.venv/bin/python flows/drop.py --later var/inbox   # CDAR messages: 204, 211, a 210 refusal, and three refused
+sleep 2
+.venv/bin/edi batch                          # each accepted status is relayed to the invoice's sender, in acks/
+echo
 echo "acknowledgements: var/acks/<sender>/   delivered invoices: var/queues/<queue>/new/   one flow: .venv/bin/edi show <flow id>"
 echo "the web console on these flows: .venv/bin/edi users add admin --role operator   (asks for a password), then"
 echo "                                .venv/bin/edi serve   and open http://127.0.0.1:8080/"

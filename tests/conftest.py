@@ -104,6 +104,9 @@ def assert_expected_answer(ack: dict[str, Any], expected: Mapping[str, Any]) -> 
         assert doc["reason"] == want.get("reason")
         assert [f["code"] for f in doc["findings"]] == want.get("codes", [])
         assert doc["queue"] == want.get("queue")
+        if "lifecycle" in want:  # a recipient's status message: the status it carries, and who it was relayed to
+            assert doc["lifecycle"]["status"] == want["lifecycle"]
+            assert bool(doc["lifecycle"]["relay"]) == ("relayed_to" in want)
     for finding in [*ack["findings"], *(f for d in ack["documents"] for f in d["findings"])]:
         assert finding["message"] and finding["layer"] and finding["severity"] in ("fatal", "warning")
 

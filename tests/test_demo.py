@@ -12,17 +12,32 @@ import time
 import tomllib
 from pathlib import Path
 
+from edi.lifecycle.validate import check
 from flows.drop import LEFT_LONG_AGO, drop, samples
 from tests.conftest import FLOWS, REPO, assert_expected_answer
 
 EXPECTED = tomllib.loads((FLOWS / "expected.toml").read_text(encoding="utf-8"))
+LATER = EXPECTED.pop("later")  # what the second batch answers, once the later samples are dropped
 STEPS = [".venv/bin/edi init", ".venv/bin/python flows/drop.py var/inbox", "sleep 2", "echo", ".venv/bin/edi batch"]
+LATER_STEPS = [".venv/bin/python flows/drop.py --later var/inbox", "sleep 2", ".venv/bin/edi batch"]
+
+
+def demo_lines() -> list[str]:
+    """demo.sh's lines, without their comments."""
+    return [line.split("#")[0].strip() for line in (REPO / "demo.sh").read_text(encoding="utf-8").splitlines()]
 
 
 def demo_steps() -> list[str]:
-    """The commands demo.sh runs from the workspace's creation to its batch, without their comments."""
-    lines = [line.split("#")[0].strip() for line in (REPO / "demo.sh").read_text(encoding="utf-8").splitlines()]
+    """The commands demo.sh runs from the workspace's creation to its batch."""
+    lines = demo_lines()
     return lines[lines.index(STEPS[0]) : lines.index(STEPS[-1]) + 1]
+
+
+def later_steps() -> list[str]:
+    """The commands demo.sh runs to drop the later samples and answer them."""
+    lines = demo_lines()
+    start = lines.index(LATER_STEPS[0])
+    return lines[start : start + len(LATER_STEPS)]
 
 
 def edi(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -58,6 +73,34 @@ def test_the_demo_answers_every_sample_as_expected_toml_says(tmp_path: Path) -> 
     assert sorted(answered) == sorted((sender, name) for sender, files in EXPECTED.items() for name in files)
     for (sender, name), ack in answered.items():
         assert_expected_answer(ack, EXPECTED[sender][name])
+    assert not [p for p in (tmp_path / "var" / "inbox").rglob("*") if p.is_file()]
+
+    # later: the recipients' platform returns statuses about the invoices just delivered
+    assert later_steps() == LATER_STEPS
+    dropped = subprocess.run(
+        [sys.executable, str(FLOWS / "drop.py"), "--later", "var/inbox"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert dropped.stdout == "dropped 6 sample files: 6 in var/inbox/exemple-pa/\n"
+    time.sleep(2)
+
+    batch = edi(tmp_path, "batch")
+
+    assert batch.returncode == 0, batch.stderr
+    assert batch.stdout == "6 flows, 6 documents: 3 integrated, 0 partially integrated, 3 rejected, 0 failed\n"
+    for sender, files in LATER.items():
+        acks = [json.loads(p.read_text(encoding="utf-8")) for p in (tmp_path / "var" / "acks" / sender).glob("*.json")]
+        assert sorted(a["file_name"] for a in acks) == sorted(files)
+        for ack in acks:
+            want = files[ack["file_name"]]
+            assert_expected_answer(ack, want)
+            relay = ack["documents"][0]["lifecycle"]["relay"]
+            if relay:
+                message = (tmp_path / "var" / "acks" / want["relayed_to"] / relay).read_bytes()
+                assert [f for f in check(message) if f.fatal] == []
     assert not [p for p in (tmp_path / "var" / "inbox").rglob("*") if p.is_file()]
 
 
