@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import textwrap
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -90,6 +91,13 @@ def corpus_rows() -> list[dict[str, str]]:
 def needs_corpus() -> None:
     if not (CORPUS / "MANIFEST.tsv").is_file():
         pytest.skip(f"shared corpus not found at {CORPUS}")
+
+
+# What the demo's first batch answers for each sample of flows/<sender>/ (flows/expected.toml), and what the second
+# one answers for flows/later/<partner>/ (its [later.*] entries)
+EXPECTED_ALL: dict[str, Any] = tomllib.loads((FLOWS / "expected.toml").read_text(encoding="utf-8"))
+EXPECTED: dict[str, Any] = {k: v for k, v in EXPECTED_ALL.items() if k != "later"}
+EXPECTED_LATER: dict[str, Any] = EXPECTED_ALL["later"]
 
 
 def assert_expected_answer(ack: dict[str, Any], expected: Mapping[str, Any]) -> None:

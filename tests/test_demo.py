@@ -9,15 +9,13 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 from edi.lifecycle.validate import check
 from flows.drop import LEFT_LONG_AGO, drop, samples
-from tests.conftest import FLOWS, REPO, assert_expected_answer
+from tests.conftest import EXPECTED, EXPECTED_LATER, FLOWS, REPO, assert_expected_answer
 
-EXPECTED = tomllib.loads((FLOWS / "expected.toml").read_text(encoding="utf-8"))
-LATER = EXPECTED.pop("later")  # what the second batch answers, once the later samples are dropped
+LATER = EXPECTED_LATER  # what the second batch answers, once the later samples are dropped
 STEPS = [".venv/bin/edi init", ".venv/bin/python flows/drop.py var/inbox", "sleep 2", "echo", ".venv/bin/edi batch"]
 LATER_STEPS = [".venv/bin/python flows/drop.py --later var/inbox", "sleep 2", ".venv/bin/edi batch"]
 

@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import tomllib
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -20,9 +19,8 @@ from pathlib import Path
 import pytest
 
 from edi.tracking import Tracking
-from tests.conftest import DEFAULT_CONFIG, FLOWS, Workspace
+from tests.conftest import DEFAULT_CONFIG, EXPECTED, FLOWS, Workspace
 
-EXPECTED = tomllib.loads((FLOWS / "expected.toml").read_text(encoding="utf-8"))
 FAILED = "IN_EN_ATTENTE_RETRAITEMENT"
 
 # One flow of each shape: a UBL invoice (one queue file), a Factur-X PDF (the PDF and its XML), a rejected invoice

@@ -12,7 +12,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tomllib
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -25,10 +24,9 @@ from edi.cli import main
 from edi.config import load_settings
 from edi.store import WORKSPACE_ID
 from edi.tracking import Tracking
-from tests.conftest import DEFAULT_CONFIG, FLOWS, Workspace
+from tests.conftest import DEFAULT_CONFIG, EXPECTED, FLOWS, Workspace
 from tests.test_store import corrupt, cut_short, damage, delete, truncate
 
-EXPECTED = tomllib.loads((FLOWS / "expected.toml").read_text(encoding="utf-8"))
 SAMPLES = [(sender, name) for sender, files in EXPECTED.items() for name in files]
 INVOICE = FLOWS / "acme" / "01-ubl-invoice.xml"  # accepted, delivered to ville-exemple
 ROWS = {  # what the store says of each flow, as the rebuild must say it again (not when, not which process)

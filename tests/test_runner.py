@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-import tomllib
 from collections.abc import Callable
 
 import pytest
@@ -19,9 +18,8 @@ from edi.model import FlowStatus
 from edi.runner import init_workspace, requeue, run_batch
 from edi.tracking import Tracking
 from flows.drop import drop
-from tests.conftest import DEFAULT_CONFIG, FLOWS, REPO, Workspace, assert_expected_answer
+from tests.conftest import DEFAULT_CONFIG, EXPECTED, FLOWS, REPO, Workspace, assert_expected_answer
 
-EXPECTED = tomllib.loads((FLOWS / "expected.toml").read_text(encoding="utf-8"))
 SAMPLES = [(sender, name) for sender, files in EXPECTED.items() for name in files]
 
 
