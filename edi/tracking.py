@@ -277,6 +277,9 @@ class Tracking:
             ("findings", ["rule", "flow_id", "severity"]),
             ("lifecycle", ["flow_id", "idx", "state", "id"]),  # an invoice's history, and its current status
             ("lifecycle", ["status", "state", "flow_id"]),
+            # the dashboard's invoices still waiting for their recipient (edi.browse.lifecycle): a range of flow
+            # ids, each invoice's statuses side by side, counted without the table
+            ("lifecycle", ["state", "flow_id", "idx", "status"]),
         ):
             db.table(index_table).create_index(columns, if_not_exists=True)
         # served by the wider ones above (same leading columns): each was one more write per row

@@ -1,6 +1,7 @@
 """The dashboard's data: what came in over a period (flows and documents per day and status, per sender, per
-recipient, the rules broken most) and what needs an operator now (failed flows, flows stuck in process, and what
-waits in the folders: :mod:`edi.browse.waiting`).
+recipient, the rules broken most) and what needs an operator now (failed flows, flows stuck in process, what waits
+in the folders: :mod:`edi.browse.waiting`, and the invoices still waiting for their recipient's status:
+:mod:`edi.browse.lifecycle`).
 
 Fast on millions of flows: a flow counts on the day of its id (ids are the claim time in UTC to the microsecond,
 :func:`edi.browse.flows.stamp`, made just after ``received_at``), so the period and each of its days is a range of
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from edi.browse import Beside, Reader, scoped, waiting
+from edi.browse import Beside, Reader, lifecycle, scoped, waiting
 from edi.browse.flows import Filters, period_bounds, stamp
 from edi.clock import iso
 from edi.config import Settings
@@ -133,6 +134,7 @@ def dashboard(
         by_day, by_sender, totals = _flows(reader, scope, span)
         rules = _rules(reader, scope, span)
         attention = _attention(reader, scope, now)
+        invoices = lifecycle.waiting(reader, scope, now, settings.console.waiting_days)
     look = waiting.look(settings, layout, now.timestamp(), scope)
     recipients, queues = documents.result()
     attention["stalled"] = {"count": look.stalled_count, "files": [_problem(p) for p in look.stalled]}
@@ -152,6 +154,7 @@ def dashboard(
         "top_rules": rules,
         "attention": attention,
         "waiting": _waiting(look, buckets),
+        "invoices_waiting": invoices,
     }
 
 

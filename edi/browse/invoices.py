@@ -218,19 +218,28 @@ def invoices_page(
     sender's account (``scope``) an operator who set it reads "an operator"."""
     if not 1 <= limit <= MAX_LIMIT:
         raise BadQuery(f"limit: give 1 to {MAX_LIMIT} invoices per page")
+    rows = reader.rows(*search(scope, filters, after, limit + 1))
+    more = len(rows) > limit
+    rows = [_current(row, scope) for row in rows[:limit]]
+    return rows, key_of(rows[-1]) if more and rows else None
+
+
+def search(
+    scope: str | None, filters: InvoiceFilters, after: tuple[str, int] | None, limit: int
+) -> tuple[str, list[Any]]:
+    """The SQL of one page of an invoice search and its arguments: the documents walked newest first (their primary
+    key, or the index of the column a filter names), or the lifecycle rows of the recipient's status asked for."""
     by_status = filters.status is not None and filters.status not in labels.EDI_STATUSES
     key = "c" if by_status else "d"
     where, args = _where(scope, filters, after, key)
     tables = "documents d JOIN flows f ON f.flow_id = d.flow_id"
     if by_status:
-        tables = f"lifecycle c JOIN {tables} AND d.idx = c.idx AND d.flow_id = c.flow_id"
-    rows = reader.rows(
-        f"SELECT {_SELECT} FROM {tables} WHERE {where} ORDER BY {key}.flow_id DESC, {key}.idx LIMIT {limit + 1}",
-        args,
-    )
-    more = len(rows) > limit
-    rows = [_current(row, scope) for row in rows[:limit]]
-    return rows, key_of(rows[-1]) if more and rows else None
+        tables = (
+            "lifecycle c JOIN documents d ON d.flow_id = c.flow_id AND d.idx = c.idx "
+            "JOIN flows f ON f.flow_id = c.flow_id"
+        )
+    sql = f"SELECT {_SELECT} FROM {tables} WHERE {where} ORDER BY {key}.flow_id DESC, {key}.idx LIMIT {limit}"
+    return sql, args
 
 
 def _current(row: dict[str, Any], scope: str | None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from edi.browse.invoices import (
     invoices_page,
     iter_invoices,
     parse_invoice_filters,
+    search,
 )
 from edi.errors import BadQuery
 from tests.conftest import Workspace
@@ -104,7 +105,7 @@ def test_pages_follow_one_another_inside_a_flow(shop: tuple[Reader, dict[str, st
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"status": "IN_REJETE"}, "not a document status"),
+        ({"status": "IN_REJETE"}, "not an invoice status"),
         ({"from": "26/11/2026"}, "not an issue date"),
         ({"to": "2026-02-30"}, "not an issue date"),
         ({"from": "2026-11-20", "to": "2026-11-01"}, "before the first"),
@@ -131,14 +132,8 @@ def test_searches_read_the_indexes(shop: tuple[Reader, dict[str, str]]) -> None:
     reader, _ = shop
 
     def plan(params: dict[str, str]) -> str:
-        from edi.browse.invoices import _SELECT, _where
-
-        where, args = _where(None, parse_invoice_filters(params), None)
-        sql = (
-            f"EXPLAIN QUERY PLAN SELECT {_SELECT} FROM documents d JOIN flows f ON f.flow_id = d.flow_id "
-            f"WHERE {where} ORDER BY d.flow_id DESC, d.idx LIMIT 51"
-        )
-        return " | ".join(str(r["detail"]) for r in reader.rows(sql, args))
+        sql, args = search(None, parse_invoice_filters(params), None, 51)
+        return " | ".join(str(r["detail"]) for r in reader.rows(f"EXPLAIN QUERY PLAN {sql}", args))
 
     assert "idx_documents_invoice_number" in plan({"invoice": "F-1"})
     assert "idx_documents_seller_id" in plan({"seller": "S1"})

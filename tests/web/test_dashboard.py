@@ -60,12 +60,12 @@ def as_operator(client: TestClient) -> TestClient:
 
 
 def test_page(console: TestClient) -> None:
-    """The page: cards, three SVG charts, tables whose senders, queues and rules link to their flows over the
+    """The page: cards, four SVG charts, tables whose senders, queues and rules link to their flows over the
     period, the failed flow and the late inbox file; no script and no style attribute (the CSP forbids them)."""
     page = as_operator(console).get("/?period=7d")
     assert page.status_code == 200
     html = page.text
-    assert html.count("<svg") == 3 and 'class="chart chart-bars"' in html and 'class="chart chart-hist"' in html
+    assert html.count("<svg") == 4 and 'class="chart chart-bars"' in html and 'class="chart chart-hist"' in html
     assert "<script" not in html and "style=" not in html
     assert 'href="/flows?from=2026-03-04T00%3A00%3A00.000Z&amp;sender=acme"' in html
     assert 'href="/flows?from=2026-03-04T00%3A00%3A00.000Z&amp;rule=BR-ACME"' in html
