@@ -24,9 +24,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from edi.browse import Reader, Where, every_row
-from edi.browse.flows import ID_SLACK, MAX_LIMIT, MAX_TEXT, SAFE_NAME, period_bounds, stamp
+from edi.browse.flows import ID_SLACK, MAX_LIMIT, MAX_TEXT, SAFE_NAME, flow, period_bounds, stamp
 from edi.clock import iso
-from edi.errors import BadQuery
+from edi.errors import BadQuery, UnknownFlowError
 from edi.lifecycle import labels
 from edi.lifecycle.timeline import AN_OPERATOR, OPERATOR_PREFIX, RECORDED, STATUS_SYNTAX
 
@@ -271,3 +271,22 @@ def iter_invoices(
         return rows, check_key(last) if last is not None else None
 
     return every_row(page, after, limit)
+
+
+FLOW_FACTS = ("flow_id", "sender", "file_name", "received_at", "processed_at", "status")
+
+
+def invoice(reader: Reader, scope: str | None, flow_id: str, idx: int) -> dict[str, Any]:
+    """One invoice within the scope: its flow's facts, its document (findings, lifecycle timeline) and its current
+    status (the timeline's last step; None for a document not decided yet). An invoice outside the scope is
+    reported exactly as an unknown one (UnknownFlowError)."""
+    found = flow(reader, scope, flow_id)
+    document = next((d for d in found["documents"] if d["idx"] == idx), None)
+    if document is None:
+        raise UnknownFlowError(f"no document {idx} in flow {flow_id!r}")
+    steps = document["lifecycle"]
+    return {
+        "flow": {k: found[k] for k in FLOW_FACTS},
+        "document": document,
+        "current": steps[-1] if steps else None,
+    }

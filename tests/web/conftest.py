@@ -62,6 +62,8 @@ PROTECTED = [
     ("/invoices", "page"),
     ("/invoices.json", "twin"),
     ("/invoices.csv", "twin"),
+    ("/invoices/{flow}/1", "page"),  # an invoice: document 1 of a flow ("{idx:int}" in the route)
+    ("/invoices/{flow}/1.json", "twin"),
     ("/rules", "page"),
     ("/rules.json", "twin"),
     ("/rules.csv", "twin"),

@@ -93,7 +93,7 @@ def test_cursors_are_signed_and_belong_to_their_list(workspace: Workspace, invoi
 
 @pytest.mark.parametrize(
     ("query", "message"),
-    [("status=IN_REJETE", "not a document status"), ("from=2026-13-01", "not an issue date"), ("limit=0", "limit")],
+    [("status=IN_REJETE", "not an invoice status"), ("from=2026-13-01", "not an issue date"), ("limit=0", "limit")],
 )
 def test_bad_input_is_a_400_saying_what_is_wrong(
     workspace: Workspace, invoices: dict[str, list[str]], query: str, message: str
