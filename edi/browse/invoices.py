@@ -234,9 +234,11 @@ def search(
     where, args = _where(scope, filters, after, key)
     tables = "documents d JOIN flows f ON f.flow_id = d.flow_id"
     if by_status:
+        # by that status's rows only: the planner, without statistics, would rather scan every recorded row of
+        # the (state, flow_id, idx, status) index, which holds no table lookup but all the other statuses too
         tables = (
-            "lifecycle c JOIN documents d ON d.flow_id = c.flow_id AND d.idx = c.idx "
-            "JOIN flows f ON f.flow_id = c.flow_id"
+            "lifecycle c INDEXED BY idx_lifecycle_status_state_flow_id JOIN documents d ON d.flow_id = c.flow_id "
+            "AND d.idx = c.idx JOIN flows f ON f.flow_id = c.flow_id"
         )
     sql = f"SELECT {_SELECT} FROM {tables} WHERE {where} ORDER BY {key}.flow_id DESC, {key}.idx LIMIT {limit}"
     return sql, args

@@ -21,6 +21,7 @@ from edi.browse.invoices import (
 from edi.errors import BadQuery
 from tests.conftest import Workspace
 from tests.console_store import NOW, store_of
+from tests.lifecycle_rows import add_status
 
 
 @pytest.fixture
@@ -203,3 +204,95 @@ def test_an_issue_date_filter_is_a_date() -> None:
     filters = parse_invoice_filters({"from": "2026-11-01", "to": " 2026-11-30 ", "seller": "", "invoice": "A"})
     assert filters == InvoiceFilters(invoice="A", issued_from=date(2026, 11, 1), issued_to=date(2026, 11, 30))
     assert filters.query() == {"invoice": "A", "from": "2026-11-01", "to": "2026-11-30"}
+
+
+# -- the current lifecycle status ---------------------------------------------------------------------------------
+
+
+def test_a_status_message_is_not_an_invoice(shop: tuple[Reader, dict[str, str]], workspace: Workspace) -> None:
+    """A status flow's document (a recipient's CDAR message, accepted: 200) is not listed among the invoices."""
+    reader, ids = shop
+    with store_of(workspace) as s:
+        s.document(ids["o2"], 2, invoice_number="F-1", seller_id="S1", syntax="CDAR")
+    assert (ids["o2"], 2) not in keys(invoices_page(reader, None, InvoiceFilters())[0])
+    assert keys(invoices_page(reader, None, parse_invoice_filters({"status": "200", "sender": "opdemat"}))[0]) == [
+        (ids["o1"], 1)
+    ]
+
+
+def test_status_searches_read_the_lifecycle_indexes(shop: tuple[Reader, dict[str, str]]) -> None:
+    """A recipient's status walks the lifecycle's (status, state, flow_id) index newest first; one of edi's own
+    walks the documents and checks each for a recorded row by the (flow_id, idx, state, id) index; neither sorts
+    more than the documents of one flow."""
+    reader, _ = shop
+
+    def plan(params: dict[str, str]) -> str:
+        sql, args = search(None, parse_invoice_filters(params), None, 51)
+        return " | ".join(str(r["detail"]) for r in reader.rows(f"EXPLAIN QUERY PLAN {sql}", args))
+
+    theirs = plan({"status": "210"})
+    assert theirs.startswith("SEARCH c USING INDEX idx_lifecycle_status_state_flow_id (status=? AND state=?)")
+    assert "SCAN" not in theirs and "USE TEMP B-TREE FOR ORDER BY" not in theirs
+    ours = plan({"status": "200"})
+    assert "SCAN d USING INDEX sqlite_autoindex_documents_1" in ours
+    assert "idx_lifecycle_flow_id_idx_state_id (flow_id=? AND idx=? AND state=?)" in ours
+    assert "USE TEMP B-TREE FOR ORDER BY" not in ours
+
+
+lives = st.lists(
+    st.tuples(
+        st.sampled_from(["acme", "opdemat"]),  # sender
+        st.integers(0, 5_000),  # minutes before now
+        st.sampled_from(["200", "213"]),  # edi's decision
+        st.lists(  # the statuses recorded after it (and held ones), in order
+            st.tuples(st.sampled_from(["204", "210", "211"]), st.sampled_from(["recorded", "recorded", "held"])),
+            max_size=3,
+        ),
+    ),
+    max_size=20,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    invoices=lives,
+    limit=st.integers(1, 4),
+    scope=st.sampled_from([None, "acme"]),
+    status=st.sampled_from([None, "200", "213", "204", "210", "211"]),
+)
+def test_pages_by_current_status_never_skip_nor_repeat_an_invoice(
+    workspace: Workspace,
+    invoices: list[tuple[str, int, str, list[tuple[str, str]]]],
+    limit: int,
+    scope: str | None,
+    status: str | None,
+) -> None:
+    """Walking the pages of a search by current status gives exactly the invoices whose latest recorded status (else
+    edi's) it is, each once, newest first, with that current status; a held status never counts."""
+    with store_of(workspace) as s:
+        s.wipe()
+        expected = []
+        for sender, minutes, decided, later in invoices:
+            flow = s.flow(sender, NOW - timedelta(minutes=minutes))
+            s.document(flow, 1, status=decided, invoice_number="N")
+            for code, state in later:
+                add_status(workspace.root / "tracking.sqlite", flow, 1, code, state=state)
+            current = next((c for c, state in reversed(later) if state == "recorded"), decided)
+            if (scope is None or sender == scope) and status in (None, current):
+                expected.append((flow, current))
+    expected.sort(key=lambda k: _desc(k[0]))
+    filters = InvoiceFilters(status=status)
+    reader = Reader(workspace.root / "tracking.sqlite")
+    try:
+        walked: list[tuple[object, object]] = []
+        after = None
+        while True:
+            rows, last = invoices_page(reader, scope, filters, after=after, limit=limit)
+            walked += [(r["flow_id"], r["current_status"]) for r in rows]
+            if last is None:
+                break
+            after = check_key(last)
+        assert walked == expected
+        assert [(r["flow_id"], r["current_status"]) for r in iter_invoices(reader, scope, filters)] == expected
+    finally:
+        reader.close()
