@@ -38,7 +38,14 @@ def data(console: Console, visitor: Visitor, params: dict[str, str]) -> dict[str
     now = console.now()
     span = board.period(params, now)
     return board.dashboard(
-        console.reader, console.settings, console.layout, visitor.scope, span, now, charts.age_buckets
+        console.reader,
+        console.settings,
+        console.layout,
+        visitor.scope,
+        span,
+        now,
+        charts.age_buckets,
+        console.waiting_invoices,
     )
 
 

@@ -3,13 +3,14 @@ the account's scope, and counts read from indexes alone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from edi.browse import Reader
-from edi.browse.lifecycle import _SKIP_RECIPIENTS, waiting
+from edi.browse.lifecycle import _SKIP_RECIPIENTS, Counted, _answered, _delivered, waiting
 from tests.conftest import Workspace
 from tests.console_store import NOW, store_of
 from tests.lifecycle_rows import add_status
@@ -94,3 +95,44 @@ def test_the_counts_are_read_from_indexes_alone(aged: Reader) -> None:
         answered
     )
     assert "TEMP B-TREE" not in answered
+
+
+def test_the_console_keeps_each_scopes_counts_for_a_while(aged: Reader, workspace: Workspace) -> None:
+    """Counted keeps a scope's counts ``ttl`` seconds (a status recorded meanwhile shows after), each scope its own,
+    never for a moment before they were counted."""
+    kept = Counted(7, ttl=300)
+    assert kept.cached(None, NOW) is None
+    first = kept.count(aged, None, NOW)
+    assert first["total"] == 8 and first["counted_at"] == "2026-11-26T12:00:00.000Z"
+    flow = aged.one("SELECT flow_id FROM documents WHERE recipient IS NOT NULL ORDER BY flow_id LIMIT 1")
+    assert flow is not None
+    add_status(workspace.root / "tracking.sqlite", flow["flow_id"], 1, "211")
+    assert kept.cached(None, NOW + timedelta(seconds=299)) is first
+    assert kept.cached("acme", NOW) is None and kept.cached(None, NOW - timedelta(seconds=1)) is None
+    assert kept.cached(None, NOW + timedelta(seconds=300)) is None
+    assert kept.count(aged, None, NOW + timedelta(seconds=300))["total"] == 7
+
+
+def test_a_senders_counts_go_through_its_own_flows(aged: Reader) -> None:
+    """For a sender's account both counts read its flows in its (sender, flow_id) index, then one seek each in the
+    documents' primary key and in the lifecycle's index: never a range of every sender's rows per flow."""
+
+    def plan(query: Callable[..., int]) -> str:
+        seen: list[str] = []
+
+        class Spy:
+            def one(self, sql: str, args: list[Any]) -> dict[str, Any]:
+                seen.extend(str(r["detail"]) for r in aged.rows(f"EXPLAIN QUERY PLAN {sql}", args))
+                return {"n": 0}
+
+        query(Spy(), "acme", "a", "b")
+        return " | ".join(seen)
+
+    flows = "SEARCH f USING COVERING INDEX idx_flows_sender_flow_id (sender=? AND flow_id>? AND flow_id<?)"
+    delivered = plan(_delivered)
+    assert delivered == f"{flows} | SEARCH d USING INDEX sqlite_autoindex_documents_1 (flow_id=?)"
+    answered = plan(_answered)
+    assert (
+        f"{flows} | SEARCH l USING COVERING INDEX idx_lifecycle_state_flow_id_idx_status (state=? AND flow_id=?)"
+        in (answered)
+    )
