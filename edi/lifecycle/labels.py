@@ -1,5 +1,6 @@
-"""The lifecycle statuses' French labels (the reform's CDAR ``ProcessCondition``, MDT-106): one table, for every view
-of an invoice's life (``edi invoices``, ``edi show``, the console).
+"""The lifecycle statuses' French labels (the reform's CDAR ``ProcessCondition``, MDT-106): one table, for the CDAR
+messages edi writes (:mod:`edi.lifecycle.rules`, :mod:`edi.lifecycle.cdar`) and every view of an invoice's life
+(``edi invoices``, ``edi show``, the console).
 
 Codes and labels from shared/docs/choruspro-and-reform.md §4 (the FNFE CDAR examples and XP Z12-014 annex B): 200 to
 213 and 501. Stdlib only; reads and writes nothing, raises nothing.
