@@ -4,9 +4,10 @@ Builds (once, kept in --work) a workspace whose store holds N flows (default 1,0
 a year of days (weekdays busier, the last weeks busier still), 25 senders of very different sizes, 60 recipients,
 statuses 80 % integrated / 5 % partially / 14 % rejected / 0.5 % failed, a ZIP batch now and then (2 to 20
 invoices), 1 to 3 fatal findings per rejected invoice over ~70 rules (a few rules fire most), warnings on some
-accepted ones, and the events each flow has. Rows are written with plain SQL in the store `edi init` made (the
-real schema and indexes). Then runs the real `edi serve` on it (a process of its own, as users run it), logs in
-as an operator and as a sender, and times each page over HTTP, with the same-run baselines:
+accepted ones, the events each flow has, and the statuses recipients returned for delivered invoices (204 for
+9 in 10 after a day, then mostly 205, 211, 212; some 207, 210). Rows are written with plain SQL in the store
+`edi init` made (the real schema and indexes). Then runs the real `edi serve` on it (a process of its own, as
+users run it), logs in as an operator and as a sender, and times each page over HTTP, with the same-run baselines:
 
   - ``/healthz``: an HTTP round trip to the same server that reads one row (the floor of any page);
   - the bare SQL of the flows list's first page on a sqlite3 connection of this process (what the list costs the
@@ -84,14 +85,17 @@ def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def rows(flows: int, now: datetime, seed: int) -> Iterator[tuple[list[Any], list[Any], list[Any], list[Any]]]:
-    """Chunks of (flows, documents, findings, events) rows."""
+def rows(
+    flows: int, now: datetime, seed: int
+) -> Iterator[tuple[list[Any], list[Any], list[Any], list[Any], list[Any]]]:
+    """Chunks of (flows, documents, findings, events, lifecycle) rows."""
     rng = random.Random(seed)
     sender_w, recipient_w, rule_w = weights(len(SENDERS), 1.1), weights(len(RECIPIENTS), 0.8), weights(len(RULES), 1.2)
     f_rows: list[Any] = []
     d_rows: list[Any] = []
     x_rows: list[Any] = []
     e_rows: list[Any] = []
+    l_rows: list[Any] = []
     last_micro = 0
     for n, at in enumerate(moments(flows, now, rng)):
         micro = max(int(at.timestamp() * 1_000_000), last_micro + 1)
@@ -174,6 +178,8 @@ def rows(flows: int, now: datetime, seed: int) -> Iterator[tuple[list[Any], list
                 ]
             )
             e_rows.append([flow_id, idx, processed, "200" if ok else "213", reason or ""])
+            if ok:
+                l_rows += lifecycle(flow_id, idx, recipient, at, now, rng)
             if reason == "REJ_SEMAN":
                 for _ in range(rng.choice([1, 1, 2, 3])):
                     rule, layer = rng.choices(RULES, rule_w)[0]
@@ -215,9 +221,42 @@ def rows(flows: int, now: datetime, seed: int) -> Iterator[tuple[list[Any], list
                 )
         e_rows.append([flow_id, None, processed, status, f"{accepted}/{total} accepted"])
         if len(f_rows) >= CHUNK:
-            yield f_rows, d_rows, x_rows, e_rows
-            f_rows, d_rows, x_rows, e_rows = [], [], [], []
-    yield f_rows, d_rows, x_rows, e_rows
+            yield f_rows, d_rows, x_rows, e_rows, l_rows
+            f_rows, d_rows, x_rows, e_rows, l_rows = [], [], [], [], []
+    yield f_rows, d_rows, x_rows, e_rows, l_rows
+
+
+_SOURCES = iter(range(1, 1 << 62))
+
+
+def lifecycle(flow_id: str, idx: int, recipient: str, at: datetime, now: datetime, rng: random.Random) -> list[Any]:
+    """The statuses a delivered invoice's recipient returned (recorded rows of the lifecycle table), as time passed:
+    9 in 10 taken in charge (204) after a day or so; then most approved (205) and paid (211, some 212 cashed), a
+    few disputed (207) or refused (210); an invoice younger than its next step has not had it yet."""
+    out: list[Any] = []
+    moment = at
+
+    def status(code: str, after_days: float, reason: str | None = None) -> bool:
+        nonlocal moment
+        moment = moment + timedelta(days=after_days * rng.uniform(0.5, 1.5))
+        if moment >= now:
+            return False
+        source = f"S{next(_SOURCES):012d}"
+        out.append(
+            [flow_id, idx, code, reason, None, f"{recipient}-pa", iso(moment), iso(moment), source, 1,
+             f"{source}.0001.cdar.xml", "recorded"]
+        )  # fmt: skip
+        return True
+
+    if rng.random() < 0.9 and status("204", 1):
+        r = rng.random()
+        if r < 0.03:
+            status("210", 4, rng.choice(["DOUBLON", "CALCUL_ERR", "CMD_ERR"]))
+        elif r < 0.08:
+            status("207", 4, "CALCUL_ERR")
+        elif r < 0.9 and status("205", 4) and status("211", 15) and rng.random() < 0.5:
+            status("212", 10)
+    return out
 
 
 FLOW_SQL = (
@@ -235,13 +274,17 @@ FINDING_SQL = (
     "rule_set_version, rule_set_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 EVENT_SQL = "INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, ?, ?, ?, ?)"
+LIFECYCLE_SQL = (
+    "INSERT INTO lifecycle (flow_id, idx, status, reason, text, set_by, set_at, recorded_at, source_flow_id, "
+    "source_idx, relay, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def build(work: Path, flows: int, now: datetime) -> Path:
     """The workspace with its filled store (kept: a second run with the same count reuses it)."""
     config = work / "config.toml"
     store = work / "var" / "tracking.sqlite"
-    marker = work / f"filled-{flows}"
+    marker = work / f"filled-{flows}-lifecycle"
     if marker.exists():
         return config
     work.mkdir(parents=True, exist_ok=True)
@@ -251,12 +294,13 @@ def build(work: Path, flows: int, now: datetime) -> Path:
     conn = sqlite3.connect(store, isolation_level=None)
     conn.execute("PRAGMA synchronous = OFF")
     total = 0
-    for f_rows, d_rows, x_rows, e_rows in rows(flows, now, seed=23):
+    for f_rows, d_rows, x_rows, e_rows, l_rows in rows(flows, now, seed=23):
         conn.execute("BEGIN")
         conn.executemany(FLOW_SQL, f_rows)
         conn.executemany(DOC_SQL, d_rows)
         conn.executemany(FINDING_SQL, x_rows)
         conn.executemany(EVENT_SQL, e_rows)
+        conn.executemany(LIFECYCLE_SQL, l_rows)
         conn.execute("COMMIT")
         total += len(f_rows)
         print(f"\r  {total:,} flows written ({time.perf_counter() - started:.0f} s)", end="", flush=True)
@@ -409,11 +453,14 @@ def main() -> None:
         sqlite3.connect(store)
         .execute(
             "SELECT (SELECT count(*) FROM flows), (SELECT count(*) FROM documents), (SELECT count(*) FROM findings), "
-            "(SELECT count(*) FROM events)"
+            "(SELECT count(*) FROM events), (SELECT count(*) FROM lifecycle)"
         )
         .fetchone()
     )
-    print(f"  {counts[0]:,} flows, {counts[1]:,} documents, {counts[2]:,} findings, {counts[3]:,} events")
+    print(
+        f"  {counts[0]:,} flows, {counts[1]:,} documents, {counts[2]:,} findings, {counts[3]:,} events, "
+        f"{counts[4]:,} lifecycle statuses"
+    )
     server = Server(config)
     try:
         operator = login(server.url, "bench-operator")
@@ -432,6 +479,7 @@ def main() -> None:
         depth = min(500_000, counts[0] // 2 // 1000 * 1000)
         seller = conn.execute("SELECT seller_id FROM documents ORDER BY rowid DESC LIMIT 1 OFFSET 9000").fetchone()
         deep = deep_cursor(operator, depth)
+        paid = conn.execute("SELECT flow_id FROM lifecycle WHERE status = '212' ORDER BY id DESC LIMIT 1").fetchone()
         month_ago = (now - timedelta(days=30)).date().isoformat()
         pages: list[tuple[str, httpx.Client, str]] = [
             ("flows, first page", operator, "/flows"),
@@ -451,6 +499,13 @@ def main() -> None:
             ("rules, 30 days", operator, "/rules"),
             ("one rule", operator, "/rules/BR-CO-10"),
             ("invoices, a seller", operator, f"/invoices?seller={seller[0]}"),
+            ("invoices, status now 210 Refusée", operator, "/invoices?status=210"),
+            ("invoices, status now 204 Prise en charge", operator, "/invoices?status=204"),
+            ("invoices, status now 200 (no status since)", operator, "/invoices?status=200"),
+            ("invoices, status now 211, sender account", sender, "/invoices?status=211"),
+            ("invoices, a recipient", operator, f"/invoices?recipient={RECIPIENTS[5]}"),
+            ("an invoice's page (its lifecycle)", operator, f"/invoices/{paid[0]}/1"),
+            ("a paid invoice's flow page", operator, f"/flows/{paid[0]}"),
             ("rules, 7 days", operator, "/rules?period=7d"),
             ("metrics", operator, "/metrics"),
         ]

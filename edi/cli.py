@@ -32,6 +32,7 @@ from click.exceptions import Exit
 from edi.ack import finding_dict
 from edi.check import DEFAULT_LAYERS, Checker, parse_layers
 from edi.cli_console import serve_cmd, users_group
+from edi.cli_invoices import invoices_cmd
 from edi.cli_status import status_group
 from edi.config import Settings, load_settings
 from edi.errors import ConfigError, EdiError, WorkspaceBusy
@@ -407,7 +408,8 @@ def render_flows(rows: list[dict[str, Any]]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="The whole record as JSON.")
 @pass_context
 def show(ctx: Context, flow_id: str, as_json: bool) -> None:
-    """Show one flow: its documents, findings and history.
+    """Show one flow: its documents (each with its lifecycle: edi's decision, then every status recorded after
+    it), findings and history.
 
     FLOW_ID may be shortened to any unique prefix.
 
@@ -457,11 +459,20 @@ def render_flow(record: dict[str, Any]) -> str:
             out.append(f"  {shown}")
         out.append(f"  status {doc['status']}" + (f" {doc['reason']}" if doc["reason"] else ""))
         out += [f"  - {_finding(f)}" for f in doc["findings"]]
+        if doc.get("lifecycle"):
+            out.append("  lifecycle")
+            out += [f"    {_step(step)}" for step in doc["lifecycle"]]
     out.append("history")
     for event in flow["events"]:
         who = f"document {event['idx']}" if event["idx"] else "flow"
         out.append(f"  {event['at']}  {who:12} {event['status']:27} {event['detail']}".rstrip())
     return "\n".join(out)
+
+
+def _step(step: dict[str, Any]) -> str:
+    """One status of a document's lifecycle: time, code and label, who set it, reason and text."""
+    why = ": ".join(filter(None, [step["reason"], step["text"]]))
+    return f"{step['at'] or '':24} {step['status']} {step['label']:24} {step['by']:16} {why}".rstrip()
 
 
 def _finding(f: dict[str, Any]) -> str:
@@ -739,6 +750,7 @@ def render_rebuild(report: RebuildReport) -> str:
     return "\n".join(lines)
 
 
+main.add_command(invoices_cmd)
 main.add_command(users_group)
 main.add_command(serve_cmd)
 main.add_command(status_group)

@@ -299,6 +299,8 @@ class ConsoleSettings:
     secure_cookies: bool = False
     page_size: int = field(default=50, metadata=_check(_page_size))
     metrics_token: str | None = field(default=None, metadata=_check(_token))  # /metrics without a session
+    # the dashboard counts a delivered invoice as waiting for its recipient once this long without a status (204-212)
+    waiting_days: float = field(default=7.0, metadata=_check(_positive_float))
 
     def __post_init__(self) -> None:
         if not self.host.strip():

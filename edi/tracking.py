@@ -28,6 +28,7 @@ from edi.clock import iso
 from edi.errors import StoreError, UnknownFlowError, WorkspaceError
 from edi.faults import fault_point
 from edi.lifecycle.rules import Order, order
+from edi.lifecycle.timeline import RECORDED, by_document, timeline
 from edi.model import FlowStatus, InvoiceRef
 
 SCHEMA_VERSION = 1
@@ -276,6 +277,9 @@ class Tracking:
             ("findings", ["rule", "flow_id", "severity"]),
             ("lifecycle", ["flow_id", "idx", "state", "id"]),  # an invoice's history, and its current status
             ("lifecycle", ["status", "state", "flow_id"]),
+            # the dashboard's invoices still waiting for their recipient (edi.browse.lifecycle): a range of flow
+            # ids, each invoice's statuses side by side, counted without the table
+            ("lifecycle", ["state", "flow_id", "idx", "status"]),
         ):
             db.table(index_table).create_index(columns, if_not_exists=True)
         # served by the wider ones above (same leading columns): each was one more write per row
@@ -595,7 +599,7 @@ class Tracking:
         if not flow_ids:
             return 0
         with self._transaction():
-            for table in ("findings", "documents", "events", "invoices", "flows"):
+            for table in ("findings", "documents", "events", "invoices", "lifecycle", "flows"):
                 self.db.conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", [[f] for f in flow_ids])
         return len(flow_ids)
 
@@ -805,15 +809,19 @@ class Tracking:
 
     @_reading
     def flow(self, flow_id: str) -> dict[str, Any]:
-        """One flow with its documents, findings and history."""
+        """One flow with its documents (each with its lifecycle timeline), findings and history."""
         flow_id = self.resolve(flow_id)
         row = next(self.db.query("SELECT * FROM flows WHERE flow_id = ?", [flow_id]))
         findings = list(self.db.query("SELECT * FROM findings WHERE flow_id = ? ORDER BY id", [flow_id]))
         documents = list(self.db.query("SELECT * FROM documents WHERE flow_id = ? ORDER BY idx", [flow_id]))
+        statuses = by_document(
+            self.db.query("SELECT * FROM lifecycle WHERE flow_id = ? AND state = ? ORDER BY id", [flow_id, RECORDED])
+        )
         for doc in documents:
             for column in _LIST_COLUMNS:
                 doc[column] = json.loads(doc[column]) if doc[column] else []
             doc["findings"] = [_strip(f) for f in findings if f["idx"] == doc["idx"]]
+            doc["lifecycle"] = timeline(doc, row["processed_at"], statuses.get(doc["idx"], []))
         row["findings"] = [_strip(f) for f in findings if f["idx"] == 0]
         row["documents"] = documents
         row["events"] = list(

@@ -115,8 +115,8 @@ class Store:
         self.conn.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values()))
 
     def wipe(self) -> None:
-        """Remove every flow, document and finding (a fresh store for the next example)."""
-        for table in ("findings", "documents", "flows"):
+        """Remove every flow, document, finding and lifecycle row (a fresh store for the next example)."""
+        for table in ("lifecycle", "findings", "documents", "flows"):
             self.conn.execute(f"DELETE FROM {table}")
 
 

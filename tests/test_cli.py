@@ -32,7 +32,8 @@ def run(*args: str, env: dict[str, str] | None = None):
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["init"], ["batch"], ["flows"], ["show"], ["requeue"], ["store"], ["store", "rebuild"]]
+    "command",
+    [[], ["init"], ["batch"], ["flows"], ["show"], ["invoices"], ["requeue"], ["store"], ["store", "rebuild"]],
 )
 def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     """`--help` works without a configuration file and teaches by example."""

@@ -411,3 +411,13 @@ def test_a_partner_that_only_returns_statuses_lists_its_recipients_and_no_seller
             settings_from_dict({"senders": [{"id": "x", "sellers": ["*"], "email": [bad]}]}, tmp_path / "c.toml")
     with pytest.raises(ConfigError, match="safe folder name"):
         settings_from_dict({"senders": [{"id": "acme\n", "sellers": ["*"]}]}, tmp_path / "c.toml")
+
+
+def test_waiting_days_is_a_positive_number_of_days(tmp_path: Path) -> None:
+    """``[console] waiting_days``: 7 by default, a fraction allowed; zero, a negative number or text is refused by
+    name."""
+    assert load(tmp_path, "").console.waiting_days == 7
+    assert load(tmp_path, "[console]\nwaiting_days = 2.5\n").console.waiting_days == 2.5
+    for bad in ("0", "-1", '"7"'):
+        with pytest.raises(ConfigError, match=r"console\.waiting_days"):
+            load(tmp_path, f"[console]\nwaiting_days = {bad}\n")

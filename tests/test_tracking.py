@@ -23,6 +23,7 @@ from edi.clock import iso
 from edi.errors import StoreError, UnknownFlowError, WorkspaceError
 from edi.model import Code, Document, Finding, Flow, Invoice, Layer, Party, Severity
 from edi.tracking import Tracking
+from tests.lifecycle_rows import add_status
 
 T0 = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
 
@@ -817,13 +818,19 @@ def test_record_failed_lets_go_of_the_flows_keys(store: Tracking) -> None:
 
 
 def test_forget_deletes_every_row_of_the_flows(store: Tracking) -> None:
-    """forget removes flows, documents, findings, events and invoice keys of the flows given, nothing else."""
+    """forget removes flows, documents, findings, events, invoice keys and the invoices' lifecycle rows of the flows
+    given, nothing else (a forgotten status flow's statuses stay in its invoice's history)."""
     store.record_claims([claimed_row("F1"), claimed_row("F2")], T0)
     store.reserve_invoice(KEY, "F1", 1)
     store.reserve_invoice(KEY_2027, "F2", 1)
     store.record_outcome(build_ack(PARTIAL, T0), T0)
+    add_status(store.path, "F1", 1, "204")  # F1's invoice: goes with it
+    add_status(store.path, "F2", 1, "204")  # F2's invoice, carried by a status flow of F1's id: stays
+    store.db.execute("UPDATE lifecycle SET source_flow_id = 'F1' WHERE flow_id = 'F2'")
     assert store.forget(["F1"]) == 1
-    assert all(count(store, table) == 0 for table in ("flows", "documents", "findings", "events", "invoices"))
+    tables = ("flows", "documents", "findings", "events", "invoices")
+    assert all(count(store, table) == 0 for table in tables) and count(store, "lifecycle") == 0
+    assert [r[0] for r in store.db.execute("SELECT flow_id FROM lifecycle").fetchall()] == ["F2"]
     assert store.status("F2") == "IN_RECU" and [row[4] for row in invoices(store)] == ["F2"]
     assert store.forget([]) == 0
 

@@ -1,6 +1,7 @@
 """The dashboard's data: what came in over a period (flows and documents per day and status, per sender, per
-recipient, the rules broken most) and what needs an operator now (failed flows, flows stuck in process, and what
-waits in the folders: :mod:`edi.browse.waiting`).
+recipient, the rules broken most) and what needs an operator now (failed flows, flows stuck in process, what waits
+in the folders: :mod:`edi.browse.waiting`, and the invoices still waiting for their recipient's status:
+:mod:`edi.browse.lifecycle`).
 
 Fast on millions of flows: a flow counts on the day of its id (ids are the claim time in UTC to the microsecond,
 :func:`edi.browse.flows.stamp`, made just after ``received_at``), so the period and each of its days is a range of
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from edi.browse import Beside, Reader, scoped, waiting
+from edi.browse import Beside, Reader, lifecycle, scoped, waiting
 from edi.browse.flows import Filters, period_bounds, stamp
 from edi.clock import iso
 from edi.config import Settings
@@ -121,20 +122,27 @@ def dashboard(
     span: Period,
     now: datetime,
     buckets: Buckets,
+    counted: lifecycle.Counted | None = None,
 ) -> dict[str, Any]:
     """Everything the dashboard shows, for an account's ``scope`` (a sender id, or None for every sender), with the
-    ages of what waits counted in ``buckets`` (labels and counts; :func:`edi.web.charts.age_buckets`): JSON-ready
-    (the HTML page and the twins render this)."""
+    ages of what waits counted in ``buckets`` (labels and counts; :func:`edi.web.charts.age_buckets`) and the
+    invoices waiting for their recipient as ``counted`` keeps them (counted now without it): JSON-ready (the HTML
+    page and the twins render this)."""
     # the documents' counts, the longest part (each document of the period read once per recipient and per queue),
     # run beside the others on a second core: one statement, so it is consistent in itself, but it may count a flow
     # recorded after the snapshot the others read
     documents = Beside(reader, lambda apart: _documents(apart, scope, span))
+    keep = counted or lifecycle.Counted(settings.console.waiting_days, ttl=0)
+    invoices = keep.cached(scope, now)  # else counted beside the others too: the longest part when it runs
+    counting = Beside(reader, lambda apart: keep.count(apart, scope, now)) if invoices is None else None
     with _snapshot(reader):
         by_day, by_sender, totals = _flows(reader, scope, span)
         rules = _rules(reader, scope, span)
         attention = _attention(reader, scope, now)
     look = waiting.look(settings, layout, now.timestamp(), scope)
     recipients, queues = documents.result()
+    if counting is not None:
+        invoices = counting.result()
     attention["stalled"] = {"count": look.stalled_count, "files": [_problem(p) for p in look.stalled]}
     attention["unclaimable"] = {"count": look.unclaimable_count, "files": [_problem(p) for p in look.unclaimable]}
     return {
@@ -152,6 +160,7 @@ def dashboard(
         "top_rules": rules,
         "attention": attention,
         "waiting": _waiting(look, buckets),
+        "invoices_waiting": invoices,
     }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from edi.browse import Reader, Where, every_row, scoped
 from edi.clock import iso
 from edi.errors import BadQuery, UnknownFlowError
+from edi.lifecycle.timeline import RECORDED, by_document, timeline
 from edi.model import FlowStatus
 from edi.workspace import Layout
 
@@ -252,8 +253,8 @@ def iter_flows(
 
 
 def flow(reader: Reader, scope: str | None, flow_id: str) -> dict[str, Any]:
-    """One flow within the scope: its row, documents (with their findings), flow-level findings, history and the
-    console actions taken on it."""
+    """One flow within the scope: its row, documents (with their findings and lifecycle timeline), flow-level
+    findings, history and the console actions taken on it."""
     if not FLOW_ID.match(flow_id):
         raise UnknownFlowError(f"no flow {flow_id!r}")
     cond, args = scoped(scope)
@@ -262,10 +263,14 @@ def flow(reader: Reader, scope: str | None, flow_id: str) -> dict[str, Any]:
         raise UnknownFlowError(f"no flow {flow_id!r}")
     findings = reader.rows("SELECT * FROM findings WHERE flow_id = ? ORDER BY id", [flow_id])
     documents = reader.rows("SELECT * FROM documents WHERE flow_id = ? ORDER BY idx", [flow_id])
+    statuses = by_document(
+        reader.rows("SELECT * FROM lifecycle WHERE flow_id = ? AND state = ? ORDER BY id", [flow_id, RECORDED])
+    )
     for doc in documents:
         for column in ("attachments", "delivered_as", "layers"):
             doc[column] = json.loads(doc[column]) if doc[column] else []
         doc["findings"] = [f for f in findings if f["idx"] == doc["idx"]]
+        doc["lifecycle"] = timeline(doc, row["processed_at"], statuses.get(doc["idx"], []), scope=scope)
     row["findings"] = [f for f in findings if f["idx"] == 0]
     row["documents"] = documents
     row["events"] = reader.rows("SELECT at, idx, status, detail FROM events WHERE flow_id = ? ORDER BY id", [flow_id])

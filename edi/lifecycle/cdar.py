@@ -28,6 +28,7 @@ from typing import Any
 from lxml import etree
 
 from edi.codes import CODES, Code, DocumentStatus
+from edi.lifecycle import labels
 from edi.lifecycle.rules import LABELS as RECIPIENT_LABELS
 from edi.model import Characteristic, Finding, Severity
 
@@ -39,7 +40,7 @@ NSMAP = {"rsm": RSM, "ram": RAM, "udt": UDT, "qdt": QDT}
 
 GUIDELINE = "urn.cpro.gouv.fr:1p0:CDV:invoice"  # MDT-3 (BR-FR-CDV-02)
 PROCESS = "REGULATED"  # MDT-2 (BR-FR-CDV-CL-01)
-LABELS = {"200": "Déposée", "213": "Rejetée", "501": "Irrecevable", **RECIPIENT_LABELS}  # MDT-106
+LABELS = {code: labels.LABELS[code] for code in ("200", "213", "501")} | RECIPIENT_LABELS  # MDT-106
 ISSUER_ROLES = frozenset({"BY", "AB", "DL", "SE", "SR", "PE", "PR", "II", "IV"})  # MDT-40 in phase 23 (CL-03)
 # BT-3 codes BR-FR-04 accepts in MDT-91: another type code (a hostile or foreign one) is left out, MDT-91 being
 # optional, rather than making the message fail.

@@ -13,26 +13,16 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 from edi.codes import Code
+from edi.lifecycle import labels
 
 
 def _codes(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-# MDT-106 labels of the statuses a recipient (or an operator for it) may set, after edi's own 200 / 213 / 501
-LABELS = {
-    "202": "Reçue",
-    "203": "Mise à disposition",
-    "204": "Prise en charge",
-    "205": "Approuvée",
-    "206": "Approuvée partiellement",
-    "207": "En litige",
-    "208": "Suspendue",
-    "209": "Complétée",
-    "210": "Refusée",
-    "211": "Paiement transmis",
-    "212": "Encaissée",
-}
+# MDT-106 labels of the statuses a recipient (or an operator for it) may set, after edi's own 200 / 213 / 501 (from
+# the one table of labels, edi.lifecycle.labels)
+LABELS = {code: labels.LABELS[code] for code in labels.RECIPIENT_STATUSES}
 RECIPIENT_STATUSES = frozenset(LABELS)
 REFUSED, SUSPENDED, COMPLETED = "210", "208", "209"
 REASON_REQUIRED = frozenset({"206", "207", "208", "210"})  # BR-FR-CDV-15 (213 and 501 are edi's own)

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from edi import accounts
 from edi.accounts import User
 from edi.browse import Reader
+from edi.browse.lifecycle import Counted
 from edi.clock import Clock, SystemClock
 from edi.config import Settings
 from edi.errors import BadQuery, EdiError, UnknownFlowError, WorkspaceError
@@ -87,6 +88,7 @@ class Console:
         self.layout = settings.workspace.layout()
         self.clock: Clock = clock or SystemClock()
         self.reader = Reader(self.layout.database)
+        self.waiting_invoices = Counted(settings.console.waiting_days)  # the dashboard's, kept a few minutes
         self.env = render.environment()
         self.brake = auth.LoginBrake()
         with self.store() as store:  # refuses a lost store, as every command does

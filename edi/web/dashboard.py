@@ -38,7 +38,14 @@ def data(console: Console, visitor: Visitor, params: dict[str, str]) -> dict[str
     now = console.now()
     span = board.period(params, now)
     return board.dashboard(
-        console.reader, console.settings, console.layout, visitor.scope, span, now, charts.age_buckets
+        console.reader,
+        console.settings,
+        console.layout,
+        visitor.scope,
+        span,
+        now,
+        charts.age_buckets,
+        console.waiting_invoices,
     )
 
 
@@ -115,6 +122,19 @@ def view(found: dict[str, Any], params: dict[str, str], visitor: Visitor) -> dic
             row["age"] = _age(row["age_seconds"])
     for place in waiting["places"]:
         place["oldest"] = _age(place["oldest_seconds"])
+    invoices = found["invoices_waiting"]
+    invoices_chart = charts.histogram(
+        list(zip(invoices["buckets"], invoices["counts"], strict=True)),
+        title=f"Invoices delivered {invoices['after_days']:g}+ days ago, still without their recipient's status",
+        key="invoices",
+        empty="no invoice waiting",
+        width=CHART_WIDTH,
+        height=CHART_HEIGHT,
+    )
+    invoice_hrefs = [
+        "/invoices?" + urlencode({"status": "200"} | {k: v for k, v in span.items() if v})
+        for span in invoices["periods"]
+    ]
     return found | {
         "title": title,
         "query": query,
@@ -126,6 +146,8 @@ def view(found: dict[str, Any], params: dict[str, str], visitor: Visitor) -> dic
         "flows_chart": flows_chart,
         "documents_chart": documents_chart,
         "waiting_chart": waiting_chart,
+        "invoices_chart": invoices_chart,
+        "invoice_hrefs": invoice_hrefs,
         "waiting_total": sum(waiting["total"]),
         "form": {k: params.get(k, "") for k in ("from", "to")},
         "custom": found["period"] == "custom",

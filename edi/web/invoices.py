@@ -1,5 +1,6 @@
-"""The invoices page (``/invoices`` and its ``.json`` and ``.csv`` twins): every document the store read, searched by
-seller and number, buyer, issue date and status, each linking to its flow.
+"""The invoices page (``/invoices`` and its ``.json`` and ``.csv`` twins): every invoice the store read, searched by
+seller and number, buyer, recipient, issue date, reception period and current lifecycle status, each linking to its
+own page (``/invoices/{flow_id}/{idx}`` and its ``.json`` twin: its lifecycle timeline) and to its flow.
 
 One function returns the page's data; the HTML, JSON and CSV are renderings of it. Reads through
 :mod:`edi.browse.invoices` (scoped to the account's sender); raises what :mod:`edi.web.app` maps to answers.
@@ -12,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from edi.browse import invoices as browse
+from edi.lifecycle.labels import label
 from edi.web import render
 from edi.web.app import Console, Visitor, twin
 from edi.web.pages import Handler, decode_cursor, encode_cursor, export_limit, page_limit, protected
@@ -49,7 +51,7 @@ def invoices_list(console: Console) -> Handler:
                 "next": cursor,
                 "query": query,
                 "params": params,
-                "statuses": browse.STATUSES,
+                "statuses": [(s, label(s)) for s in browse.STATUSES],
                 "senders": [] if visitor.scope else [s.id for s in console.settings.senders],
                 "first_page": after is None,
             },
@@ -58,7 +60,27 @@ def invoices_list(console: Console) -> Handler:
     return handler
 
 
+def invoice_page(console: Console) -> Handler:
+    """GET /invoices/{flow_id}/{idx} and its .json twin: one invoice, its current status and its lifecycle."""
+
+    def handler(request: Request, visitor: Visitor) -> Response:
+        params = request.path_params
+        found = browse.invoice(console.reader, visitor.scope, params["flow_id"], params["idx"])
+        if twin(request) == ".json":
+            return render.as_json(found)
+        return console.page(request, "invoice.html", found)
+
+    return handler
+
+
 def routes(console: Console) -> list[BaseRoute]:
-    """The invoices page and its twins."""
+    """The invoices page and its twins, and each invoice's page and its twin."""
     page = protected(console, invoices_list(console))
-    return [Route("/invoices", page), Route("/invoices.json", page), Route("/invoices.csv", page)]
+    one = protected(console, invoice_page(console))
+    return [
+        Route("/invoices", page),
+        Route("/invoices.json", page),
+        Route("/invoices.csv", page),
+        Route("/invoices/{flow_id}/{idx:int}.json", one),
+        Route("/invoices/{flow_id}/{idx:int}", one),
+    ]

@@ -32,8 +32,10 @@ from edi.store import open_store
 from edi.web.app import create_app
 from flows.drop import drop
 from tests.conftest import DEFAULT_CONFIG, FLOWS, FixedClock, Workspace
+from tests.lifecycle_rows import add_status
 
 PASSWORD = "secret-pass-1"
+HOSTILE_TEXT = "<script>alert(1)</script> \u202eevil\x1b[31m"  # a recipient's words that must show as text
 # role -> (account name, role, sender)
 ACCOUNTS = {
     "operator": ("alice", "operator", None),
@@ -62,6 +64,8 @@ PROTECTED = [
     ("/invoices", "page"),
     ("/invoices.json", "twin"),
     ("/invoices.csv", "twin"),
+    ("/invoices/{flow}/1", "page"),  # an invoice: document 1 of a flow ("{idx:int}" in the route)
+    ("/invoices/{flow}/1.json", "twin"),
     ("/rules", "page"),
     ("/rules.json", "twin"),
     ("/rules.csv", "twin"),
@@ -249,3 +253,37 @@ def opdemat(site: Site) -> TestClient:
 def anonymous(site: Site) -> TestClient:
     """A client that has not logged in."""
     return site.client()
+
+
+@dataclass
+class Lived:
+    """A copy of the processed workspace whose invoices have lived on: statuses recorded after edi's decision."""
+
+    console: Console
+    refused: str  # acme's 01-ubl-invoice.xml: 204 then 210 DOUBLON with :data:`HOSTILE_TEXT`; a 211 held
+    paid: str  # opdemat's 01-initech-cii-basic.xml: 204 then 211, set by an operator
+
+
+@pytest.fixture(scope="module")
+def lived(_built: Path, tmp_path_factory: pytest.TempPathFactory) -> Lived:
+    """The processed workspace copied once per module, with lifecycle rows in the contract's shape on two invoices
+    (one per sender) and a held row that is not history yet."""
+    folder = tmp_path_factory.mktemp("lived") / "ws"
+    shutil.copytree(_built, folder)
+    ws = Workspace(folder / "config.toml", load_settings(folder / "config.toml"))
+    console = Console(ws, _flows(ws))
+    database = ws.settings.workspace.layout().database
+    refused = console.flow_id("acme", "01-ubl-invoice.xml")
+    paid = console.flow_id("opdemat", "01-initech-cii-basic.xml")
+    add_status(database, refused, 1, "204", set_by="ville-partner")
+    add_status(database, refused, 1, "210", reason="DOUBLON", text=HOSTILE_TEXT, set_by="ville-partner")
+    add_status(database, refused, 1, "211", set_by="ville-partner", state="held")
+    add_status(database, paid, 1, "204", set_by="ville-partner")
+    add_status(database, paid, 1, "211", set_by="operator:alice", text="virement du 2026-11-30")
+    return Lived(console, refused, paid)
+
+
+@pytest.fixture
+def lived_site(lived: Lived) -> Iterator[Site]:
+    """The console over the workspace whose invoices have lived on."""
+    yield from _site(lived.console)

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
+from tests.lifecycle_rows import add_status
 from tests.web.browser import (
     HOSTILE_FILE,
     HOSTILE_INVOICE,
@@ -285,4 +286,33 @@ def test_a_hostile_file_name_and_invoice_number_show_as_text(visit: Visit, ws: C
 
     page.wait_for_timeout(300)  # time for an injected handler, had there been one, to open its dialog
     assert page.locator("main img, main b, [onmouseover], [onerror]").count() == 0
+    visit.assert_clean()
+
+
+def test_a_flow_page_shows_each_invoices_lifecycle(visit: Visit, ws: ConsoleWorkspace) -> None:
+    """With statuses recorded after edi's decision (a 204, then a 210 whose words are markup), the invoice's flow page
+    shows its timeline in order, the words as text; its link opens the invoice's page with the same timeline."""
+    (flow_id,) = [f for f, row in ws.flows.items() if row["file_name"] == "01-ubl-invoice.xml"]
+    database = ws.root / "tracking.sqlite"
+    add_status(database, flow_id, 1, "204", set_by="ville-partner")
+    add_status(database, flow_id, 1, "210", reason="DOUBLON", text=HOSTILE_INVOICE, set_by="ville-partner")
+    add_status(database, flow_id, 1, "211", set_by="ville-partner", state="held")
+    page = visit.page
+    visit.log_in()
+    page.goto(f"{visit.url}flows/{flow_id}")
+    steps = page.locator(".document ol.lifecycle li")
+    assert steps.count() == 3
+    texts = steps.all_inner_texts()
+    assert [t.split()[2] for t in texts] == ["200", "204", "210"]
+    assert "Déposée" in texts[0] and "by edi" in texts[0]
+    assert "Refusée" in texts[2] and "by ville-partner" in texts[2] and "DOUBLON" in texts[2]
+    assert page.locator(".document ol.lifecycle q").inner_text() == HOSTILE_INVOICE
+    visit.shot("flow-lifecycle")
+    with page.expect_navigation():
+        page.locator(".document h4 a").click()
+    assert visit.path() == f"/invoices/{flow_id}/1"
+    assert page.locator("ol.lifecycle li").count() == 3 and "Refusée" in page.locator("h1").inner_text()
+    visit.shot("invoice-lifecycle")
+    page.wait_for_timeout(300)
+    assert page.locator("main img, [onerror]").count() == 0
     visit.assert_clean()

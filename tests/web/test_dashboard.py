@@ -7,6 +7,7 @@ import csv
 import io
 import os
 import re
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from edi.tracking import Tracking
 from edi.web.app import create_app
 from tests.browse.test_dashboard import NOW, OK, REFUSED, add_flow
 from tests.conftest import FixedClock, Workspace
+from tests.web.conftest import Lived, Site
 
 HOSTILE_SENDER = "<script>alert(1)</script>"
 HOSTILE_RULE = '"><img src=x onerror=alert(1)>'
@@ -60,12 +62,12 @@ def as_operator(client: TestClient) -> TestClient:
 
 
 def test_page(console: TestClient) -> None:
-    """The page: cards, three SVG charts, tables whose senders, queues and rules link to their flows over the
+    """The page: cards, four SVG charts, tables whose senders, queues and rules link to their flows over the
     period, the failed flow and the late inbox file; no script and no style attribute (the CSP forbids them)."""
     page = as_operator(console).get("/?period=7d")
     assert page.status_code == 200
     html = page.text
-    assert html.count("<svg") == 3 and 'class="chart chart-bars"' in html and 'class="chart chart-hist"' in html
+    assert html.count("<svg") == 4 and 'class="chart chart-bars"' in html and 'class="chart chart-hist"' in html
     assert "<script" not in html and "style=" not in html
     assert 'href="/flows?from=2026-03-04T00%3A00%3A00.000Z&amp;sender=acme"' in html
     assert 'href="/flows?from=2026-03-04T00%3A00%3A00.000Z&amp;rule=BR-ACME"' in html
@@ -154,3 +156,40 @@ def test_hostile_values(workspace: Workspace, console: TestClient) -> None:
     assert 'href="/rules/%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E"' in html
     assert "sender=%3Cscript%3Ealert%281%29%3C%2Fscript%3E" in html
     assert console.get("/dashboard.json?period=today").json()["by_sender"][0]["sender"] == HOSTILE_SENDER
+
+
+def _delivered(lived: Lived, sender: str | None = None) -> int:
+    """The delivered invoices (200, with a recipient) of the lived-on workspace, counted straight in its store."""
+    conn = sqlite3.connect(lived.console.ws.settings.workspace.layout().database)
+    try:
+        (n,) = conn.execute(
+            "SELECT count(*) FROM documents d JOIN flows f ON f.flow_id = d.flow_id WHERE d.status = '200' "
+            "AND d.recipient IS NOT NULL AND (? IS NULL OR f.sender = ?)",
+            [sender, sender],
+        ).fetchone()
+    finally:
+        conn.close()
+    return int(n)
+
+
+def test_invoices_waiting_for_their_recipient(lived: Lived, lived_site: Site) -> None:
+    """Ten days on, every delivered invoice without a processing status waits (in the 7-14 d bucket), but those with
+    one (204, 210, 211); none waits on the day they came; a sender's account counts its own invoices only."""
+    operator = lived_site.client("operator")
+    now = operator.get("/dashboard.json").json()["invoices_waiting"]
+    assert now["total"] == 0 and now["after_days"] == 7
+    assert now["buckets"] == ["7-14 d", "14-28 d", "28-56 d", "56-112 d", "≥ 112 d"]
+    lived_site.clock.advance(10 * 86400)
+    operator = lived_site.client("operator")  # a new session: the first one has long been idle
+    later = operator.get("/dashboard.json").json()["invoices_waiting"]
+    assert later["counts"] == [_delivered(lived) - 2, 0, 0, 0, 0] and later["total"] == _delivered(lived) - 2 > 0
+    acme = lived_site.client("acme").get("/dashboard.json").json()["invoices_waiting"]
+    assert acme["total"] == _delivered(lived, "acme") - 1 > 0
+    html = operator.get("/").text
+    assert 'id="invoices-waiting"' in html and html.count("<svg") == 4
+    (row,) = re.findall(r"<td>200 Déposée, no status since</td>(.*?)</tr>", html, re.S)
+    link = re.search(r'<a href="(/invoices\?[^"]+)">', row)
+    assert link is not None
+    listed = operator.get(link[1].replace("&amp;", "&").replace("/invoices?", "/invoices.json?") + "&limit=1000")
+    assert {r["current_status"] for r in listed.json()["invoices"]} == {"200"}
+    assert len(listed.json()["invoices"]) >= later["counts"][0]

@@ -28,6 +28,7 @@ from tests.web.conftest import (
     PUBLIC,
     RULE,
     Console,
+    Lived,
     Site,
     csrf_of,
     ubl_invoice,
@@ -66,7 +67,9 @@ def test_every_route_that_needs_a_login_is_in_the_access_list(site: Site) -> Non
             continue
         assert isinstance(route, Route)
         if route.methods and "GET" in route.methods:
-            paths.add(route.path.replace("{flow_id}", "{flow}").replace("{rule_id:path}", "{rule}"))
+            paths.add(
+                route.path.replace("{flow_id}", "{flow}").replace("{rule_id:path}", "{rule}").replace("{idx:int}", "1")
+            )
     assert paths == {path for path, _ in PROTECTED}
 
 
@@ -609,3 +612,26 @@ def test_after_login_the_console_never_sends_the_browser_to_another_site(site: S
         follow_redirects=False,
     )
     assert answer.status_code == 303 and answer.headers["location"] == "/"
+
+
+def test_the_flow_page_shows_each_documents_lifecycle(lived: Lived, lived_site: Site) -> None:
+    """A flow's page shows, under each invoice, its timeline (edi's decision, then each recorded status, not a held
+    one) and links to the invoice's page; a sender's account reads an operator's name as "an operator"."""
+    html = lived_site.client("acme").get(f"/flows/{lived.refused}").text
+    (timeline,) = re.findall(r'<ol class="timeline lifecycle">(.*?)</ol>', html, re.S)
+    assert re.findall(r'class="badge d-(\d+)"', timeline) == ["200", "204", "210"]
+    assert "by ville-partner" in timeline and "DOUBLON" in timeline
+    assert f'<a class="hint" href="/invoices/{lived.refused}/1">' in html
+    theirs = lived_site.client("opdemat").get(f"/flows/{lived.paid}").text
+    assert "by an operator" in theirs and "alice" not in theirs
+    assert "by operator:alice" in lived_site.client("operator").get(f"/flows/{lived.paid}").text
+    rejected = site_flow(lived, "16-business-rule-broken.xml")
+    (timeline,) = re.findall(
+        r'<ol class="timeline lifecycle">(.*?)</ol>', lived_site.client("acme").get(f"/flows/{rejected}").text, re.S
+    )
+    assert re.findall(r'class="badge d-(\d+)"', timeline) == ["213"] and "REJ_SEMAN" in timeline
+
+
+def site_flow(lived: Lived, name: str) -> str:
+    """The id of one of acme's sample flows in the lived-on workspace."""
+    return lived.console.flow_id("acme", name)
