@@ -8,15 +8,20 @@ One function returns the page's data; the HTML, JSON and CSV are renderings of i
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from edi import accounts
 from edi.browse import invoices as browse
+from edi.lifecycle import deposit
 from edi.lifecycle.labels import label
+from edi.lifecycle.rules import RECIPIENT_STATUSES
 from edi.web import render
-from edi.web.app import Console, Visitor, twin
-from edi.web.pages import Handler, decode_cursor, encode_cursor, export_limit, page_limit, protected
+from edi.web.app import Console, Forbidden, Visitor, twin
+from edi.web.pages import Endpoint, Handler, decode_cursor, encode_cursor, export_limit, page_limit, posted, protected
 
 CURSOR_KIND = "invoices"
 
@@ -61,16 +66,63 @@ def invoices_list(console: Console) -> Handler:
 
 
 def invoice_page(console: Console) -> Handler:
-    """GET /invoices/{flow_id}/{idx} and its .json twin: one invoice, its current status and its lifecycle."""
+    """GET /invoices/{flow_id}/{idx} and its .json twin: one invoice, its current status and its lifecycle; for an
+    operator, on a delivered invoice, the form that records a recipient's status."""
 
     def handler(request: Request, visitor: Visitor) -> Response:
         params = request.path_params
         found = browse.invoice(console.reader, visitor.scope, params["flow_id"], params["idx"])
         if twin(request) == ".json":
             return render.as_json(found)
-        return console.page(request, "invoice.html", found)
+        document = found["document"]
+        settable = visitor.user.operator and document.get("status") == "200" and bool(document.get("recipient"))
+        extra = {
+            "can_set_status": settable,
+            "recipient_statuses": [(s, label(s)) for s in sorted(RECIPIENT_STATUSES)],
+            "deposited": request.query_params.get("done") == "status",
+        }
+        return console.page(request, "invoice.html", {**found, **extra})
 
     return handler
+
+
+def invoice_status(console: Console) -> Endpoint:
+    """POST /invoices/{flow_id}/{idx}/status (operators, with the CSRF token): a recipient's status for a delivered
+    invoice, deposited as its partner's CDAR message (:mod:`edi.lifecycle.deposit`: the next batch checks, records
+    and relays it), recorded as done by whom. A status that cannot be recorded answers 409 saying why."""
+
+    def call(request: Request, form: dict[str, str]) -> Response:
+        visitor = console.require(request)
+        console.check_csrf(request, visitor, form.get("csrf"))
+        if not visitor.user.operator:
+            raise Forbidden("only an operator account may record a recipient's status")
+        flow_id, idx = request.path_params["flow_id"], request.path_params["idx"]
+        found = browse.invoice(console.reader, visitor.scope, flow_id, idx)
+        document = found["document"]
+        invoice: dict[str, Any] = {**document, "flow_id": found["flow"]["flow_id"], "idx": idx}
+        invoice["sender"] = found["flow"]["sender"]
+        history = [step["status"] for step in document.get("lifecycle") or []][1:]  # after edi's own decision
+        now = console.now()
+        try:
+            prepared = deposit.prepare(
+                invoice,
+                form.get("status", ""),
+                console.settings.senders,
+                now,
+                history=history,
+                reason=form.get("reason", "").strip() or None,
+                text=form.get("text", "").strip() or None,
+                by=visitor.user.name,
+            )
+            deposit.deposit(console.layout, prepared)
+        except deposit.StatusRefused as exc:
+            return console.page(request, "error.html", {"status": 409, "message": str(exc)}, 409)
+        key = f"{invoice['flow_id']}~{idx}"
+        with console.store() as store:
+            accounts.record_action(store, now, visitor.user.name, "status", key, prepared.name)
+        return RedirectResponse(f"/invoices/{invoice['flow_id']}/{idx}?done=status", status_code=303)
+
+    return posted(call)
 
 
 def routes(console: Console) -> list[BaseRoute]:
@@ -83,4 +135,5 @@ def routes(console: Console) -> list[BaseRoute]:
         Route("/invoices.csv", page),
         Route("/invoices/{flow_id}/{idx:int}.json", one),
         Route("/invoices/{flow_id}/{idx:int}", one),
+        Route("/invoices/{flow_id}/{idx:int}/status", invoice_status(console), methods=["POST"]),
     ]

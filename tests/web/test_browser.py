@@ -316,3 +316,22 @@ def test_a_flow_page_shows_each_invoices_lifecycle(visit: Visit, ws: ConsoleWork
     page.wait_for_timeout(300)
     assert page.locator("main img, [onerror]").count() == 0
     visit.assert_clean()
+
+
+def test_an_operator_records_a_status_through_the_invoice_pages_form(visit: Visit, ws: ConsoleWorkspace) -> None:
+    """On the invoice page of a delivered credit note, the operator picks 204 and records it; with no partner
+    declared for its recipient (Dupont), the browser shows the 409 page that says so, and nothing else goes wrong."""
+    (flow_id,) = [f for f, row in ws.flows.items() if row["file_name"] == "02-ubl-creditnote.xml"]
+    page = visit.page
+    visit.log_in()
+    page.goto(f"{visit.url}invoices/{flow_id}/1")
+    form = page.locator("form.action")
+    assert form.locator("select[name=status] option").count() == 11
+    form.locator("select[name=status]").select_option("204")
+    form.locator("input[name=text]").fill("<i>reçue</i>")
+    visit.watch.expect(f"/invoices/{flow_id}/1/status", 409)
+    with page.expect_navigation():
+        form.get_by_role("button", name="Record").click()
+    assert "no partner speaks for recipient 'dupont'" in page.locator("main").inner_text()
+    visit.shot("invoice-status-refused")
+    visit.assert_clean()
