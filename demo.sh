@@ -21,6 +21,9 @@ echo "later: the platform of the Ville d'Exemple and of its hospital (partner ex
 sleep 2
 .venv/bin/edi batch                          # each accepted status is relayed to the invoice's sender, in acks/
 echo
-echo "acknowledgements: var/acks/<sender>/   delivered invoices: var/queues/<queue>/new/   one flow: .venv/bin/edi show <flow id>"
+.venv/bin/edi invoices                       # each invoice's current status: 200 Déposée ... 211, 210 Refusée
+echo
+echo "acknowledgements and CDAR lifecycle messages: var/acks/<sender>/   delivered invoices: var/queues/<queue>/new/"
+echo "one flow, with each invoice's lifecycle: .venv/bin/edi show <flow id>   a status by hand: .venv/bin/edi status set --help"
 echo "the web console on these flows: .venv/bin/edi users add admin --role operator   (asks for a password), then"
 echo "                                .venv/bin/edi serve   and open http://127.0.0.1:8080/"

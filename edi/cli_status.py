@@ -59,7 +59,7 @@ def status_set(
 ) -> None:
     """Record STATUS (202-212) for INVOICE on its recipient's behalf.
 
-    INVOICE is <flow_id>~<index> (as the console shows it), a flow id or its start (a
+    INVOICE is <flow_id>/<index> (as `edi invoices` shows it; or ~), a flow id or its start (a
     flow of one document), or an invoice number (BT-1) that one accepted invoice has.
     The status is checked here as far as it can be (the invoice was delivered, the
     status is one a recipient sets, with a reason where the rules want one, a partner

@@ -102,7 +102,7 @@ def test_an_invoice_is_named_by_its_console_key_or_its_flow(delivered: Workspace
     flows = [json.loads(line) for line in edi(delivered, "flows", "--json")[1].splitlines()]
     by_file = {f["file_name"]: f["flow_id"] for f in flows}
     first = by_file["01-ubl-invoice.xml"]
-    for ref in (f"{first}~1", first[:24]):
+    for ref in (f"{first}~1", f"{first}/1", first[:24]):
         code, out = edi(delivered, "status", "set", ref, "204", "--json")
         assert code == 0, out
         assert json.loads(out)["invoice"] == f"{first}~1"

@@ -34,7 +34,7 @@ from edi.workspace import Layout
 
 HANDLING = "23"  # MDT-77: the recipient's handling phase ("traitement")
 MAX_TEXT = 1000
-_KEY = re.compile(r"(?P<flow>\d{8}T\d{6,12}(?:-[0-9a-f]{0,6})?)~(?P<idx>\d{1,6})")
+_KEY = re.compile(r"(?P<flow>\d{8}T\d{6,12}(?:-[0-9a-f]{0,6})?)[~/](?P<idx>\d{1,6})")
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -53,9 +53,10 @@ class Prepared:
 
 
 def find_invoice(store: Tracking, ref: str, seller: str | None = None) -> dict[str, Any]:
-    """The document (store row, with its flow's ``sender``) ``ref`` names: ``<flow_id>~<index>`` (the console's
-    key), a flow id or its unique start (a flow of one document), or an invoice number (BT-1) that only one accepted
-    invoice has (``seller`` narrows it to one seller id). Raises :class:`StatusRefused`."""
+    """The document (store row, with its flow's ``sender``) ``ref`` names: ``<flow_id>/<index>`` (as ``edi
+    invoices`` shows it) or ``<flow_id>~<index>`` (the console's key), a flow id or its unique start (a flow of one
+    document), or an invoice number (BT-1) that only one accepted invoice has (``seller`` narrows it to one seller
+    id). Raises :class:`StatusRefused`."""
     ref = ref.strip()
     if not ref:
         raise StatusRefused("give the invoice: <flow_id>~<index>, a flow id, or an invoice number")
