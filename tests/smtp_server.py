@@ -44,7 +44,7 @@ class Received:
     def body(self) -> str:
         part = self.message.get_body(("plain",))
         assert part is not None
-        return str(part.get_content())
+        return str(part.get_content()).replace("\r\n", "\n")
 
 
 @dataclass

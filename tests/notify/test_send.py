@@ -13,9 +13,12 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from edi.cli import main
+from edi.notify.policy import policy_for
 from edi.notify.send import send_due
 from edi.runner import run_batch
+from edi.store import WORKSPACE_ID, open_store
 from tests.conftest import FLOWS, FixedClock, Workspace
+from tests.notify.conftest import NOTIFY_CONFIG, invoice_ref, status_ack
 from tests.smtp_server import SmtpServer
 
 EDI = Path(sys.executable).with_name("edi")
@@ -239,3 +242,41 @@ def test_an_untrusted_certificate_is_refused(
         assert server.received == []
     finally:
         server.stop()
+
+
+def test_a_refusal_from_a_recipient_is_mailed_at_once_to_the_invoice_sender(
+    notify_workspace: Callable[..., Workspace], smtp: SmtpServer, clock: FixedClock
+) -> None:
+    """A status flow's new 210 (its acknowledgement shaped as the contract says) queued with its outcome goes to the
+    invoice's sender at the next pass, naming the invoice's flow; the partner who sent it is not mailed."""
+    ws = notify_workspace()
+    ws.drop("acme", "01-ubl-invoice.xml", ACCEPTED)
+    run_batch(ws.settings, clock=clock)
+    store = open_store(ws.settings.workspace.layout())
+    try:
+        store.notifications = policy_for(ws.settings, store.meta(WORKSPACE_ID))
+        invoice = next(iter(store.db.query("SELECT flow_id FROM documents WHERE invoice_number = 'FA-2026-0001'")))
+        ref = invoice_ref(invoice["flow_id"], 1, "acme", "FA-2026-0001")
+        ack = status_ack("S1", "mairie", [{"status": "210", "reason": "CMD_ERR", "text": "no order", "invoice": ref}])
+        store.record_outcomes([ack], clock.now())
+    finally:
+        store.close()
+    assert send_due(ws.settings, clock=clock).sent == 1
+    (got,) = smtp.received
+    assert got.rcpt_tos == ["factures@acme.example", "compta@acme.example"]
+    assert got.message["Subject"] == f"[edi] 210 Refusée: invoice FA-2026-0001 (flow {invoice['flow_id']})"
+    assert "Reason:      CMD_ERR" in got.body and "Set by:      mairie" in got.body
+
+
+def test_off_by_default_nothing_is_queued(make_workspace: Callable[..., Workspace], port: int) -> None:
+    """A workspace without [notifications] (its senders have addresses) processes a rejected invoice and queues
+    nothing; `edi notifications` says so."""
+    text = NOTIFY_CONFIG[: NOTIFY_CONFIG.index("[notifications]")]
+    ws = make_workspace(text)
+    assert ws.settings.sender("acme") is not None and ws.settings.notifications.enabled is False
+    ws.drop("acme", "05-unknown-recipient.xml", REJECTED)
+    result = edi(ws, "batch")
+    assert result.returncode == 0 and "notifications" not in result.stdout
+    assert listed(ws) == []
+    shown = CliRunner().invoke(main, ["--config", str(ws.config), "notifications"])
+    assert shown.exit_code == 0 and shown.output == "no notifications\n"
