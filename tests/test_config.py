@@ -453,7 +453,7 @@ def test_notifications_are_off_by_default_and_need_a_from_address(tmp_path: Path
         (
             {"smtp_host": "h", "from_address": "e@p.example", "security": "none", "username": "u", "password": "p"},
             "never sent in clear",
-        ),  # fmt: skip
+        ),
         ({"immediate": ["213", "999"]}, "'999' is not a status"),
         ({"smtp_port": 0}, "must be a TCP port"),
         ({"retry_seconds": 0}, "must be a positive number"),
@@ -471,7 +471,7 @@ def test_notifications_are_off_by_default_and_need_a_from_address(tmp_path: Path
         "retry",
         "zone",
         "unknown-key",
-    ],  # fmt: skip
+    ],
 )
 def test_notification_mistakes_are_named(tmp_path: Path, table: dict[str, object], message: str) -> None:
     """Each mistake in [notifications] is a one-line ConfigError naming the key."""

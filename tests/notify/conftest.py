@@ -95,17 +95,30 @@ def notify_workspace(make_workspace: Callable[..., Workspace], port: int) -> Cal
 
 
 def invoice_ack(
-    flow_id: str, sender: str, documents: list[dict[str, Any]], *, file_name: str = "batch.zip",
+    flow_id: str,
+    sender: str,
+    documents: list[dict[str, Any]],
+    *,
+    file_name: str = "batch.zip",
     findings: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """A final acknowledgement of an invoice flow: each document gives at least its status (and may give index,
     reason, invoice_number, findings, name)."""
     docs = []
     for i, doc in enumerate(documents, start=1):
         docs.append(
-            {"index": i, "name": f"invoice-{i}.xml", "reason": None, "findings": [], "invoice_number": f"F-{i}",
-             "issue_date": "2026-11-20", "seller_id": "123456782", "cdar": f"{flow_id}.{i:04d}.cdar.xml"} | doc
-        )  # fmt: skip
+            {
+                "index": i,
+                "name": f"invoice-{i}.xml",
+                "reason": None,
+                "findings": [],
+                "invoice_number": f"F-{i}",
+                "issue_date": "2026-11-20",
+                "seller_id": "123456782",
+                "cdar": f"{flow_id}.{i:04d}.cdar.xml",
+            }
+            | doc
+        )
     accepted = sum(d["status"] == "200" for d in docs)
     status = "IN_INTEGRE" if docs and accepted == len(docs) else "IN_INTEGRE_PARTIEL" if accepted else "IN_REJETE"
     return {
@@ -170,5 +183,12 @@ def status_ack(flow_id: str, partner: str, statuses: list[dict[str, Any]]) -> di
 
 def invoice_ref(flow_id: str, index: int = 1, sender: str = "acme", number: str = "F-1") -> dict[str, Any]:
     """The ``invoice`` of a status's lifecycle object."""
-    return {"flow_id": flow_id, "index": index, "sender": sender, "invoice_number": number,
-            "seller_id": "123456782", "issue_date": "2026-11-20", "type_code": "380"}  # fmt: skip
+    return {
+        "flow_id": flow_id,
+        "index": index,
+        "sender": sender,
+        "invoice_number": number,
+        "seller_id": "123456782",
+        "issue_date": "2026-11-20",
+        "type_code": "380",
+    }

@@ -77,8 +77,17 @@ def test_the_digest_counts_by_status_and_escapes_what_it_shows() -> None:
         "invoice_number": "A\nForged: line",
         "detail": {"file_name": "f.xml", "invoice_number": "A\nForged: line", "flow_status": "IN_INTEGRE"},
     }
-    mail = Mail("digest:acme:2026-12-05:1", "<m@x>", "acme", ("a@acme.example",), "digest", "2026-12-05", 1,
-                datetime(2026, 12, 6, tzinfo=UTC), (event, event | {"status": "204", "kind": "status"}))  # fmt: skip
+    mail = Mail(
+        "digest:acme:2026-12-05:1",
+        "<m@x>",
+        "acme",
+        ("a@acme.example",),
+        "digest",
+        "2026-12-05",
+        1,
+        datetime(2026, 12, 6, tzinfo=UTC),
+        (event, event | {"status": "204", "kind": "status"}),
+    )
     assert digest_subject(mail) == "[edi] acme: 2 invoice statuses of 2026-12-05"
     body = digest_body(mail)
     assert "      1  200 Déposée\n      1  204 Prise en charge\n" in body
