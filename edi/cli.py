@@ -543,7 +543,9 @@ def schedule_cmd(ctx: Context, as_list: bool) -> None:
     \b
     Jobs: batch (one pass, as `edi batch`), retention (finished flows older than
     retention.days: archive, acks and tracking rows deleted or moved out), report
-    (the daily flow report, for yesterday, in <workspace>/reports/). They run one at a
+    (the daily flow report, for yesterday, in <workspace>/reports/), notify (send the
+    e-mail notifications that are due) and digest (yesterday's digests, then notify);
+    a batch pass also sends the immediate notifications it queued. They run one at a
     time; a run still going when the next is due is not doubled; runs missed while
     down are run once (coalesced) within misfire_grace_seconds. Each run is logged
     and kept with its outcome.

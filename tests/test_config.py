@@ -13,6 +13,7 @@ from edi.config import (
     JobSettings,
     LimitsSettings,
     LoggingSettings,
+    NotificationSettings,
     RoutingRule,
     SenderSettings,
     Settings,
@@ -483,3 +484,12 @@ def test_the_notification_jobs_are_known() -> None:
     """`notify` and `digest` are jobs [[schedule.jobs]] may name."""
     assert JobSettings(job="digest", cron="0 7 * * *").label == "digest"
     assert JobSettings(job="notify", every_seconds=60).label == "notify"
+
+
+def test_the_shipped_file_documents_the_notification_defaults() -> None:
+    """The shipped [notifications] is off and states the defaults the code applies (its from_address aside); its
+    digest job is known."""
+    shipped = load_settings(REPO / "config.toml")
+    assert not shipped.notifications.enabled
+    assert shipped.notifications == NotificationSettings(from_address="edi@platform.example")
+    assert [j.job for j in shipped.schedule.jobs][-1] == "digest"
