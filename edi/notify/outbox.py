@@ -174,6 +174,16 @@ def release(store: Tracking, mails: Sequence[Mail], at: datetime) -> None:
         )
 
 
+def prune(store: Tracking, cutoff: datetime) -> int:
+    """Delete the notifications sent or failed that were queued before ``cutoff`` (retention); never a queued one.
+    Returns how many went."""
+    with store.transaction():
+        cursor = store.db.conn.execute(
+            "DELETE FROM notifications WHERE state IN ('sent', 'failed') AND queued_at < ?", [iso(cutoff)]
+        )
+    return int(cursor.rowcount)
+
+
 def backoff(attempts: int, settings: NotificationSettings) -> float:
     """Seconds to wait after the ``attempts``-th failed attempt: ``retry_seconds``, doubling, at most
     ``retry_max_seconds``."""

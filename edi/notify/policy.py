@@ -10,7 +10,8 @@ row per event, for its ``notifications`` table:
 
 Only senders with ``email`` addresses get rows; the statuses ``notifications.immediate`` lists are sent at once, the
 others wait for their day's digest. Each event has a stable key (``decision:<flow>:<idx>``, ``status:<flow>:<idx>``)
-and an immediate one its Message-ID, fixed here. Pure: reads and writes nothing, raises nothing.
+and an immediate one its Message-ID, fixed here. Pure: reads and writes nothing, raises nothing (an acknowledgement
+it cannot read is logged, and queues nothing).
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import structlog
+
 from edi.clock import iso
 from edi.config import Settings
 from edi.lifecycle.cdar import reasons_of, status_of
+
+log = structlog.get_logger()
 
 MAX_FINDINGS = 20  # findings kept with one notification (the acknowledgement has them all)
 MAX_TEXT = 500  # characters kept of one finding's message or a partner's text
@@ -42,30 +47,43 @@ class Policy:
     workspace: str  # the workspace id (Message-IDs of two workspaces never collide)
 
     def rows(self, acks: Sequence[Mapping[str, Any]], at: datetime) -> list[dict[str, Any]]:
-        """The notifications rows these final acknowledgements call for, recorded at ``at``."""
+        """The notifications rows these final acknowledgements call for, recorded at ``at``. An acknowledgement
+        this cannot read (a bug, an unexpected shape) is logged and queues nothing: notifications never stop an
+        outcome from being recorded."""
         rows: list[dict[str, Any]] = []
-        addresses = self.addresses
         for ack in acks:
-            documents = ack["documents"]
-            if not documents:
+            try:
+                rows += self._rows_of(ack, at)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                log.error(
+                    "no notification queued", flow_id=str(ack.get("flow_id")), error=f"{type(exc).__name__}: {exc}"
+                )
+        return rows
+
+    def _rows_of(self, ack: Mapping[str, Any], at: datetime) -> list[dict[str, Any]]:
+        """The rows of one acknowledgement."""
+        addresses = self.addresses
+        documents = ack["documents"]
+        if not documents:
+            if ack["sender"] not in addresses:
+                return []
+            status = status_of(reasons_of(ack.get("findings") or [])) if ack.get("findings") else "501"
+            return [self._row("decision", ack, 0, ack["sender"], status, _decision(ack, None), at)]
+        rows: list[dict[str, Any]] = []
+        for doc in documents:
+            life = doc.get("lifecycle")
+            if life is None:
                 if ack["sender"] in addresses:
-                    status = status_of(reasons_of(ack.get("findings") or [])) if ack.get("findings") else "501"
-                    rows.append(self._row("decision", ack, 0, ack["sender"], status, _decision(ack, None), at))
+                    index = int(doc["index"])
+                    rows.append(
+                        self._row("decision", ack, index, ack["sender"], doc["status"], _decision(ack, doc), at)
+                    )
                 continue
-            for doc in documents:
-                life = doc.get("lifecycle")
-                if life is None:
-                    if ack["sender"] in addresses:
-                        index = int(doc["index"])
-                        rows.append(
-                            self._row("decision", ack, index, ack["sender"], doc["status"], _decision(ack, doc), at)
-                        )
-                    continue
-                invoice = life.get("invoice")
-                if life.get("known") or doc.get("status") != "200" or not invoice:
-                    continue  # refused, or already known: the partner's acknowledgement says so, nobody is mailed
-                if invoice.get("sender") in addresses:
-                    rows.append(self._status_row(ack, doc, life, invoice, at))
+            invoice = life.get("invoice")
+            if life.get("known") or doc.get("status") != "200" or not invoice:
+                continue  # refused, or already known: the partner's acknowledgement says so, nobody is mailed
+            if invoice.get("sender") in addresses:
+                rows.append(self._status_row(ack, doc, life, invoice, at))
         return rows
 
     def _row(

@@ -13,7 +13,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edi.config import NotificationSettings
-from edi.notify.outbox import backoff, claim_due, counts, form_digests, listing, record_retry, record_sent
+from edi.notify.outbox import (
+    backoff,
+    claim_due,
+    counts,
+    form_digests,
+    listing,
+    prune,
+    record_failed,
+    record_retry,
+    record_sent,
+)
 from edi.notify.policy import policy_for
 from edi.tracking import Tracking
 from tests.conftest import Workspace
@@ -130,3 +140,17 @@ def test_listing_filters_and_decodes(store: Tracking) -> None:
     assert listed[1]["detail"]["file_name"] == "batch.zip"
     assert [r["flow_id"] for r in listing(store.db.conn, sender="acme")] == ["F9"]
     assert listing(store.db.conn, state="sent") == []
+
+
+def test_retention_prunes_what_was_sent_or_failed_never_what_waits(store: Tracking) -> None:
+    """prune deletes the sent and failed notifications queued before the cutoff; queued ones (and newer ones) stay."""
+    store.record_outcomes([invoice_ack("F11", "acme", [{"status": "213"}, {"status": "501"}, {"status": "200"}])], AT)
+    sent, failed = claim_due(store, AT, AT + timedelta(minutes=1), 10)
+    record_sent(store, sent, AT)
+    record_failed(store, [failed], AT, "554 refused")
+    later = AT + timedelta(days=10)
+    store.record_outcomes([invoice_ack("F12", "acme", [{"status": "213"}])], later)
+    claimed = claim_due(store, later, later + timedelta(minutes=1), 10)
+    record_sent(store, claimed[0], later)
+    assert prune(store, AT + timedelta(days=1)) == 2
+    assert [(r["key"], r["state"]) for r in rows(store)] == [("decision:F11:3", "queued"), ("decision:F12:1", "sent")]

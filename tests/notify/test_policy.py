@@ -125,3 +125,15 @@ def test_message_ids_are_stable_and_per_workspace() -> None:
     """The same key gives the same Message-ID; another workspace another one."""
     assert message_id("decision:F1:2", "abc", "x.example") == message_id("decision:F1:2", "abc", "x.example")
     assert message_id("decision:F1:2", "abc", "x.example") != message_id("decision:F1:2", "abd", "x.example")
+
+
+def test_an_acknowledgement_it_cannot_read_queues_nothing_and_stops_nothing(
+    notify_workspace: Callable[..., Workspace],
+) -> None:
+    """A status document whose lifecycle object lacks its status (a bug elsewhere) queues nothing for its flow; the
+    other flows' notifications are queued, and nothing is raised to the processor."""
+    broken = status_ack("S3", "mairie", [{"status": "210", "invoice": invoice_ref("F1")}])
+    del broken["documents"][0]["lifecycle"]["status"]
+    fine = invoice_ack("F7", "acme", [{"status": "213"}])
+    rows = policy(notify_workspace).rows([broken, fine], AT)
+    assert [r["key"] for r in rows] == ["decision:F7:1"]
