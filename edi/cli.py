@@ -663,10 +663,11 @@ def validate(files: tuple[Path, ...], rules: str, as_json: bool) -> None:
     "--limit", type=click.IntRange(min=1, max=SQLITE_MAX), default=50, show_default=True, help="At most this many."
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--retry", is_flag=True, help="First queue the failed ones again (of --sender, or all), due now.")
 @click.option("--send", is_flag=True, help="First send what is due, the digests of the days that ended included.")
 @pass_context
 def notifications_cmd(
-    ctx: Context, state: str | None, sender: str | None, limit: int, as_json: bool, send: bool
+    ctx: Context, state: str | None, sender: str | None, limit: int, as_json: bool, retry: bool, send: bool
 ) -> None:
     """List the e-mail notifications to senders' contacts, newest first: queued, sent, failed.
 
@@ -681,11 +682,19 @@ def notifications_cmd(
     Examples:
       edi notifications --state failed
       edi notifications --sender acme --json | jq -r .message_id
+      edi notifications --retry --send    (after fixing what made them fail)
       edi notifications --send
     """
-    from edi.notify.outbox import listing  # here: other commands never load the mail modules
+    from edi.notify.outbox import listing, retry_failed  # here: other commands never load the mail modules
 
     settings = ctx.settings
+    if retry:
+        store = _store(ctx)
+        try:
+            again = retry_failed(store, datetime.now(UTC), sender)
+        finally:
+            store.close()
+        click.echo(f"{again} failed notifications queued again", err=as_json)
     if send:
         if not settings.notifications.enabled:
             raise click.UsageError("notifications are off: set [notifications] smtp_host to send them")

@@ -174,6 +174,21 @@ def release(store: Tracking, mails: Sequence[Mail], at: datetime) -> None:
         )
 
 
+def retry_failed(store: Tracking, at: datetime, sender: str | None = None) -> int:
+    """Queue the failed notifications (of ``sender``, or all) again, due now with a new give-up time, attempts counted
+    from 0 (an operator fixed what made them fail); return how many rows."""
+    where, args = "state = 'failed'", [iso(at), iso(at)]
+    if sender:
+        where += " AND sender = ?"
+        args.append(sender)
+    with store.transaction():
+        cursor = store.db.conn.execute(
+            f"UPDATE notifications SET state = 'queued', attempts = 0, due_at = ?, next_attempt_at = ? WHERE {where}",
+            args,
+        )
+    return int(cursor.rowcount)
+
+
 def prune(store: Tracking, cutoff: datetime) -> int:
     """Delete the notifications sent or failed that were queued before ``cutoff`` (retention); never a queued one.
     Returns how many went."""

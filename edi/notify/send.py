@@ -28,6 +28,7 @@ import structlog
 
 from edi.clock import Clock, SystemClock
 from edi.config import Settings
+from edi.faults import fault_point
 from edi.notify.compose import compose
 from edi.notify.digest import compose_digest
 from edi.notify.outbox import (
@@ -179,6 +180,7 @@ def _send_claimed(
             except Permanent as exc:
                 _failed(store, mail, clock, str(exc), report)
             else:
+                fault_point("notify.after_send")  # the crash window: the server has it, the store does not know
                 note = "; ".join(f"refused {a}: {why}" for a, why in refused.items()) or None
                 record_sent(store, mail, clock.now(), note)
                 report.sent += 1

@@ -55,8 +55,6 @@ smtp_host = "127.0.0.1"
 smtp_port = PORT
 security = "SECURITY"
 from_address = "edi@platform.example"
-timeout_seconds = 5
-send_seconds = 20
 retry_seconds = 60
 """
 

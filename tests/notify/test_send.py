@@ -4,10 +4,12 @@ does meanwhile (down, 4xx, 5xx, no STARTTLS, no TLS), and ``edi batch`` neither 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -280,3 +282,47 @@ def test_off_by_default_nothing_is_queued(make_workspace: Callable[..., Workspac
     assert listed(ws) == []
     shown = CliRunner().invoke(main, ["--config", str(ws.config), "notifications"])
     assert shown.exit_code == 0 and shown.output == "no notifications\n"
+
+
+def test_a_crash_after_the_server_took_a_mail_sends_it_again_with_the_same_message_id(
+    notify_workspace: Callable[..., Workspace], smtp: SmtpServer
+) -> None:
+    """The at-least-once window: `edi notifications --send` killed (SIGKILL) after the server took the mail and before
+    its outcome was recorded leaves it queued and claimed; once the claim's lease is over the next pass sends it again,
+    with the same Message-ID; nothing is lost, and it is then recorded sent."""
+    ws = notify_workspace(extra="send_seconds = 1\ntimeout_seconds = 1\n")
+    ws.drop("acme", "05-unknown-recipient.xml", REJECTED)
+    run_batch(ws.settings)
+    command = [str(EDI)] if EDI.is_file() else [sys.executable, "-m", "edi"]
+    killed = subprocess.run(
+        [*command, "--config", str(ws.config), "notifications", "--send"],
+        env={**os.environ, "EDI_FAULTS": "notify.after_send=crash"},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert killed.returncode == -9
+    (row,) = listed(ws)
+    assert row["state"] == "queued" and row["attempts"] == 1 and len(smtp.received) == 1
+    assert send_due(ws.settings).sent == 0  # its lease (send_seconds + 2 timeouts + 60 s) still holds it
+    later = FixedClock(datetime.now(UTC) + timedelta(seconds=64))
+    assert send_due(ws.settings, clock=later).sent == 1
+    first, second = smtp.received
+    assert str(first.message["Message-ID"]).strip() == str(second.message["Message-ID"]).strip() == row["message_id"]
+    assert listed(ws)[0]["state"] == "sent"
+
+
+def test_failed_notifications_can_be_queued_again_by_the_operator(
+    notify_workspace: Callable[..., Workspace], smtp: SmtpServer
+) -> None:
+    """`edi notifications --retry --send` queues the failed ones again (after the operator fixed the cause) and sends
+    them."""
+    ws = notify_workspace()
+    smtp.mailbox.replies.append("550 5.1.1 no such mailbox")
+    ws.drop("acme", "05-unknown-recipient.xml", REJECTED)
+    assert edi(ws, "batch").returncode == 0
+    assert [r["state"] for r in listed(ws)] == ["failed"]
+    result = CliRunner().invoke(main, ["--config", str(ws.config), "notifications", "--retry", "--send"])
+    assert result.exit_code == 0, result.output
+    assert "1 failed notifications queued again" in result.output and "notifications: 1 sent" in result.output
+    assert len(smtp.received) == 1 and [r["state"] for r in listed(ws)] == ["sent"]
