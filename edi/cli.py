@@ -234,6 +234,8 @@ def batch(ctx: Context, workers: int) -> None:
     *.tmp / *.part / *.filepart are left alone. Files that arrive during the run are
     left for the next one. SIGTERM or SIGINT: the groups in hand are finished, no new
     file is taken. Prints a summary; shows a progress bar when stderr is a terminal.
+    Then, with [notifications], sends the e-mails that are due (a rejection at once):
+    a server that is down changes neither the run nor its exit status.
 
     \b
     Exit status: 0 when the run worked (rejected flows included), 1 when a flow
@@ -517,7 +519,8 @@ def watch_cmd(ctx: Context, workers: int) -> None:
     files after intake.min_age_seconds. Uploads that stall and look cut short wait out
     intake.incomplete_grace_seconds. A rescan every watch.rescan_seconds catches what
     the filesystem does not report (network mounts). On SIGTERM the flow in hand is
-    finished, no new one is taken, and the exit status is 0.
+    finished, no new one is taken, and the exit status is 0. With [notifications],
+    the e-mails that are due are sent between passes.
 
     \b
     Only one processor works on a workspace at a time (workspace.exclusive): a second
