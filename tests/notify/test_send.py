@@ -15,11 +15,12 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from edi.cli import main
+from edi.config import load_settings
 from edi.notify.policy import policy_for
 from edi.notify.send import send_due
 from edi.runner import run_batch
 from edi.store import WORKSPACE_ID, open_store
-from tests.conftest import FLOWS, FixedClock, Workspace
+from tests.conftest import FLOWS, REPO, FixedClock, Workspace
 from tests.notify.conftest import NOTIFY_CONFIG, invoice_ref, status_ack
 from tests.smtp_server import SmtpServer
 
@@ -326,3 +327,50 @@ def test_failed_notifications_can_be_queued_again_by_the_operator(
     assert result.exit_code == 0, result.output
     assert "1 failed notifications queued again" in result.output and "notifications: 1 sent" in result.output
     assert len(smtp.received) == 1 and [r["state"] for r in listed(ws)] == ["sent"]
+
+
+def test_the_demo_s_statuses_reach_the_invoices_senders(tmp_path: Path, port: int, smtp: SmtpServer) -> None:
+    """The demo's flows and its recipients' platform's statuses (flows/later/exemple-pa), through two real `edi batch`
+    runs with the shipped config.toml pointed at a real SMTP server: every 213 / 501 of the first run is mailed once
+    to its sender; of the six statuses, the 210 refusal is mailed at once to the invoice's sender (opdemat), the
+    accepted 204 and 211 wait for acme's digest, and the three refused statuses mail nobody."""
+    from flows.drop import LATER, LEFT_LONG_AGO, drop
+
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    text = text.replace('directory = "flows/directory.toml"', f'directory = "{FLOWS / "directory.toml"}"', 1)
+    text = text.replace('sellers = ["*"]\n', 'sellers = ["*"]\nemail = ["ops@opdemat.example"]\n', 1)
+    text = text.replace('smtp_host = ""', f'smtp_host = "127.0.0.1"\nsmtp_port = {port}', 1)
+    text = text.replace('security = "starttls" ', 'security = "none"     ', 1)
+    (tmp_path / "config.toml").write_text(text, encoding="utf-8")
+    ws = Workspace(tmp_path / "config.toml", load_settings(tmp_path / "config.toml"))
+    assert edi(ws, "init").returncode == 0
+
+    def dropped(flows: Path) -> None:
+        for path in drop(tmp_path / "var" / "inbox", flows):
+            if (path.parent.name, path.name) not in LEFT_LONG_AGO:
+                stamp = time.time() - 60  # finished arriving (min_age_seconds)
+                os.utime(path, (stamp, stamp))
+
+    dropped(FLOWS)
+    assert edi(ws, "batch").returncode == 0
+    rows = listed(ws, "--limit", "1000")
+    immediate = [r for r in rows if r["mode"] == "immediate"]
+    assert immediate and all(r["state"] == "sent" for r in immediate)
+    assert {r["status"] for r in immediate} == {"213", "501"}
+    assert len(smtp.received) == len(immediate)
+    assert {tuple(m.rcpt_tos) for m in smtp.received} == {("factures@acme.example",), ("ops@opdemat.example",)}
+    first = len(smtp.received)
+
+    dropped(LATER)
+    assert edi(ws, "batch").returncode == 0
+    assert len(smtp.received) == first + 1
+    refusal = smtp.received[-1]
+    assert refusal.rcpt_tos == ["ops@opdemat.example"]
+    assert str(refusal.message["Subject"]).strip().startswith("[edi] 210 Refusée: invoice ")
+    assert "Set by:      exemple-pa" in refusal.body
+    statuses = [(r["sender"], r["status"], r["mode"], r["state"]) for r in listed(ws) if r["kind"] == "status"]
+    assert sorted(statuses) == [
+        ("acme", "204", "digest", "queued"),
+        ("acme", "211", "digest", "queued"),
+        ("opdemat", "210", "immediate", "sent"),
+    ]
