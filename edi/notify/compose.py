@@ -19,32 +19,16 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from typing import Any
 
+from edi.lifecycle.labels import LABELS
 from edi.text import printable
 
-# MDT-106 labels (docs/lifecycle.md; shared docs choruspro-and-reform.md §4)
-STATUS_LABELS = {
-    "200": "Déposée",
-    "201": "Émise par la plateforme",
-    "202": "Reçue",
-    "203": "Mise à disposition",
-    "204": "Prise en charge",
-    "205": "Approuvée",
-    "206": "Approuvée partiellement",
-    "207": "En litige",
-    "208": "Suspendue",
-    "209": "Complétée",
-    "210": "Refusée",
-    "211": "Paiement transmis",
-    "212": "Encaissée",
-    "213": "Rejetée",
-    "501": "Irrecevable",
-}
 SUBJECT_VALUE = 80  # characters of an untrusted value kept in a subject
 
 
 def label(status: str) -> str:
     """A status with its label, e.g. ``213 Rejetée``."""
-    return f"{status} {STATUS_LABELS.get(status, '')}".rstrip()
+    name = LABELS.get(status)
+    return f"{status} {name}" if name else status
 
 
 def text(value: Any, limit: int | None = None) -> str:
