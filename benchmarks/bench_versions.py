@@ -16,6 +16,7 @@ does on a quiet disk.
 Usage (from the repository; a revision is anything `git worktree add` takes, `.` is the working tree as it is):
 
   .venv/bin/python benchmarks/bench_versions.py HEAD~1 HEAD [--flows 20000] [--workers 1 2] [--rounds 4]
+  [--notify HEAD]   (HEAD also run with notifications on, as HEAD+notify)
 """
 
 from __future__ import annotations
@@ -52,11 +53,11 @@ def checkout(revision: str, folder: Path) -> Path:
     return folder
 
 
-def run(code: Path, work: Path, files: list[Path], workers: int) -> tuple[float, list[int]]:
-    """Seconds of `edi batch --workers W` (the code in ``code``) on ``files`` in a fresh workspace ``work``, and the
-    machine's CPU ticks meanwhile."""
+def run(code: Path, work: Path, files: list[Path], workers: int, notify: bool = False) -> tuple[float, list[int]]:
+    """Seconds of `edi batch --workers W` (the code in ``code``) on ``files`` in a fresh workspace ``work`` (with
+    notifications on, if ``notify``), and the machine's CPU ticks meanwhile."""
     work.mkdir(parents=True)
-    edi = new_workspace(work, ["xsd"], code)
+    edi = new_workspace(work, ["xsd"], code, notify)
     drop(files, work / "ws" / "inbox" / "bench")
     before, started = cpu_times(), time.perf_counter()
     done = subprocess.run([*edi, "batch", "--workers", str(workers)], cwd=code, capture_output=True, check=False)
@@ -77,6 +78,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default 1 2)")
     parser.add_argument("--rounds", type=int, default=4, help="rounds (default 4)")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--notify",
+        nargs="*",
+        default=[],
+        metavar="REVISION",
+        help="revisions also run with notifications on (queued for the sender's address), shown as REVISION+notify",
+    )
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="edi-versions-"))
@@ -87,6 +95,8 @@ def main() -> None:
             codes[revision] = checkout(revision, scratch / f"code{number}")
         files, _ = write_flows(scratch / "files", args.flows, args.seed)
         wait_for_a_quiet_disk(scratch)
+        for revision in args.notify:  # the same code, with notifications on
+            codes[f"{revision}+notify"] = codes[revision]
         variants = [(revision, workers) for revision in codes for workers in args.workers]
         rates: dict[tuple[str, int], list[float]] = {variant: [] for variant in variants}
         runs = 0
@@ -96,7 +106,8 @@ def main() -> None:
             print(f"round {round_number + 1} of {args.rounds}: bare loop {bare:.0f} flows/s", flush=True)
             for revision, workers in variants if round_number % 2 == 0 else variants[::-1]:
                 runs += 1
-                seconds, cpu = run(codes[revision], scratch / f"run{runs}", files, workers)
+                notify = revision.endswith("+notify")
+                seconds, cpu = run(codes[revision], scratch / f"run{runs}", files, workers, notify)
                 rate = len(files) / seconds
                 rates[revision, workers].append(rate)
                 print(
@@ -113,7 +124,7 @@ def main() -> None:
             print(f"  {revision}: {line}" + (f"; {ratios}" if 1 in medians and ratios else ""))
     finally:
         for revision, code in codes.items():
-            if revision != ".":
+            if revision != "." and not revision.endswith("+notify"):
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(code)], check=False)
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import structlog
 from click.exceptions import Exit
 
 from edi.ack import finding_dict
@@ -46,6 +47,8 @@ from edi.runner import BatchReport, PassStopped, collect_less, init_workspace, r
 from edi.store import open_store
 from edi.text import printable, printable_all
 from edi.tracking import Tracking
+
+log = structlog.get_logger()
 
 LEFT_BEHIND_NAMED = 20  # files left behind that the summary names (the rest are counted)
 STATUS_WORDS = {
@@ -231,6 +234,8 @@ def batch(ctx: Context, workers: int) -> None:
     *.tmp / *.part / *.filepart are left alone. Files that arrive during the run are
     left for the next one. SIGTERM or SIGINT: the groups in hand are finished, no new
     file is taken. Prints a summary; shows a progress bar when stderr is a terminal.
+    Then, with [notifications], sends the e-mails that are due (a rejection at once):
+    a server that is down changes neither the run nor its exit status.
 
     \b
     Exit status: 0 when the run worked (rejected flows included), 1 when a flow
@@ -274,10 +279,28 @@ def batch(ctx: Context, workers: int) -> None:
     click.echo(summary(report))
     if stopped is not None:
         raise Failure(stopped)
+    notified = notify_quietly(settings)  # after processing, whatever the server does: the exit status stays
+    if notified:
+        click.echo(printable(notified))
     if report.failed:
         sys.exit(1)
     if report.left_behind:
         sys.exit(3)
+
+
+def notify_quietly(settings: Settings, *, digests: bool = False) -> str | None:
+    """Send the notifications that are due (see :func:`edi.notify.send.send_due`); a line saying what was done, or
+    None when there was nothing to do. Never raises: a problem is logged and said in the line."""
+    if not settings.notifications.enabled:
+        return None
+    from edi.notify.send import send_due  # here: a workspace without notifications never loads smtplib
+
+    try:
+        report = send_due(settings, digests=digests)
+    except Exception as exc:  # the store or a bug: the run's own outcome stands
+        log.error("notifications not sent", error=f"{type(exc).__name__}: {exc}")
+        return f"notifications: not sent ({type(exc).__name__}: {exc})"
+    return report.summary() if report.tried else None
 
 
 def summary(report: BatchReport) -> str:
@@ -496,7 +519,8 @@ def watch_cmd(ctx: Context, workers: int) -> None:
     files after intake.min_age_seconds. Uploads that stall and look cut short wait out
     intake.incomplete_grace_seconds. A rescan every watch.rescan_seconds catches what
     the filesystem does not report (network mounts). On SIGTERM the flow in hand is
-    finished, no new one is taken, and the exit status is 0.
+    finished, no new one is taken, and the exit status is 0. With [notifications],
+    the e-mails that are due are sent between passes.
 
     \b
     Only one processor works on a workspace at a time (workspace.exclusive): a second
@@ -522,7 +546,9 @@ def schedule_cmd(ctx: Context, as_list: bool) -> None:
     \b
     Jobs: batch (one pass, as `edi batch`), retention (finished flows older than
     retention.days: archive, acks and tracking rows deleted or moved out), report
-    (the daily flow report, for yesterday, in <workspace>/reports/). They run one at a
+    (the daily flow report, for yesterday, in <workspace>/reports/), notify (send the
+    e-mail notifications that are due) and digest (yesterday's digests, then notify);
+    a batch pass also sends the immediate notifications it queued. They run one at a
     time; a run still going when the next is due is not doubled; runs missed while
     down are run once (coalesced) within misfire_grace_seconds. Each run is logged
     and kept with its outcome.
@@ -631,6 +657,81 @@ def validate(files: tuple[Path, ...], rules: str, as_json: bool) -> None:
         for finding in doc.findings:
             click.echo(f"  {_finding(printable_all(finding_dict(finding)))}")
     sys.exit(min(invalid, 100))
+
+
+@main.command(name="notifications")
+@click.option("--state", type=click.Choice(["queued", "sent", "failed"]), help="Only notifications in this state.")
+@click.option("--sender", help="Only this sender's notifications.")
+@click.option(
+    "--limit", type=click.IntRange(min=1, max=SQLITE_MAX), default=50, show_default=True, help="At most this many."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--retry", is_flag=True, help="First queue the failed ones again (of --sender, or all), due now.")
+@click.option("--send", is_flag=True, help="First send what is due, the digests of the days that ended included.")
+@pass_context
+def notifications_cmd(
+    ctx: Context, state: str | None, sender: str | None, limit: int, as_json: bool, retry: bool, send: bool
+) -> None:
+    """List the e-mail notifications to senders' contacts, newest first: queued, sent, failed.
+
+    \b
+    Each status an invoice gets is queued for its sender's `email` addresses when
+    [notifications] has an smtp_host: 213, 501 and 210 (notifications.immediate) at
+    once, the others in one digest per sender and day. A failed one was refused by
+    the server (5xx) or given up (notifications.give_up_seconds); its last error says
+    why. See docs/notifications.md.
+
+    \b
+    Examples:
+      edi notifications --state failed
+      edi notifications --sender acme --json | jq -r .message_id
+      edi notifications --retry --send    (after fixing what made them fail)
+      edi notifications --send
+    """
+    from edi.notify.outbox import listing, retry_failed  # here: other commands never load the mail modules
+
+    settings = ctx.settings
+    if retry:
+        store = _store(ctx)
+        try:
+            again = retry_failed(store, datetime.now(UTC), sender)
+        finally:
+            store.close()
+        click.echo(f"{again} failed notifications queued again", err=as_json)
+    if send:
+        if not settings.notifications.enabled:
+            raise click.UsageError("notifications are off: set [notifications] smtp_host to send them")
+        from edi.notify.send import send_due
+
+        click.echo(printable(send_due(settings, digests=True).summary()), err=as_json)
+    store = _store(ctx)
+    try:
+        rows = store.read(lambda conn: listing(conn, state=state, sender=sender, limit=limit))
+    finally:
+        store.close()
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    click.echo(render_notifications(rows))
+
+
+def render_notifications(rows: list[dict[str, Any]]) -> str:
+    """Notifications as a table for an operator: one line each, then its last error, if any, indented."""
+    if not rows:
+        return "no notifications"
+    head = f"{'QUEUED':24} {'SENDER':12} {'STATUS':6} {'MODE':9} {'STATE':6} {'TRIES':>5}  {'WHEN':24}"
+    lines = [f"{head} INVOICE / FLOW"]
+    for row in printable_all(rows):
+        when = row["sent_at"] if row["state"] == "sent" else row["next_attempt_at"] or f"digest of {row['day']}"
+        what = row["invoice_number"] or row["detail"].get("file_name") or ""
+        lines.append(
+            f"{row['queued_at']:24} {row['sender'][:12]:12} {row['status']:6} {row['mode']:9} {row['state']:6} "
+            f"{row['attempts']:>5}  {when:24} {what} ({row['flow_id']})"
+        )
+        if row["last_error"]:
+            lines.append(f"  {row['last_error']}")
+    return "\n".join(lines)
 
 
 @main.command(name="requeue")

@@ -210,7 +210,7 @@ class WatchSettings:
     rescan_seconds: float = field(default=30.0, metadata=_check(_positive_float))
 
 
-JOBS = ("batch", "retention", "report")
+JOBS = ("batch", "retention", "report", "notify", "digest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +307,82 @@ class ConsoleSettings:
             raise ValueError("host: give an address to listen on, e.g. 127.0.0.1")
 
 
+SECURITY = ("none", "starttls", "tls")
+DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+# the statuses a notification can be about: edi's own decisions (200, 213, 501) and those a recipient sets (201-212)
+NOTIFIED_STATUSES = (*(str(code) for code in range(200, 214)), "501")
+
+
+def _optional_address(value: str) -> str | None:
+    if not value:
+        return None
+    return _addresses((value,))[0]
+
+
+def _host(value: str) -> str:
+    if value and not re.fullmatch(r"[A-Za-z0-9._:\[\]-]{1,253}", value):
+        raise ValueError(f"{value!r} is not a host name or an address")
+    return value
+
+
+def _or_none(value: str) -> str | None:
+    return value or None
+
+
+def _optional_zone(value: str) -> str | None:
+    return _time_zone(value) if value else None
+
+
+def _statuses(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if value not in NOTIFIED_STATUSES:
+            raise ValueError(f"{value!r} is not a status a notification is about (200 to 213, 501)")
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSettings:
+    """How edi mails each sender's contact addresses (``[[senders]] email``) about its invoices' statuses: the SMTP
+    server, what goes at once and what waits for the day's digest, how sending is retried. Off without a host."""
+
+    smtp_host: str = field(default="", metadata=_check(_host))  # "" (the default): no notification is queued
+    smtp_port: int | None = field(default=None, metadata=_check(_port))  # default by security: 25, 587 or 465
+    security: str = "starttls"
+    username: str | None = field(default=None, metadata=_check(_or_none))
+    password: str | None = field(default=None, repr=False, metadata=_check(_or_none))
+    from_address: str | None = field(default=None, metadata=_check(_optional_address))
+    ca_file: Path | None = None  # certificates to trust instead of the system's (a private relay's own CA)
+    immediate: tuple[str, ...] = field(default=("213", "501", "210"), metadata=_check(_statuses))
+    timezone: str | None = field(default=None, metadata=_check(_optional_zone))  # of the digests' days
+    timeout_seconds: float = field(default=10.0, metadata=_check(_positive_float))
+    send_seconds: float = field(default=30.0, metadata=_check(_positive_float))
+    retry_seconds: float = field(default=60.0, metadata=_check(_positive_float))
+    retry_max_seconds: float = field(default=3600.0, metadata=_check(_positive_float))
+    give_up_seconds: float = field(default=172800.0, metadata=_check(_positive_float))
+
+    def __post_init__(self) -> None:
+        if self.security not in SECURITY:
+            raise ValueError(f"security: {self.security!r} is not one of {', '.join(SECURITY)}")
+        if not self.smtp_host:
+            return
+        if self.from_address is None:
+            raise ValueError("from_address: say which address notifications come from")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password: give both, or neither")
+        if self.username is not None and self.security == "none":
+            raise ValueError('username: a password is never sent in clear: use security = "starttls" or "tls"')
+
+    @property
+    def enabled(self) -> bool:
+        """Whether notifications are on (a host is set)."""
+        return bool(self.smtp_host)
+
+    @property
+    def port(self) -> int:
+        """The SMTP port: the one set, else the usual one for the security."""
+        return self.smtp_port or DEFAULT_PORTS[self.security]
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``config.toml`` says, with defaults for what it does not."""
@@ -324,6 +400,13 @@ class Settings:
     report: ReportSettings = ReportSettings()
     logging: LoggingSettings = LoggingSettings()
     console: ConsoleSettings = ConsoleSettings()
+    notifications: NotificationSettings = NotificationSettings()
+
+    @property
+    def digest_timezone(self) -> str:
+        """The time zone whose days the notification digests cover: ``notifications.timezone``, else the
+        schedule's."""
+        return self.notifications.timezone or self.schedule.timezone
 
     def sender(self, sender_id: str) -> SenderSettings | None:
         """The declared sender with this id, if any."""

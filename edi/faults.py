@@ -9,10 +9,11 @@ bytes are damaged, as a bug in edi would; elsewhere it does nothing). Points are
 :func:`fault_point`; among them ``write.delivery`` and ``write.ack`` (a queue file or an acknowledgement being
 written), ``deliver.before_rename``, ``ack.json.before_rename``, ``barrier``, ``tracking.record_claims``,
 ``write.cdar`` and ``cdar.before_rename`` (a CDAR lifecycle message being written, then renamed into place),
-``cdar.built`` (the message's bytes, before they are checked: ``corrupt``), and for a recipient's status relayed
-to an invoice's sender ``write.relay``, ``relay.before_rename`` and ``relay.built``. ``point=action@N`` fails only
-from the Nth time the process reaches the point (the first N - 1 pass): a disk that fills up in the middle of a run.
-Unset, it costs one dict lookup per point.
+``cdar.built`` (the message's bytes, before they are checked: ``corrupt``), for a recipient's status relayed to an
+invoice's sender ``write.relay``, ``relay.before_rename`` and ``relay.built``, and ``notify.after_send`` (an SMTP
+server took a notification, its outcome is not recorded yet). ``point=action@N`` fails only from the Nth time the
+process reaches the point (the first N - 1 pass): a disk that fills up in the middle of a run. Unset, it costs one
+dict lookup per point.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Housekeeping jobs that ``edi schedule`` (or an operator) runs: retention and the daily flow report.
 
 Retention removes, or moves out of the workspace, what is kept about finished flows older than ``retention.days``:
-their archived original bytes, their acknowledgements and CDAR lifecycle messages, and their tracking rows. It never
+their archived original bytes, their acknowledgements and CDAR lifecycle messages, and their tracking rows (and the
+e-mail notifications sent or failed before then). It never
 touches a flow that is not final (received, in processing, or failed and waiting for requeue). Files go first, then
 rows, so a crash half-way leaves rows whose files are gone, which the next run finishes; never files no row points to.
 
@@ -26,6 +27,7 @@ import structlog
 from edi.clock import Clock, SystemClock, iso
 from edi.config import Settings
 from edi.lifecycle.cdar import file_name
+from edi.notify.outbox import prune
 from edi.spool import Spool
 from edi.store import open_store
 from edi.text import printable_all
@@ -55,6 +57,7 @@ def retention(settings: Settings, clock: Clock | None = None) -> RetentionReport
         cutoff = now - timedelta(days=keep.days)
         spool = Spool(layout)
         old = store.final_flows_before(cutoff)
+        prune(store, cutoff)  # the notifications sent or failed before the cutoff (queued ones stay)
         if not old:
             return RetentionReport(cutoff, 0, keep.action)
         ids = [row["flow_id"] for row in old]

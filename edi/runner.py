@@ -38,12 +38,13 @@ from edi.ingest.scan import Ready, Sighting, Skipped
 from edi.lifecycle.validate import prepare as prepare_cdar
 from edi.lock import processor_lock
 from edi.model import FlowStatus
+from edi.notify.policy import policy_for
 from edi.pipeline import build_stages, display_name, limits_of
 from edi.processor import Outcome, Processor
 from edi.queues import known_queues, load_routing
 from edi.requeue import requeue as requeue  # `edi requeue`: here too, where the other verbs are
 from edi.spool import Claim, Spool, claim_from_meta, name_in_meta
-from edi.store import open_store
+from edi.store import WORKSPACE_ID, open_store
 from edi.validate.catalogue import load_catalogue
 from edi.validate.schematron import runner_for
 from edi.workers import WorkerPool
@@ -164,6 +165,8 @@ class Session:
         self.clock = clock or SystemClock()
         self.layout = settings.workspace.layout()
         self.tracking = open_store(self.layout)  # a lost store is refused before anything else is looked at
+        # the notifications each outcome calls for are queued with it (none when notifications are off)
+        self.tracking.notifications = policy_for(settings, self.tracking.meta(WORKSPACE_ID))
         try:
             self.layout.check_writable()
             self.directory = directory = load_routing(settings)

@@ -1,5 +1,6 @@
-"""``edi schedule``: run the jobs ``[schedule]`` declares (batch passes, retention, the daily report) without
-crontabs, with APScheduler 3.
+"""``edi schedule``: run the jobs ``[schedule]`` declares (batch passes, retention, the daily report, notifications:
+``notify`` sends what is due, ``digest`` the digests of the days that ended too) without crontabs, with APScheduler 3.
+A batch pass sends the immediate notifications it queued once it is done.
 
 Jobs run one at a time in one worker thread, so two batch passes never overlap, and a job that is still running
 when it is due again is not started twice. A run missed while the process was down (or busy) is run once when it
@@ -37,6 +38,7 @@ from edi.errors import ConfigError, WorkspaceBusy
 from edi.jobs import day_report, retention
 from edi.lock import processor_lock
 from edi.model import FlowStatus
+from edi.notify.send import send_due
 from edi.runner import Session
 from edi.store import history, open_store
 
@@ -134,6 +136,8 @@ class Scheduler:
             "batch": self._batch,
             "retention": lambda: _retention_detail(retention(self.settings, self.clock)),
             "report": lambda: f"written to {day_report(self.settings, clock=self.clock)[0]}",
+            "notify": lambda: self._notify(digests=False),
+            "digest": lambda: self._notify(digests=True),
         }
         action = actions[job.job]
 
@@ -159,10 +163,25 @@ class Scheduler:
         integrated, partial = counts[FlowStatus.INTEGRATED], counts[FlowStatus.PARTIALLY_INTEGRATED]
         rejected = counts[FlowStatus.REJECTED]
         left = f", {len(report.unclaimable)} left behind (cannot be taken: see the log)" if report.unclaimable else ""
-        return (
+        detail = (
             f"{report.flows} flows: {integrated} integrated, {partial} partial, {rejected} rejected, "
             f"{report.failed} failed{left}"
         )
+        if self.settings.notifications.enabled and not self.stop.is_set():  # the pass's immediate ones, after it
+            try:
+                notified = send_due(self.settings, clock=self.clock)
+            except Exception as exc:  # the batch's own outcome stands
+                log.error("notifications not sent", error=f"{type(exc).__name__}: {exc}")
+                return f"{detail}; notifications not sent ({type(exc).__name__}: {exc})"
+            if notified.tried:
+                detail += f"; {notified.summary()}"
+        return detail
+
+    def _notify(self, digests: bool) -> str:
+        """The ``notify`` job (what is due) and the ``digest`` job (first the digests of the days that ended)."""
+        if not self.settings.notifications.enabled:
+            return "notifications are off ([notifications] has no smtp_host)"
+        return send_due(self.settings, clock=self.clock, digests=digests).summary()
 
     def _record(self, job: str, started: datetime, finished: datetime, outcome: str, detail: str) -> None:
         layout = self.settings.workspace.layout()

@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import sqlite_utils
 
@@ -138,6 +138,34 @@ _LIFECYCLE_COLUMNS = {
     "relay": str,  # the CDAR message relayed to the invoice's sender, in acks/<sender>/ (a file name)
     "state": str,  # "held" or "recorded"
 }
+# The notifications outbox (edi.notify): one row per event a sender's contacts are told of, queued in the transaction
+# that records it (record_outcomes, when a NotificationPolicy is set), sent by edi.notify.send. ``key`` is the event's
+# stable key (re-recording never queues it twice); ``mail`` the mail that carries it: the key itself for an immediate
+# notification, a digest's key once the day's digest is formed (None before); rows of one mail share its state.
+_NOTIFICATION_COLUMNS = {
+    "id": int,
+    "key": str,  # "decision:<flow_id>:<idx>" (edi's decision on a document; idx 0: the file) or
+    #              "status:<status flow_id>:<idx>" (a status a partner set, carried by that flow's document)
+    "mail": str,
+    "message_id": str,  # the mail's Message-ID, fixed once: every attempt sends the same
+    "sender": str,  # the sender whose contacts are told (the invoice's sender)
+    "recipients": str,  # JSON list: the sender's addresses when queued
+    "kind": str,  # decision | status
+    "status": str,  # 200, 213, 501, or the lifecycle status 202-212
+    "mode": str,  # immediate | digest
+    "day": str,  # YYYY-MM-DD in the digests' time zone, when recorded
+    "flow_id": str,  # the invoice's flow and document index (0: the file)
+    "idx": int,
+    "invoice_number": str,
+    "detail": str,  # JSON: what the mail says (reason, findings, file name, who set the status, ...)
+    "queued_at": str,
+    "due_at": str,  # when the mail became due (queued, or its digest formed): give_up_seconds count from it
+    "state": str,  # queued | sent | failed
+    "attempts": int,
+    "next_attempt_at": str,  # None for a digest row until its digest is formed
+    "last_error": str,
+    "sent_at": str,
+}
 _RUN_COLUMNS = {"id": int, "job": str, "started_at": str, "finished_at": str, "outcome": str, "detail": str}
 _USER_COLUMNS = {  # console accounts (edi.accounts)
     "name": str,
@@ -152,6 +180,15 @@ _ENDED_SESSION_COLUMNS = {"session": str, "ended_at": str}  # console sessions l
 FINAL = tuple(str(s) for s in FlowStatus if s.final)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
+
+class NotificationPolicy(Protocol):
+    """What to queue in the notifications outbox for final acknowledgements (built from the settings by
+    :mod:`edi.notify.policy`; a store without one queues nothing, at no cost)."""
+
+    def rows(self, acks: Sequence[Mapping[str, Any]], at: datetime) -> list[dict[str, Any]]:
+        """The notifications rows (columns of the ``notifications`` table) these acknowledgements call for."""
+        ...
 
 
 def _reading(method: Callable[Concatenate[Tracking, _P], _R]) -> Callable[Concatenate[Tracking, _P], _R]:
@@ -184,6 +221,7 @@ class Tracking:
         if fresh is not None and not create:
             raise StoreError(f"the tracking store {path} {fresh}")
         self._writers: int | None = None
+        self.notifications: NotificationPolicy | None = None  # set by whoever processes flows, from the settings
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -228,6 +266,8 @@ class Tracking:
         db.table("actions").create(_ACTION_COLUMNS, pk="id", if_not_exists=True)
         db.table("ended_sessions").create(_ENDED_SESSION_COLUMNS, pk="session", if_not_exists=True)
         db.table("lifecycle").create(_LIFECYCLE_COLUMNS, pk="id", if_not_exists=True)
+        db.table("notifications").create(_NOTIFICATION_COLUMNS, pk="id", if_not_exists=True)
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_notifications_key ON notifications (key)")
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_lifecycle_source ON lifecycle (source_flow_id, source_idx)")
         for name, spec in (
             ("flows", _FLOW_COLUMNS),
@@ -280,6 +320,9 @@ class Tracking:
             # the dashboard's invoices still waiting for their recipient (edi.browse.lifecycle): a range of flow
             # ids, each invoice's statuses side by side, counted without the table
             ("lifecycle", ["state", "flow_id", "idx", "status"]),
+            ("notifications", ["state", "next_attempt_at"]),  # what is due
+            # the rows of one mail; and (mail NULL: digest rows not in a digest yet) those of days that ended
+            ("notifications", ["mail", "day"]),
         ):
             db.table(index_table).create_index(columns, if_not_exists=True)
         # served by the wider ones above (same leading columns): each was one more write per row
@@ -478,9 +521,12 @@ class Tracking:
     def record_outcomes(self, acks: Sequence[Mapping[str, Any]], at: datetime) -> None:
         """Store what final acknowledgements say, all in one transaction, with one event per status; an invoice
         key held by a document that was not accepted after all is let go; the lifecycle statuses a status flow held
-        are recorded (those its acknowledgement relays), or let go (any other)."""
+        are recorded (those its acknowledgement relays), or let go (any other). With a :attr:`notifications` policy,
+        the notifications they call for are queued in the same transaction (an event queued already is not queued
+        again)."""
         if not acks:
             return
+        queued = self.notifications.rows(acks, at) if self.notifications is not None else None
         when = iso(at)
         conn = self.db.conn
         columns = [c for c in _FLOW_COLUMNS if c not in ("flow_id", "claimed_by", "raw_name")]
@@ -538,6 +584,8 @@ class Tracking:
                     "AND state = 'held'",
                     [when, flow_id],
                 )
+            if queued:
+                _insert_many(conn, "notifications", queued, "INSERT OR IGNORE")
 
     def record_failed(self, flow: Mapping[str, Any], at: datetime, detail: str) -> None:
         """Mark a flow as failed for our own reason (kept for requeue), recording it first if it failed so early
@@ -674,6 +722,12 @@ class Tracking:
             conn.executemany("INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, ?, ?, ?, ?)", events)
 
     # -- reads ---------------------------------------------------------------------------------------------------
+
+    @_reading
+    def read(self, query: Callable[[sqlite3.Connection], _R]) -> _R:
+        """What ``query`` reads on the store's connection (a SQLite error becomes a WorkspaceError naming the
+        store): a read for an operator that lives beside the table it reads (edi.notify.outbox)."""
+        return query(self.db.conn)
 
     @_reading
     def last_runs(self) -> dict[str, dict[str, Any]]:
@@ -879,12 +933,12 @@ def _in_chunks(ids: Sequence[str], size: int = 500) -> Iterator[tuple[Sequence[s
         yield chunk, ", ".join("?" for _ in chunk)
 
 
-def _insert_many(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+def _insert_many(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], verb: str = "INSERT") -> None:
     """Plain executemany: sqlite-utils' own insert would commit our open transaction early."""
     if not rows:
         return
     columns = list(rows[0])
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    sql = f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
     conn.executemany(sql, [[r.get(c) for c in columns] for r in rows])
 
 

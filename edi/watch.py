@@ -172,7 +172,20 @@ def _loop(
         summary.failed += report.failed
         if on_pass:
             on_pass(report)
+        if session.settings.notifications.enabled and not stop.is_set():
+            _notify(session)
         # Files waiting out min_age become ready by the clock alone, and stalled uploads may resume without an
         # event the filesystem reports: look again soon for the first, now and then for the second.
         delay = YOUNG_POLL if report.young else min(rescan, STALLED_POLL) if report.incomplete else rescan
         wake.wait(timeout=delay)
+
+
+def _notify(session: Session) -> None:
+    """Send the notifications that are due, between two passes, in this thread, within
+    ``notifications.send_seconds`` (a server that is down is logged; the next pass is not held up any longer)."""
+    from edi.notify.send import send_due  # here: a watch without notifications never loads smtplib
+
+    try:
+        send_due(session.settings, clock=session.clock, store=session.tracking)
+    except Exception as exc:  # the store or a bug: watching goes on
+        log.error("notifications not sent", error=f"{type(exc).__name__}: {exc}")

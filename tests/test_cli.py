@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -687,3 +688,20 @@ def test_no_command_ever_prints_a_traceback(processed: Workspace, immutable, bro
             if UNSAFE.search(line):
                 offences.append((call, code, f"unescaped: {line!r}"))
     assert not offences, "\n".join(map(repr, offences))
+
+
+def test_edi_notifications_errors_are_one_line(make_workspace, tmp_path: Path) -> None:
+    """`edi notifications --send` with notifications off is a usage error; on a workspace never initialised, a one-line
+    error naming `edi init`; neither prints a traceback."""
+    ws = make_workspace()
+    off = CliRunner().invoke(main, ["--config", str(ws.config), "notifications", "--send"])
+    assert off.exit_code == 2 and "notifications are off" in off.output and "Traceback" not in off.output
+    fresh = make_workspace(init=False)
+    shutil.rmtree(fresh.root, ignore_errors=True)
+    missing = subprocess.run(
+        [sys.executable, "-m", "edi", "--config", str(fresh.config), "notifications"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "edi init" in missing.stderr

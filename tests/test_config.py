@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import pytest
 
 from edi.config import (
     IntakeSettings,
+    JobSettings,
     LimitsSettings,
     LoggingSettings,
+    NotificationSettings,
     RoutingRule,
     SenderSettings,
     Settings,
@@ -421,3 +424,72 @@ def test_waiting_days_is_a_positive_number_of_days(tmp_path: Path) -> None:
     for bad in ("0", "-1", '"7"'):
         with pytest.raises(ConfigError, match=r"console\.waiting_days"):
             load(tmp_path, f"[console]\nwaiting_days = {bad}\n")
+
+
+def test_notifications_are_off_by_default_and_need_a_from_address(tmp_path: Path) -> None:
+    """No [notifications] (or no smtp_host): off; with a host, from_address is required; the port follows the
+    security unless set; the password is never shown in the settings' repr."""
+    assert not Settings().notifications.enabled
+    assert Settings().notifications.immediate == ("213", "501", "210")
+    with pytest.raises(ConfigError, match="from_address"):
+        settings_from_dict({"notifications": {"smtp_host": "mail.example"}}, tmp_path / "c.toml")
+    given = {"smtp_host": "mail.example", "from_address": "edi@p.example", "username": "u", "password": "s3cret!"}
+    settings = settings_from_dict({"notifications": given}, tmp_path / "c.toml")
+    assert settings.notifications.enabled and settings.notifications.port == 587
+    assert "s3cret!" not in repr(settings)
+    tls = settings_from_dict({"notifications": given | {"security": "tls"}}, tmp_path / "c.toml")
+    assert tls.notifications.port == 465
+    assert settings.digest_timezone == "UTC"
+    paris = settings_from_dict({"notifications": given | {"timezone": "Europe/Paris"}}, tmp_path / "c.toml")
+    assert paris.digest_timezone == "Europe/Paris"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"smtp_host": "mail.example\r\nX: y", "from_address": "e@p.example"}, "is not a host name"),
+        ({"smtp_host": "h", "from_address": "Edi <e@p.example>"}, "plain e-mail address"),
+        ({"smtp_host": "h", "from_address": "e@p.example", "security": "ssl"}, "is not one of none, starttls, tls"),
+        ({"smtp_host": "h", "from_address": "e@p.example", "username": "u"}, "give both, or neither"),
+        (
+            {"smtp_host": "h", "from_address": "e@p.example", "security": "none", "username": "u", "password": "p"},
+            "never sent in clear",
+        ),
+        ({"immediate": ["213", "999"]}, "'999' is not a status"),
+        ({"smtp_port": 0}, "must be a TCP port"),
+        ({"retry_seconds": 0}, "must be a positive number"),
+        ({"timezone": "Mars/Base"}, "unknown time zone"),
+        ({"smtp_server": "h"}, "unknown key 'notifications.smtp_server'"),
+    ],
+    ids=[
+        "host-with-line-break",
+        "from-with-name",
+        "security",
+        "user-without-password",
+        "login-in-clear",
+        "immediate-status",
+        "port",
+        "retry",
+        "zone",
+        "unknown-key",
+    ],
+)
+def test_notification_mistakes_are_named(tmp_path: Path, table: dict[str, object], message: str) -> None:
+    """Each mistake in [notifications] is a one-line ConfigError naming the key."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        settings_from_dict({"notifications": table}, tmp_path / "c.toml")
+
+
+def test_the_notification_jobs_are_known() -> None:
+    """`notify` and `digest` are jobs [[schedule.jobs]] may name."""
+    assert JobSettings(job="digest", cron="0 7 * * *").label == "digest"
+    assert JobSettings(job="notify", every_seconds=60).label == "notify"
+
+
+def test_the_shipped_file_documents_the_notification_defaults() -> None:
+    """The shipped [notifications] is off and states the defaults the code applies (its from_address aside); its
+    digest job is known."""
+    shipped = load_settings(REPO / "config.toml")
+    assert not shipped.notifications.enabled
+    assert shipped.notifications == NotificationSettings(from_address="edi@platform.example")
+    assert [j.job for j in shipped.schedule.jobs][-1] == "digest"

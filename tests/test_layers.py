@@ -42,3 +42,13 @@ def test_browse_is_below_the_web_layer(path: Path) -> None:
     forbidden = ("edi.web", "edi.cli", "edi.spool.Spool", "edi.runner", "edi.ingest", "edi.validate", "edi.route")
     found = sorted(n for n in imports(path) if n.startswith(forbidden))
     assert not found, f"{path.name} imports {found}"
+
+
+def test_the_store_does_not_import_the_notifications() -> None:
+    """edi.tracking holds the outbox table and a policy protocol; edi.notify (above it) imports it, never the reverse;
+    and edi.notify imports no processing layer."""
+    assert not [n for n in imports(EDI / "tracking.py") if n.startswith("edi.notify")]
+    for path in files("notify"):
+        forbidden = ("edi.ingest", "edi.validate", "edi.route", "edi.spool", "edi.runner", "edi.processor", "edi.cli")
+        found = sorted(n for n in imports(path) if n.startswith(forbidden))
+        assert not found, f"{path.name} imports {found}"

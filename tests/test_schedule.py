@@ -490,3 +490,35 @@ def test_sigterm_while_edi_schedule_is_starting_stops_it_cleanly(make_workspace)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and out == "schedule stopped\n"
     assert runs(ws) == []
+
+
+def test_batch_notify_and_digest_jobs_send_notifications(make_workspace, clock: FixedClock) -> None:
+    """A batch pass sends the immediate notifications it queued once it is done; the digest job forms and sends the
+    digests of the days that ended; each run says what it sent (a real SMTP server on 127.0.0.1)."""
+    from tests.smtp_server import SmtpServer, free_port
+
+    port = free_port()
+    config = with_jobs(
+        job("batch", "every_seconds = 60") + job("digest", 'cron = "0 7 * * *"') + job("notify", "every_seconds = 60")
+    ).replace('sellers = ["123456782"]', 'sellers = ["123456782"]\nemail = ["factures@acme.example"]', 1)
+    config += f'\n[notifications]\nsmtp_host = "127.0.0.1"\nsmtp_port = {port}\nsecurity = "none"\n'
+    config += 'from_address = "edi@platform.example"\n'
+    ws = make_workspace(config)
+    server = SmtpServer(port)
+    try:
+        ws.drop("acme", "rejected.xml", (FLOWS / "acme" / "05-unknown-recipient.xml").read_bytes())
+        ws.drop("acme", "accepted.xml", (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes())
+        scheduler = Scheduler(ws.settings, clock)
+        pending(scheduler, "batch")()
+        assert len(server.received) == 1
+        clock.advance(86400)
+        pending(scheduler, "notify")()
+        pending(scheduler, "digest")()
+        assert len(server.received) == 2 and "1 invoice status of" in str(server.received[1].message["Subject"])
+        assert [(r["job"], r["outcome"], r["detail"]) for r in runs(ws)] == [
+            ("batch", "ok", "2 flows: 1 integrated, 0 partial, 1 rejected, 0 failed; notifications: 1 sent"),
+            ("notify", "ok", "notifications: 0 sent"),
+            ("digest", "ok", "notifications: 1 digests formed, 1 sent"),
+        ]
+    finally:
+        server.stop()

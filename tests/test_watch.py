@@ -284,3 +284,32 @@ def test_watch_rejects_a_document_past_the_validation_budget_and_keeps_watching(
     watcher.wait_for_acks(2, timeout=30)
     assert [a["status"] for a in watcher.acks() if a["file_name"] == "a.xml"] == ["IN_INTEGRE"]
     assert watcher.stop()[0] == 0
+
+
+def test_watch_sends_the_notifications_of_a_pass_before_the_next(start_watch) -> None:
+    """A running `edi watch` mails a refused file's 501 between two passes, once, to its sender's addresses (a real
+    SMTP server on 127.0.0.1), and keeps watching."""
+    from tests.smtp_server import SmtpServer, free_port
+
+    port = free_port()
+    server = SmtpServer(port)
+    try:
+        watcher = start_watch(
+            min_age=0,
+            extra='[[senders]]\nid = "beta"\nsellers = ["*"]\nemail = ["ops@beta.example"]\n'
+            f'[notifications]\nsmtp_host = "127.0.0.1"\nsmtp_port = {port}\nsecurity = "none"\n'
+            'from_address = "edi@platform.example"\n',
+        )
+        (watcher.root / "ws" / "inbox" / "beta" / "broken.xml").write_bytes(b"<NotAnInvoice/>")
+        deadline = time.monotonic() + 30
+        while not server.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (watcher.inbox / "ok.xml").write_bytes(invoice(1))
+        watcher.wait_for_acks(1, timeout=30)
+        code, _, err = watcher.stop()
+        assert code == 0, err
+        (got,) = server.received
+        assert got.rcpt_tos == ["ops@beta.example"]
+        assert str(got.message["Subject"]).strip().startswith("[edi] 501 Irrecevable: file broken.xml (flow ")
+    finally:
+        server.stop()
