@@ -342,7 +342,8 @@ def _rules(reader: Reader, scope: str | None, span: Period) -> list[dict[str, An
 
 
 def _attention(reader: Reader, scope: str | None, now: datetime) -> dict[str, Any]:
-    """What needs an operator now, whatever the period: failed flows (to requeue) and flows stuck in process."""
+    """What needs an operator now, whatever the period: failed flows (to requeue), flows stuck in process, and
+    notification e-mails given up."""
     cond, args = scoped(scope)
     out: dict[str, Any] = {}
     columns = "flow_id, sender, file_name, received_at, updated_at"
@@ -359,6 +360,18 @@ def _attention(reader: Reader, scope: str | None, now: datetime) -> dict[str, An
         "count": _count(reader, stuck_cond, stuck),
         "minutes": int(STUCK_AFTER.total_seconds() // 60),
         "flows": reader.rows(f"SELECT {columns} FROM flows WHERE {stuck_cond} ORDER BY flow_id LIMIT {LISTED}", stuck),
+    }
+    # e-mails to senders' contacts given up (edi.notify): an operator fixes the cause, then `edi notifications --retry`
+    mails = "SELECT {} FROM notifications WHERE state = 'failed'" + ("" if scope is None else " AND sender = ?")
+    given = [] if scope is None else [scope]
+    row = reader.one(mails.format("count(*) AS n"), given)
+    out["mails"] = {
+        "count": int(row["n"]) if row else 0,
+        "mails": reader.rows(
+            mails.format("sender, status, flow_id, idx, invoice_number, last_error, due_at")
+            + f" ORDER BY id DESC LIMIT {LISTED}",
+            given,
+        ),
     }
     return out
 

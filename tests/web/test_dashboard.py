@@ -10,16 +10,21 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from edi import accounts
+from edi.config import settings_from_dict
+from edi.notify.outbox import claim_due, record_failed
+from edi.notify.policy import policy_for
 from edi.tracking import Tracking
 from edi.web.app import create_app
 from tests.browse.test_dashboard import NOW, OK, REFUSED, add_flow
 from tests.conftest import FixedClock, Workspace
+from tests.notify.conftest import invoice_ack
 from tests.web.conftest import Lived, Site
 
 HOSTILE_SENDER = "<script>alert(1)</script>"
@@ -193,3 +198,40 @@ def test_invoices_waiting_for_their_recipient(lived: Lived, lived_site: Site) ->
     listed = operator.get(link[1].replace("&amp;", "&").replace("/invoices?", "/invoices.json?") + "&limit=1000")
     assert {r["current_status"] for r in listed.json()["invoices"]} == {"200"}
     assert len(listed.json()["invoices"]) >= later["counts"][0]
+
+
+def test_e_mails_given_up_need_an_operator(workspace: Workspace, tmp_path: Path) -> None:
+    """Notifications the outbox gave up (a 5xx) show under "needs an operator now" with why and what to run; a sender
+    account sees only its own, the JSON twin counts them."""
+    settings = settings_from_dict(
+        {
+            "workspace": {"root": str(workspace.root)},
+            "senders": [
+                {"id": "acme", "sellers": ["*"], "email": ["factures@acme.example"]},
+                {"id": "opdemat", "sellers": ["*"], "email": ["ops@opdemat.example"]},
+            ],
+            "notifications": {"smtp_host": "127.0.0.1", "from_address": "edi@platform.example"},
+        },
+        tmp_path / "config.toml",
+    )
+    store = Tracking(workspace.settings.workspace.layout().database)
+    store.notifications = policy_for(settings, "w")
+    for flow_id, sender, number in (("F-ACME", "acme", "<b>FA-1</b>"), ("F-OPDEMAT", "opdemat", "IN-9")):
+        ack = invoice_ack(flow_id, sender, [{"status": "213", "reason": "DEST_INC", "invoice_number": number}])
+        store.record_outcomes([ack], NOW)
+    mails = claim_due(store, NOW, NOW + timedelta(minutes=5), 10)
+    assert len(mails) == 2
+    record_failed(store, mails, NOW, "550 5.1.1 <factures@acme.example>: mailbox unknown")
+    accounts.add_user(store, "alice", "operator", "secret-pass-1", NOW)
+    accounts.add_user(store, "acme-ops", "sender", "secret-pass-2", NOW, sender="acme")
+    store.close()
+    with TestClient(create_app(workspace.settings, FixedClock(NOW)), base_url="http://127.0.0.1") as client:
+        found = as_operator(client).get("/dashboard.json").json()["attention"]["mails"]
+        assert found["count"] == 2 and {m["sender"] for m in found["mails"]} == {"acme", "opdemat"}
+        html = client.get("/").text
+        assert "E-mails given up" in html and "edi notifications --retry" in html
+        assert "&lt;b&gt;FA-1&lt;/b&gt;" in html and "<b>FA-1" not in html and "mailbox unknown" in html
+    with TestClient(create_app(workspace.settings, FixedClock(NOW)), base_url="http://127.0.0.1") as client:
+        log_in(client, "acme-ops", "secret-pass-2")
+        found = client.get("/dashboard.json").json()["attention"]["mails"]
+        assert found["count"] == 1 and [m["sender"] for m in found["mails"]] == ["acme"]
