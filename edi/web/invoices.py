@@ -18,7 +18,7 @@ from edi import accounts
 from edi.browse import invoices as browse
 from edi.lifecycle import deposit
 from edi.lifecycle.labels import label
-from edi.lifecycle.rules import RECIPIENT_STATUSES
+from edi.lifecycle.rules import RECIPIENT_STATUSES, Order, order
 from edi.web import render
 from edi.web.app import Console, Forbidden, Visitor, twin
 from edi.web.pages import Endpoint, Handler, decode_cursor, encode_cursor, export_limit, page_limit, posted, protected
@@ -75,10 +75,12 @@ def invoice_page(console: Console) -> Handler:
         if twin(request) == ".json":
             return render.as_json(found)
         document = found["document"]
-        settable = visitor.user.operator and document.get("status") == "200" and bool(document.get("recipient"))
+        history = [step["status"] for step in document.get("lifecycle") or []][1:]  # after edi's own decision
+        delivered = document.get("status") == "200" and bool(document.get("recipient"))
+        can_follow = [s for s in sorted(RECIPIENT_STATUSES) if order(history, s)[0] is Order.NEW]
         extra = {
-            "can_set_status": settable,
-            "recipient_statuses": [(s, label(s)) for s in sorted(RECIPIENT_STATUSES)],
+            "can_set_status": visitor.user.operator and delivered and bool(can_follow),
+            "recipient_statuses": [(s, label(s)) for s in can_follow],  # only those the order rules allow next
             "deposited": request.query_params.get("done") == "status",
         }
         return console.page(request, "invoice.html", {**found, **extra})
