@@ -15,6 +15,7 @@ are checked when the message is processed, under the writers' lock, as for any p
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -151,7 +152,7 @@ def prepare(
     who = partner_for(senders, invoice["recipient"], partner)
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%f")
     operator = re.sub(r"[^A-Za-z0-9._-]", "_", by)[:40] if by else "operator"
-    name = f"status-{stamp}-{status}-{operator}.xml"
+    name = f"status-{stamp}-{secrets.token_hex(3)}-{status}-{operator}.xml"  # never another deposit's name
     message = status_message(invoice, status, now, name, reason=reason, text=text)
     check_or_raise(message)
     return Prepared(who, name, message, invoice)
