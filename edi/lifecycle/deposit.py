@@ -22,21 +22,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lxml import etree
-
 from edi.config import SenderSettings
 from edi.errors import EdiError, UnknownFlowError
-from edi.lifecycle.cdar import GUIDELINE, NSMAP, PROCESS, QDT, RAM, RSM, UDT
-from edi.lifecycle.rules import Order, label, order, reason_problem, status_problem
+from edi.lifecycle.cdar import Relay, build_relay, file_name
+from edi.lifecycle.rules import Order, order, reason_problem, status_problem
 from edi.lifecycle.validate import check_or_raise
 from edi.spool import Spool
 from edi.tracking import Tracking
 from edi.workspace import Layout
 
-HANDLING = "23"  # MDT-77: the recipient's handling phase ("traitement")
 MAX_TEXT = 1000
 _KEY = re.compile(r"(?P<flow>\d{8}T\d{6,12}(?:-[0-9a-f]{0,6})?)[~/](?P<idx>\d{1,6})")
-_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class StatusRefused(EdiError):
@@ -152,8 +148,9 @@ def prepare(
     who = partner_for(senders, invoice["recipient"], partner)
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%f")
     operator = re.sub(r"[^A-Za-z0-9._-]", "_", by)[:40] if by else "operator"
-    name = f"status-{stamp}-{secrets.token_hex(3)}-{status}-{operator}.xml"  # never another deposit's name
-    message = status_message(invoice, status, now, name, reason=reason, text=text)
+    stem = f"status-{stamp}-{secrets.token_hex(3)}-{status}-{operator}"  # never another deposit's name
+    message = status_message(invoice, status, now, stem, reason=reason, text=text)
+    name = file_name(stem, 0)
     check_or_raise(message)
     return Prepared(who, name, message, invoice)
 
@@ -171,82 +168,30 @@ def status_message(
     invoice: Mapping[str, Any],
     status: str,
     now: datetime,
-    name: str,
+    stem: str,
     *,
     reason: str | None = None,
     text: str | None = None,
 ) -> bytes:
     """The CDAR message the invoice's recipient (its buyer, role BY) sends about it: status ``status`` with its
-    reason and words, addressed to the seller (SE)."""
-    root = etree.Element(f"{{{RSM}}}CrossDomainAcknowledgementAndResponse", nsmap=NSMAP)
-    context = _sub(root, RSM, "ExchangedDocumentContext")
-    _sub(_sub(context, RAM, "BusinessProcessSpecifiedDocumentContextParameter"), RAM, "ID", PROCESS)
-    _sub(_sub(context, RAM, "GuidelineSpecifiedDocumentContextParameter"), RAM, "ID", GUIDELINE)
-    header = _sub(root, RSM, "ExchangedDocument")
-    _sub(header, RAM, "ID", name.removesuffix(".xml"))  # MDT-4
-    _sub(header, RAM, "Name", name)  # MDT-5
-    _datetime(header, "IssueDateTime", now)  # MDT-8
-    _sub(_sub(header, RAM, "SenderTradeParty"), RAM, "RoleCode", "WK")
-    issuer = _sub(header, RAM, "IssuerTradeParty")
-    if invoice.get("buyer_id"):
-        _sub(issuer, RAM, "GlobalID", str(invoice["buyer_id"]), **_scheme(str(invoice["buyer_id"])))
-    if invoice.get("buyer_name"):
-        _sub(issuer, RAM, "Name", _cut(str(invoice["buyer_name"])))
-    _sub(issuer, RAM, "RoleCode", "BY")
-    recipient = _sub(header, RAM, "RecipientTradeParty")
-    seller = str(invoice["seller_id"])
-    _sub(recipient, RAM, "GlobalID", seller, **_scheme(seller))
-    _sub(recipient, RAM, "RoleCode", "SE")
-    _sub(_sub(recipient, RAM, "URIUniversalCommunication"), RAM, "URIID", str(invoice["sender"]))  # MDT-73
-
-    ack = _sub(root, RSM, "AcknowledgementDocument")
-    _sub(_sub(ack, RAM, "MultipleReferencesIndicator"), UDT, "Indicator", "false")
-    _sub(ack, RAM, "TypeCode", HANDLING)  # MDT-77
-    _datetime(ack, "IssueDateTime", now)  # MDT-78
-    ref = _sub(ack, RAM, "ReferenceReferencedDocument")
-    _sub(ref, RAM, "IssuerAssignedID", str(invoice["invoice_number"]))  # MDT-87
-    if invoice.get("type_code"):
-        _sub(ref, RAM, "TypeCode", str(invoice["type_code"]))  # MDT-91
-    _sub(
-        _sub(ref, RAM, "FormattedIssueDateTime"), QDT, "DateTimeString", _day(str(invoice["issue_date"])), format="102"
+    ``reason`` and ``text``, addressed to the seller (SE), named ``file_name(stem, 0)``: the message edi relays
+    (:func:`edi.lifecycle.cdar.build_relay`), here with the buyer as its issuer."""
+    return build_relay(
+        Relay(
+            flow_id=stem,
+            index=0,
+            sender=str(invoice["sender"]),
+            status=status,
+            set_at=now,
+            decided_at=now,
+            invoice_number=str(invoice["invoice_number"]),
+            issue_date=invoice.get("issue_date"),
+            type_code=invoice.get("type_code"),
+            seller_id=invoice.get("seller_id"),
+            issuer_id=str(invoice.get("buyer_id") or invoice["recipient"]),  # MDT-38 is required in phase 23
+            issuer_role="BY",
+            issuer_name=invoice.get("buyer_name"),
+            reason=reason,
+            text=text,
+        )
     )
-    _sub(ref, RAM, "ProcessConditionCode", status)  # MDT-105
-    _sub(ref, RAM, "ProcessCondition", label(status))
-    issuer_ref = _sub(ref, RAM, "IssuerTradeParty")  # MDT-129
-    _sub(issuer_ref, RAM, "GlobalID", seller, **_scheme(seller))
-    if reason or text:
-        detail = _sub(ref, RAM, "SpecifiedDocumentStatus")
-        if reason:
-            _sub(detail, RAM, "ReasonCode", reason)  # MDT-113
-        if text:
-            _sub(detail, RAM, "Reason", _cut(text))  # MDT-114
-        _sub(detail, RAM, "SequenceNumeric", "1")
-    etree.indent(root)
-    data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
-    return data
-
-
-def _sub(parent: etree._Element, ns: str, tag: str, text: str | None = None, **attributes: str) -> etree._Element:
-    element = etree.SubElement(parent, f"{{{ns}}}{tag}", attributes)
-    if text is not None:
-        element.text = _NOT_XML.sub("\ufffd", text)
-    return element
-
-
-def _scheme(identifier: str) -> dict[str, str]:
-    value = "".join(identifier.split())
-    if value.isdigit() and value.isascii() and len(value) in (9, 14):
-        return {"schemeID": "0002" if len(value) == 9 else "0009"}
-    return {}
-
-
-def _datetime(parent: etree._Element, tag: str, moment: datetime) -> None:
-    _sub(_sub(parent, RAM, tag), UDT, "DateTimeString", moment.astimezone(UTC).strftime("%Y%m%d%H%M%S"), format="204")
-
-
-def _day(issue_date: str) -> str:
-    return issue_date.strip().replace("-", "")[:8]
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
