@@ -7,7 +7,7 @@ raises nothing. Used by ``edi show`` (:mod:`edi.tracking`) and the console (:mod
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from edi.lifecycle.labels import label
@@ -64,3 +64,9 @@ def by_document(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[Mapping[str
         if row.get("state") == RECORDED:
             out.setdefault(int(row["idx"]), []).append(row)
     return out
+
+
+def recorded_after_decision(steps: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The statuses of a :func:`timeline` after edi's own decision (its first step), oldest first: the history the
+    order rules read."""
+    return [str(step["status"]) for step in steps][1:]

@@ -19,6 +19,7 @@ from edi.browse import invoices as browse
 from edi.lifecycle import deposit
 from edi.lifecycle.labels import label
 from edi.lifecycle.rules import RECIPIENT_STATUSES, Order, order
+from edi.lifecycle.timeline import recorded_after_decision
 from edi.web import render
 from edi.web.app import Console, Forbidden, Visitor, twin
 from edi.web.pages import Endpoint, Handler, decode_cursor, encode_cursor, export_limit, page_limit, posted, protected
@@ -75,7 +76,7 @@ def invoice_page(console: Console) -> Handler:
         if twin(request) == ".json":
             return render.as_json(found)
         document = found["document"]
-        history = [step["status"] for step in document.get("lifecycle") or []][1:]  # after edi's own decision
+        history = recorded_after_decision(document.get("lifecycle") or [])
         delivered = document.get("status") == "200" and bool(document.get("recipient"))
         can_follow = [s for s in sorted(RECIPIENT_STATUSES) if order(history, s)[0] is Order.NEW]
         extra = {
@@ -103,7 +104,7 @@ def invoice_status(console: Console) -> Endpoint:
         document = found["document"]
         invoice: dict[str, Any] = {**document, "flow_id": found["flow"]["flow_id"], "idx": idx}
         invoice["sender"] = found["flow"]["sender"]
-        history = [step["status"] for step in document.get("lifecycle") or []][1:]  # after edi's own decision
+        history = recorded_after_decision(document.get("lifecycle") or [])
         now = console.now()
         try:
             prepared = deposit.prepare(
