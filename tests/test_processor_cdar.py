@@ -17,9 +17,8 @@ from lxml import etree
 from edi.ack import from_xml
 from edi.lifecycle.cdar import RAM, file_name
 from edi.lifecycle.validate import artefacts, check
-from edi.runner import run_batch
-from tests.conftest import FLOWS, REPO, FixedClock, Workspace
-from tests.test_runner import SAMPLES, drop_samples, repo_config_workspace
+from tests.conftest import FLOWS, REPO, Workspace
+from tests.test_runner import SAMPLES, run_samples
 
 ACK_XSD = etree.XMLSchema(etree.parse(str(REPO / "schemas" / "acknowledgement.xsd")))
 BATCH = ("opdemat", "04-batch.tar.gz")  # several documents in one flow
@@ -74,24 +73,7 @@ def assert_exactly_the_messages(ws: Workspace) -> int:
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """One real batch over every sample flow, with the repository's configuration, plus an empty file."""
-    from edi.config import load_settings
-    from edi.runner import init_workspace
-
-    tmp = tmp_path_factory.mktemp("cdar-samples")
-
-    def make(text: str) -> Workspace:
-        config = tmp / "config.toml"
-        config.write_text(text.format(directory=FLOWS / "directory.toml"), encoding="utf-8")
-        settings = load_settings(config)
-        init_workspace(settings)
-        return Workspace(config, settings)
-
-    ws = repo_config_workspace(make)
-    drop_samples(ws)
-    clock = FixedClock()
-    clock.advance(ws.settings.intake.min_age_seconds + 1)
-    run_batch(ws.settings, clock=clock)
-    return ws
+    return run_samples(tmp_path_factory.mktemp("cdar-samples"))[0]
 
 
 def test_every_sample_flow_gets_one_valid_message_per_document(sample_run: Workspace) -> None:

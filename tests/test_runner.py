@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from edi.model import FlowStatus
 from edi.runner import init_workspace, requeue, run_batch
 from edi.tracking import Tracking
 from flows.drop import drop
-from tests.conftest import DEFAULT_CONFIG, EXPECTED, FLOWS, REPO, Workspace, assert_expected_answer
+from tests.conftest import DEFAULT_CONFIG, EXPECTED, FLOWS, REPO, FixedClock, Workspace, assert_expected_answer
 
 SAMPLES = [(sender, name) for sender, files in EXPECTED.items() for name in files]
 
@@ -46,14 +47,9 @@ def acks_by_name(ws: Workspace) -> dict[tuple[str, str], dict]:
     return found
 
 
-@pytest.fixture(scope="module")
-def sample_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, dict, object]:
-    """Run one batch over all samples with the repository's configuration."""
-    from edi.config import load_settings
-    from edi.runner import init_workspace
-    from tests.conftest import FixedClock
-
-    tmp = tmp_path_factory.mktemp("samples")
+def run_samples(tmp: Path) -> tuple[Workspace, object]:
+    """A workspace in ``tmp`` with the repository's configuration, every sample dropped, and one real batch over
+    them (as ./demo.sh runs it, once min_age_seconds is waited out); its report."""
 
     def make(text: str) -> Workspace:
         config = tmp / "config.toml"
@@ -66,7 +62,13 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, dic
     drop_samples(ws)
     clock = FixedClock()
     clock.advance(ws.settings.intake.min_age_seconds + 1)  # ./demo.sh waits out min_age_seconds, then runs
-    report = run_batch(ws.settings, clock=clock)
+    return ws, run_batch(ws.settings, clock=clock)
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, dict, object]:
+    """Run one batch over all samples with the repository's configuration."""
+    ws, report = run_samples(tmp_path_factory.mktemp("samples"))
     return ws, acks_by_name(ws), report
 
 
