@@ -16,6 +16,7 @@ does on a quiet disk.
 Usage (from the repository; a revision is anything `git worktree add` takes, `.` is the working tree as it is):
 
   .venv/bin/python benchmarks/bench_versions.py HEAD~1 HEAD [--flows 20000] [--workers 1 2] [--rounds 4]
+  [--rules xsd,en16931]   (the validation layers run; default xsd)
   [--notify HEAD]   (HEAD also run with notifications on, as HEAD+notify)
 """
 
@@ -53,11 +54,13 @@ def checkout(revision: str, folder: Path) -> Path:
     return folder
 
 
-def run(code: Path, work: Path, files: list[Path], workers: int, notify: bool = False) -> tuple[float, list[int]]:
-    """Seconds of `edi batch --workers W` (the code in ``code``) on ``files`` in a fresh workspace ``work`` (with
-    notifications on, if ``notify``), and the machine's CPU ticks meanwhile."""
+def run(
+    code: Path, work: Path, files: list[Path], workers: int, notify: bool = False, rules: tuple[str, ...] = ("xsd",)
+) -> tuple[float, list[int]]:
+    """Seconds of `edi batch --workers W` (the code in ``code``) on ``files`` in a fresh workspace ``work`` running
+    the validation layers ``rules`` (with notifications on, if ``notify``), and the machine's CPU ticks meanwhile."""
     work.mkdir(parents=True)
-    edi = new_workspace(work, ["xsd"], code, notify)
+    edi = new_workspace(work, list(rules), code, notify)
     drop(files, work / "ws" / "inbox" / "bench")
     before, started = cpu_times(), time.perf_counter()
     done = subprocess.run([*edi, "batch", "--workers", str(workers)], cwd=code, capture_output=True, check=False)
@@ -79,6 +82,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="rounds (default 4)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument(
+        "--rules", default="xsd", help='validation.rules, comma-separated (default "xsd"; "xsd,en16931" as shipped)'
+    )
+    parser.add_argument(
         "--notify",
         nargs="*",
         default=[],
@@ -86,6 +92,7 @@ def main() -> None:
         help="revisions also run with notifications on (queued for the sender's address), shown as REVISION+notify",
     )
     args = parser.parse_args()
+    rules = tuple(r.strip() for r in args.rules.split(",") if r.strip())
 
     scratch = Path(tempfile.mkdtemp(prefix="edi-versions-"))
     ticks = os.sysconf("SC_CLK_TCK")
@@ -107,7 +114,7 @@ def main() -> None:
             for revision, workers in variants if round_number % 2 == 0 else variants[::-1]:
                 runs += 1
                 notify = revision.endswith("+notify")
-                seconds, cpu = run(codes[revision], scratch / f"run{runs}", files, workers, notify)
+                seconds, cpu = run(codes[revision], scratch / f"run{runs}", files, workers, notify, rules)
                 rate = len(files) / seconds
                 rates[revision, workers].append(rate)
                 print(
