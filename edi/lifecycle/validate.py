@@ -185,7 +185,18 @@ def raise_if_fatal(findings: list[Finding]) -> None:
 
 def _xsd_findings(tree: etree._ElementTree, xsd: Artefact) -> list[Finding]:
     compile_schema(xsd.path)  # raises CatalogueError when the installed schema does not compile
-    return validate_xsd(tree, xsd.path)
+    try:
+        return validate_xsd(tree, xsd.path)
+    except etree.Error as exc:  # libxml2 gives up on some trees (an entity left unexpanded): never a pass
+        return [
+            Finding(
+                Code.LAYER_NOT_RUN,
+                Layer.CDAR,
+                f"the CDAR XSD could not be run on the message, so it cannot be sent: {short(exc)}",
+                rule_set_version=xsd.version,
+                rule_set_sha256=xsd.sha256,
+            )
+        ]
 
 
 def _in_cdar(finding: Finding, xsd: Artefact) -> Finding:
