@@ -194,6 +194,7 @@ def _not_run(layer: Layer, compiled: Compiled, why: str, rule: str | None = None
 def svrl_findings(report: etree._Element, layer: Layer, compiled: Compiled, tree: etree._ElementTree) -> list[Finding]:
     """Findings from an SVRL report: every failed assert and successful report, with its severity."""
     findings = []
+    lines = Lines(tree)
     fired = list(report.iter(f"{{{SVRL}}}failed-assert", f"{{{SVRL}}}successful-report"))
     for item in fired[:MAX_FINDINGS]:
         location = item.get("location") or None
@@ -207,7 +208,7 @@ def svrl_findings(report: etree._Element, layer: Layer, compiled: Compiled, tree
                 severity=severity(compiled.entry.severity, rule, item.get("flag")),
                 rule=rule,
                 assert_id=assert_id,
-                line=line_of(tree, location) if location else None,
+                line=lines.line(location) if location else None,
                 xpath=location,
                 rule_set_version=compiled.entry.version,
                 rule_set_sha256=compiled.sha256,
@@ -268,10 +269,83 @@ _STEP = re.compile(
 
 
 def line_of(tree: etree._ElementTree, location: str) -> int | None:
-    """The source line of the element an SVRL location points at (its parent's for an attribute or text)."""
-    steps = [s for s in split_steps(location) if s]
-    current: etree._Element | None = None
-    for step in steps:
+    """The source line of the element an SVRL location points at (its parent for an attribute or text)."""
+    return Lines(tree).line(location)
+
+
+_Key = tuple[str | None, str, int]  # a location step: namespace (None: any), local name, index among those
+
+
+class Lines:
+    """The source lines of the elements SVRL locations point at in one document: each element on the way is looked
+    up among its parent's children grouped by name, the grouping made once per parent (a finding on every one of
+    200 lines no longer scans the root's children 200 times)."""
+
+    def __init__(self, tree: etree._ElementTree) -> None:
+        self._root = tree.getroot()
+        self._found: dict[tuple[_Key, ...], etree._Element | None] = {}
+        self._named: dict[etree._Element, dict[tuple[str, str], list[etree._Element]]] = {}
+        self._local: dict[etree._Element, dict[str, list[etree._Element]]] = {}
+
+    def line(self, location: str) -> int | None:
+        """The source line of the element ``location`` points at, or None when it points at none."""
+        keys = _keys(location)
+        element = self._find(keys) if keys else None
+        return element.sourceline if element is not None else None
+
+    def _find(self, keys: tuple[_Key, ...]) -> etree._Element | None:
+        if keys in self._found:
+            return self._found[keys]
+        ns, local, index = keys[-1]
+        if len(keys) == 1:
+            candidates = [self._root] if _name(self._root) is not None else []
+            same = [c for c in candidates if _matches(c, ns, local)]
+        else:
+            parent = self._find(keys[:-1])
+            same = [] if parent is None else self._children(parent, ns, local)
+        found = same[index - 1] if len(same) >= index else None
+        self._found[keys] = found
+        return found
+
+    def _children(self, parent: etree._Element, ns: str | None, local: str) -> list[etree._Element]:
+        named = self._named.get(parent)
+        if named is None:
+            named = {}
+            by_local: dict[str, list[etree._Element]] = {}
+            for child in parent:
+                name = _name(child)
+                if name is not None:
+                    named.setdefault(name, []).append(child)
+                    by_local.setdefault(name[1], []).append(child)
+            self._named[parent], self._local[parent] = named, by_local
+        if ns is None:
+            return self._local[parent].get(local, [])
+        return named.get((ns, local), [])
+
+
+def _name(element: etree._Element) -> tuple[str, str] | None:
+    """(namespace or "", local name) of an element; None for a comment or processing instruction."""
+    tag = element.tag
+    if not isinstance(tag, str):
+        return None
+    if tag.startswith("{"):
+        ns, _, local = tag[1:].partition("}")
+        return ns, local
+    return "", tag
+
+
+def _matches(element: etree._Element, ns: str | None, local: str) -> bool:
+    name = _name(element)
+    return name is not None and name[1] == local and (ns is None or name[0] == ns)
+
+
+def _keys(location: str) -> tuple[_Key, ...] | None:
+    """The element steps of an SVRL location (up to an attribute or text step), or None when a step is not one of
+    the three styles Schematron skeletons write."""
+    keys = []
+    for step in split_steps(location):
+        if not step:
+            continue
         if step.startswith("@") or step.startswith("text()"):
             break
         match = _STEP.match(step)
@@ -279,19 +353,8 @@ def line_of(tree: etree._ElementTree, location: str) -> int | None:
             return None
         ns = match.group("ns") if match.group("local") else match.group("qns")
         local = match.group("local") or match.group("qlocal") or match.group("plain")
-        index = int(match.group("index") or 1)
-        candidates = [tree.getroot()] if current is None else list(current)
-        same = [
-            c
-            for c in candidates
-            if isinstance(c.tag, str)
-            and etree.QName(c).localname == local
-            and (ns is None or (etree.QName(c).namespace or "") == ns)
-        ]
-        if len(same) < index:
-            return None  # the location does not lead to an element of this document
-        current = same[index - 1]
-    return current.sourceline if current is not None else None
+        keys.append((ns, local, int(match.group("index") or 1)))
+    return tuple(keys)
 
 
 # -- the stage -------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ Why the Factur-X XSLTs cost several times the CEN UBL one (measured in ``benchma
 3. Each rule writes an ``svrl:fired-rule`` element for every node it matches, which edi never reads: the report on
    a 20 MB invoice held 220,000 of them (tens of MB, parsed again to read the findings). They are not written.
 4. Costs that grew faster than the document (with the square of its lines): :mod:`edi.validate.xslt_scaling`.
+5. Hundreds of asserts that a path is absent, each walking it from the root: :mod:`edi.validate.xslt_absent`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from edi.validate.xpath_text import split_steps, split_union, without_predicates
+from edi.validate.xslt_absent import group_absent_paths
 from edi.validate.xslt_scaling import XSL, hoist_constant_calls, key_sibling_lookups, number_locations
 
 SVRL = "http://purl.oclc.org/dsdl/svrl"
@@ -69,6 +71,9 @@ def optimise(original: etree._ElementTree) -> Optimised:
     keys, lookups = key_sibling_lookups(tree)
     if keys:
         changes.append(f"{lookups} lookups of siblings by a child's value made by key ({keys} keys)")
+    absent = group_absent_paths(tree)
+    if absent:
+        changes.append(f"{absent} asserts that a path is absent grouped under the steps their paths share")
     if number_locations(tree):
         changes.append("location steps numbered by xsl:number")
     return Optimised(tree, codedb, tuple(changes))
