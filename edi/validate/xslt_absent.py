@@ -48,7 +48,7 @@ def group_absent_paths(tree: etree._ElementTree) -> int:
         for child in list(template):
             if not isinstance(child.tag, str):
                 continue
-            steps = _steps(child)
+            steps = _steps(child) if child.nsmap == template.nsmap else None  # the guard sees the template's prefixes
             if steps is None or (child.tail or "").strip():  # not such an assert, or text written after it
                 grouped += _group(run, 0)
                 run = []

@@ -124,3 +124,12 @@ def test_cen_ubl_syntax_asserts_are_grouped() -> None:
     assert len(list(guard.iter(f"{{{XSL}}}choose"))) > 30
     svrl = "{http://purl.oclc.org/dsdl/svrl}failed-assert"
     assert [a.get("test") for a in root.iter(svrl)] == [a.get("test") for a in original.getroot().iter(svrl)]
+
+
+def test_an_assert_declaring_its_own_prefix_is_left_in_place() -> None:
+    """An assert whose path uses a prefix it declares itself stays out of a group: the guard could not read it."""
+    local = assert_absent("not(q:a/q:c)").replace("<xsl:choose>", '<xsl:choose xmlns:q="urn:q">', 1)
+    rules = assert_absent("not(a/b)") + local + assert_absent("not(a/d)") + assert_absent("not(a/e)")
+    stylesheet = etree.fromstring(STYLESHEET.replace("".join(RULES), rules)).getroottree()
+    assert group_absent_paths(stylesheet) == 2
+    assert [c.get("test") for c in stylesheet.getroot()[1] if c.tag == f"{{{XSL}}}if"] == ["a"]
