@@ -1,27 +1,39 @@
 """Throughput of `edi batch` on realistic invoices, against what the same machine does in the same run without edi.
 
 Generates N single-invoice flows (benchmarks/invoices.py: UBL and CII, invoices and credit notes, a few lines to
-hundreds, one in twenty invalid), then measures, on the same files:
+hundreds, consistent totals and VAT breakdown; one in twenty invalid under the XSD, one in fifty valid under it but
+breaking BR-CO-16; with --small, one-line invoices of 4.8-6.8 KB), then measures, on the same files:
 
-  bare loop   in this process: parse each file with lxml and validate it against the XSD the catalogue names
-              (schemas compiled once); nothing written, nothing recorded. The ceiling for XSD-only validation.
-              It runs before and after each edi run, and each run is compared with the mean of the two around it:
-              the speed of a shared VM drifts by tens of percent within minutes.
+  bare loops  in this process, nothing written, nothing recorded:
+                xsd        parse each file with lxml and validate it against the XSD the catalogue names (schemas
+                           compiled once): the ceiling for XSD-only validation;
+                official   with business rules in --rules (e.g. en16931): the same, then Saxon (saxonche) parses the
+                           file's original bytes (decoded by their declared encoding) and runs the XSLT the catalogue
+                           names for the document in each rule set, as shipped (compiled once beforehand): what a
+                           user's own loop over the official artefacts does;
+                optimised  the same with edi's optimised stylesheets (edi.validate.xslt_optimise, compiled once, the
+                           code list parameter set as edi.validate.saxon sets it): what edi's rules cost without edi.
+              (benchmarks/stylesheets.py compiles both kinds.) Every loop runs before and after each edi run, and each
+              run is compared with the mean of the two around it, for each loop: the speed of a shared VM drifts by
+              tens of percent within minutes.
   edi batch   the real command (a new process, as cron runs it) on the files dropped in a fresh workspace, with
               `--workers W` for each W asked: claims, validates, routes, delivers, acknowledges, records, archives,
-              every file made durable (fsync). Peak memory is the sum of the resident sizes of the edi processes,
-              sampled every 20 ms; throughput in each tenth of the run (the first and the last compared) comes
-              from the acknowledgements' times. When 1 and more workers are asked, 1 worker runs again after the
-              others, and W workers are compared with the mean of the two 1-worker runs (drift between runs
-              cancels out to first order).
-  bare loop   also in W processes at once, on W slices of the files, for each W > 1 asked, compared with the mean of
-  in W procs  one process just before and just after: what the machine gives W CPU-bound processes (the ceiling for
-              W workers: cores may share caches, or be shared by the host). edi's W workers / 1 worker is then also
-              given over that ratio: how much of what the machine gives W processes edi's W workers get.
+              every file made durable (fsync). Peak memory: the sum of the resident sizes of the edi processes, and
+              each process's own peak (the command, each worker, each rules process: printed largest first), sampled
+              every 20 ms; throughput in each tenth of the run (the first and the last compared) comes from the
+              acknowledgements' times. When 1 and more workers are asked, 1 worker runs again after the others, and W
+              workers are compared with the mean of the two 1-worker runs (drift between runs cancels out to first
+              order).
+  bare loops  each loop also in W processes at once, on W slices of the files, for each W > 1 asked (each process
+  in W procs  warmed up first: schemas and stylesheets compiled), compared with the mean of one process just before
+              and just after: what the machine gives W CPU-bound processes (the ceiling for W workers: cores may
+              share caches, or be shared by the host). edi's W workers / 1 worker is then also given over that ratio.
   separate    W separate `edi batch --workers 1` runs at once, each on a workspace of its own holding 1/W of the
   runs        files, for each W > 1 asked (between the W-worker run and the second 1-worker run): what the machine
               gives W processes doing edi's work, sharing nothing; W workers sharing one workspace are also given
               over it.
+  cron-sized  at the end of each round, `edi batch` as cron runs it (a new process, the configured workers) on the
+  run         first --cron files (default 100) in a fresh workspace: wall time, stylesheet compilation included.
   xmlcheck    a loop a user might script instead: the `facturx-xmlcheck` command of the factur-x package once per
               file (it checks the XSD and the EN 16931 Schematron), on a sample of the files.
 
@@ -31,8 +43,13 @@ while the kernel caches millions of inodes, it costs ten times as much (wait_for
 
 Usage (the README gives the numbers this printed):
 
-  .venv/bin/python benchmarks/bench_batch.py [--flows 20000] [--workers 1 2] [--rules xsd] [--rounds 1]
-                                             [--xmlcheck 100]
+  .venv/bin/python benchmarks/bench_batch.py [--flows 20000] [--workers 1 2] [--rules xsd en16931] [--rounds 1]
+                                             [--small] [--cron 100] [--xmlcheck 100]
+
+  --rules     the validation layers (validation.rules), space- or comma-separated: "xsd" (default) runs the XSD
+              bare loop only; "xsd en16931" (as shipped) also the official and optimised Saxon loops
+  --small     one-line UBL and CII invoices only (the issue's "tiny invoices" cases)
+  --cron N    files in the cron-sized run (0: none)
 """
 
 from __future__ import annotations
