@@ -20,8 +20,11 @@ SCHEMA_FAULTS = {
 }
 
 
-def batch(tmp_path: Path, made: list[Flow]) -> dict[str, dict[str, object]]:
-    """Run the real `edi batch` with the rules shipped (xsd, en16931) on ``made`` in a fresh workspace configured as
+SHIPPED = ["xsd", "en16931"]  # validation.rules in the shipped config.toml
+
+
+def batch(tmp_path: Path, made: list[Flow], rules: list[str] = SHIPPED) -> dict[str, dict[str, object]]:
+    """Run the real `edi batch` with ``rules`` (default: as shipped) on ``made`` in a fresh workspace configured as
     bench_batch.py configures it; each flow's acknowledgement (JSON) by file name."""
     folder = tmp_path / "files"
     folder.mkdir()
@@ -29,7 +32,7 @@ def batch(tmp_path: Path, made: list[Flow]) -> dict[str, dict[str, object]]:
     for flow in made:
         (folder / flow.name).write_bytes(flow.data)
         paths.append(folder / flow.name)
-    edi = new_workspace(tmp_path, ["xsd", "en16931"])
+    edi = new_workspace(tmp_path, rules)
     drop(paths, tmp_path / "ws" / "inbox" / "bench")
     done = subprocess.run([*edi, "batch"], capture_output=True, check=False)
     assert done.returncode in (0, 1), done.stderr.decode()[-2000:]
@@ -43,23 +46,23 @@ def fatal(ack: dict[str, object]) -> set[tuple[str, str | None]]:
     return {(f["code"], f.get("rule")) for f in found if f["severity"] == "fatal"}
 
 
-def assert_answered_as_made(made: list[Flow], acks: dict[str, dict[str, object]]) -> None:
-    """Every valid flow accepted with both layers run and no finding at all; every broken one rejected for its
-    fault."""
+def assert_answered_as_made(made: list[Flow], acks: dict[str, dict[str, object]], rules: list[str] = SHIPPED) -> None:
+    """Every valid flow accepted with every layer of ``rules`` run and no finding at all; every broken one rejected
+    for its fault."""
     assert sorted(acks) == sorted(flow.name for flow in made)
     for flow in made:
         ack = acks[flow.name]
         if not flow.broken:
             assert ack["status"] == "IN_INTEGRE", (flow.name, fatal(ack))
             [document] = ack["documents"]  # type: ignore[misc]
-            assert document["layers"] == ["xsd", "en16931"] and document["findings"] == [], flow.name
+            assert document["layers"] == rules and document["findings"] == [], flow.name
         elif flow.broken == BROKEN_RULE:
             assert ack["status"] == "IN_REJETE", flow.name
             assert fatal(ack) == {("REJ_SEMAN", BROKEN_RULE)}, flow.name
         else:
-            code, rules = SCHEMA_FAULTS[flow.broken]
+            code, named = SCHEMA_FAULTS[flow.broken]
             assert ack["status"] == "IN_REJETE", flow.name
-            assert any(c == code and r in rules for c, r in fatal(ack)), (flow.name, flow.broken, fatal(ack))
+            assert any(c == code and r in named for c, r in fatal(ack)), (flow.name, flow.broken, fatal(ack))
 
 
 def test_generated_flows_get_the_answer_they_were_made_for(tmp_path: Path) -> None:
@@ -83,6 +86,13 @@ def test_small_flows_are_one_line_and_get_the_answer_they_were_made_for(tmp_path
     tags = (b"<cac:InvoiceLine>", b"<cac:CreditNoteLine>", b"<ram:IncludedSupplyChainTradeLineItem>")
     assert all(sum(map(flow.data.count, tags)) == 1 for flow in made if flow.broken != "cut-short")
     assert_answered_as_made(made, batch(tmp_path, made))
+
+
+def test_generated_flows_also_pass_the_french_rules(tmp_path: Path) -> None:
+    """With BR-FR on top (rules xsd, en16931, br-fr), 100 generated flows get the same answers: BR-FR finds nothing
+    more in them."""
+    made, rules = list(flows(100, seed=11)), [*SHIPPED, "br-fr"]
+    assert_answered_as_made(made, batch(tmp_path, made, rules), rules)
 
 
 def test_every_sample_stays_consistent_with_three_vat_rates(tmp_path: Path) -> None:
