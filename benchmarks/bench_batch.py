@@ -228,7 +228,7 @@ def _role(pid: int, root: int) -> str:
         return "gone"
     if pid == root:
         return "edi batch"
-    code = command[2] if len(command) > 2 and command[1] == b"-c" else b""
+    code = command[command.index(b"-c") + 1] if b"-c" in command[:-1] else b""  # python [-B ...] -c CODE ...
     if b"resource_tracker" in code:
         return "resource tracker"
     if b"spawn_main" in code:
