@@ -114,15 +114,16 @@ def _lines(template: Template, lines: int) -> tuple[str, dict[Decimal, Decimal]]
     amount_tag = "ram:LineTotalAmount" if cii else "cbc:LineExtensionAmount"
     rate_tag = "ram:RateApplicablePercent" if cii else "cbc:Percent"
     price = _get(template.line, "ram:ChargeAmount" if cii else "cbc:PriceAmount")
+    skeleton = template.line.replace(template.line_id, f"{tag}>\1{tag.replace('<', '</')}>", 1)
+    skeleton = _put(_put(_put(skeleton, quantity_tag, "\2"), amount_tag, "\3"), rate_tag, "\4")
     sums: dict[Decimal, Decimal] = {}
     parts = []
     for number in range(1, lines + 1):
         quantity, rate = line_terms(number)
         amount = (quantity * price).quantize(CENT, ROUND_HALF_UP)
         sums[rate] = sums.get(rate, Decimal(0)) + amount
-        line = template.line.replace(template.line_id, f"{tag}>{number}{tag.replace('<', '</')}>", 1)
-        line = _put(_put(_put(line, quantity_tag, quantity), amount_tag, _amount(amount)), rate_tag, _rate(rate))
-        parts.append(line)
+        line = skeleton.replace("\1", str(number)).replace("\2", str(quantity)).replace("\3", _amount(amount))
+        parts.append(line.replace("\4", _rate(rate)))
     return "".join(parts), sums
 
 
