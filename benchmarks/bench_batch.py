@@ -14,8 +14,9 @@ breaking BR-CO-16; with --small, one-line invoices of 4.8-6.8 KB), then measures
                 optimised  the same with edi's optimised stylesheets (edi.validate.xslt_optimise, compiled once, the
                            code list parameter set as edi.validate.saxon sets it): what edi's rules cost without edi.
               (benchmarks/stylesheets.py compiles both kinds.) Every loop runs before and after each edi run, and each
-              run is compared with the mean of the two around it, for each loop: the speed of a shared VM drifts by
-              tens of percent within minutes.
+              run is compared with the mean of the two around it, for each loop (its rate over the loop's, and its
+              time per flow beyond the loop's, in us): the speed of a shared VM drifts by tens of percent within
+              minutes.
   edi batch   the real command (a new process, as cron runs it) on the files dropped in a fresh workspace, with
               `--workers W` for each W asked: claims, validates, routes, delivers, acknowledges, records, archives,
               every file made durable (fsync). Peak memory: the sum of the resident sizes of the edi processes, and
@@ -495,6 +496,8 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
         around = {how: (bare_rates[-2][how] + bare_rates[-1][how]) / 2 for how in loops}  # two runs of the loops
         for how in loops:
             measured.setdefault(f"{workers} worker(s) / {LOOPS[how]}", []).append(rate / around[how])
+            overhead = (1 / rate - 1 / around[how]) * 1e6  # edi's time per flow beyond the loop's
+            measured.setdefault(f"{workers} worker(s), us per flow beyond the {LOOPS[how]}", []).append(overhead)
         for key, value in (
             (f"{workers} worker(s), last tenth / first tenth", got["last"] / got["first"]),
             (f"{workers} worker(s), peak MiB (all processes)", got["peak"] / 2**20),
@@ -503,7 +506,7 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
             measured.setdefault(key, []).append(value)
         shares = "; ".join(
             f"{rate / around[how]:.2f}x the {LOOPS[how]} ({bare_rates[-2][how]:.0f} and {bare_rates[-1][how]:.0f}"
-            " flows/s just before and after)"
+            f" flows/s just before and after; {(1 / rate - 1 / around[how]) * 1e6:.0f} us more per flow)"
             for how in loops
         )
         print(
