@@ -100,6 +100,16 @@ class RulesRunner:
         self._compiled[entry.xslt] = known
         return known
 
+    def prepare_ahead(self, xslts: Sequence[Path]) -> None:
+        """Have the rules process start and compile ``xslts`` in the background (nothing without a time budget:
+        then XSLTs are compiled in this process, when first needed)."""
+        if self._process is not None:
+            self._process.prepare_ahead(xslts)
+
+    def ran(self) -> list[Path]:
+        """The XSLTs run on documents in the rules process so far, in the order first run."""
+        return list(self._process.ran) if self._process is not None else []
+
     def _prepare(self, xslt: Path) -> str | None:
         if self._saxon is not None:
             return self._saxon.prepare(xslt)
