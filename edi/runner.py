@@ -256,12 +256,19 @@ class Session:
         except OSError as exc:
             log.warning("cannot write the stylesheets used", error=f"{type(exc).__name__}: {exc}")
 
+    def log_compiles(self) -> None:
+        """Log each stylesheet the rules process compiled since the last call (``stylesheet compiled``, with the
+        process that compiled it): in ``edi watch`` and ``edi schedule``, each is compiled once in a process's life."""
+        for xslt, pid, seconds in self.rules.take_compiles():
+            log.info("stylesheet compiled", xslt=xslt.name, process=pid, seconds=round(seconds, 3))
+
     def warm_up(self) -> int:
         """Compile now every business-rule XSLT the configuration can ask for, so that the first file of a long run
         does not wait for it; return how many were compiled."""
         entries = self.wanted_rules()
         for entry in entries:
             self.rules.compiled(entry)
+        self.log_compiles()
         return len(entries)
 
     def __enter__(self) -> Session:
@@ -409,6 +416,7 @@ class Session:
                 report.unclaimable.update(self._pool.take_unclaimable())
         report.stopped = should_stop()
         self.remember_rules()
+        self.log_compiles()
         return report
 
     def claim_and_process(self, items: Sequence[tuple[str, Ready]], leave: set[Path] | None = None) -> list[Outcome]:

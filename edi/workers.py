@@ -122,6 +122,7 @@ def _run(groups: list[Wire]) -> TaskResult:
                 error = exc
                 break
         outcomes += _session.processor.finish()  # the last group's: its outcomes go back with its task
+        _session.log_compiles()
         unclaimable = [(os.fsencode(path), why) for path, why in _session.unclaimable.items()]
         _session.unclaimable = {}
         _idle = threading.Timer(IDLE_FLUSH_SECONDS, _flush)

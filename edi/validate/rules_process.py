@@ -5,12 +5,12 @@ Saxon runs native code that a Python signal cannot interrupt, and a thread canno
 document's time back is to run its rule layers in a process of their own and kill it. :class:`RulesProcess` starts
 one (a new interpreter, ``python -c``, sharing nothing but a socket: unlike a ``multiprocessing`` spawn it does not
 import the parent's main module, so a script that uses edi as a library needs no ``__main__`` guard) when first
-needed (or ahead: :meth:`RulesProcess.prepare_ahead` starts it and has it compile the XSLTs a run expects while
-the parent gets on with the rest), has it compile each XSLT once (the compile does not count against a document's
-budget, and is logged: ``stylesheet compiled``), then hands it a document and the XSLTs to run, and reads each
-layer's SVRL report back as it comes. Past the budget it kills the process (SIGKILL) and says which layer ran out of
-time; the next document gets a new process, which compiles again what it is asked to run. The child parses each
-document once for all its layers.
+needed (or ahead: :meth:`RulesProcess.prepare_ahead` starts it and has it compile the XSLTs a run expects while the
+parent gets on with the rest), has it compile each XSLT once (the compile does not count against a document's
+budget; each compile is kept in :attr:`RulesProcess.compiles` for the caller to log), then hands it a document and
+the XSLTs to run, and reads each layer's SVRL report back as it comes. Past the budget it kills the process (SIGKILL)
+and says which layer ran out of time; the next document gets a new process, which compiles again what it is asked to
+run. The child parses each document once for all its layers.
 
 The child runs in a session of its own (a Ctrl-C for ``edi batch`` must not fail the document being validated: the
 parent decides when to stop), exits when its socket closes (its parent is gone), and is ended by its own SIGALRM
@@ -37,11 +37,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import structlog
-
 from edi.validate.saxon import Saxon, short
-
-log = structlog.get_logger()
 
 BACKSTOP_SECONDS = 5.0  # past the budget, the child kills itself if its parent did not
 DONE, FAILED, TIMED_OUT, NOT_STARTED, DIED = "done", "failed", "timed out", "not started", "died"
@@ -70,6 +66,8 @@ class RulesProcess:
         self._prepared: dict[Path, str | None] = {}
         self._asked: list[list[Path]] = []  # compile requests sent and not answered yet (answered in order)
         self.ran: dict[Path, None] = {}  # every XSLT asked to run on a document, in the order first asked
+        self.compiles: list[tuple[Path, int, float]] = []  # (XSLT, child's pid, seconds) of each compile: the
+        # caller takes them (a new child compiles again what it is asked)
         self._lock = threading.Lock()  # one request at a time on the socket
         self.backstop = BACKSTOP_SECONDS
         atexit.register(self.close)
@@ -171,8 +169,7 @@ class RulesProcess:
             for path, (error, seconds) in answer.items():
                 self._prepared[Path(path)] = error
                 if error is None:
-                    seconds = round(seconds, 3)
-                    log.info("stylesheet compiled", xslt=Path(path).name, process=process.pid, seconds=seconds)
+                    self.compiles.append((Path(path), process.pid, seconds))
 
     def _start(self) -> Connection:
         if self._connection is not None:

@@ -106,6 +106,13 @@ class RulesRunner:
         if self._process is not None:
             self._process.prepare_ahead(xslts)
 
+    def take_compiles(self) -> list[tuple[Path, int, float]]:
+        """The XSLTs the rules process compiled since the last call: (path, its pid, seconds each)."""
+        if self._process is None:
+            return []
+        taken, self._process.compiles = self._process.compiles, []
+        return taken
+
     def ran(self) -> list[Path]:
         """The XSLTs run on documents in the rules process so far, in the order first run."""
         return list(self._process.ran) if self._process is not None else []
