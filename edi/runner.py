@@ -257,10 +257,14 @@ class Session:
             log.warning("cannot write the stylesheets used", error=f"{type(exc).__name__}: {exc}")
 
     def log_compiles(self) -> None:
-        """Log each stylesheet the rules process compiled since the last call (``stylesheet compiled``, with the
-        process that compiled it): in ``edi watch`` and ``edi schedule``, each is compiled once in a process's life."""
+        """Log each stylesheet the rules process compiled since the last call (``stylesheet compiled``: this process,
+        its rules process, the seconds it took): in ``edi watch`` and ``edi schedule``, workers included, each is
+        compiled once in a process's life (a rules process killed past its budget is replaced, and the new one
+        compiles again what it is asked to run)."""
         for xslt, pid, seconds in self.rules.take_compiles():
-            log.info("stylesheet compiled", xslt=xslt.name, process=pid, seconds=round(seconds, 3))
+            log.info(
+                "stylesheet compiled", xslt=xslt.name, process=os.getpid(), rules_process=pid, seconds=round(seconds, 3)
+            )
 
     def warm_up(self) -> int:
         """Compile now every business-rule XSLT the configuration can ask for, so that the first file of a long run
