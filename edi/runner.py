@@ -180,7 +180,7 @@ class Session:
             # the stylesheets the last run used are compiled by the rules process while this one gets on with the
             # rest (the CDAR artefacts, the scan, the first documents)
             ahead = self._rules_used_before()
-            self._rules_written = [str(x) for x in ahead]  # what the hint says now (or the default ahead)
+            self._rules_written = [str(e.xslt) for e in ahead]  # what the hint says now (or the default ahead)
             self.rules.prepare_ahead(ahead)
             prepare_cdar()  # the artefacts every flow's CDAR messages are checked against
             self.layout.create([s.id for s in settings.senders])
@@ -230,7 +230,7 @@ class Session:
             wanted.update(recipient.rules)
         return [e for e in self.catalogue.rules if e.rule_set in wanted]
 
-    def _rules_used_before(self) -> list[Path]:
+    def _rules_used_before(self) -> list[RuleEntry]:
         """The XSLTs that the last pass of this workspace ran (:data:`RULES_USED`) and the configuration can still
         ask for, in the order they were first needed; without one (or when it cannot be read: it is only a hint),
         those of the wanted rule sets that cover any profile (EN 16931 for UBL and for CII)."""
@@ -240,8 +240,8 @@ class Session:
         except (OSError, ValueError):
             named = None
         if not isinstance(named, list):
-            return list(dict.fromkeys(e.xslt for e in wanted if "*" in e.profiles))
-        known = {str(e.xslt): e.xslt for e in wanted}
+            return [e for e in wanted if "*" in e.profiles]
+        known = {str(e.xslt): e for e in wanted}
         return [known[n] for n in named if isinstance(n, str) and n in known]
 
     def remember_rules(self) -> None:
