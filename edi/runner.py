@@ -177,11 +177,13 @@ class Session:
             self.directory = directory = load_routing(settings)
             self.catalogue = load_catalogue()
             self.rules = runner_for(self.catalogue, settings.limits.validate_seconds)
-            # the stylesheets the last run used are compiled by the rules process while this one gets on with the
-            # rest (the CDAR artefacts, the scan, the first documents)
+            # with files in the inboxes, the stylesheets the last pass used are compiled by the rules processes
+            # while this one gets on with the rest (the CDAR artefacts, the scan, the first documents); a run that
+            # finds nothing to do compiles nothing
             ahead = self._rules_used_before()
             self._rules_written = [str(e.xslt) for e in ahead]  # what the hint says now (or the default ahead)
-            self.rules.prepare_ahead(ahead)
+            if backlog(settings, self.layout, 0):
+                self.rules.prepare_ahead(ahead)
             prepare_cdar()  # the artefacts every flow's CDAR messages are checked against
             self.layout.create([s.id for s in settings.senders])
         except BaseException:
