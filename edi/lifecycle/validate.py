@@ -1,10 +1,11 @@
 """Check a CDAR lifecycle message edi wrote against the official artefacts, fail-closed.
 
 Reads the CDAR D22B XSD (root and its 13 imported schemas) and the compiled BR-FR-CDV Schematron XSLT from the
-installed ``pyfrctc`` package (located with ``importlib.resources``; used as data, never copied into edi). The XSD is
-compiled by lxml without network access (:func:`edi.validate.xsd.compile_schema`); the XSLT runs in this process on
-edi's Saxon (:class:`edi.validate.saxon.Saxon`: no URI access at all), and its report is read as the business rules'
-are (:func:`edi.validate.schematron.svrl_findings`, the artefact's own flags: BR-FR-CDV-CL-06 is its one warning).
+installed ``pyfrctc`` package (located with ``importlib.util.find_spec``, not imported; used as data, never copied
+into edi). The XSD is compiled by lxml without network access (:func:`edi.validate.xsd.compile_schema`); the XSLT
+runs in this process on edi's Saxon (:class:`edi.validate.saxon.Saxon`: no URI access at all), and its report is
+read as the business rules' are (:func:`edi.validate.schematron.svrl_findings`, the artefact's own flags:
+BR-FR-CDV-CL-06 is its one warning).
 
 :func:`check` returns every finding (layer ``cdar``); a layer that cannot run is one fatal ``LAYER_NOT_RUN``
 finding, never a pass. :func:`check_or_raise` raises :class:`CdarInvalid` on any fatal finding: a message edi built
@@ -15,9 +16,10 @@ SHA-256, for the acknowledgement to name.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from dataclasses import dataclass
 from functools import cache
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 
 from lxml import etree
@@ -59,12 +61,12 @@ class Artefact:
 
 
 def _located(folder: str, name: str) -> Path:
-    try:
-        path = Path(str(resources.files(PACKAGE).joinpath(folder, name)))
-    except ModuleNotFoundError:
-        raise CatalogueError(
-            f"the {PACKAGE} package is not installed: it provides the CDAR XSD and Schematron"
-        ) from None
+    # found without importing the package: its __init__ imports its HTTP clients (requests, dnspython), ~0.2 s of
+    # every run's start
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise CatalogueError(f"the {PACKAGE} package is not installed: it provides the CDAR XSD and Schematron")
+    path = Path(next(iter(spec.submodule_search_locations))) / folder / name
     if not path.is_file():
         raise CatalogueError(f"the installed {PACKAGE} package lacks {folder}/{name}")
     return path
