@@ -1,27 +1,40 @@
 """Throughput of `edi batch` on realistic invoices, against what the same machine does in the same run without edi.
 
 Generates N single-invoice flows (benchmarks/invoices.py: UBL and CII, invoices and credit notes, a few lines to
-hundreds, one in twenty invalid), then measures, on the same files:
+hundreds, consistent totals and VAT breakdown; one in twenty invalid under the XSD, one in fifty valid under it but
+breaking BR-CO-16; with --small, one-line invoices of 4.8-6.8 KB), then measures, on the same files:
 
-  bare loop   in this process: parse each file with lxml and validate it against the XSD the catalogue names
-              (schemas compiled once); nothing written, nothing recorded. The ceiling for XSD-only validation.
-              It runs before and after each edi run, and each run is compared with the mean of the two around it:
-              the speed of a shared VM drifts by tens of percent within minutes.
+  bare loops  in this process, nothing written, nothing recorded:
+                xsd        parse each file with lxml and validate it against the XSD the catalogue names (schemas
+                           compiled once): the ceiling for XSD-only validation;
+                official   with business rules in --rules (e.g. en16931): the same, then Saxon (saxonche) parses the
+                           file's original bytes (decoded by their declared encoding) and runs the XSLT the catalogue
+                           names for the document in each rule set, as shipped (compiled once beforehand): what a
+                           user's own loop over the official artefacts does;
+                optimised  the same with edi's optimised stylesheets (edi.validate.xslt_optimise, compiled once, the
+                           code list parameter set as edi.validate.saxon sets it): what edi's rules cost without edi.
+              (benchmarks/stylesheets.py compiles both kinds.) Every loop runs before and after each edi run, and each
+              run is compared with the mean of the two around it, for each loop (its rate over the loop's, and its
+              time per flow beyond the loop's, in us): the speed of a shared VM drifts by tens of percent within
+              minutes.
   edi batch   the real command (a new process, as cron runs it) on the files dropped in a fresh workspace, with
               `--workers W` for each W asked: claims, validates, routes, delivers, acknowledges, records, archives,
-              every file made durable (fsync). Peak memory is the sum of the resident sizes of the edi processes,
-              sampled every 20 ms; throughput in each tenth of the run (the first and the last compared) comes
-              from the acknowledgements' times. When 1 and more workers are asked, 1 worker runs again after the
-              others, and W workers are compared with the mean of the two 1-worker runs (drift between runs
-              cancels out to first order).
-  bare loop   also in W processes at once, on W slices of the files, for each W > 1 asked, compared with the mean of
-  in W procs  one process just before and just after: what the machine gives W CPU-bound processes (the ceiling for
-              W workers: cores may share caches, or be shared by the host). edi's W workers / 1 worker is then also
-              given over that ratio: how much of what the machine gives W processes edi's W workers get.
+              every file made durable (fsync). Peak memory: the sum of the resident sizes of the edi processes, and
+              each process's own peak (the command, each worker, each rules process: printed largest first), sampled
+              every 20 ms; throughput in each tenth of the run (the first and the last compared) comes from the
+              acknowledgements' times. When 1 and more workers are asked, 1 worker runs again after the others, and W
+              workers are compared with the mean of the two 1-worker runs (drift between runs cancels out to first
+              order).
+  bare loops  each loop also in W processes at once, on W slices of the files, for each W > 1 asked (each process
+  in W procs  warmed up first: schemas and stylesheets compiled), compared with the mean of one process just before
+              and just after: what the machine gives W CPU-bound processes (the ceiling for W workers: cores may
+              share caches, or be shared by the host). edi's W workers / 1 worker is then also given over that ratio.
   separate    W separate `edi batch --workers 1` runs at once, each on a workspace of its own holding 1/W of the
   runs        files, for each W > 1 asked (between the W-worker run and the second 1-worker run): what the machine
               gives W processes doing edi's work, sharing nothing; W workers sharing one workspace are also given
               over it.
+  cron-sized  at the end of each round, `edi batch` as cron runs it (a new process, the configured workers) on the
+  run         first --cron files (default 100) in a fresh workspace: wall time, stylesheet compilation included.
   xmlcheck    a loop a user might script instead: the `facturx-xmlcheck` command of the factur-x package once per
               file (it checks the XSD and the EN 16931 Schematron), on a sample of the files.
 
@@ -31,8 +44,13 @@ while the kernel caches millions of inodes, it costs ten times as much (wait_for
 
 Usage (the README gives the numbers this printed):
 
-  .venv/bin/python benchmarks/bench_batch.py [--flows 20000] [--workers 1 2] [--rules xsd] [--rounds 1]
-                                             [--xmlcheck 100]
+  .venv/bin/python benchmarks/bench_batch.py [--flows 20000] [--workers 1 2] [--rules xsd en16931] [--rounds 1]
+                                             [--small] [--cron 100] [--xmlcheck 100]
+
+  --rules     the validation layers (validation.rules), space- or comma-separated: "xsd" (default) runs the XSD
+              bare loop only; "xsd en16931" (as shipped) also the official and optimised Saxon loops
+  --small     one-line UBL and CII invoices only (the issue's "tiny invoices" cases)
+  --cron N    files in the cron-sized run (0: none)
 """
 
 from __future__ import annotations
@@ -57,9 +75,11 @@ from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import stylesheets
 from benchmarks.invoices import directory_without_rules, write_flows
 from edi.ingest.recognise import recognise
-from edi.validate.catalogue import load_catalogue
+from edi.validate.catalogue import Catalogue, load_catalogue
+from edi.validate.saxon import quiet
 
 CONFIG = """
 [workspace]
@@ -90,40 +110,82 @@ def into_the_page_cache(paths: list[Path]) -> None:
         path.read_bytes()
 
 
-def bare_loop(paths: list[Path], warm: bool = True) -> tuple[float, int]:
+# the bare loops: "xsd" parses and validates against the XSD; "official" and "optimised" also run the rule sets asked
+# beyond xsd, with the XSLTs as shipped or as edi optimises them (benchmarks/stylesheets.py)
+LOOPS = {
+    "xsd": "bare lxml loop (parse + XSD)",
+    "official": "bare loop, official XSLTs",
+    "optimised": "bare loop, edi's XSLTs",
+}
+
+
+def bare_loop(paths: list[Path], warm: bool = True, rules: tuple[str, ...] = (), how: str = "xsd") -> tuple[float, int]:
     """Seconds for parse + pick the schema + validate over ``paths`` (read from memory: ``warm`` reads them first,
-    untimed), and how many were valid."""
+    untimed), and how many were valid under the XSD. With ``how`` "official" or "optimised", each document also goes
+    through the XSLT the catalogue names for it in each rule set of ``rules`` but xsd, as edi does (even when the XSD
+    fails): its original bytes, decoded by their declared encoding, parsed once by Saxon, then transformed by each
+    XSLT (compiled once per process, the first time a loop meets it: the bench warms them up)."""
     if warm:
         into_the_page_cache(paths)
     catalogue = load_catalogue()
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+    rule_sets = [r for r in rules if r != "xsd"] if how != "xsd" else []
+    with quiet():  # Saxon's own printing of a dynamic error kept off standard error, as edi keeps it
+        started = time.perf_counter()
+        valid = _loop(paths, parser, catalogue, rule_sets, how)
+        return time.perf_counter() - started, valid
+
+
+def _loop(paths: list[Path], parser: etree.XMLParser, catalogue: Catalogue, rule_sets: list[str], how: str) -> int:
+    """The body of :func:`bare_loop`: how many of ``paths`` are valid under the XSD."""
     schemas = _SCHEMAS  # compiled once per process, the first time a loop meets them (the bench warms them up)
+    compiled = stylesheets.COMPILERS.get(how)
     valid = 0
-    started = time.perf_counter()
     for path in paths:
+        data = path.read_bytes()
         try:
-            tree = etree.fromstring(path.read_bytes(), parser).getroottree()
+            tree = etree.fromstring(data, parser).getroottree()
         except etree.XMLSyntaxError:
             continue
         found = recognise(tree.getroot())
         entry = catalogue.xsd_for(found.syntax, found.kind, found.profile) if found else None
-        if entry is None:
+        if entry is None or found is None:
             continue
         if entry.schema not in schemas:
             schemas[entry.schema] = etree.XMLSchema(etree.parse(str(entry.schema)))
         valid += schemas[entry.schema].validate(tree)
-    return time.perf_counter() - started, valid
+        xslts = [
+            r.xslt for r in (catalogue.rules_for(s, found.syntax, found.profile or "unknown") for s in rule_sets) if r
+        ]
+        if xslts and compiled:
+            try:
+                node = stylesheets.parse(data.decode(tree.docinfo.encoding or "utf-8"))
+                for xslt in xslts:
+                    compiled(xslt).transform_to_string(xdm_node=node)
+            except Exception:  # a dynamic error (a date that is not one): edi would say the layer did not run
+                continue
+    return valid
 
 
-def bare_loop_parallel(paths: list[Path], processes: int) -> float:
-    """Seconds for the bare loop over ``paths`` split between ``processes`` processes running at once (started and
-    warmed up first): what this machine gives that many CPU-bound processes, the ceiling for as many workers."""
+def _ready(pause: float) -> int:
+    """This process's id, after ``pause`` seconds (a task only a process done warming up takes)."""
+    time.sleep(pause)
+    return os.getpid()
+
+
+def bare_loop_parallel(paths: list[Path], processes: int, rules: tuple[str, ...] = (), how: str = "xsd") -> float:
+    """Seconds for the bare loop ``how`` over ``paths`` split between ``processes`` processes running at once (started
+    and warmed up first: schemas and stylesheets compiled): what this machine gives that many CPU-bound processes,
+    the ceiling for as many workers."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        list(pool.map(bare_loop, [paths[:20]] * processes))  # processes started, modules imported
+    warm = functools.partial(bare_loop, paths[:60], False, rules, how)
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=warm) as pool:
+        while len(set(pool.map(_ready, [0.05] * 4 * processes))) < processes:
+            continue  # a process still warming up takes no task: every one answered, every one is ready
         into_the_page_cache(paths)
         started = time.perf_counter()
-        list(pool.map(functools.partial(bare_loop, warm=False), [paths[n::processes] for n in range(processes)]))
+        loop = functools.partial(bare_loop, warm=False, rules=rules, how=how)
+        list(pool.map(loop, [paths[n::processes] for n in range(processes)]))
         return time.perf_counter() - started
 
 
@@ -150,33 +212,58 @@ def _tree(root: int) -> set[int]:
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _rss(pids: set[int]) -> int:
-    """Resident bytes of these processes (those still alive)."""
-    total = 0
-    for pid in pids:
-        try:
-            with Path(f"/proc/{pid}/statm").open("rb") as statm:
-                total += int(statm.read().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+def _rss(pid: int) -> int:
+    """Resident bytes of process ``pid`` (0 once it has ended)."""
+    try:
+        with Path(f"/proc/{pid}/statm").open("rb") as statm:
+            return int(statm.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _role(pid: int, root: int) -> str:
+    """What an edi process is, from its command line: the command itself, a worker, the rules process, ..."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    if pid == root:
+        return "edi batch"
+    code = command[command.index(b"-c") + 1] if b"-c" in command[:-1] else b""  # python [-B ...] -c CODE ...
+    if b"resource_tracker" in code:
+        return "resource tracker"
+    if b"spawn_main" in code:
+        return "worker"
+    return "rules process" if code else b" ".join(command).decode(errors="replace")[:40]
 
 
 class PeakMemory(threading.Thread):
-    """Samples the resident size of a process tree every 20 ms until stopped; keeps the peak. The tree is looked
-    up again every second (workers start after their parent): looking it up every time would take ~10 % of a core,
-    which the edi processes need when there are as many of them as cores."""
+    """Samples the resident size of a process tree every 20 ms until stopped; keeps the peak of the sum and of each
+    process. The tree is looked up again every second (workers start after their parent): looking it up every time
+    would take ~10 % of a core, which the edi processes need when there are as many of them as cores."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid, self.peak, self.done = pid, 0, threading.Event()
+        self.each: dict[int, int] = {}  # pid -> its peak resident bytes
+        self.roles: dict[int, str] = {}
 
     def run(self) -> None:
         family, looked = {self.pid}, 0.0
         while not self.done.wait(0.02):
             if time.monotonic() - looked >= 1.0:
                 family, looked = _tree(self.pid), time.monotonic()
-            self.peak = max(self.peak, _rss(family))
+                for pid in family - self.roles.keys():
+                    self.roles[pid] = _role(pid, self.pid)
+            sizes = {pid: _rss(pid) for pid in family}
+            self.peak = max(self.peak, sum(sizes.values()))
+            for pid, size in sizes.items():
+                self.each[pid] = max(self.each.get(pid, 0), size)
+
+    def per_process(self) -> str:
+        """Each process's peak, in MiB, largest first, e.g. "worker 412, rules process 398, edi batch 95"."""
+        peaks = sorted(((size, self.roles.get(pid, "?")) for pid, size in self.each.items() if size), reverse=True)
+        return ", ".join(f"{role} {size / 2**20:.0f}" for size, role in peaks)
 
 
 QUIET_CREATE_US = 40.0  # creating a 4 KiB file on this disk when nothing was deleted lately: ~13-20 us
@@ -318,10 +405,12 @@ def run_edi(work: Path, paths: list[Path], workers: int, rules: list[str]) -> di
     summary = out.decode().strip().splitlines()[0] if out.strip() else "(nothing)"
     print(f"    edi says: {summary}")
     print(f"    flows/s in each tenth of the run: {' '.join(f'{rate:.0f}' for rate in tenths)}")
+    print(f"    peak memory of each process, MiB: {sampler.per_process()}")
     documents = re.search(r"(\d+) documents", summary)
     return {
         "seconds": elapsed,
         "peak": sampler.peak,
+        "largest": max(sampler.each.values(), default=0),
         "first": first,
         "last": last,
         "delivered": delivered,
@@ -362,13 +451,27 @@ def xmlcheck_loop(paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
+def loops_for(rules: list[str]) -> list[str]:
+    """The bare loops to run with ``rules``: the XSD one, and with business rules the two Saxon ones."""
+    return ["xsd", "official", "optimised"] if any(r != "xsd" for r in rules) else ["xsd"]
+
+
+def yardstick(paths: list[Path], rules: list[str]) -> dict[str, float]:
+    """flows/s of each bare loop over ``paths``, one after the other."""
+    rates = {}
+    for how in loops_for(rules):
+        seconds, valid = bare_loop(paths, rules=tuple(rules), how=how)
+        rates[how] = len(paths) / seconds
+        print(f"  {LOOPS[how] + ':':34} {seconds:8.2f} s  {rates[how]:8.0f} flows/s   ({valid} valid under the XSD)")
+    return rates
+
+
 def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[str, float]:
-    """Every edi run asked for, each set between two bare loops, then the bare loop in W processes; what it gave
-    (ratios, for the summary of several rounds)."""
+    """Every edi run asked for, each set between two runs of the bare loops, then each bare loop in W processes, then
+    a cron-sized run; what it gave (ratios, for the summary of several rounds)."""
     flows = len(paths)
-    base, valid = bare_loop(paths)
-    bare_rates = [flows / base]
-    print(f"  bare lxml loop (parse + XSD):   {base:8.2f} s  {bare_rates[0]:8.0f} flows/s   ({valid} valid)")
+    loops = loops_for(args.rules)
+    bare_rates = [yardstick(paths, args.rules)]
     rates: dict[int, list[float]] = {}
     measured: dict[str, list[float]] = {}
     order = list(args.workers)
@@ -384,27 +487,33 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
                 f"  {-workers} separate edi batch --workers 1, on {-workers} workspaces of {flows // -workers} flows, "
                 f"at once: {seconds:8.2f} s  {flows / seconds:8.0f} flows/s"
             )
-            bare_rates.append(flows / bare_loop(paths)[0])
+            bare_rates.append(yardstick(paths, args.rules))
             continue
         got = run_edi(work / f"run-{number + 1}-w{workers}", paths, workers, args.rules)
         rate = flows / got["seconds"]
         rates.setdefault(workers, []).append(rate)
-        after, _ = bare_loop(paths)  # again: this VM's speed drifts, so each run is set between two bare loops
-        bare_rates.append(flows / after)
-        base_rate = (bare_rates[-2] + bare_rates[-1]) / 2
+        bare_rates.append(yardstick(paths, args.rules))  # again: this VM's speed drifts, so each run is set between
+        around = {how: (bare_rates[-2][how] + bare_rates[-1][how]) / 2 for how in loops}  # two runs of the loops
+        for how in loops:
+            measured.setdefault(f"{workers} worker(s) / {LOOPS[how]}", []).append(rate / around[how])
+            overhead = (1 / rate - 1 / around[how]) * 1e6  # edi's time per flow beyond the loop's
+            measured.setdefault(f"{workers} worker(s), us per flow beyond the {LOOPS[how]}", []).append(overhead)
         for key, value in (
-            (f"{workers} worker(s) / bare loop", rate / base_rate),
             (f"{workers} worker(s), last tenth / first tenth", got["last"] / got["first"]),
-            (f"{workers} worker(s), peak MiB", got["peak"] / 2**20),
+            (f"{workers} worker(s), peak MiB (all processes)", got["peak"] / 2**20),
+            (f"{workers} worker(s), peak MiB (largest process)", got["largest"] / 2**20),
         ):
             measured.setdefault(key, []).append(value)
+        shares = "; ".join(
+            f"{rate / around[how]:.2f}x the {LOOPS[how]} ({bare_rates[-2][how]:.0f} and {bare_rates[-1][how]:.0f}"
+            f" flows/s just before and after; {(1 / rate - 1 / around[how]) * 1e6:.0f} us more per flow)"
+            for how in loops
+        )
         print(
-            f"  edi batch --workers {workers}:        {got['seconds']:8.2f} s  {rate:8.0f} flows/s  "
-            f"= {rate / base_rate:5.1%} of the bare loop run just before and after it "
-            f"({bare_rates[-2]:.0f} and {bare_rates[-1]:.0f} flows/s); "
+            f"  edi batch --workers {workers}:        {got['seconds']:8.2f} s  {rate:8.0f} flows/s  = {shares}; "
             f"{got['documents'] / got['seconds']:.0f} documents/s, {int(got['delivered'])} delivered; "
-            f"peak memory {got['peak'] / 2**20:.0f} MiB; first tenth {got['first']:.0f} flows/s, "
-            f"last tenth {got['last']:.0f} flows/s ({got['last'] / got['first'] - 1:+.0%})"
+            f"peak memory {got['peak'] / 2**20:.0f} MiB (largest process {got['largest'] / 2**20:.0f}); first tenth "
+            f"{got['first']:.0f} flows/s, last tenth {got['last']:.0f} flows/s ({got['last'] / got['first'] - 1:+.0%})"
         )
     found = {key: statistics.mean(values) for key, values in measured.items()}
     if 1 in rates:
@@ -423,21 +532,28 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
                     f"{workers} workers on one workspace get {rate / independent[workers]:.0%} of that"
                 )
     for workers in sorted({w for w in args.workers if w > 1}):
-        before, _ = bare_loop(paths)
-        seconds = bare_loop_parallel(paths, workers)
-        after, _ = bare_loop(paths)
-        one = (before + after) / 2  # one process, just before and just after: drift cancels out to first order
-        scale = one / seconds
-        found[f"bare loop, {workers} processes / 1"] = scale
-        print(
-            f"  bare loop in {workers} processes at once: {seconds:8.2f} s  {flows / seconds:8.0f} flows/s "
-            f"= {scale:.2f}x one process just before and after it ({flows / before:.0f} and {flows / after:.0f} "
-            f"flows/s; what this machine gives {workers} CPU-bound processes)"
-        )
-        if f"{workers} workers / 1 worker" in found:
-            share = found[f"{workers} workers / 1 worker"] / scale
-            found[f"{workers} workers / 1 worker, over the bare loop's {workers} processes / 1"] = share
-            print(f"  edi's {workers} workers / 1 worker over the bare loop's {workers} processes / 1: {share:.0%}")
+        for how in loops:
+            before, _ = bare_loop(paths, rules=tuple(args.rules), how=how)
+            seconds = bare_loop_parallel(paths, workers, tuple(args.rules), how)
+            after, _ = bare_loop(paths, rules=tuple(args.rules), how=how)
+            one = (before + after) / 2  # one process, just before and just after: drift cancels out to first order
+            scale = one / seconds
+            found[f"{LOOPS[how]}, {workers} processes / 1"] = scale
+            print(
+                f"  {LOOPS[how]} in {workers} processes at once: {seconds:8.2f} s  {flows / seconds:8.0f} flows/s "
+                f"= {scale:.2f}x one process just before and after it ({flows / before:.0f} and {flows / after:.0f} "
+                f"flows/s; what this machine gives {workers} CPU-bound processes)"
+            )
+            if f"{workers} workers / 1 worker" in found:
+                share = found[f"{workers} workers / 1 worker"] / scale
+                found[f"{workers} workers / 1 worker, over the {LOOPS[how]}'s {workers} processes / 1"] = share
+                print(f"  edi's {workers} workers / 1 worker over that {workers} processes / 1: {share:.0%}")
+    if args.cron:
+        files = paths[: args.cron]
+        print(f"  cron-sized run: edi batch (a new process, workers as configured: default) on {len(files)} files")
+        got = run_edi(work / "cron", files, 0, args.rules)
+        found[f"cron-sized run ({len(files)} files), seconds"] = got["seconds"]
+        print(f"  cron-sized run: {got['seconds']:.2f} s wall, compiling included")
     return found
 
 
@@ -446,24 +562,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flows", type=int, default=20000, help="how many flows (default 20000)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run (default 1 2)")
-    parser.add_argument("--rules", nargs="+", default=["xsd"], help='validation.rules (default "xsd")')
+    parser.add_argument(
+        "--rules", nargs="+", default=["xsd"], help='validation.rules: "xsd en16931" or "xsd,en16931" (default "xsd")'
+    )
+    parser.add_argument("--small", action="store_true", help="one-line invoices only (4.8-6.8 KB)")
+    parser.add_argument(
+        "--cron", type=int, default=100, help="files for the cron-sized run at the end of each round (0: skip)"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="measure this many times, then give the medians")
     parser.add_argument("--xmlcheck", type=int, default=100, help="files for the facturx-xmlcheck loop (0: skip)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--work", type=Path, help="where to work, kept afterwards (default: a temporary folder)")
     args = parser.parse_args()
+    args.rules = [rule for given in args.rules for rule in given.split(",") if rule]
     work = args.work or Path(tempfile.mkdtemp(prefix="edi-bench-"))
     try:
         started = time.perf_counter()
-        paths, size = write_flows(work / "files", args.flows, args.seed)
+        paths, size = write_flows(work / "files", args.flows, args.seed, lines=1 if args.small else None)
         median = sorted(p.stat().st_size for p in paths)[len(paths) // 2]
         print(
-            f"{args.flows} flows, {size / 1e6:.0f} MB (median {median}"
+            f"{args.flows} flows{' (one-line invoices)' if args.small else ''}, {size / 1e6:.0f} MB (median {median}"
             f" bytes), made in {time.perf_counter() - started:.0f} s; {os.cpu_count()} cores; rules {args.rules}"
         )
         os.sync()
         wait_for_a_quiet_disk(work)
-        bare_loop(paths[:200])  # schemas compiled: the loops measure parsing and validating only
+        for how in loops_for(args.rules):  # schemas and stylesheets compiled: the loops measure running them only
+            bare_loop(paths[:200], rules=tuple(args.rules), how=how)
         rounds: list[dict[str, float]] = []
         for number in range(1, args.rounds + 1):
             if args.rounds > 1:

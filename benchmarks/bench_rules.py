@@ -19,20 +19,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from lxml import etree
-from saxonche import PySaxonProcessor
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.stylesheets import official, optimised, parse
 from edi.ingest.recognise import recognise
 from edi.ingest.xmlparse import parse_xml
 from edi.model import Document
 from edi.validate.catalogue import load_catalogue
 from edi.validate.schematron import RulesRunner
 from edi.validate.xsd import validate_xsd
-from edi.validate.xslt_optimise import CODEDB_PARAM, optimise
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("EDI_CORPUS", REPO.parent / "shared" / "corpus"))
@@ -81,7 +83,6 @@ def main() -> None:
     args = parser.parse_args()
     catalogue = load_catalogue()
     docs = documents(args.limit)
-    saxon = PySaxonProcessor(license=False)
     runner, budgeted = RulesRunner(catalogue), RulesRunner(catalogue, 60.0)
     texts = {id(d): etree.tostring(d.tree, encoding="unicode") for d in docs}  # type: ignore[arg-type]
     print(f"{len(docs)} documents ({'shared corpus' if (CORPUS / 'ubl').is_dir() else 'repository samples'})")
@@ -103,33 +104,18 @@ def main() -> None:
         mine = [d for d in docs if catalogue.rules_for(entry.rule_set, d.syntax or "", d.profile or "") == entry]
         if not mine:
             continue
-        cwd = Path.cwd()
-        os.chdir(entry.xslt.parent)  # the official XSLT reads its code list relative to the working folder
-        try:
-            bare = saxon.new_xslt30_processor().compile_stylesheet(stylesheet_file=str(entry.xslt))
-            optimised = optimise(etree.parse(str(entry.xslt)))
-            fast = saxon.new_xslt30_processor().compile_stylesheet(
-                stylesheet_text=etree.tostring(optimised.stylesheet, encoding="unicode")
-            )
-            if optimised.codedb:
-                fast.set_parameter(
-                    CODEDB_PARAM, saxon.parse_xml(xml_file_name=str(entry.xslt.parent / optimised.codedb))
-                )
 
-            def transform(executable: object) -> Callable[[Document], object]:
-                def run(doc: Document) -> object:
-                    try:
-                        node = saxon.parse_xml(xml_text=texts[id(doc)])
-                        return executable.transform_to_string(xdm_node=node)  # type: ignore[attr-defined]
-                    except Exception:
-                        return None
+        def transform(executable: object) -> Callable[[Document], object]:
+            def run(doc: Document) -> object:
+                try:
+                    return executable.transform_to_string(xdm_node=parse(texts[id(doc)]))  # type: ignore[attr-defined]
+                except Exception:
+                    return None
 
-                return run
+            return run
 
-            bare_ms = per_doc(transform(bare), mine, args.repeat)
-            fast_ms = per_doc(transform(fast), mine, args.repeat)
-        finally:
-            os.chdir(cwd)
+        bare_ms = per_doc(transform(official(entry.xslt)), mine, args.repeat)
+        fast_ms = per_doc(transform(optimised(entry.xslt)), mine, args.repeat)
         edi_ms = per_doc(lambda d, rs=entry.rule_set: runner.check(rs, d), mine, args.repeat)
         proc_ms = per_doc(lambda d, rs=entry.rule_set: budgeted.check(rs, d), mine, args.repeat)
         label = f"{entry.rule_set}: {entry.xslt.parent.name}/{entry.xslt.name}"

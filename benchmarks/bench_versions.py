@@ -17,6 +17,7 @@ Usage (from the repository; a revision is anything `git worktree add` takes, `.`
 
   .venv/bin/python benchmarks/bench_versions.py HEAD~1 HEAD [--flows 20000] [--workers 1 2] [--rounds 4]
   [--rules xsd,en16931]   (the validation layers run; default xsd)
+  [--small]   (one-line invoices only, 4.8-6.8 KB: benchmarks/invoices.py with lines=1)
   [--notify HEAD]   (HEAD also run with notifications on, as HEAD+notify)
 """
 
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument(
         "--rules", default="xsd", help='validation.rules, comma-separated (default "xsd"; "xsd,en16931" as shipped)'
     )
+    parser.add_argument("--small", action="store_true", help="one-line invoices only (4.8-6.8 KB)")
     parser.add_argument(
         "--notify",
         nargs="*",
@@ -100,7 +102,7 @@ def main() -> None:
     try:
         for number, revision in enumerate(dict.fromkeys(args.revisions)):
             codes[revision] = checkout(revision, scratch / f"code{number}")
-        files, _ = write_flows(scratch / "files", args.flows, args.seed)
+        files, _ = write_flows(scratch / "files", args.flows, args.seed, lines=1 if args.small else None)
         wait_for_a_quiet_disk(scratch)
         for revision in args.notify:  # the same code, with notifications on
             codes[f"{revision}+notify"] = codes[revision]

@@ -1,9 +1,14 @@
 """Realistic invoice flows for the benchmarks, made from the XML samples in ``flows/``.
 
 Each flow is one invoice or credit note (UBL 2.1 or CII), with its own number and a number of lines drawn from a
-long-tailed distribution (most invoices have a few lines, some have hundreds): files range from about 4 KB to about
-1 MB. About 5 % are invalid in the ways senders get wrong: an element the schema does not allow, a missing mandatory
-element, a file cut short, a date that is not a date. Deterministic for a given seed.
+long-tailed distribution (most invoices have a few lines, some have hundreds): files range from about 5 KB to about
+1 MB; or, with ``lines=1`` (the benchmarks' ``--small``), one-line invoices of 4.8-6.8 KB. Each line has its own
+quantity and VAT rate (20, 10 or 5.5 %, category S), and the VAT breakdown (one entry per rate) and the totals are
+those of the lines: a flow is valid under the XSD and EN 16931 (the shipped ``validation.rules``), except the
+deliberately broken ones. About 5 % are invalid under the XSD in the ways senders get wrong (an element the schema does
+not allow, a missing mandatory element, a file cut short, a date that is not a date), and about 2 % are valid under
+the XSD but break BR-CO-16 (an amount due one cent off); :attr:`Flow.broken` says which. Deterministic for a given
+seed (tests/benchmarks/test_invoices.py runs the real `edi batch` on them).
 
 Reads the samples in ``flows/``; :func:`write_flows` writes files into a folder; raises OSError.
 """
@@ -14,6 +19,7 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,14 +72,120 @@ def line_count(rng: random.Random) -> int:
     return max(1, min(2000, round(rng.lognormvariate(1.4, 1.4))))
 
 
-def invoice(template: Template, serial: int, lines: int) -> bytes:
-    """One invoice made from ``template``: number made unique with ``serial``, ``lines`` lines."""
-    number = f"{template.number}-{serial:07d}"
+CENT = Decimal("0.01")
+# each line's VAT rate (category S), by its number: mostly 20 %, some 10 % and 5.5 % (a breakdown of up to 3 rates)
+RATES = (Decimal("20"), Decimal("10"), Decimal("5.5"))
+
+
+def line_terms(number: int) -> tuple[Decimal, Decimal]:
+    """Line ``number``'s quantity (1 to 12) and VAT rate: a function of the number only."""
+    rate = RATES[1] if number % 5 == 0 else RATES[2] if number % 7 == 0 else RATES[0]
+    return Decimal(1 + (number * 7) % 12), rate
+
+
+def _put(text: str, tag: str, value: object, count: int = 1) -> str:
+    """``text`` with the content of the first ``count`` ``<tag>`` elements (with or without attributes) set to
+    ``value``; each must be there."""
+    done, made = re.subn(rf"(<{tag}(?:\s[^>]*)?>)[^<]*(</{tag}>)", rf"\g<1>{value}\g<2>", text, count=count)
+    assert made == count, f"{made} <{tag}> where {count} were expected"
+    return done
+
+
+def _get(text: str, tag: str) -> Decimal:
+    found = re.search(rf"<{tag}(?:\s[^>]*)?>([^<]*)</{tag}>", text)
+    assert found, f"no <{tag}>"
+    return Decimal(found.group(1))
+
+
+def _amount(value: Decimal) -> str:
+    return f"{value.quantize(CENT, ROUND_HALF_UP)}"
+
+
+def _rate(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+def _lines(template: Template, lines: int) -> tuple[str, dict[Decimal, Decimal]]:
+    """The ``lines`` lines made from the template's line (numbered; quantity and rate by number; net amount =
+    quantity x net price), and the sum of the net amounts per VAT rate."""
+    cii = template.line_id.startswith("<ram:")
     tag = template.line_id.split(">", 1)[0]
-    body = "".join(
-        template.line.replace(template.line_id, f"{tag}>{i}{tag.replace('<', '</')}>", 1) for i in range(1, lines + 1)
+    quantity_tag = "ram:BilledQuantity" if cii else "cbc:(?:Invoiced|Credited)Quantity"
+    amount_tag = "ram:LineTotalAmount" if cii else "cbc:LineExtensionAmount"
+    rate_tag = "ram:RateApplicablePercent" if cii else "cbc:Percent"
+    price = _get(template.line, "ram:ChargeAmount" if cii else "cbc:PriceAmount")
+    skeleton = template.line.replace(template.line_id, f"{tag}>\1{tag.replace('<', '</')}>", 1)
+    skeleton = _put(_put(_put(skeleton, quantity_tag, "\2"), amount_tag, "\3"), rate_tag, "\4")
+    sums: dict[Decimal, Decimal] = {}
+    parts = []
+    for number in range(1, lines + 1):
+        quantity, rate = line_terms(number)
+        amount = (quantity * price).quantize(CENT, ROUND_HALF_UP)
+        sums[rate] = sums.get(rate, Decimal(0)) + amount
+        line = skeleton.replace("\1", str(number)).replace("\2", str(quantity)).replace("\3", _amount(amount))
+        parts.append(line.replace("\4", _rate(rate)))
+    return "".join(parts), sums
+
+
+def _totals(template: Template, sums: dict[Decimal, Decimal]) -> str:
+    """The template's text around its lines with the VAT breakdown (one per rate) and the document totals of lines
+    whose net amounts per rate are ``sums``: head and tail joined by a marker where the lines go."""
+    cii = template.line_id.startswith("<ram:")
+    text = template.head + "\0" + template.tail
+    breakdown = {rate: (base, (base * rate / 100).quantize(CENT, ROUND_HALF_UP)) for rate, base in sums.items()}
+    lines_total = sum(sums.values(), Decimal(0))
+    tax = sum((vat for _, vat in breakdown.values()), Decimal(0))
+    # the breakdown's one entry (the lines, with theirs, are not in the text)
+    block = (
+        r"[ \t]*<ram:ApplicableTradeTax>.*?</ram:ApplicableTradeTax>\n"
+        if cii
+        else r"[ \t]*<cac:TaxSubtotal>.*?</cac:TaxSubtotal>\n"
     )
-    return (template.head + body + template.tail).replace(template.number, number).encode("utf-8")
+    found = re.search(block, text, re.DOTALL)
+    assert found, f"{template.name}: no VAT breakdown"
+    one = found.group(0)
+    names = (
+        ("ram:BasisAmount", "ram:CalculatedAmount", "ram:RateApplicablePercent")
+        if cii
+        else ("cbc:TaxableAmount", "cbc:TaxAmount", "cbc:Percent")
+    )
+    copies = "".join(
+        _put(_put(_put(one, names[0], _amount(base)), names[1], _amount(vat)), names[2], _rate(rate))
+        for rate, (base, vat) in sorted(breakdown.items(), reverse=True)
+    )
+    text = text[: found.start()] + copies + text[found.end() :]
+    total = lines_total + tax
+    if cii:
+        summation = (
+            ("ram:LineTotalAmount", lines_total),
+            ("ram:TaxBasisTotalAmount", lines_total),
+            ("ram:TaxTotalAmount", tax),
+            ("ram:GrandTotalAmount", total),
+            ("ram:DuePayableAmount", total),
+        )
+        head, summary = text.split("<ram:SpecifiedTradeSettlementHeaderMonetarySummation>")
+    else:
+        summation = (
+            ("cbc:LineExtensionAmount", lines_total),
+            ("cbc:TaxExclusiveAmount", lines_total),
+            ("cbc:TaxInclusiveAmount", total),
+            ("cbc:PayableAmount", total),
+        )
+        head, summary = re.split(r"(?=<cac:LegalMonetaryTotal>)", text)
+        head = re.sub(r"(<cac:TaxTotal>\s*<cbc:TaxAmount[^>]*>)[^<]*", rf"\g<1>{_amount(tax)}", head, count=1)
+    for name, value in summation:
+        summary = _put(summary, name, _amount(value))
+    joint = "<ram:SpecifiedTradeSettlementHeaderMonetarySummation>" if cii else ""
+    return head + joint + summary
+
+
+def invoice(template: Template, serial: int, lines: int) -> bytes:
+    """One invoice made from ``template``: number made unique with ``serial``, ``lines`` lines (each with its own
+    quantity and VAT rate), its totals and VAT breakdown those of its lines: valid under EN 16931."""
+    number = f"{template.number}-{serial:07d}"
+    body, sums = _lines(template, lines)
+    head, tail = _totals(template, sums).split("\0")
+    return (head + body + tail).replace(template.number, number).encode("utf-8")
 
 
 def nameless_invoice(template: Template, serial: int, lines: int) -> bytes:
@@ -121,26 +233,28 @@ def grouped_invoice(template: Template, serial: int, lines: int, per_group: int,
     return text.replace(template.number, f"{template.number}-{serial:07d}").encode("utf-8")
 
 
-SPOILS: list[list[tuple[bytes, bytes]]] = [  # (pattern, replacement): the first that matches is applied
-    [  # an element the schema does not allow
+SPOILS: dict[str, list[tuple[bytes, bytes]]] = {  # (pattern, replacement): the first that matches is applied
+    "unknown-element": [  # an element the schema does not allow
         (rb"</cbc:IssueDate>", rb"</cbc:IssueDate><cbc:Unknown>1</cbc:Unknown>"),
         (rb"</ram:TypeCode>", rb"</ram:TypeCode><ram:Unknown>1</ram:Unknown>"),
     ],
-    [  # a mandatory element missing
+    "missing-element": [  # a mandatory element missing
         (rb"<cbc:IssueDate>[^<]*</cbc:IssueDate>", b""),
         (rb"<udt:DateTimeString[^>]*>[^<]*</udt:DateTimeString>", b""),
     ],
-    [(rb"(?s)\A.*", b"")],  # cut short: see spoil()
-    [  # a value of the wrong type
+    "cut-short": [],  # the first two thirds of the file: see spoil()
+    "wrong-type": [  # a value of the wrong type
         (rb"<cbc:IssueDate>\d{4}", rb"<cbc:IssueDate>20xx"),
         (rb"<ram:LineTotalAmount>[^<]*<", rb"<ram:LineTotalAmount>12,50 EUR<"),
     ],
-]
+}
+BROKEN_RULE = "BR-CO-16"  # the business rule the XSD-valid broken flows break: amount due one cent off
 
 
-def spoil(data: bytes, how: int) -> bytes:
-    """An invalid variant: an unknown element, a missing mandatory one, a cut file, a value of the wrong type."""
-    if how == 2:
+def spoil(data: bytes, how: str) -> bytes:
+    """An invalid variant (``how`` is a key of SPOILS): an unknown element, a missing mandatory one, a cut file, a
+    value of the wrong type."""
+    if how == "cut-short":
         return data[: len(data) * 2 // 3]
     for pattern, replacement in SPOILS[how]:
         spoiled = re.sub(pattern, replacement, data, count=1)
@@ -149,30 +263,61 @@ def spoil(data: bytes, how: int) -> bytes:
     raise ValueError(f"spoil {how} does not apply")
 
 
-def flows(count: int, seed: int = 2026, invalid_every: int = 20) -> Iterator[tuple[str, bytes, bool]]:
-    """``count`` flows: (file name, bytes, valid?). One in ``invalid_every`` is invalid, made from every template
-    in turn, spoilt in each way in turn."""
+def break_rule(data: bytes) -> bytes:
+    """The invoice with its amount due (BT-115) one cent more than its total with VAT: still valid under the XSD,
+    BR-CO-16 fires (and only it)."""
+    pattern = rb"(<cbc:PayableAmount[^>]*>|<ram:DuePayableAmount>)([^<]*)<"
+    broken, count = re.subn(
+        pattern, lambda m: m.group(1) + _amount(Decimal(m.group(2).decode()) + CENT).encode() + b"<", data, count=1
+    )
+    assert count == 1, "no amount due"
+    return broken
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """A generated flow: its file name, bytes, and how it is broken ("" when it is valid)."""
+
+    name: str
+    data: bytes
+    broken: str  # "": valid under XSD and EN 16931; a key of SPOILS: the XSD rejects it; BROKEN_RULE: EN 16931 does
+
+
+def flows(
+    count: int, seed: int = 2026, invalid_every: int = 20, rule_every: int = 49, lines: int | None = None
+) -> Iterator[Flow]:
+    """``count`` flows. One in ``invalid_every`` is invalid under the XSD, made from every template in turn, spoilt in
+    each way in turn; one in ``rule_every`` (never one of those) is valid under the XSD but breaks BROKEN_RULE; the
+    others are valid. Each has ``lines`` lines, or a number drawn by :func:`line_count`."""
     rng = random.Random(seed)
     made = templates()
+    kinds = list(SPOILS)
     for serial in range(count):
-        valid = serial % invalid_every != invalid_every - 1
+        invalid = serial % invalid_every == invalid_every - 1
         turn = serial // invalid_every
-        template = made[serial % len(made)] if valid else made[turn % len(made)]
-        data = invoice(template, serial, line_count(rng))
-        if not valid:
-            data = spoil(data, turn % len(SPOILS))
-        yield f"flow-{serial:07d}.xml", data, valid
+        template = made[turn % len(made)] if invalid else made[serial % len(made)]
+        drawn = line_count(rng)
+        data = invoice(template, serial, drawn if lines is None else lines)
+        broken = ""
+        if invalid:
+            broken = kinds[turn % len(kinds)]
+            data = spoil(data, broken)
+        elif rule_every and serial % rule_every == rule_every // 2 - 1:
+            broken = BROKEN_RULE
+            data = break_rule(data)
+        yield Flow(f"flow-{serial:07d}.xml", data, broken)
 
 
-def write_flows(folder: Path, count: int, seed: int = 2026) -> tuple[list[Path], int]:
-    """Write ``count`` flows into ``folder``; return their paths and total size in bytes."""
+def write_flows(folder: Path, count: int, seed: int = 2026, lines: int | None = None) -> tuple[list[Path], int]:
+    """Write ``count`` flows into ``folder`` (``lines``: each with that many lines, e.g. 1 for small invoices of
+    4.8-6.8 KB); return their paths and total size in bytes."""
     folder.mkdir(parents=True, exist_ok=True)
     paths, total = [], 0
-    for name, data, _ in flows(count, seed):
-        path = folder / name
-        path.write_bytes(data)
+    for flow in flows(count, seed, lines=lines):
+        path = folder / flow.name
+        path.write_bytes(flow.data)
         paths.append(path)
-        total += len(data)
+        total += len(flow.data)
     return paths, total
 
 

@@ -7,10 +7,11 @@ For a group, each step runs for every flow before the next step starts:
 2. read each flow, then settle each (:func:`edi.pipeline.read`, :func:`edi.pipeline.settle`), then hold the keys
    of the group's invoices about to be accepted (one transaction: a key another flow holds makes a duplicate) and
    the recipients' statuses about to be accepted (one transaction: the order rules, :mod:`edi.lifecycle.intake`);
-3. stage its deliveries, one CDAR lifecycle message per invoice document (built, then checked against the official
-   artefacts: one that fails is a bug in edi and fails the flow), for a status flow the CDAR message relaying each
-   new status to its invoice's sender (``acks/<invoice sender>/``, checked the same way), and its acknowledgement
-   (written under temporary names);
+3. stage its deliveries and build one CDAR lifecycle message per invoice document and, for a status flow, the CDAR
+   message relaying each new status to its invoice's sender (``acks/<invoice sender>/``); check every message of
+   the group against the official artefacts in one call (:func:`edi.lifecycle.validate.check_all`: the Schematron
+   runs once for the group, each message on its own; one that fails is a bug in edi and fails its flow alone);
+   then stage the messages and the acknowledgement (written under temporary names);
 4. barrier: all of that, the claims before it, and everything the previous group published, durable;
 5. archive the payloads of the previous group (only now that their answers are durable);
 6. publish: deliveries renamed into their queues, then the CDAR messages and relays, then the acknowledgement into
@@ -62,7 +63,7 @@ from edi.ingest.expand import delivery_files, original_bytes
 from edi.ingest.stages import open_regular, reserve_invoices
 from edi.lifecycle.cdar import Relay, build, build_relay, file_name, subjects_from_ack
 from edi.lifecycle.intake import hold_statuses
-from edi.lifecycle.validate import artefacts, check_or_raise
+from edi.lifecycle.validate import CdarInvalid, artefacts, check_all, raise_if_fatal
 from edi.logs import info_logged
 from edi.model import Flow, FlowStatus
 from edi.pipeline import Stages, display_name, read, settle
@@ -106,6 +107,7 @@ class _Work:
     staged: list[tuple[Staged, str]] = field(default_factory=list)  # (file, fault point before its rename)
     deliveries: list[Path] = field(default_factory=list)  # where its documents are (or go) in their queues
     cdars: list[Path] = field(default_factory=list)  # where its CDAR lifecycle messages go, beside its ack
+    messages: list[tuple[Path, bytes, str]] = field(default_factory=list)  # (path, CDAR message, kind), to check
     published: list[Path] = field(default_factory=list)
     error: BaseException | None = None
     recovered: bool = False  # taken back after a crash or a requeue: it may have been delivered already
@@ -283,6 +285,8 @@ class Processor:
         self._each(works, self._settle)
         self._group(works, self._reserve)
         self._each(works, self._stage)
+        self._group(works, self._check_messages)
+        self._each(works, self._stage_answers)
         finished = self._finish_pending()
         if self._syncer is not None:
             self._pending = (works, None)  # its barrier starts with the next group (or at the end)
@@ -432,14 +436,34 @@ class Processor:
         if accepted:  # the file read differently the second time: never acknowledge what was not delivered
             raise RuntimeError(f"documents {sorted(accepted)} could not be read again for delivery")
         work.ack = build_ack(flow, self.clock.now())
-        json_path, xml_path = self._ack_paths(work.claim, make=True)
-        for name, message in _cdar_messages(work.ack):  # every one checked before any is staged
-            work.cdars.append(json_path.parent / name)
-            work.staged.append((self.spool.stage(json_path.parent / name, message, ACK_MODE, "write.cdar"), "cdar"))
+        folder = self._ack_paths(work.claim, make=True)[0].parent
+        for name, message in _cdar_messages(work.ack):
+            work.messages.append((folder / name, message, "cdar"))
         for sender, name, message in _relays(flow, work.ack):  # a status flow's statuses, to their invoices' senders
-            path = self._folder(sender) / name
+            work.messages.append((self._folder(sender) / name, message, "relay"))
+
+    def _check_messages(self, live: list[_Work]) -> None:
+        """Check every CDAR message of the group against the official artefacts in one call; a flow with a message
+        that fails (a bug in edi) fails, with :class:`edi.lifecycle.validate.CdarInvalid`, and nothing of it is sent.
+        """
+        works = [w for w in live if w.messages]
+        findings = check_all([message for w in works for _, message, _ in w.messages])
+        start = 0
+        for work in works:
+            mine, start = findings[start : start + len(work.messages)], start + len(work.messages)
+            try:
+                for found in mine:
+                    raise_if_fatal(found)
+            except CdarInvalid as exc:
+                work.error = exc
+
+    def _stage_answers(self, work: _Work) -> None:
+        """Stage the flow's CDAR messages (checked), then its acknowledgement."""
+        assert work.ack is not None
+        for path, message, kind in work.messages:
             work.cdars.append(path)
-            work.staged.append((self.spool.stage(path, message, ACK_MODE, "write.relay"), "relay"))
+            work.staged.append((self.spool.stage(path, message, ACK_MODE, f"write.{kind}"), kind))
+        json_path, xml_path = self._ack_paths(work.claim, make=True)
         json_ack = self.spool.stage(json_path, to_json(work.ack), ACK_MODE, "write.ack")
         work.staged.append((json_ack, "ack.json.before_rename"))
         xml_ack = self.spool.stage(xml_path, to_xml(work.ack), ACK_MODE, "write.ack")
@@ -581,9 +605,9 @@ class Processor:
 
 def _cdar_messages(ack: dict[str, Any]) -> list[tuple[str, bytes]]:
     """The CDAR lifecycle message (file name, bytes) of each document of a flow (one, index 0, for a file refused
-    whole), each checked against the official CDAR XSD and BR-FR-CDV rules; ``ack`` gains the links to them and the
-    artefacts' versions and SHA-256. Raises :class:`edi.lifecycle.validate.CdarInvalid` (a bug in edi: the flow
-    fails, nothing of it is sent) or :class:`edi.errors.CatalogueError` (the artefacts cannot be loaded)."""
+    whole), to be checked against the official CDAR XSD and BR-FR-CDV rules (:meth:`Processor._check_messages`);
+    ``ack`` gains the links to them and the artefacts' versions and SHA-256. Raises
+    :class:`edi.errors.CatalogueError` (the artefacts cannot be loaded)."""
     ack["cdar_artefacts"] = [{"name": a.name, "version": a.version, "sha256": a.sha256} for a in artefacts()]
     documents = {int(d["index"]): d for d in ack["documents"]}
     messages = []
@@ -591,7 +615,6 @@ def _cdar_messages(ack: dict[str, Any]) -> list[tuple[str, bytes]]:
         if subject.index and documents[subject.index].get("lifecycle"):  # a recipient's status: its ack answers it
             continue
         message = corrupted("cdar.built", build(subject))
-        check_or_raise(message)
         name = file_name(subject.flow_id, subject.index)
         (documents[subject.index] if subject.index else ack)["cdar"] = name
         messages.append((name, message))
@@ -600,8 +623,7 @@ def _cdar_messages(ack: dict[str, Any]) -> list[tuple[str, bytes]]:
 
 def _relays(flow: Flow, ack: dict[str, Any]) -> list[tuple[str, str, bytes]]:
     """The CDAR message relaying each status of a status flow accepted as new (not known) to its invoice's sender:
-    (that sender, file name, bytes), each checked like edi's own messages; ``ack`` gains the names (``relay``).
-    Raises what :func:`_cdar_messages` raises."""
+    (that sender, file name, bytes), to be checked like edi's own messages; ``ack`` gains the names (``relay``)."""
     documents = {int(d["index"]): d for d in ack["documents"]}
     decided = _instant(ack["processed_at"])
     relays = []
@@ -630,7 +652,6 @@ def _relays(flow: Flow, ack: dict[str, Any]) -> list[tuple[str, str, bytes]]:
             characteristics=report.characteristics,
         )
         message = corrupted("relay.built", build_relay(relay))
-        check_or_raise(message)
         name = file_name(flow.flow_id, doc.index)
         documents[doc.index]["lifecycle"]["relay"] = name
         relays.append((invoice.sender, name, message))

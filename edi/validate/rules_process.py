@@ -97,7 +97,7 @@ class RulesProcess:
                 self._stop()
 
     def run(self, xslts: Sequence[Path], document: bytes, seconds: float) -> list[LayerRun]:
-        """Run ``xslts`` in order on a document (UTF-8 XML, no declaration), all within ``seconds`` (what the child
+        """Run ``xslts`` in order on a document (UTF-8 XML, with no DOCTYPE), all within ``seconds`` (what the child
         has not compiled is compiled first, outside the budget; one that does not compile has ``failed``)."""
         with self._lock:
             self.ran.update(dict.fromkeys(xslts))

@@ -73,7 +73,7 @@ class Saxon:
         return executable
 
     def parse(self, text: str) -> Any:
-        """A document (serialised by edi's safe parser, so without a DOCTYPE) as a Saxon node."""
+        """A document (one edi's safe parser read, so without a DOCTYPE) as a Saxon node."""
         return self.processor().parse_xml(xml_text=text)
 
     def transform(self, xslt: Path, node: Any) -> str:

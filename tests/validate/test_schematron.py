@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from edi.validate.schematron import (
     line_of,
     rule_of,
     runner_for,
+    saxon_text,
     severity,
     svrl_findings,
 )
@@ -944,3 +946,49 @@ def test_the_stage_with_a_budget_rejects_the_slow_document_and_goes_on() -> None
     assert out.layers == ("en16931", "br-fr") and not out.accepted
     assert {(f.code, f.rule) for f in out.findings} == {(Code.LAYER_NOT_RUN, TIMEOUT_RULE)}
     assert "BR-CO-16" in {f.rule for f in rules(document_of(broken_ubl()), flow_of()).findings}
+
+
+# --- what Saxon is handed ------------------------------------------------------------------------------------------
+
+
+def test_saxon_is_handed_the_utf8_bytes_as_sent() -> None:
+    """A UTF-8 document goes to Saxon as its sender wrote it (no reserialisation), but its byte order mark."""
+    data = UBL_INVOICE.read_bytes()
+    tree, _ = parse_xml(data)
+    assert tree is not None
+    assert saxon_text(data, tree) is data
+    assert saxon_text(codecs.BOM_UTF8 + data, tree) == data
+
+
+def test_a_document_in_another_encoding_is_handed_to_saxon_as_utf8() -> None:
+    """An ISO-8859-1 or UTF-16 document goes to Saxon as edi's parser read it, serialised in UTF-8."""
+    text = UBL_INVOICE.read_text(encoding="utf-8").replace('encoding="UTF-8"', 'encoding="ISO-8859-1"', 1)
+    text = text.replace("<cbc:Note>", "<cbc:Note>é ", 1)
+    latin1 = text.encode("iso-8859-1", errors="xmlcharrefreplace")
+    for data in (latin1, text.replace("ISO-8859-1", "UTF-16", 1).encode("utf-16")):
+        tree, _ = parse_xml(data)
+        assert tree is not None
+        handed = saxon_text(data, tree)
+        assert handed == etree.tostring(tree, encoding="utf-8", xml_declaration=False)
+        assert "é " in handed.decode("utf-8")
+
+
+def test_findings_on_the_bytes_as_sent_are_those_on_the_reserialised_tree() -> None:
+    """The rules find the same things, at the same lines, in a document handed as sent and as edi's tree."""
+    runner = RulesRunner(load_catalogue())
+    spaced = broken_ubl().replace(b"><", b">\n  <")
+    for data in (broken_ubl(), broken_cii(), spaced, nameless_invoice(templates()[0], 1, 30)):
+        doc = document_of(data)
+        found = runner.check_all(["en16931"], doc)
+        assert found == runner.check_all(["en16931"], replace(doc, data=None))
+        assert any(f.line for _, findings in found for f in findings)
+
+
+def test_findings_on_every_line_get_each_their_own_line() -> None:
+    """Findings on each of many lines (BR-25 on nameless items) get the line of their own element, as line_of finds
+    it alone, though the lines are looked up together."""
+    doc = document_of(nameless_invoice(templates()[0], 1, 60))
+    findings = [f for f in RulesRunner(load_catalogue()).check("en16931", doc) or [] if f.rule == "BR-25"]
+    assert len(findings) == 60
+    assert [f.line for f in findings] == [line_of(doc.tree, f.xpath or "") for f in findings]  # type: ignore[arg-type]
+    assert len({f.line for f in findings}) == 60
