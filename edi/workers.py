@@ -96,8 +96,7 @@ def _start(settings: Settings, level: str, parent: int) -> None:
     from edi.runner import Session, collect_less
 
     collect_less()
-    _session = Session(settings)
-    _session.warm_up()
+    _session = Session(settings)  # its rules process compiles ahead what the last pass used; the rest on first use
     multiprocessing.util.Finalize(None, _close, exitpriority=10)
     multiprocessing.util.Finalize(None, _leave, exitpriority=-100)  # after every other finalizer
 
@@ -123,6 +122,7 @@ def _run(groups: list[Wire]) -> TaskResult:
                 error = exc
                 break
         outcomes += _session.processor.finish()  # the last group's: its outcomes go back with its task
+        _session.log_compiles()
         unclaimable = [(os.fsencode(path), why) for path, why in _session.unclaimable.items()]
         _session.unclaimable = {}
         _idle = threading.Timer(IDLE_FLUSH_SECONDS, _flush)
@@ -183,7 +183,8 @@ class WorkerPool:
         )
 
     def start(self) -> None:
-        """Start every worker process now (each imports edi, opens its session and compiles its schemas: ~0.35 s),
+        """Start every worker process now (each imports edi, opens its session and compiles its schemas: ~0.35 s,
+        and starts its rules process, which compiles ahead the stylesheets the last pass used),
         not when the first tasks are handed out: they get ready while this process recovers and scans."""
         for _ in range(self.workers):  # the executor starts a process per task submitted while none is idle
             try:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from edi.errors import ConfigError, UnknownFlowError, WorkspaceError
 from edi.model import FlowStatus
 from edi.runner import init_workspace, requeue, run_batch
 from edi.tracking import Tracking
+from edi.validate.catalogue import load_catalogue
 from flows.drop import drop
 from tests.conftest import DEFAULT_CONFIG, EXPECTED, FLOWS, REPO, FixedClock, Workspace, assert_expected_answer
 
@@ -454,3 +458,60 @@ def test_a_file_dated_in_the_future_is_answered_by_one_cron_run(make_workspace, 
     assert "file dated in the future" in run.stderr and str(skewed) in run.stderr, run.stderr
     assert list(ws.inbox("acme").iterdir()) == []
     assert sorted(json.loads(p.read_text())["status"] for p in ws.acks("acme")) == ["IN_INTEGRE", "IN_INTEGRE"]
+
+
+RULES_CONFIG = DEFAULT_CONFIG + '\n[validation]\nrules = ["xsd", "en16931"]\n[limits]\nvalidate_seconds = {seconds}\n'
+
+
+def rules_children() -> set[int]:
+    """The rules processes this process started that still run (its children, from /proc)."""
+    children = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            children.update(int(pid) for pid in (task / "children").read_text().split())
+    running = set()
+    for pid in children:
+        with contextlib.suppress(FileNotFoundError):
+            if b"edi.validate.rules_process" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                running.add(pid)
+    return running
+
+
+def test_a_run_with_files_starts_its_rules_processes_at_once_and_one_without_starts_none(make_workspace) -> None:
+    """A session whose inboxes hold files starts its rules processes (one per syntax: UBL, CII) as it opens, to
+    compile ahead; one that finds its inboxes empty starts none (a cron run with nothing to do compiles nothing)."""
+    from edi.runner import Session
+
+    ws = make_workspace(RULES_CONFIG.replace("{seconds}", "29.75"))  # a budget of its own: a runner of its own
+    before = rules_children()
+    with Session(ws.settings) as session:
+        assert rules_children() == before
+        assert session.run_once().flows == 0
+        assert rules_children() == before
+    drop_samples(ws)
+    with Session(ws.settings):
+        started = time.monotonic()
+        while len(rules_children() - before) < 2 and time.monotonic() - started < 10:
+            time.sleep(0.05)  # a child just forked shows the command of its parent until it has exec'd
+        assert len(rules_children() - before) == 2
+
+
+def test_a_run_compiles_ahead_what_the_last_one_ran_and_writes_down_what_it_ran(make_workspace) -> None:
+    """rules-used.json in the workspace names the XSLTs a pass ran; the next run compiles those ahead, even one its
+    documents turn out not to need (the Factur-X BASIC one here), and then names only what it ran itself."""
+    ws = make_workspace(RULES_CONFIG.replace("{seconds}", "30"))
+    hint = ws.root / "rules-used.json"
+    shutil.copyfile(FLOWS / "acme" / "01-ubl-invoice.xml", ws.inbox("acme") / "ubl.xml")
+    edi = [sys.executable, "-m", "edi", "-v", "--config", str(ws.config), "batch"]
+    subprocess.run(edi, check=True, capture_output=True)
+    first = json.loads(hint.read_text())
+    assert "EN16931-UBL-validation.xslt" in {Path(p).name for p in first}
+    assert {Path(p).name for p in first} <= {"EN16931-UBL-validation.xslt", "BR-FR-Flux2-Schematron-UBL.xslt"}
+    basic = next(e.xslt for e in load_catalogue().rules if e.xslt.name == "Factur-X_1.09_BASIC.xsl")
+    hint.write_text(json.dumps([str(basic), *first]))
+    shutil.copyfile(FLOWS / "acme" / "03-cii-invoice.xml", ws.inbox("acme") / "cii.xml")
+    done = subprocess.run(edi, check=True, capture_output=True, text=True)
+    compiled = [json.loads(line)["xslt"] for line in done.stderr.splitlines() if '"stylesheet compiled"' in line]
+    assert "Factur-X_1.09_BASIC.xsl" in compiled, done.stderr
+    assert "FACTUR-X_EN16931.xslt" in (then := {Path(p).name for p in json.loads(hint.read_text())})
+    assert not then & {"Factur-X_1.09_BASIC.xsl", "EN16931-UBL-validation.xslt"}

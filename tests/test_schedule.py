@@ -3,6 +3,7 @@ skipped when another processor holds the workspace, failures kept, and a real sc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -522,3 +523,37 @@ def test_batch_notify_and_digest_jobs_send_notifications(make_workspace, clock: 
         ]
     finally:
         server.stop()
+
+
+def test_edi_schedule_compiles_each_stylesheet_once_in_its_life(make_workspace) -> None:
+    """`edi schedule` running the EN 16931 rules: two batch runs, each with UBL and CII invoices to check, compile
+    each stylesheet once in the process's life (logged as ``stylesheet compiled``), not once per run."""
+    ws = make_workspace(with_jobs(job("batch", "every_seconds = 1")) + '\n[validation]\nrules = ["xsd", "en16931"]\n')
+    put(ws, "acme", "01-ubl-invoice.xml")
+    put(ws, "acme", "03-cii-invoice.xml")
+    command = [sys.executable, "-m", "edi", "-v", "--config", str(ws.config), "schedule"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        started = time.monotonic()
+        while len(ws.acks("acme")) < 2 and time.monotonic() - started < 60:
+            time.sleep(0.1)
+        first_run = len(runs(ws))
+        again = [put(ws, "acme", "01-ubl-invoice.xml").rename(ws.inbox("acme") / "ubl-2.xml")]
+        again.append(put(ws, "acme", "03-cii-invoice.xml").rename(ws.inbox("acme") / "cii-2.xml"))
+        while time.monotonic() - started < 60:
+            time.sleep(0.1)
+            if len(ws.acks("acme")) >= 4 and len(runs(ws)) > first_run + 1:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert len(ws.acks("acme")) == 4
+    compiled = [json.loads(line) for line in err.splitlines() if '"stylesheet compiled"' in line]
+    counts = Counter(e["xslt"] for e in compiled)
+    assert {"EN16931-UBL-validation.xslt", "FACTUR-X_EN16931.xslt"} <= set(counts), err
+    assert set(counts.values()) == {1}, err
+    assert {e["process"] for e in compiled} == {proc.pid}

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -80,7 +82,7 @@ def start_watch(tmp_path: Path) -> Iterator[Callable[..., Watcher]]:
     started: list[Watcher] = []
 
     def start(
-        min_age: float = 30, grace: float = 60, rescan: float = 30, wait: bool = True, extra: str = ""
+        min_age: float = 30, grace: float = 60, rescan: float = 30, wait: bool = True, extra: str = "", workers: int = 1
     ) -> Watcher:
         config = tmp_path / "config.toml"
         config.write_text(CONFIG.format(min_age=min_age, grace=grace, rescan=rescan) + extra, encoding="utf-8")
@@ -88,7 +90,8 @@ def start_watch(tmp_path: Path) -> Iterator[Callable[..., Watcher]]:
         subprocess.run([*edi, "init"], check=True, capture_output=True)
         log = tmp_path / f"watch-{len(started)}.log"
         with log.open("wb") as err:  # a file, not a pipe: read while it runs, and never full
-            process = subprocess.Popen([*edi, "-v", "watch"], stdout=subprocess.PIPE, stderr=err, text=True)
+            command = [*edi, "-v", "watch", "--workers", str(workers)]
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
         watcher = Watcher(tmp_path, process, config, log)
         started.append(watcher)
         if wait:  # until the inbox is watched: the startup log line says so
@@ -313,3 +316,32 @@ def test_watch_sends_the_notifications_of_a_pass_before_the_next(start_watch) ->
         assert str(got.message["Subject"]).strip().startswith("[edi] 501 Irrecevable: file broken.xml (flow ")
     finally:
         server.stop()
+
+
+def test_watch_with_workers_compiles_each_stylesheet_once_per_process(start_watch, tmp_path: Path) -> None:
+    """`edi watch --workers 2` running the EN 16931 rules: two passes, each with more files than one process takes
+    (so that the worker process has its share of both), compile each stylesheet once in each process's life (logged
+    as ``stylesheet compiled``), never again in the second pass."""
+    watcher = start_watch(min_age=30, rescan=1, workers=2, extra='[validation]\nrules = ["xsd", "en16931"]\n')
+    for number in (1, 2):  # a whole inbox of old files at once: one pass, big enough for the worker to take part
+        full = tmp_path / f"pass-{number}"
+        full.mkdir()
+        old = time.time() - 60
+        for index in range(300):
+            path = full / f"p{number}-{index:03d}.xml"
+            path.write_bytes(invoice(number * 300 + index))
+            os.utime(path, (old, old))
+        watcher.inbox.rename(tmp_path / f"empty-{number}")
+        full.rename(watcher.inbox)
+        watcher.wait_for_acks(300 * number, timeout=240)
+    code, _, err = watcher.stop()
+    assert code == 0, err
+    with sqlite3.connect(tmp_path / "ws" / "tracking.sqlite") as store:
+        rows = store.execute("SELECT file_name, claimed_by FROM flows").fetchall()
+    hands = {number: {hand.split("-")[0] for name, hand in rows if name.startswith(f"p{number}-")} for number in (1, 2)}
+    assert len(hands[1]) == 2 and hands[1] == hands[2], hands  # this process and one worker, in both passes
+    compiled = [json.loads(line) for line in err.splitlines() if '"stylesheet compiled"' in line]
+    counts = Counter((str(e["process"]), e["xslt"]) for e in compiled)
+    assert {process for process, _ in counts} == hands[1], err
+    assert {xslt for process, xslt in counts} >= {"EN16931-UBL-validation.xslt"}
+    assert set(counts.values()) == {1}, counts

@@ -5,10 +5,12 @@ Saxon runs native code that a Python signal cannot interrupt, and a thread canno
 document's time back is to run its rule layers in a process of their own and kill it. :class:`RulesProcess` starts
 one (a new interpreter, ``python -c``, sharing nothing but a socket: unlike a ``multiprocessing`` spawn it does not
 import the parent's main module, so a script that uses edi as a library needs no ``__main__`` guard) when first
-needed, has it compile each XSLT once (the compile does not count against a document's budget), then hands it a
-document and the XSLTs to run, and reads each layer's SVRL report back as it comes. Past the budget it kills
-the process (SIGKILL) and says which layer ran out of time; the next document gets a new process, which compiles
-again what it is asked to run. The child parses each document once for all its layers.
+needed (or ahead: :meth:`RulesProcess.prepare_ahead` starts it and has it compile the XSLTs a run expects while the
+parent gets on with the rest), has it compile each XSLT once (the compile does not count against a document's
+budget; each compile is kept in :attr:`RulesProcess.compiles` for the caller to log), then hands it a document and
+the XSLTs to run, and reads each layer's SVRL report back as it comes. Past the budget it kills the process (SIGKILL)
+and says which layer ran out of time; the next document gets a new process, which compiles again what it is asked to
+run. The child parses each document once for all its layers.
 
 The child runs in a session of its own (a Ctrl-C for ``edi batch`` must not fail the document being validated: the
 parent decides when to stop), exits when its socket closes (its parent is gone), and is ended by its own SIGALRM
@@ -62,6 +64,10 @@ class RulesProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._connection: Connection | None = None
         self._prepared: dict[Path, str | None] = {}
+        self._asked: list[list[Path]] = []  # compile requests sent and not answered yet (answered in order)
+        self.ran: dict[Path, None] = {}  # every XSLT asked to run on a document, in the order first asked
+        self.compiles: list[tuple[Path, int, float]] = []  # (XSLT, child's pid, seconds) of each compile: the
+        # caller takes them (a new child compiles again what it is asked)
         self._lock = threading.Lock()  # one request at a time on the socket
         self.backstop = BACKSTOP_SECONDS
         atexit.register(self.close)
@@ -76,11 +82,27 @@ class RulesProcess:
         with self._lock:
             return self._prepare(xslts)
 
+    def prepare_ahead(self, xslts: Sequence[Path]) -> None:
+        """Start the child now and have it compile ``xslts`` (what it has not yet, in this order) without waiting:
+        the answers are read when an XSLT is first needed. Raises nothing: a child that cannot start is started
+        again (and its failure told) when first needed."""
+        with self._lock:
+            try:
+                connection = self._start()
+                for xslt in dict.fromkeys(xslts):
+                    if xslt not in self._prepared and not any(xslt in request for request in self._asked):
+                        connection.send(("prepare", [str(xslt)]))
+                        self._asked.append([xslt])
+            except (RulesProcessError, OSError):
+                self._stop()
+
     def run(self, xslts: Sequence[Path], document: bytes, seconds: float) -> list[LayerRun]:
         """Run ``xslts`` in order on a document (UTF-8 XML, with no DOCTYPE), all within ``seconds`` (what the child
         has not compiled is compiled first, outside the budget; one that does not compile has ``failed``)."""
         with self._lock:
+            self.ran.update(dict.fromkeys(xslts))
             errors = self._prepare(xslts)
+            self._answers(len(self._asked))  # compiles asked ahead come before this run: not on its budget
             runnable = [x for x in xslts if errors[x] is None]
             runs = iter(self._run(runnable, document, seconds) if runnable else [])
             return [next(runs) if errors[x] is None else LayerRun(FAILED, errors[x] or "") for x in xslts]
@@ -119,16 +141,35 @@ class RulesProcess:
             self._stop()
 
     def _prepare(self, xslts: Sequence[Path]) -> dict[Path, str | None]:
-        missing = [x for x in dict.fromkeys(xslts) if x not in self._prepared]
+        wanted = [x for x in dict.fromkeys(xslts) if x not in self._prepared]
+        due = [i for i, request in enumerate(self._asked) if any(x in request for x in wanted)]
+        if due:  # asked ahead: answered in order, read up to the last one needed
+            self._answers(due[-1] + 1)
+        missing = [x for x in wanted if x not in self._prepared]
         if missing:
             connection = self._start()
             try:
                 connection.send(("prepare", [str(x) for x in missing]))
-                errors = connection.recv()
+            except OSError:
+                raise RulesProcessError(f"the rules process {self._stop()} while compiling") from None
+            self._asked.append(missing)
+            self._answers(len(self._asked))
+        return {x: self._prepared[x] for x in xslts}
+
+    def _answers(self, count: int) -> None:
+        """Read the answers of the first ``count`` compile requests not answered yet (path -> error, seconds)."""
+        for _ in range(count):
+            connection, process = self._connection, self._process
+            assert connection is not None and process is not None  # a request was sent to it
+            try:
+                answer = connection.recv()
             except (EOFError, OSError):
                 raise RulesProcessError(f"the rules process {self._stop()} while compiling") from None
-            self._prepared.update((Path(path), error) for path, error in errors.items())
-        return {x: self._prepared[x] for x in xslts}
+            self._asked.pop(0)
+            for path, (error, seconds) in answer.items():
+                self._prepared[Path(path)] = error
+                if error is None:
+                    self.compiles.append((Path(path), process.pid, seconds))
 
     def _start(self) -> Connection:
         if self._connection is not None:
@@ -145,14 +186,14 @@ class RulesProcess:
             raise RulesProcessError(f"cannot start the rules process: {exc.strerror or exc}") from None
         finally:
             theirs.close()  # only the child holds its end: its death reads as the end of the socket here
-        self._process, self._connection, self._prepared = process, Connection(mine.detach()), {}
+        self._process, self._connection, self._prepared, self._asked = process, Connection(mine.detach()), {}, []
         return self._connection
 
     def _stop(self) -> str:
         """Kill the child (if it still runs) and forget it; how it ended."""
         process, connection = self._process, self._connection
         self._process = self._connection = None
-        self._prepared = {}
+        self._prepared, self._asked = {}, []
         if connection is not None:
             connection.close()
         if process is None:
@@ -185,7 +226,11 @@ def serve(connection: Connection) -> None:
         except (EOFError, OSError):
             return
         if request[0] == "prepare":
-            connection.send({path: saxon.prepare(Path(path)) for path in request[1]})
+            answer = {}
+            for path in request[1]:
+                started = time.perf_counter()
+                answer[path] = (saxon.prepare(Path(path)), time.perf_counter() - started)
+            connection.send(answer)
             continue
         _, xslts, alarm = request
         signal.setitimer(signal.ITIMER_REAL, alarm)

@@ -73,14 +73,18 @@ def runner_for(catalogue: Catalogue, seconds: float = 0.0) -> RulesRunner:
 
 class RulesRunner:
     """Compiles each XSLT once (on first use) and runs it on documents: in this process when ``seconds`` is 0, else
-    in a rules process, a document's rule sets within ``seconds`` together. Use :func:`runner_for`: one per process."""
+    in a rules process, a document's rule sets within ``seconds`` together. Use :func:`runner_for`: one per process.
+
+    There is one rules process per syntax (UBL, CII), started when first needed: a document's XSLTs are all of its
+    syntax, so each runs in one process, and the two compile their stylesheets at the same time at the start of a
+    run (on the second core, while this process waits for the first document's rules); each holds only its own."""
 
     def __init__(self, catalogue: Catalogue, seconds: float = 0.0) -> None:
         self.catalogue = catalogue
         self.seconds = seconds
         self._compiled: dict[Path, Compiled] = {}
         self._saxon = Saxon() if seconds <= 0 else None
-        self._process = RulesProcess() if seconds > 0 else None
+        self._processes: dict[str, RulesProcess] | None = {} if seconds > 0 else None
 
     def compiled(self, entry: RuleEntry) -> Compiled:
         """The compiled XSLT of ``entry`` (compiled on first use; a failure to compile is remembered, not retried;
@@ -95,17 +99,40 @@ class RulesRunner:
         else:
             sha256 = hashlib.sha256(raw).hexdigest()
             try:
-                known = Compiled(entry, sha256, error=self._prepare(entry.xslt))
+                known = Compiled(entry, sha256, error=self._prepare(entry))
             except RulesProcessError as exc:
                 return Compiled(entry, sha256, error=str(exc))
         self._compiled[entry.xslt] = known
         return known
 
-    def _prepare(self, xslt: Path) -> str | None:
+    def prepare_ahead(self, entries: Sequence[RuleEntry]) -> None:
+        """Have the rules processes start and compile the XSLTs of ``entries`` in the background, in this order
+        (nothing without a time budget: then XSLTs are compiled in this process, when first needed)."""
+        if self._processes is not None:
+            for syntax in dict.fromkeys(e.syntax for e in entries):
+                self._process(syntax).prepare_ahead([e.xslt for e in entries if e.syntax == syntax])
+
+    def take_compiles(self) -> list[tuple[Path, int, float]]:
+        """The XSLTs the rules processes compiled since the last call: (path, its pid, seconds each)."""
+        taken: list[tuple[Path, int, float]] = []
+        for process in (self._processes or {}).values():
+            taken, process.compiles = taken + process.compiles, []
+        return taken
+
+    def ran(self) -> list[Path]:
+        """The XSLTs run on documents in the rules processes so far (in the order first run in each)."""
+        return [xslt for process in (self._processes or {}).values() for xslt in process.ran]
+
+    def _process(self, syntax: str) -> RulesProcess:
+        assert self._processes is not None
+        if syntax not in self._processes:
+            self._processes[syntax] = RulesProcess()
+        return self._processes[syntax]
+
+    def _prepare(self, entry: RuleEntry) -> str | None:
         if self._saxon is not None:
-            return self._saxon.prepare(xslt)
-        assert self._process is not None
-        return self._process.prepare([xslt])[xslt]
+            return self._saxon.prepare(entry.xslt)
+        return self._process(entry.syntax).prepare([entry.xslt])[entry.xslt]
 
     def check(self, rule_set: str, doc: Document) -> list[Finding] | None:
         """The findings of ``rule_set`` on a parsed document; None when the rule set does not apply to it."""
@@ -123,7 +150,7 @@ class RulesRunner:
                 due.append((rule_set, self.compiled(entry)))
         tree: etree._ElementTree = doc.tree
         runnable = [c.entry.xslt for _, c in due if c.error is None]
-        runs = iter(self._run(runnable, saxon_text(doc.data, tree)) if runnable else [])
+        runs = iter(self._run(runnable, saxon_text(doc.data, tree), doc.syntax) if runnable else [])
         results, stopped = [], ""
         for rule_set, compiled in due:
             layer = Layer(rule_set)
@@ -136,11 +163,11 @@ class RulesRunner:
                 stopped = f"{rule_set}:{run.outcome}"
         return results
 
-    def _run(self, xslts: list[Path], document: bytes) -> list[LayerRun]:
-        if self._process is not None:
+    def _run(self, xslts: list[Path], document: bytes, syntax: str) -> list[LayerRun]:
+        if self._processes is not None:
             for attempt in (1, 2):  # a process that died between documents is replaced once, at no cost to this one
                 try:
-                    return self._process.run(xslts, document, self.seconds)
+                    return self._process(syntax).run(xslts, document, self.seconds)
                 except RulesProcessError as exc:
                     if attempt == 2:
                         return [LayerRun(DIED, str(exc).removeprefix("the rules process "))] * len(xslts)

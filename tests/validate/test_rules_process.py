@@ -161,3 +161,16 @@ def test_a_rules_process_whose_parent_is_gone_ends(tmp_path: Path, when: str) ->
     pid = int(done.stdout.split()[0])
     took = wait_until_gone(pid, 10)
     assert took < (1.0 if when == "between" else 3.0), took
+
+
+def test_compiles_asked_ahead_start_the_process_at_once_and_are_read_when_needed(process: RulesProcess) -> None:
+    """prepare_ahead starts the child and returns without waiting; the first run reads every compile asked before
+    it (outside its budget), and an XSLT asked again, ahead or not, is never compiled twice."""
+    process.prepare_ahead([CEN_UBL, BR_FR_UBL])
+    assert process.pid is not None and process.compiles == []
+    assert [r.outcome for r in process.run([BR_FR_UBL], SMALL, 30)] == [DONE]
+    assert [xslt for xslt, pid, _ in process.compiles if pid == process.pid] == [CEN_UBL, BR_FR_UBL]
+    process.prepare_ahead([CEN_UBL, BR_FR_UBL])
+    assert [r.outcome for r in process.run([CEN_UBL, BR_FR_UBL], SMALL, 30)] == [DONE, DONE]
+    assert len(process.compiles) == 2
+    assert list(process.ran) == [BR_FR_UBL, CEN_UBL]

@@ -932,7 +932,7 @@ def test_a_rules_process_dead_between_documents_costs_the_next_document_nothing(
     runner = RulesRunner(load_catalogue(), 30.0)
     doc = document_of(broken_ubl())
     expected = runner.check("en16931", doc)
-    pid = runner._process.pid if runner._process else None
+    pid = runner._process("UBL").pid  # the rules process of UBL documents
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     wait_until_gone(pid, 10)
