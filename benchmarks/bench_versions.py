@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_batch import bare_loop, drop, new_workspace, wait_for_a_quiet_disk
+from benchmarks.bench_batch import bare_loop, drop, new_workspace, wait_for_a_quiet_disk, with_bytecode
 from benchmarks.invoices import write_flows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,10 +49,11 @@ def cpu_times() -> list[int]:
 
 def checkout(revision: str, folder: Path) -> Path:
     """The code of ``revision``: a detached git worktree in ``folder``, or the repository itself for ``.``."""
-    if revision == ".":
-        return ROOT
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(folder), revision], check=True)
-    return folder
+    if revision != ".":
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(folder), revision], check=True)
+    code = ROOT if revision == "." else folder
+    with_bytecode(code)
+    return code
 
 
 def run(
