@@ -42,7 +42,7 @@ The files are dropped as copies (a file of its own per flow, as an upload gives)
 file costs what it does on a quiet disk: for minutes after many files were deleted, on ext4 without a journal, and
 while the kernel caches millions of inodes, it costs ten times as much (wait_for_a_quiet_disk).
 
-Usage (the README gives the numbers this printed):
+Usage (docs/performance.md gives the numbers this printed):
 
   .venv/bin/python benchmarks/bench_batch.py [--flows 20000] [--workers 1 2] [--rules xsd en16931] [--rounds 1]
                                              [--small] [--cron 100] [--xmlcheck 100]

@@ -4,9 +4,9 @@ first batch: does a run slow down as it goes, or is only the start of a fresh wo
 Run A drops N generated flows (benchmarks/invoices.py) into a fresh workspace and runs `edi batch --workers W`; run
 B drops N other flows (another seed: no duplicates) into the same workspace, whose acknowledgement, queue and
 archive folders and store now hold run A's, and runs it again. Each prints flows/s and the rate of each tenth of its
-flows, from the acknowledgements' times. Nothing is deleted (see the README on deletions and ext4).
+flows, from the acknowledgements' times. Nothing is deleted (see docs/performance.md on deletions and ext4).
 
-Usage (the README gives the numbers this printed):
+Usage (docs/performance.md gives the numbers this printed):
 
   .venv/bin/python benchmarks/bench_steady.py [--flows 20000] [--workers 1] [--work DIR]
 """

@@ -10,8 +10,8 @@ ran (user, system, idle, from /proc/stat: two CPU-bound workers on two cores lea
 median flows/s of each version and worker count, and for each version its W / 1 worker ratio (medians).
 
 Workspaces are made in a new folder of /tmp and deleted at the end only (deleting many files slows the creation of
-files for minutes on ext4 without a journal: see the README); the rounds start once creating a file costs what it
-does on a quiet disk.
+files for minutes on ext4 without a journal: see docs/performance.md); the rounds start once creating a file costs
+what it does on a quiet disk.
 
 Usage (from the repository; a revision is anything `git worktree add` takes, `.` is the working tree as it is):
 

@@ -54,7 +54,7 @@ log = structlog.get_logger()
 
 STALE_TMP_SECONDS = 6 * 3600
 # flows claimed and taken to their outcome together: per group, four store transactions and two waits for the disk
-# (syncfs), whose cost is the same for 32 flows or 128. 20,000 flows, four rounds (README, "Benchmarks"): with 128
+# (syncfs), whose cost is the same for 32 flows or 128. 20,000 flows, four rounds (docs/performance.md): with 128
 # instead of 32, one worker +3 % (769 against 746 flows/s, medians), two workers +12 % (1,370 against 1,222: two
 # processes share the disk's writeback and the store's write lock); 256 gave no more and left the workers idler at the
 # end of a run
