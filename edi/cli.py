@@ -173,9 +173,12 @@ def main(ctx: click.Context, config: Path, verbose: int) -> None:
 
     \b
     Senders drop files in <workspace>/inbox/<sender>/. `edi batch` (run it from cron)
-    claims each finished file, recognises UBL 2.1 / UN/CEFACT CII, validates it against
-    the official XSD, routes each accepted invoice to its recipient's queue and writes
-    one acknowledgement per flow in <workspace>/acks/<sender>/<flow_id>.json and .xml.
+    claims each finished file, recognises UBL 2.1 / UN/CEFACT CII / Factur-X / ZIP,
+    validates it against the official XSD and the business rules that
+    validation.rules names (EN 16931 in the shipped config.toml), routes each accepted invoice to its
+    recipient's queue and writes one acknowledgement per flow in
+    <workspace>/acks/<sender>/<flow_id>.json and .xml, with a CDAR lifecycle message
+    per document (<flow_id>.<index>.cdar.xml).
 
     \b
     Typical session:
