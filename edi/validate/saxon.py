@@ -60,17 +60,7 @@ class Saxon:
         return self._errors[xslt]
 
     def _compile(self, xslt: Path) -> Any:
-        optimised = optimise(etree.fromstring(xslt.read_bytes(), SAFE_PARSER).getroottree())
-        saxon = self.processor()
-        with quiet():
-            executable = saxon.new_xslt30_processor().compile_stylesheet(
-                stylesheet_text=etree.tostring(optimised.stylesheet, encoding="unicode")
-            )
-        executable.set_capture_result_documents(True)  # xsl:result-document writes nothing to disk
-        if optimised.codedb:
-            codedb = (xslt.parent / optimised.codedb).read_text(encoding="utf-8")
-            executable.set_parameter(CODEDB_PARAM, saxon.parse_xml(xml_text=_without_declaration(codedb)))
-        return executable
+        return compile_optimised(self.processor(), xslt)
 
     def parse(self, text: str) -> Any:
         """A document (one edi's safe parser read, so without a DOCTYPE) as a Saxon node."""
@@ -80,6 +70,22 @@ class Saxon:
         """The SVRL report of a prepared ``xslt`` on a parsed document; raises on a dynamic error."""
         with quiet():
             return str(self._executables[xslt].transform_to_string(xdm_node=node))
+
+
+def compile_optimised(processor: Any, xslt: Path) -> Any:
+    """edi's optimised stylesheet made from the official ``xslt``, compiled on ``processor`` (a saxonche
+    ``PySaxonProcessor``): result documents captured, its code list (if it needs one) parsed once and set as
+    ``$edi-codedb``. Raises what reading the files, the optimiser or Saxon raise."""
+    optimised = optimise(etree.fromstring(xslt.read_bytes(), SAFE_PARSER).getroottree())
+    with quiet():
+        executable = processor.new_xslt30_processor().compile_stylesheet(
+            stylesheet_text=etree.tostring(optimised.stylesheet, encoding="unicode")
+        )
+    executable.set_capture_result_documents(True)  # xsl:result-document writes nothing to disk
+    if optimised.codedb:
+        codedb = (xslt.parent / optimised.codedb).read_text(encoding="utf-8")
+        executable.set_parameter(CODEDB_PARAM, processor.parse_xml(xml_text=_without_declaration(codedb)))
+    return executable
 
 
 @contextlib.contextmanager
