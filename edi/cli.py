@@ -34,6 +34,7 @@ from edi.ack import finding_dict
 from edi.check import DEFAULT_LAYERS, Checker, parse_layers
 from edi.cli_console import serve_cmd, users_group
 from edi.cli_invoices import invoices_cmd
+from edi.cli_rows import echo_rows
 from edi.cli_status import status_group
 from edi.config import Settings, load_settings
 from edi.errors import ConfigError, EdiError, WorkspaceBusy
@@ -408,11 +409,7 @@ def flows(
         rows = store.flows(sender=sender, status=status, since=since, limit=limit)
     finally:
         store.close()
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
-        return
-    click.echo(render_flows(rows))
+    echo_rows(rows, as_json, render_flows)
 
 
 def render_flows(rows: list[dict[str, Any]]) -> str:
@@ -712,11 +709,7 @@ def notifications_cmd(
         rows = store.read(lambda conn: listing(conn, state=state, sender=sender, limit=limit))
     finally:
         store.close()
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
-        return
-    click.echo(render_notifications(rows))
+    echo_rows(rows, as_json, render_notifications)
 
 
 def render_notifications(rows: list[dict[str, Any]]) -> str:

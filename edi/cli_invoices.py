@@ -5,7 +5,6 @@ Registered on the ``edi`` group by :mod:`edi.cli` (which renders errors); parses
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ import click
 
 from edi.browse import Reader
 from edi.browse.invoices import InvoiceFilters, iter_invoices
+from edi.cli_rows import echo_rows
 from edi.lifecycle import labels
 from edi.store import open_store
 from edi.text import printable_all
@@ -97,11 +97,7 @@ def invoices_cmd(
         rows = list(iter_invoices(reader, None, filters, limit=limit))
     finally:
         reader.close()
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
-        return
-    click.echo(render_invoices(rows))
+    echo_rows(rows, as_json, render_invoices)
 
 
 def render_invoices(rows: list[dict[str, Any]]) -> str:
