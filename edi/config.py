@@ -383,6 +383,56 @@ class NotificationSettings:
         return self.smtp_port or DEFAULT_PORTS[self.security]
 
 
+API_MAX_FLOW_BYTES = 100 * 1024 * 1024  # the standard's limit on a deposited file (XP Z12-013 createFlow: 100 MB)
+_CONSOLE_PREFIXES = (
+    "/login",
+    "/logout",
+    "/healthz",
+    "/static",
+    "/dashboard",
+    "/flows",
+    "/invoices",
+    "/metrics",
+    "/rules",
+    "/oauth2",
+)
+_HOST_PATTERN = re.compile(r"(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{1,5})?")
+
+
+def _base_path(value: str) -> str:
+    if not re.fullmatch(r"(?:/[A-Za-z0-9._-]+)+", value):
+        raise ValueError(f"{value!r} is not a path like '/afnor-flow' (a '/', then letters, digits, '.', '_', '-')")
+    if any(value == p or value.startswith((p + "/", p + ".")) or p.startswith(value + "/") for p in _CONSOLE_PREFIXES):
+        raise ValueError(f"{value!r} is a path of the console's own; choose another (the default is '/afnor-flow')")
+    return value
+
+
+def _allowed_hosts(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if not _HOST_PATTERN.fullmatch(value):
+            raise ValueError(f"{value!r} is not a host name (optionally '*.' before it, ':port' after it)")
+    return tuple(v.lower() for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """The HTTP deposit API (AFNOR XP Z12-013 Flow Service) that ``edi serve`` serves beside the console: its path,
+    its clients' tokens, its limits, and where webhooks may call (docs/api.md)."""
+
+    enabled: bool = True
+    base_path: str = field(default="/afnor-flow", metadata=_check(_base_path))
+    token_seconds: float = field(default=3600.0, metadata=_check(_positive_float))  # an OAuth2 access token's life
+    bearer_days: float = field(default=365.0, metadata=_check(_positive_float))  # a long-lived token's, by default
+    rate_per_minute: int = field(default=600, metadata=_check(_positive))  # requests per client, then 429
+    rate_burst: int = field(default=60, metadata=_check(_positive))  # ... of which this many at once
+    read_timeout_seconds: float = field(default=30.0, metadata=_check(_positive_float))  # a silent client is cut
+    webhook_allowed_hosts: tuple[str, ...] = field(default=(), metadata=_check(_allowed_hosts))
+    webhook_timeout_seconds: float = field(default=10.0, metadata=_check(_positive_float))
+    webhook_retry_seconds: float = field(default=30.0, metadata=_check(_positive_float))
+    webhook_retry_max_seconds: float = field(default=3600.0, metadata=_check(_positive_float))
+    webhook_give_up_seconds: float = field(default=172800.0, metadata=_check(_positive_float))
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``config.toml`` says, with defaults for what it does not."""
@@ -401,6 +451,7 @@ class Settings:
     logging: LoggingSettings = LoggingSettings()
     console: ConsoleSettings = ConsoleSettings()
     notifications: NotificationSettings = NotificationSettings()
+    api: ApiSettings = ApiSettings()
 
     @property
     def digest_timezone(self) -> str:

@@ -176,6 +176,17 @@ _USER_COLUMNS = {  # console accounts (edi.accounts)
     "sessions_since": str,  # sessions opened before this (a new password) are no longer valid
 }
 _ACTION_COLUMNS = {"id": int, "at": str, "user": str, "action": str, "target": str, "detail": str}  # append-only
+# The deposit API's clients (edi.api.clients): each acts for one sender; its secret is kept as an Argon2id hash only
+_API_CLIENT_COLUMNS = {"client_id": str, "name": str, "sender": str, "secret_hash": str, "created_at": str}
+# ... and their tokens, kept as the SHA-256 of the token only: access tokens (POST /oauth2/token) and long-lived ones
+_API_TOKEN_COLUMNS = {
+    "token_hash": str,
+    "client_id": str,
+    "kind": str,  # access | bearer
+    "issued_at": str,
+    "expires_at": str,
+    "revoked_at": str,  # None while valid
+}
 _ENDED_SESSION_COLUMNS = {"session": str, "ended_at": str}  # console sessions logged out before their time
 FINAL = tuple(str(s) for s in FlowStatus if s.final)
 _P = ParamSpec("_P")
@@ -265,6 +276,9 @@ class Tracking:
         db.table("users").create(_USER_COLUMNS, pk="name", if_not_exists=True)
         db.table("actions").create(_ACTION_COLUMNS, pk="id", if_not_exists=True)
         db.table("ended_sessions").create(_ENDED_SESSION_COLUMNS, pk="session", if_not_exists=True)
+        db.table("api_clients").create(_API_CLIENT_COLUMNS, pk="client_id", if_not_exists=True)
+        db.table("api_tokens").create(_API_TOKEN_COLUMNS, pk="token_hash", if_not_exists=True)
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_api_clients_name ON api_clients (name)")
         db.table("lifecycle").create(_LIFECYCLE_COLUMNS, pk="id", if_not_exists=True)
         db.table("notifications").create(_NOTIFICATION_COLUMNS, pk="id", if_not_exists=True)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_notifications_key ON notifications (key)")
@@ -323,6 +337,7 @@ class Tracking:
             ("notifications", ["state", "next_attempt_at"]),  # what is due
             # the rows of one mail; and (mail NULL: digest rows not in a digest yet) those of days that ended
             ("notifications", ["mail", "day"]),
+            ("api_tokens", ["client_id"]),
         ):
             db.table(index_table).create_index(columns, if_not_exists=True)
         # served by the wider ones above (same leading columns): each was one more write per row

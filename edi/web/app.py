@@ -299,6 +299,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         *pages.routes(console),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
+    if settings.api.enabled:  # the deposit API beside the console: its own tokens, errors and answers
+        from edi.api.app import create_api, create_oauth
+
+        routes += [
+            Mount(settings.api.base_path, app=create_api(settings, clock)),
+            Mount("/oauth2", app=create_oauth(settings, clock)),
+        ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -1,0 +1,64 @@
+"""Shared fixtures of the deposit API's tests: a real workspace, the real app (console and API) in a TestClient,
+and API clients made through :mod:`edi.api.clients`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+from starlette.testclient import TestClient
+
+from edi.api import clients
+from edi.store import open_store
+from edi.web.app import create_app
+from tests.conftest import Workspace
+
+BASE = "/afnor-flow"
+
+
+@dataclass
+class Client:
+    """An API client made in the workspace: its name, sender, id and secret."""
+
+    name: str
+    sender: str
+    client_id: str
+    secret: str
+
+
+@dataclass
+class Service:
+    """The app of a workspace, and a way to make API clients in it."""
+
+    workspace: Workspace
+    http: TestClient
+
+    def add_client(self, name: str, sender: str = "acme") -> Client:
+        """Make an API client for ``sender`` (as ``edi clients add`` does)."""
+        store = open_store(self.workspace.settings.workspace.layout())
+        try:
+            made, secret = clients.add_client(store, name, sender, datetime.now(UTC))
+        finally:
+            store.close()
+        return Client(name, sender, made.client_id, secret)
+
+    def token(self, client: Client) -> str:
+        """An access token for ``client``, from POST /oauth2/token."""
+        answer = self.http.post(
+            "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(client.client_id, client.secret)
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["access_token"])
+
+    def headers(self, client: Client) -> dict[str, str]:
+        """The Authorization header of a fresh token of ``client``."""
+        return {"Authorization": f"Bearer {self.token(client)}"}
+
+
+@pytest.fixture
+def service(workspace: Workspace) -> Iterator[Service]:
+    """The real app of a fresh workspace."""
+    with TestClient(create_app(workspace.settings)) as http:
+        yield Service(workspace, http)
