@@ -187,6 +187,35 @@ _API_TOKEN_COLUMNS = {
     "expires_at": str,
     "revoked_at": str,  # None while valid
 }
+# The API's webhooks (edi.api.webhooks): a client's subscription to its sender's acknowledged flows. The signing key
+# is not kept: it is derived from the workspace's webhook key file and the id (edi.api.signing)
+_API_WEBHOOK_COLUMNS = {
+    "webhook_id": str,  # a UUID
+    "client_id": str,  # its owner: it fires for the owner's sender only
+    "callback_url": str,
+    "flow_types": str,  # JSON list; [] for any
+    "flow_direction": str,  # In | Out, None for any
+    "ack_status": str,  # Ok | Error, None for any
+    "created_at": str,
+}
+# ... and their events, queued in the transaction that records the outcome (record_outcomes, with a WebhookPolicy),
+# sent by edi.api.deliver: one row per (webhook, flowId); ``flow_id`` is the standard's flowId (edi's flow id, or a
+# CDAR message's id <flow_id>.<nnnn> for a lifecycle message edi wrote)
+_API_WEBHOOK_EVENT_COLUMNS = {
+    "id": int,
+    "webhook_id": str,
+    "sender": str,  # whose flow it is (the webhook's client's sender)
+    "flow_id": str,
+    "flow_type": str,  # what the acknowledgement says it is, when queued (the body sent is checked again)
+    "flow_direction": str,
+    "queued_at": str,
+    "state": str,  # queued | sent | failed | skipped
+    "attempts": int,
+    "next_attempt_at": str,  # None once sent, failed or skipped
+    "last_error": str,
+    "answered": int,  # the callback's last HTTP status, None when it could not be reached
+    "sent_at": str,
+}
 _ENDED_SESSION_COLUMNS = {"session": str, "ended_at": str}  # console sessions logged out before their time
 FINAL = tuple(str(s) for s in FlowStatus if s.final)
 _P = ParamSpec("_P")
@@ -199,6 +228,16 @@ class NotificationPolicy(Protocol):
 
     def rows(self, acks: Sequence[Mapping[str, Any]], at: datetime) -> list[dict[str, Any]]:
         """The notifications rows (columns of the ``notifications`` table) these acknowledgements call for."""
+        ...
+
+
+class WebhookPolicy(Protocol):
+    """What to queue for the API's webhooks when final acknowledgements are recorded (:mod:`edi.api.events`; a
+    store without one queues nothing). Runs inside the transaction that records them, so that it sees the webhooks
+    as they are when the outcome is recorded."""
+
+    def rows(self, conn: sqlite3.Connection, acks: Sequence[Mapping[str, Any]], at: datetime) -> list[dict[str, Any]]:
+        """The ``api_webhook_events`` rows these acknowledgements call for."""
         ...
 
 
@@ -233,6 +272,7 @@ class Tracking:
             raise StoreError(f"the tracking store {path} {fresh}")
         self._writers: int | None = None
         self.notifications: NotificationPolicy | None = None  # set by whoever processes flows, from the settings
+        self.webhooks: WebhookPolicy | None = None  # likewise
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -279,6 +319,11 @@ class Tracking:
         db.table("api_clients").create(_API_CLIENT_COLUMNS, pk="client_id", if_not_exists=True)
         db.table("api_tokens").create(_API_TOKEN_COLUMNS, pk="token_hash", if_not_exists=True)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_api_clients_name ON api_clients (name)")
+        db.table("api_webhooks").create(_API_WEBHOOK_COLUMNS, pk="webhook_id", if_not_exists=True)
+        db.table("api_webhook_events").create(_API_WEBHOOK_EVENT_COLUMNS, pk="id", if_not_exists=True)
+        db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS idx_api_webhook_events_key ON api_webhook_events (webhook_id, flow_id)"
+        )
         db.table("lifecycle").create(_LIFECYCLE_COLUMNS, pk="id", if_not_exists=True)
         db.table("notifications").create(_NOTIFICATION_COLUMNS, pk="id", if_not_exists=True)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_notifications_key ON notifications (key)")
@@ -338,6 +383,8 @@ class Tracking:
             # the rows of one mail; and (mail NULL: digest rows not in a digest yet) those of days that ended
             ("notifications", ["mail", "day"]),
             ("api_tokens", ["client_id"]),
+            ("api_webhooks", ["client_id"]),
+            ("api_webhook_events", ["state", "next_attempt_at"]),  # what is due
         ):
             db.table(index_table).create_index(columns, if_not_exists=True)
         # served by the wider ones above (same leading columns): each was one more write per row
@@ -538,7 +585,7 @@ class Tracking:
         key held by a document that was not accepted after all is let go; the lifecycle statuses a status flow held
         are recorded (those its acknowledgement relays), or let go (any other). With a :attr:`notifications` policy,
         the notifications they call for are queued in the same transaction (an event queued already is not queued
-        again)."""
+        again); with a :attr:`webhooks` policy, the webhook events too."""
         if not acks:
             return
         queued = self.notifications.rows(acks, at) if self.notifications is not None else None
@@ -601,6 +648,10 @@ class Tracking:
                 )
             if queued:
                 _insert_many(conn, "notifications", queued, "INSERT OR IGNORE")
+            if self.webhooks is not None:
+                hooked = self.webhooks.rows(conn, acks, at)
+                if hooked:
+                    _insert_many(conn, "api_webhook_events", hooked, "INSERT OR IGNORE")
 
     def record_failed(self, flow: Mapping[str, Any], at: datetime, detail: str) -> None:
         """Mark a flow as failed for our own reason (kept for requeue), recording it first if it failed so early

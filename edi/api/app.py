@@ -201,8 +201,13 @@ def healthcheck(api: Api) -> Endpoint:
 
 
 def routes(api: Api) -> list[BaseRoute]:
-    """The Flow Service's routes, under the base path."""
-    return [Route("/v1/healthcheck", healthcheck(api), methods=["GET"])]
+    """The Flow Service's routes, under the base path (each module's imported here: they import this one)."""
+    from edi.api import webhooks
+
+    return [
+        Route("/v1/healthcheck", healthcheck(api), methods=["GET"]),
+        *webhooks.routes(api),
+    ]
 
 
 def create_api(settings: Settings, clock: Clock | None = None) -> Starlette:

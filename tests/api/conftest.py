@@ -3,7 +3,7 @@ and API clients made through :mod:`edi.api.clients`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -13,7 +13,8 @@ from starlette.testclient import TestClient
 from edi.api import clients
 from edi.store import open_store
 from edi.web.app import create_app
-from tests.conftest import Workspace
+from tests.conftest import DEFAULT_CONFIG, Workspace
+from tests.hook_server import HookServer, serve
 
 BASE = "/afnor-flow"
 
@@ -60,5 +61,29 @@ class Service:
 @pytest.fixture
 def service(workspace: Workspace) -> Iterator[Service]:
     """The real app of a fresh workspace."""
+    with TestClient(create_app(workspace.settings)) as http:
+        yield Service(workspace, http)
+
+
+@pytest.fixture
+def hooks() -> Iterator[HookServer]:
+    """A real HTTP server on 127.0.0.1 that records the webhook calls it gets."""
+    yield from serve()
+
+
+@pytest.fixture
+def hooked(make_workspace: Callable[..., Workspace], hooks: HookServer) -> Iterator[Service]:
+    """The real app of a workspace whose [api] allows callbacks to the ``hooks`` server (and retries after 30 s)."""
+    config = (
+        DEFAULT_CONFIG
+        + f"""
+[api]
+webhook_allowed_hosts = ["127.0.0.1:{hooks.port}"]
+webhook_timeout_seconds = 5
+webhook_retry_seconds = 30
+webhook_give_up_seconds = 3600
+"""
+    )
+    workspace = make_workspace(config)
     with TestClient(create_app(workspace.settings)) as http:
         yield Service(workspace, http)
