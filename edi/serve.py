@@ -3,6 +3,8 @@
 Binds the listening socket itself first, so that a port in use or a bad address is one clear error
 (:class:`ServeError`) rather than uvicorn's exit; builds the app (which refuses a lost store, like every command);
 then serves. SIGTERM and SIGINT stop it cleanly: uvicorn finishes the requests in progress, and the call returns.
+While it serves, with the API's webhooks allowed somewhere, a thread of its own delivers their due events every
+:data:`DELIVER_EVERY` seconds (:func:`edi.api.deliver.deliver_due`), so that a retry waits for no batch.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -22,6 +25,7 @@ from edi.web.app import create_app
 
 log = structlog.get_logger()
 GRACEFUL_SECONDS = 10
+DELIVER_EVERY = 5.0  # seconds between two webhook delivery passes while serving
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -65,15 +69,35 @@ def serve(settings: Settings, host: str, port: int, on_ready: Callable[[str], No
         stopped.append(signum)
 
     previous = {s: signal.signal(s, quiet) for s in (signal.SIGINT, signal.SIGTERM)}
+    done = threading.Event()
+    deliverer = None
+    if settings.api.enabled and settings.api.webhook_allowed_hosts:
+        deliverer = threading.Thread(target=deliver_while, args=(settings, done), name="webhooks", daemon=True)
+        deliverer.start()
     try:
         if on_ready is not None:
             on_ready(url)
         log.info("console listening", url=url)
         server.run(sockets=[sock])
     finally:
+        done.set()
+        if deliverer is not None:
+            deliverer.join(timeout=GRACEFUL_SECONDS)
         sock.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if not server.started:
         raise ServeError(f"the console could not start on {url}: see the log above")
     log.info("console stopped", signal=stopped[0] if stopped else None)
+
+
+def deliver_while(settings: Settings, done: threading.Event) -> None:
+    """Deliver the webhooks' due events every :data:`DELIVER_EVERY` seconds until ``done`` (a pass that fails is
+    logged; the next one tries again)."""
+    from edi.api.deliver import deliver_due  # here: a console without webhooks never loads http.client
+
+    while not done.wait(DELIVER_EVERY):
+        try:
+            deliver_due(settings, budget=DELIVER_EVERY * 2)
+        except Exception as exc:  # the store or a bug: serving goes on
+            log.error("webhooks not delivered", error=f"{type(exc).__name__}: {exc}")
