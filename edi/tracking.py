@@ -189,6 +189,23 @@ _API_TOKEN_COLUMNS = {
     "revoked_at": str,  # None while valid
 }
 _ENDED_SESSION_COLUMNS = {"session": str, "ended_at": str}  # console sessions logged out before their time
+# Flows deposited through the API (edi.api.deposit), one row each, committed before the 202 and kept after the claim
+# (the flow's API metadata); the claim of ``inbox_name`` in ``inbox/<sender>/`` takes ``flow_id`` (edi.deposits)
+_API_DEPOSIT_COLUMNS = {
+    "flow_id": str,
+    "sender": str,
+    "inbox_name": str,  # the file's name in inbox/<sender>/
+    "name": str,  # flowInfo.name, as the client gave it
+    "flow_syntax": str,
+    "flow_profile": str,
+    "processing_rule": str,
+    "tracking_id": str,
+    "sha256": str,  # of the bytes received (the client's, checked, when it gave one)
+    "size": int,
+    "client_id": str,
+    "request_id": str,
+    "submitted_at": str,
+}
 # The CDAR messages edi wrote into a sender's acks/ folder, as the deposit API shows them (flows of that sender,
 # direction In: edi.api.flows): its own 200 / 213 / 501 about a flow's documents (kind "cdar", in the flow's sender's
 # folder) and the statuses a recipient set, relayed (kind "relay", in the invoice's sender's folder). A row per
@@ -301,6 +318,9 @@ class Tracking:
         db.table("api_clients").create(_API_CLIENT_COLUMNS, pk="client_id", if_not_exists=True)
         db.table("api_tokens").create(_API_TOKEN_COLUMNS, pk="token_hash", if_not_exists=True)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_api_clients_name ON api_clients (name)")
+        db.table("api_deposits").create(_API_DEPOSIT_COLUMNS, pk="flow_id", if_not_exists=True)
+        # the claim's look-up: inbox names of a group (each holds its flow id: unique in the workspace)
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_api_deposits_inbox ON api_deposits (inbox_name, sender)")
         db.table("lifecycle").create(_LIFECYCLE_COLUMNS, pk="id", if_not_exists=True)
         db.table("notifications").create(_NOTIFICATION_COLUMNS, pk="id", if_not_exists=True)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_notifications_key ON notifications (key)")
@@ -363,6 +383,9 @@ class Tracking:
             ("api_tokens", ["client_id"]),
             ("api_messages", ["sender", "updated_at", "message_id"]),  # the API's search: a keyset range per sender
             ("api_messages", ["flow_id"]),
+            # the API's search: a sender's deposits not claimed yet, by submittedAt; and by trackingId
+            ("api_deposits", ["sender", "submitted_at", "flow_id"]),
+            ("api_deposits", ["sender", "tracking_id"]),
         ):
             db.table(index_table).create_index(columns, if_not_exists=True)
         db.execute(
