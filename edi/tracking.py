@@ -27,6 +27,7 @@ import sqlite_utils
 from edi.clock import iso
 from edi.errors import StoreError, UnknownFlowError, WorkspaceError
 from edi.faults import fault_point
+from edi.lifecycle.cdar import reasons_of, status_of
 from edi.lifecycle.rules import Order, order
 from edi.lifecycle.timeline import RECORDED, by_document, timeline
 from edi.model import FlowStatus, InvoiceRef
@@ -217,6 +218,44 @@ _API_WEBHOOK_EVENT_COLUMNS = {
     "sent_at": str,
 }
 _ENDED_SESSION_COLUMNS = {"session": str, "ended_at": str}  # console sessions logged out before their time
+# Flows deposited through the API (edi.api.deposit), one row each, committed before the 202 and kept after the claim
+# (the flow's API metadata); the claim of ``inbox_name`` in ``inbox/<sender>/`` takes ``flow_id`` (edi.deposits)
+_API_DEPOSIT_COLUMNS = {
+    "flow_id": str,
+    "sender": str,
+    "inbox_name": str,  # the file's name in inbox/<sender>/
+    "name": str,  # flowInfo.name, as the client gave it
+    "flow_syntax": str,
+    "flow_profile": str,
+    "processing_rule": str,
+    "tracking_id": str,
+    "sha256": str,  # of the bytes received (the client's, checked, when it gave one)
+    "size": int,
+    "client_id": str,
+    "request_id": str,
+    "submitted_at": str,
+}
+# The CDAR messages edi wrote into a sender's acks/ folder, as the deposit API shows them (flows of that sender,
+# direction In: edi.api.flows): its own 200 / 213 / 501 about a flow's documents (kind "cdar", in the flow's sender's
+# folder) and the statuses a recipient set, relayed (kind "relay", in the invoice's sender's folder). A row per
+# message, written with the outcome that names it (record_outcomes, restore_answered): one that fails or is decided
+# again loses the rows of its earlier decision.
+_API_MESSAGE_COLUMNS = {
+    "message_id": str,  # edi.lifecycle.cdar.message_id: <flow_id>.<nnnn>, its file <message_id>.cdar.xml
+    "sender": str,  # whose acks/ folder holds it
+    "flow_id": str,  # the flow whose outcome wrote it (for a relay: the recipient's status flow)
+    "idx": int,  # that flow's document (0: the file refused whole)
+    "kind": str,  # cdar | relay
+    "status": str,  # 200, 213, 501, or the relayed status 202-212
+    "updated_at": str,  # when its outcome was recorded (as flows.updated_at)
+}
+# What the API's search reads a sender's flows by (edi.api.flows): its acknowledgement status, then updatedAt and the
+# id, so that each status is one keyset range of one index (no sort, no scan of the sender's other flows). The
+# expression is the index's: a query that says it the same way uses it (edi.api.flows.ACK_STATUS)
+API_ACK_STATUS = (
+    "(CASE status WHEN 'IN_INTEGRE' THEN 'Ok' WHEN 'IN_INTEGRE_PARTIEL' THEN 'Ok' WHEN 'IN_REJETE' THEN 'Error' "
+    "ELSE 'Pending' END)"
+)
 FINAL = tuple(str(s) for s in FlowStatus if s.final)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -319,6 +358,9 @@ class Tracking:
         db.table("api_clients").create(_API_CLIENT_COLUMNS, pk="client_id", if_not_exists=True)
         db.table("api_tokens").create(_API_TOKEN_COLUMNS, pk="token_hash", if_not_exists=True)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_api_clients_name ON api_clients (name)")
+        db.table("api_deposits").create(_API_DEPOSIT_COLUMNS, pk="flow_id", if_not_exists=True)
+        # the claim's look-up: inbox names of a group (each holds its flow id: unique in the workspace)
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_api_deposits_inbox ON api_deposits (inbox_name, sender)")
         db.table("api_webhooks").create(_API_WEBHOOK_COLUMNS, pk="webhook_id", if_not_exists=True)
         db.table("api_webhook_events").create(_API_WEBHOOK_EVENT_COLUMNS, pk="id", if_not_exists=True)
         db.execute(
@@ -328,6 +370,7 @@ class Tracking:
         db.table("notifications").create(_NOTIFICATION_COLUMNS, pk="id", if_not_exists=True)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_notifications_key ON notifications (key)")
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_lifecycle_source ON lifecycle (source_flow_id, source_idx)")
+        db.table("api_messages").create(_API_MESSAGE_COLUMNS, pk="message_id", if_not_exists=True)
         for name, spec in (
             ("flows", _FLOW_COLUMNS),
             ("documents", _DOCUMENT_COLUMNS),
@@ -383,10 +426,16 @@ class Tracking:
             # the rows of one mail; and (mail NULL: digest rows not in a digest yet) those of days that ended
             ("notifications", ["mail", "day"]),
             ("api_tokens", ["client_id"]),
+            ("api_messages", ["sender", "updated_at", "message_id"]),  # the API's search: a keyset range per sender
+            ("api_messages", ["flow_id"]),
+            # the API's search: a sender's deposits not claimed yet, by submittedAt; and by trackingId
+            ("api_deposits", ["sender", "submitted_at", "flow_id"]),
+            ("api_deposits", ["sender", "tracking_id"]),
             ("api_webhooks", ["client_id"]),
             ("api_webhook_events", ["state", "next_attempt_at"]),  # what is due
         ):
             db.table(index_table).create_index(columns, if_not_exists=True)
+        db.execute(f"CREATE INDEX IF NOT EXISTS idx_flows_api ON flows (sender, {API_ACK_STATUS}, updated_at, flow_id)")
         # served by the wider ones above (same leading columns): each was one more write per row
         for narrower in (
             "idx_flows_status",
@@ -598,9 +647,11 @@ class Tracking:
         events: list[list[Any]] = []
         releases: list[tuple[str, list[int]]] = []
         statuses: list[tuple[str, list[int]]] = []
+        messages: list[list[Any]] = []
         for ack in acks:
             flow_id = ack["flow_id"]
             flows.append([*(when if c == "updated_at" else ack.get(c) for c in columns), flow_id])
+            messages += _message_rows(ack, when)
             findings += [_finding_row(flow_id, 0, f) for f in ack["findings"]]
             for doc in ack["documents"]:
                 documents.append(_document_row(flow_id, doc))
@@ -627,6 +678,7 @@ class Tracking:
             ids = [[flow[-1]] for flow in flows]
             conn.executemany("DELETE FROM documents WHERE flow_id = ?", ids)  # an earlier attempt's, if any
             conn.executemany("DELETE FROM findings WHERE flow_id = ?", ids)
+            conn.executemany("DELETE FROM api_messages WHERE flow_id = ?", ids)
             _insert_many(conn, "documents", documents)
             _insert_many(conn, "findings", findings)
             conn.executemany("INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, ?, ?, ?, ?)", events)
@@ -646,6 +698,7 @@ class Tracking:
                     "AND state = 'held'",
                     [when, flow_id],
                 )
+            conn.executemany(_INSERT_MESSAGE, messages)
             if queued:
                 _insert_many(conn, "notifications", queued, "INSERT OR IGNORE")
             if self.webhooks is not None:
@@ -664,6 +717,7 @@ class Tracking:
             )
             self.db.execute("DELETE FROM invoices WHERE flow_id = ?", [flow["flow_id"]])  # nothing of it accepted
             self.db.execute("DELETE FROM lifecycle WHERE source_flow_id = ?", [flow["flow_id"]])  # nor of its statuses
+            self.db.execute("DELETE FROM api_messages WHERE flow_id = ?", [flow["flow_id"]])  # its messages withdrawn
         self._set_status(str(flow["flow_id"]), FlowStatus.FAILED, at, detail)
 
     def record_requeued(self, flow_id: str, at: datetime) -> None:
@@ -713,7 +767,7 @@ class Tracking:
         if not flow_ids:
             return 0
         with self._transaction():
-            for table in ("findings", "documents", "events", "invoices", "lifecycle", "flows"):
+            for table in ("findings", "documents", "events", "invoices", "lifecycle", "api_messages", "flows"):
                 self.db.conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", [[f] for f in flow_ids])
         return len(flow_ids)
 
@@ -739,8 +793,10 @@ class Tracking:
         many invoice keys were recorded."""
         flows, documents, findings, events, keys = [], [], [], [], []
         statuses: list[list[Any]] = []
+        messages: list[list[Any]] = []
         for ack in acks:
             flow_id, processed = ack["flow_id"], ack["processed_at"]
+            messages += _message_rows(ack, processed)
             flows.append({c: ack.get(c) for c in _FLOW_COLUMNS} | {"updated_at": processed, "claimed_by": None})
             findings += [_finding_row(flow_id, 0, f) for f in ack["findings"]]
             events.append([flow_id, None, ack["received_at"], str(FlowStatus.RECEIVED), "claimed from the inbox"])
@@ -769,6 +825,7 @@ class Tracking:
             columns = [c for c in _LIFECYCLE_COLUMNS if c != "id"]
             marks = ", ".join("?" for _ in columns)
             conn.executemany(f"INSERT OR IGNORE INTO lifecycle ({', '.join(columns)}) VALUES ({marks})", statuses)
+            conn.executemany(_INSERT_MESSAGE, messages)
             return restored
 
     def restore_failed(self, flows: Sequence[Mapping[str, Any]], at: datetime) -> None:
@@ -1035,6 +1092,33 @@ def _lifecycle_row(ack: Mapping[str, Any], doc: Mapping[str, Any]) -> list[Any]:
         status["relay"],
         "recorded",
     ]
+
+
+_INSERT_MESSAGE = (  # the sender: given, else the one of the flow named last (a relay's invoice)
+    f"INSERT OR REPLACE INTO api_messages ({', '.join(_API_MESSAGE_COLUMNS)}) "
+    "VALUES (?, coalesce(?, (SELECT sender FROM flows WHERE flow_id = ?)), ?, ?, ?, ?, ?)"
+)
+CDAR_SUFFIX = ".cdar.xml"
+
+
+def _message_rows(ack: Mapping[str, Any], when: str) -> list[list[Any]]:
+    """The ``api_messages`` rows of the CDAR messages a final acknowledgement names: edi's own (``cdar`` of the
+    flow, or of each document) in its sender's folder, and the statuses it relayed to invoices' senders."""
+    flow_id, sender = ack["flow_id"], ack["sender"]
+    rows = []
+    if ack.get("cdar"):  # the file refused whole: one message, index 0
+        status = status_of(reasons_of(ack.get("findings") or [])) if ack.get("findings") else "501"
+        rows.append([str(ack["cdar"]).removesuffix(CDAR_SUFFIX), sender, None, flow_id, 0, "cdar", status, when])
+    for doc in ack["documents"]:
+        if doc.get("cdar"):
+            rows.append([str(doc["cdar"]).removesuffix(CDAR_SUFFIX), sender, None, flow_id, doc["index"], "cdar"])
+            rows[-1] += [doc["status"], when]
+        if _relayed(doc):
+            lifecycle, invoice = doc["lifecycle"], doc["lifecycle"]["invoice"]
+            name = str(lifecycle["relay"]).removesuffix(CDAR_SUFFIX)
+            rows.append([name, invoice.get("sender"), invoice.get("flow_id"), flow_id, doc["index"], "relay"])
+            rows[-1] += [lifecycle["status"], when]
+    return rows
 
 
 def _relayed(doc: Mapping[str, Any]) -> bool:

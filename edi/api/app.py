@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edi.api import clients
+from edi.api import clients, read
 from edi.api.clients import ApiClient
 from edi.api.errors import (
     INTERNAL_ERROR,
@@ -201,11 +201,12 @@ def healthcheck(api: Api) -> Endpoint:
 
 
 def routes(api: Api) -> list[BaseRoute]:
-    """The Flow Service's routes, under the base path (each module's imported here: they import this one)."""
-    from edi.api import webhooks
+    """The Flow Service's routes, under the base path."""
+    from edi.api import webhooks  # here: it imports this module
 
     return [
         Route("/v1/healthcheck", healthcheck(api), methods=["GET"]),
+        *read.routes(api),
         *webhooks.routes(api),
     ]
 

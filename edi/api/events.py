@@ -4,14 +4,15 @@
 :meth:`edi.tracking.Tracking.record_outcomes`: for each acknowledgement it names the flows the standard knows of,
 
 - the flow itself, for its sender: direction ``Out``, ``CustomerInvoice`` (``SupplierInvoiceLC`` for a recipient's
-  status flow), acknowledgement ``Ok`` when integrated, ``Error`` when rejected, either when partly integrated;
+  status flow), acknowledgement ``Ok`` when integrated, wholly or partly, ``Error`` when rejected (as
+  :mod:`edi.api.flows` maps it);
 - each CDAR message edi wrote for a sender (its 200 / 213 / 501, a file refused whole; a status relayed to an
   invoice's sender, for that sender): flowId ``<flow_id>.<nnnn>``, ``CustomerInvoiceLC``, ``In``, ``Ok``;
 
 and queues one ``api_webhook_events`` row per webhook of that sender's clients whose ``flowTypes`` /
 ``flowDirection`` / ``ackStatus`` match (a filter left out matches all). Where the acknowledgement alone cannot say
-(a file refused whole has no type yet; a partly integrated flow), the event is queued and the Flow JSON built at
-sending decides (:mod:`edi.api.deliver`): an event it does not match is ``skipped``, never sent.
+(a file refused whole may be of any type), the event is queued and the Flow JSON built at sending decides
+(:mod:`edi.api.deliver`, which checks every event so): an event it does not match is ``skipped``, never sent.
 
 The outbox: :func:`claim_due` takes due events for one pass in one write transaction, moving their next attempt
 past a lease (two processes never send the same event at once; one whose sender died is due again after the lease);
@@ -84,7 +85,7 @@ def events_of(ack: Mapping[str, Any]) -> list[Event]:
     statuses = {
         str(FlowStatus.INTEGRATED): {OK},
         str(FlowStatus.REJECTED): {ERROR},
-        str(FlowStatus.PARTIALLY_INTEGRATED): {OK, ERROR},
+        str(FlowStatus.PARTIALLY_INTEGRATED): {OK},
     }.get(str(status), set())
     if any(d.get("lifecycle") is not None or d.get("syntax") == "CDAR" for d in documents):
         types = {SUPPLIER_INVOICE_LC}
