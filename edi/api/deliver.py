@@ -8,13 +8,13 @@ their next attempt. Events are claimed in turns of :data:`CLAIM` (:func:`edi.api
 processes never send the same one at once.
 
 Each event's body is the Flow JSON as ``GET /v1/flows/{flowId}`` gives it now (:func:`edi.api.flows.flow_json`),
-serialised once; the signature is over those bytes (:mod:`edi.api.signing`). An event whose Flow is gone, or does
-not match its webhook's filters (a file refused whole turned out another type), is ``skipped``. A 2xx is ``sent``; anything else (not reached, a TLS or timeout error, a redirect, any
-other status, a callback no longer allowed) is tried again after the back-off and given up after
-``webhook_give_up_seconds`` (logged, ``failed``). Once a webhook's call failed in a pass, its other claimed events
-wait for their next attempt without a call. An event whose process dies after the callback took it and before its
-outcome is recorded is sent again after its claim's lease (at least once; the receiver can tell by the flowId and
-``updatedAt``).
+serialised once; the signature is over those bytes (:mod:`edi.api.signing`). An event whose Flow is gone, or does not
+match its webhook's filters (a file refused whole turned out another type), is ``skipped``. A 2xx is ``sent``; anything
+else (not reached, a TLS or timeout error, a redirect, any other status, a callback no longer allowed) is tried again
+after the back-off and given up after ``webhook_give_up_seconds`` (logged, ``failed``). Once a webhook's call failed in
+a pass, its other claimed events wait for their next attempt without a call. An event whose process dies after the
+callback took it and before its outcome is recorded is sent again after its claim's lease (at least once; the receiver
+can tell by the flowId and ``updatedAt``).
 
 Reads the settings, the store and the webhook key file; writes the events' rows; raises what opening the store
 raises (:class:`edi.errors.EdiError`) and sqlite3 errors.

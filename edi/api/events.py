@@ -290,6 +290,17 @@ def release(store: Tracking, deliveries: Sequence[Delivery], at: datetime) -> No
         )
 
 
+def prune(store: Tracking, cutoff: datetime) -> int:
+    """Delete the events sent, failed or skipped that were queued before ``cutoff`` (retention); never a queued one.
+    Returns how many went."""
+    with store.transaction():
+        cursor = store.db.conn.execute(
+            "DELETE FROM api_webhook_events WHERE state IN ('sent', 'failed', 'skipped') AND queued_at < ?",
+            [iso(cutoff)],
+        )
+    return int(cursor.rowcount)
+
+
 def backoff(attempts: int, settings: ApiSettings) -> float:
     """Seconds to wait after the ``attempts``-th failed attempt: ``webhook_retry_seconds``, doubling, at most
     ``webhook_retry_max_seconds``."""

@@ -3,6 +3,7 @@ and API clients made through :mod:`edi.api.clients`."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,18 +73,29 @@ def hooks() -> Iterator[HookServer]:
 
 
 @pytest.fixture
-def hooked(make_workspace: Callable[..., Workspace], hooks: HookServer) -> Iterator[Service]:
-    """The real app of a workspace whose [api] allows callbacks to the ``hooks`` server (and retries after 30 s)."""
-    config = (
-        DEFAULT_CONFIG
-        + f"""
+def make_hooked(make_workspace: Callable[..., Workspace], hooks: HookServer) -> Iterator[Callable[..., Service]]:
+    """Make the real app of a workspace (the default senders, then ``extra`` TOML) whose [api] allows callbacks to
+    the ``hooks`` server (a call waits 5 s at most, a retry 30 s first)."""
+    with contextlib.ExitStack() as stack:
+
+        def make(extra: str = "", retry_seconds: float = 30) -> Service:
+            workspace = make_workspace(
+                DEFAULT_CONFIG
+                + extra
+                + f"""
 [api]
 webhook_allowed_hosts = ["127.0.0.1:{hooks.port}"]
 webhook_timeout_seconds = 5
-webhook_retry_seconds = 30
+webhook_retry_seconds = {retry_seconds}
 webhook_give_up_seconds = 3600
 """
-    )
-    workspace = make_workspace(config)
-    with TestClient(create_app(workspace.settings)) as http:
-        yield Service(workspace, http)
+            )
+            return Service(workspace, stack.enter_context(TestClient(create_app(workspace.settings))))
+
+        yield make
+
+
+@pytest.fixture
+def hooked(make_hooked: Callable[..., Service]) -> Service:
+    """The real app of a workspace whose [api] allows callbacks to the ``hooks`` server."""
+    return make_hooked()

@@ -7,17 +7,25 @@ import base64
 import hashlib
 import hmac
 import json
+import signal
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
-from edi.api.deliver import deliver_due
+from edi.api.deliver import PASS_SECONDS, deliver_due
 from edi.cli import main
+from edi.errors import InjectedFault
 from edi.store import open_store
 from tests.api.conftest import BASE, Client, Service
 from tests.conftest import FLOWS, FixedClock, Workspace
 from tests.hook_server import Call, HookServer
+from tests.lifecycle.statuses import status_message
+from tests.lifecycle.test_intake import PARTNERS
+from tests.test_serve import ready_url, start
 
 HOOKS = f"{BASE}/v1/webhooks"
 ACCEPTED = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
@@ -187,3 +195,90 @@ def test_an_event_not_delivered_in_time_is_given_up(hooked: Service, hooks: Hook
     assert row["state"] == "failed" and "given up" in row["last_error"] and row["answered"] == 500
     assert deliver_due(ws.settings, clock=later(7200)).tried is False
     assert len(hooks.got()) == 4
+
+
+def test_a_partly_integrated_flow_is_ok(hooked: Service, hooks: HookServer) -> None:
+    """A batch with some documents accepted is acknowledged Ok (as GET shows it): an Ok webhook gets it, an Error
+    webhook does not."""
+    client = hooked.add_client("ops", "opdemat")
+    subscribe(hooked, client, hooks.url("/ok"), flowTypes=["CustomerInvoice"], ackStatus="Ok")
+    subscribe(hooked, client, hooks.url("/error"), flowTypes=["CustomerInvoice"], ackStatus="Error")
+    hooked.workspace.drop("opdemat", "batch.zip", (FLOWS / "opdemat" / "03-batch-partial.zip").read_bytes())
+    batch(hooked.workspace)
+    (ack,) = [json.loads(p.read_text()) for p in hooked.workspace.acks("opdemat")]
+    assert ack["status"] == "IN_INTEGRE_PARTIEL"
+    (ok,) = [json.loads(c.body) for c in hooks.got("/ok")]
+    assert (ok["flowId"], ok["acknowledgement"]["status"]) == (ack["flow_id"], "Ok")
+    assert hooks.got("/error") == []
+
+
+def test_a_relayed_status_reaches_the_invoices_sender_only(
+    make_hooked: Callable[..., Service], hooks: HookServer
+) -> None:
+    """A recipient's platform sets a status on opdemat's invoice: opdemat's webhook gets the relayed CDAR message
+    (In, CustomerInvoiceLC), the platform's webhook gets its own status flow (Out, SupplierInvoiceLC) and not the
+    message relayed to opdemat."""
+    service = make_hooked(PARTNERS)
+    ws = service.workspace
+    ws.drop("opdemat", "invoice.xml", OPDEMAT)
+    batch(ws)
+    subscribe(service, service.add_client("ops", "opdemat"), hooks.url("/opdemat"), flowDirection="In")
+    subscribe(service, service.add_client("pa", "dupont-pa"), hooks.url("/pa"))
+    ws.drop("dupont-pa", "status.xml", status_message("204"))
+    batch(ws)
+    (status_ack,) = [json.loads(p.read_text()) for p in ws.acks("dupont-pa")]
+    relay = status_ack["documents"][0]["lifecycle"]["relay"].removesuffix(".cdar.xml")
+    assert [(f["flowId"], f["flowType"]) for f in map(json.loads, (c.body for c in hooks.got("/opdemat")))] == [
+        (relay, "CustomerInvoiceLC")
+    ]
+    pa = [json.loads(c.body) for c in hooks.got("/pa")]
+    assert [(f["flowId"], f["flowType"], f["flowDirection"]) for f in pa] == [
+        (status_ack["flow_id"], "SupplierInvoiceLC", "Out")
+    ]
+
+
+def test_a_crash_after_the_callback_took_it_sends_it_again_after_the_lease(
+    hooked: Service, hooks: HookServer, inject: Callable[[str], None]
+) -> None:
+    """The process dies (an injected fault) after the callback answered 2xx and before the outcome is recorded:
+    the event is not lost: due again once its claim's lease is over, sent again (at least once), then done."""
+    ws = hooked.workspace
+    subscribe(hooked, hooked.add_client("erp"), hooks.url(), flowTypes=["CustomerInvoice"])
+    ws.drop("acme", "01.xml", ACCEPTED)
+    hooks.script = [500]
+    batch(ws)
+    inject("webhooks.after_send=raise")
+    with pytest.raises(InjectedFault):
+        deliver_due(ws.settings, clock=later(31))
+    inject("")
+    assert deliver_due(ws.settings, clock=later(60)).tried is False  # still claimed
+    assert deliver_due(ws.settings, clock=later(31 + PASS_SECONDS + 2 * 5 + 61)).sent == 1
+    bodies = [json.loads(c.body)["flowId"] for c in hooks.got()]
+    assert len(bodies) == 3 and len(set(bodies)) == 1
+    assert [e["state"] for e in events(ws)] == ["sent"]
+
+
+def test_edi_serve_delivers_while_it_serves(make_hooked: Callable[..., Service], hooks: HookServer) -> None:
+    """A live `edi serve` (the real executable) delivers the events a batch queued, in its own thread, once their
+    back-off is over: a callback that failed during the batch gets its event without another batch."""
+    service = make_hooked(retry_seconds=1)
+    ws = service.workspace
+    subscribe(service, service.add_client("erp"), hooks.url(), flowTypes=["CustomerInvoice"])
+    ws.drop("acme", "01.xml", ACCEPTED)
+    hooks.script = [500]
+    batch(ws)
+    assert len(hooks.got()) == 1
+    process = start(ws, "--port", "0")
+    try:
+        ready_url(process)
+        deadline = time.monotonic() + 30
+        while len(hooks.got()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert len(hooks.got()) == 2
+    assert [e["state"] for e in events(ws)] == ["sent"]

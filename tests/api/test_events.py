@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from click.testing import CliRunner
 
-from edi.api.events import Policy, claim_due, events_of, policy_for, record_retry, release
+from edi.api.events import Policy, claim_due, events_of, policy_for, prune, record_retry, release
 from edi.cli import main
 from edi.config import ApiSettings, Settings
 from edi.store import open_store
@@ -153,5 +153,22 @@ def test_an_event_whose_client_is_gone_is_skipped(hooked: Service) -> None:
         assert claim_due(store, AT, AT + timedelta(minutes=5), 10) == []
         (row,) = store.db.query("SELECT state, last_error FROM api_webhook_events")
         assert row["state"] == "skipped" and "gone" in row["last_error"]
+    finally:
+        store.close()
+
+
+def test_retention_prunes_only_events_done_with(hooked: Service) -> None:
+    """Retention deletes the events sent, failed or skipped before its cutoff, never a queued one."""
+    store = open_store(hooked.workspace.settings.workspace.layout())
+    try:
+        _queue(store, "w1", "acme", ["F1", "F2", "F3", "F4"])
+        with store.transaction():
+            store.db.conn.execute(
+                "UPDATE api_webhook_events SET state = CASE flow_id WHEN 'F1' THEN 'sent' WHEN 'F2' THEN 'failed' "
+                "WHEN 'F3' THEN 'skipped' ELSE 'queued' END"
+            )
+        assert prune(store, datetime(2026, 12, 5, 9, tzinfo=UTC)) == 0  # all queued at 10:00
+        assert prune(store, AT + timedelta(days=1)) == 3
+        assert [r["flow_id"] for r in store.db.query("SELECT flow_id FROM api_webhook_events")] == ["F4"]
     finally:
         store.close()
