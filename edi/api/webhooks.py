@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -186,15 +187,15 @@ def _list(api: Api) -> Any:
 
 def _create(api: Api) -> Any:
     async def endpoint(request: Request) -> Response:
+        client = await run_in_threadpool(api.client, request)  # before the body is read
         body = await request.body()
-        result: Response = await threaded(lambda r: _created(api, r, body))(request)
+        result: Response = await run_in_threadpool(_created, api, client, body)
         return result
 
     return endpoint
 
 
-def _created(api: Api, request: Request, body: bytes) -> Response:
-    client = api.client(request)
+def _created(api: Api, client: ApiClient, body: bytes) -> Response:
     asked = parse(body)
     try:
         check_url(asked["callback_url"], api.settings.api.webhook_allowed_hosts)

@@ -24,7 +24,6 @@ from tests.hook_server import HookServer
         ("evilexample.fr", 443, True, ["*.example.fr"], False),
         ("erp.example.fr.evil.com", 443, True, ["erp.example.fr"], False),
         ("127.0.0.1", 80, False, ["127.0.0.1"], True),
-        ("::1", 8080, False, ["[::1]:8080"], True),
         ("erp.example.fr", 443, True, [], False),
     ],
 )
