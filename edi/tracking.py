@@ -383,15 +383,10 @@ class Tracking:
             ("api_tokens", ["client_id"]),
             ("api_messages", ["sender", "updated_at", "message_id"]),  # the API's search: a keyset range per sender
             ("api_messages", ["flow_id"]),
-            # the API's search: a sender's deposits not claimed yet, by submittedAt; and by trackingId
-            ("api_deposits", ["sender", "submitted_at", "flow_id"]),
-            ("api_deposits", ["sender", "tracking_id"]),
+            ("api_deposits", ["sender", "tracking_id"]),  # the API's search by trackingId
         ):
             db.table(index_table).create_index(columns, if_not_exists=True)
-        db.execute(
-            "CREATE INDEX IF NOT EXISTS idx_flows_api ON flows "
-            f"(sender, {API_ACK_STATUS}, updated_at, flow_id)"
-        )
+        db.execute(f"CREATE INDEX IF NOT EXISTS idx_flows_api ON flows (sender, {API_ACK_STATUS}, updated_at, flow_id)")
         # served by the wider ones above (same leading columns): each was one more write per row
         for narrower in (
             "idx_flows_status",
