@@ -311,6 +311,9 @@ def create_flow(api: Api) -> Callable[[Request], Awaitable[Response]]:
             except ClientDisconnect:
                 log.info("api deposit: the client went away before the end of its body", flow_id=flow_id)
                 return Response(status_code=400)
+            except ApiError as exc:  # the rest of the body is not read: the connection is closed after the answer
+                exc.headers.setdefault("Connection", "close")
+                raise
             info = body.finish()
             sha256 = body.sha.hexdigest()
             check_content(info, bytes(body.head), sha256)
@@ -359,8 +362,8 @@ def _land(api: Api, upload: Upload, row: dict[str, Any]) -> None:
         with api.store() as store:
             store.record_deposit(row)
             upload.recorded = True
-            fault_point("deposit.after_record")  # recorded, not in the inbox
             try:
+                fault_point("deposit.after_record")  # recorded, not in the inbox
                 upload.place(api.layout.sender_inbox(row["sender"]) / row["inbox_name"])
             except BaseException:
                 store.forget_deposit(row["flow_id"])
