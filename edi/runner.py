@@ -32,7 +32,7 @@ import structlog
 
 from edi.clock import Clock, FlowIds, SystemClock, iso
 from edi.config import Settings
-from edi.deposits import recover_deposits, safe_name
+from edi.deposits import deposits_folder, recover_deposits, safe_name
 from edi.errors import EdiError, WorkspaceError
 from edi.inboxes import SenderScan, backlog, claim_error
 from edi.inboxes import scan_inboxes as _scan  # a module global: tests look at each scan
@@ -551,7 +551,7 @@ class Session:
         for flow_id in done.removed:
             log.info("unrecorded deposit removed", flow_id=flow_id)
         for flow_id, why in done.left.items():
-            self._tell_once(self.layout.tmp / flow_id, "deposit left in tmp/deposits", why=why)
+            self._tell_once(deposits_folder(self.layout) / flow_id, "deposit left in tmp/deposits", why=why)
 
     def _record_parked(self) -> None:
         """Record as failed the flows in ``failed/`` whose failure the store could not record at the time (a full
