@@ -341,6 +341,7 @@ def create_flow(api: Api) -> Callable[[Request], Awaitable[Response]]:
             sender=client.sender,
             client=client.name,
             client_id=client.client_id,
+            request_id=row["request_id"],
             name=info.name,
             flow_syntax=info.flow_syntax,
             size=row["size"],

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
@@ -139,6 +140,17 @@ def test_a_deposit_is_answered_202_with_the_full_flow_info_once_in_the_inbox_and
         "request_id": "7d0f4a52-0c1e-4f8e-a0a1-2b7c9f6a1d3e",
         "submitted_at": body["submittedAt"],
     }
+
+
+def test_a_deposit_is_logged_with_its_client_and_request_id(service: Service) -> None:
+    """One "api deposit" line per deposit names the flow, the sender, the client (name and id) and the Request-Id."""
+    client = service.add_client("erp")
+    headers = {"Request-Id": "req-0042"}
+    with structlog.testing.capture_logs() as logged:
+        flow_id = deposit(service, client, UBL.read_bytes(), headers).json()["flowId"]
+    (line,) = [e for e in logged if e["event"] == "api deposit"]
+    assert line["flow_id"] == flow_id and line["sender"] == "acme" and line["request_id"] == "req-0042"
+    assert (line["client"], line["client_id"]) == ("erp", client.client_id)
 
 
 def test_the_claim_takes_the_202s_flow_id_in_the_ack_edi_show_and_the_console(service: Service) -> None:
