@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edi.faults import fault_point
 from edi.ingest.scan import in_progress
 from edi.spool import fsync_dir, place
 from edi.tracking import Tracking
@@ -80,6 +81,7 @@ class Upload:
 
     def write(self, data: bytes) -> None:
         """Append ``data`` (to the page cache: :meth:`make_durable` waits for the disk)."""
+        fault_point("write.deposit")
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from lxml import etree
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -206,6 +207,7 @@ class Body:
         self.upload, self.limit = upload, limit
         self.info: FlowInfo | None = None
         self.file_seen = False
+        self.ended = False  # the closing boundary was read: every part is whole
         self.head = bytearray()
         self.sha = hashlib.sha256()
         self._headers: dict[bytes, bytes] = {}
@@ -222,6 +224,7 @@ class Body:
                 "on_headers_finished": self._headers_finished,
                 "on_part_data": self._data,
                 "on_part_end": self._end,
+                "on_end": self._body_end,
             },
         )
 
@@ -232,6 +235,8 @@ class Body:
     def finish(self) -> FlowInfo:
         """The checked ``flowInfo`` once the body has ended; 400 when a part is missing."""
         self.parser.finalize()
+        if not self.ended:
+            raise ApiError(400, INVALID_REQUEST, "the body ends before its closing boundary: a part is cut short")
         if self.info is None:
             raise ApiError(400, MISSING_REQUIRED_FIELD, "the flowInfo part is required")
         if not self.file_seen:
@@ -271,6 +276,9 @@ class Body:
         cap = FLOW_INFO_MAX_BYTES if self._part == "flowInfo" else OTHER_PART_MAX_BYTES
         if len(self._kept) > cap:
             raise ApiError(400, INVALID_REQUEST, f"the {self._part or 'unknown'} part is longer than {cap} bytes")
+
+    def _body_end(self) -> None:
+        self.ended = True
 
     def _end(self) -> None:
         if self._part == "flowInfo":
@@ -314,6 +322,13 @@ def create_flow(api: Api) -> Callable[[Request], Awaitable[Response]]:
             except ApiError as exc:  # the rest of the body is not read: the connection is closed after the answer
                 exc.headers.setdefault("Connection", "close")
                 raise
+            except MultipartParseError as exc:
+                message = f"the body is not well-formed multipart/form-data: {exc}"
+                raise ApiError(400, INVALID_REQUEST, message, {"Connection": "close"}) from None
+            except OSError as exc:
+                log.error("api deposit: cannot write", flow_id=flow_id, error=str(exc))
+                message = "the service cannot store a flow now; try again later"
+                raise ApiError(503, RESOURCE_ERROR, message, {"Connection": "close"}) from None
             info = body.finish()
             sha256 = body.sha.hexdigest()
             check_content(info, bytes(body.head), sha256)

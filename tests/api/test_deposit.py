@@ -367,6 +367,26 @@ def test_a_missing_or_unreadable_part_is_400(service: Service, files: dict[str, 
     nothing_deposited(service.workspace)
 
 
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'--b\r\nContent-Disposition: form-data; name="flowInfo"\r\n\r\n{"name": "x", "flowSyntax": "UBL"}\r\n'
+         b'--b\r\nContent-Disposition: form-data; name="file"\r\n\r\n<Invoice', "closing boundary"),
+        (b"--b\r\nno colon here\r\n\r\n", "not well-formed multipart"),
+    ],
+    ids=["cut-short", "malformed"],
+)  # fmt: skip
+def test_a_body_cut_short_or_malformed_is_400(service: Service, body: bytes, said: str) -> None:
+    """A multipart body that ends before its closing boundary (a file cut short) or that is not multipart at all is
+    400 INVALID_REQUEST: a part of a file is never deposited."""
+    client = service.add_client("erp")
+    headers = {**service.headers(client), "Content-Type": "multipart/form-data; boundary=b"}
+    answer = service.http.post(f"{BASE}/v1/flows", headers=headers, content=body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errorCode"] == "INVALID_REQUEST" and said in answer.json()["errorMessage"]
+    nothing_deposited(service.workspace)
+
+
 def test_a_body_that_is_not_multipart_is_400(service: Service) -> None:
     """JSON (or anything but multipart/form-data) is 400 INVALID_REQUEST."""
     client = service.add_client("erp")

@@ -173,13 +173,14 @@ def test_a_server_killed_in_the_middle_of_a_deposit_loses_nothing(
 
 
 @pytest.mark.parametrize(
-    "fault", ["deposit.before_record=raise", "deposit.after_record=raise", "place.before_rename=eio"]
+    "fault",
+    ["write.deposit=enospc", "deposit.before_record=raise", "deposit.after_record=raise", "place.before_rename=eio"],
 )
 def test_a_failure_before_the_file_is_in_the_inbox_is_503_and_deposits_nothing(
     service: Service, inject: Callable[[str], None], fault: str
 ) -> None:
-    """A store or disk failure before the rename into the inbox (durable bytes, row committed or not) is answered
-    503 RESOURCE_ERROR: the row is taken back, the file removed; a batch finds nothing."""
+    """A disk or store failure before the rename into the inbox (a full disk while the bytes arrive; durable bytes,
+    row committed or not) is answered 503 RESOURCE_ERROR: the row is taken back, the file removed."""
     client = service.add_client("erp")
     headers = service.headers(client)
     inject(fault)
