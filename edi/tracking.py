@@ -723,7 +723,7 @@ class Tracking:
         if not flow_ids:
             return 0
         with self._transaction():
-            for table in ("findings", "documents", "events", "invoices", "lifecycle", "flows"):
+            for table in ("findings", "documents", "events", "invoices", "lifecycle", "api_deposits", "flows"):
                 self.db.conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", [[f] for f in flow_ids])
         return len(flow_ids)
 

@@ -866,6 +866,15 @@ def test_record_failed_lets_go_of_the_flows_keys(store: Tracking) -> None:
     assert [row[4] for row in invoices(store)] == ["F3", "F2"]
 
 
+def test_forget_takes_the_deposit_rows_of_the_flows_with_them(store: Tracking) -> None:
+    """A flow forgotten (retention) takes its api_deposits row with it: no deposit is left looking pending."""
+    store.record_claims([claimed_row("D1"), claimed_row("D2")], T0)
+    store.record_deposit(deposit_row("D1"))
+    store.record_deposit(deposit_row("D2"))
+    store.forget(["D1"])
+    assert store.deposit("D1") is None and store.deposit("D2") is not None
+
+
 def test_forget_deletes_every_row_of_the_flows(store: Tracking) -> None:
     """forget removes flows, documents, findings, events, invoice keys and the invoices' lifecycle rows of the flows
     given, nothing else (a forgotten status flow's statuses stay in its invoice's history)."""
