@@ -408,11 +408,12 @@ class Tracking:
 
     # -- writes --------------------------------------------------------------------------------------------------
 
-    def record_claims(self, flows: Sequence[Mapping[str, Any]], at: datetime) -> None:
+    def record_claims(self, flows: Sequence[Mapping[str, Any]], at: datetime) -> set[str]:
         """Record flows about to be claimed (before their file is renamed into the spool), in one transaction;
-        a flow already recorded keeps its row and gets no new event (recovery, requeue)."""
+        a flow already recorded keeps its row and gets no new event (recovery, requeue). Returns the ids that were
+        recorded already (a deposit's file another process is claiming under the deposit's id)."""
         if not flows:
-            return
+            return set()
         fault_point("tracking.record_claims")
         status, when = str(FlowStatus.RECEIVED), iso(at)
         columns = list(_FLOW_COLUMNS)
@@ -429,6 +430,7 @@ class Tracking:
                 "INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, NULL, ?, ?, ?)",
                 [[f["flow_id"], when, status, "claimed from the inbox"] for f in new],
             )
+        return known
 
     def _known(self, flow_ids: Sequence[str]) -> set[str]:
         """Which of these flows have a row (a query per 500 ids, not one per id)."""
@@ -442,6 +444,45 @@ class Tracking:
     def record_received(self, flow: Mapping[str, Any], at: datetime) -> None:
         """Record one claimed flow (see :meth:`record_claims`)."""
         self.record_claims([flow], at)
+
+    def record_deposit(self, row: Mapping[str, Any]) -> None:
+        """Record a flow deposited through the API (its ``api_deposits`` row), durably: the transaction's commit
+        waits for the disk (``synchronous = FULL`` for it), since the file is renamed into the inbox only then."""
+        columns = list(_API_DEPOSIT_COLUMNS)
+        self.db.execute("PRAGMA synchronous = FULL")
+        try:
+            with self._transaction():
+                self.db.conn.execute(
+                    f"INSERT INTO api_deposits ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+                    [row.get(c) for c in columns],
+                )
+        finally:
+            self.db.execute("PRAGMA synchronous = NORMAL")
+
+    def forget_deposit(self, flow_id: str) -> None:
+        """Remove the row of a deposit refused after it was recorded (its file never reached the inbox)."""
+        with self._transaction():
+            self.db.conn.execute("DELETE FROM api_deposits WHERE flow_id = ?", [flow_id])
+
+    def deposit(self, flow_id: str) -> dict[str, Any] | None:
+        """The ``api_deposits`` row of a flow, None for a flow that was not deposited through the API."""
+        return next(iter(self.db.query("SELECT * FROM api_deposits WHERE flow_id = ?", [flow_id])), None)
+
+    def deposits_named(self, files: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
+        """Which of these (sender, inbox name) files were deposited through the API: for each, its flow id and the
+        name the client gave (a query per 500 files, on the inbox-name index)."""
+        wanted = set(files)
+        found: dict[tuple[str, str], tuple[str, str]] = {}
+        for chunk, marks in _in_chunks(sorted({name for _, name in files})):
+            rows = self.db.conn.execute(
+                "SELECT sender, inbox_name, flow_id, name FROM api_deposits INDEXED BY idx_api_deposits_inbox "
+                f"WHERE inbox_name IN ({marks})",
+                chunk,
+            )
+            for sender, inbox_name, flow_id, name in rows:
+                if (sender, inbox_name) in wanted:
+                    found[(str(sender), str(inbox_name))] = (str(flow_id), str(name))
+        return found
 
     def forget_claims(self, flow_ids: Sequence[str]) -> None:
         """Remove the rows of claims that did not happen (another process renamed the file first)."""
@@ -714,7 +755,8 @@ class Tracking:
         if not flow_ids:
             return 0
         with self._transaction():
-            for table in ("findings", "documents", "events", "invoices", "lifecycle", "api_messages", "flows"):
+            tables = ("findings", "documents", "events", "invoices", "lifecycle", "api_deposits", "api_messages")
+            for table in (*tables, "flows"):
                 self.db.conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", [[f] for f in flow_ids])
         return len(flow_ids)
 
