@@ -33,6 +33,11 @@ COMPONENTS = json.loads(json.dumps(SPEC["components"]))
 COMPONENTS["schemas"]["ReasonCode"]["anyOf"] = COMPONENTS["schemas"]["ReasonCode"].pop("oneOf")
 ACME = ["01-ubl-invoice.xml", "04-duplicate-of-01.xml", "09-not-well-formed.xml", "11-not-an-invoice.xml"]
 ACME += ["12-empty.xml", "05-unknown-recipient.xml", "15-facturx-invoice.pdf", "10-schema-invalid.xml"]
+ACME += ["16-business-rule-broken.xml"]
+RULES = """
+[validation]
+rules = ["xsd", "en16931"]
+"""
 LATER = datetime.now(UTC) + timedelta(minutes=10)  # when the tests search: everything processed has settled
 
 
@@ -85,7 +90,7 @@ def ids_of(ws: Workspace, sender: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """The processed workspace, shared by the read-only tests of this module."""
-    ws = workspace_at(tmp_path_factory.mktemp("world"), DEFAULT_CONFIG + PARTNERS)
+    ws = workspace_at(tmp_path_factory.mktemp("world"), DEFAULT_CONFIG + PARTNERS + RULES)
     for name in ACME:
         ws.drop("acme", name, (FLOWS / "acme" / name).read_bytes())
     for name in ("01-initech-cii-basic.xml", "03-batch-partial.zip"):
@@ -154,6 +159,14 @@ def test_an_empty_flow_says_the_schematrons_spelling_irr_vide_f_never_the_swagge
     (detail,) = world.flow("12-empty.xml")["acknowledgement"]["details"]
     assert detail["reasonCode"] == "EmptyFlow" and detail["item"] == "12-empty.xml"
     assert "IRR_VIDE_F" in detail["reasonMessage"] and "IRR_VID_F" not in detail["reasonMessage"]
+
+
+def test_a_broken_business_rule_is_its_reform_reason_code_with_the_rule_id_as_the_item(world: World) -> None:
+    """EN 16931 broken: REJ_SEMAN (the standard's enum has no business reason), the rule's id (BR-...) the item."""
+    details = world.flow("16-business-rule-broken.xml")["acknowledgement"]["details"]
+    assert {d["reasonCode"] for d in details} == {"REJ_SEMAN"}
+    assert all(d["item"].startswith("BR-") for d in details), details
+    assert all(d["reasonMessage"].startswith("REJ_SEMAN: ") for d in details)
 
 
 def test_an_xsd_error_names_the_rule_as_the_item_and_the_line(world: World) -> None:
