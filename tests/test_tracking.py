@@ -1139,3 +1139,11 @@ def test_an_outcome_records_a_row_per_message_it_names_and_a_new_decision_replac
     store.record_outcomes([status_ack("F-S", ("200", True))], T0)
     store.record_failed({"flow_id": "F-S", "sender": "dupont-pa", "file_name": "s.xml"}, T0, "disk full")
     assert message_rows(store) == []
+
+
+def test_forgetting_a_flow_removes_its_messages_and_no_other_flows(store: Tracking) -> None:
+    """forget (retention): the messages the flow's outcome wrote go, those of a flow whose id it begins with stay."""
+    store.record_claims([received("F-INVOICE", "opdemat")], T0)
+    store.record_outcomes([status_ack("F-S", ("200", True)), status_ack("F-S2", ("200", True))], T0)
+    store.forget(["F-S"])
+    assert message_rows(store) == [("F-S2.0001", "opdemat", "F-S2", 1, "relay", "204")]
