@@ -107,6 +107,21 @@ def test_original_of_a_deposit_waiting_in_the_inbox_and_under_a_hostile_name(lat
     assert "x-injected" not in original.headers
 
 
+def test_original_of_a_flow_a_crash_left_in_the_spool_comes_from_the_processs_hand(later: Service) -> None:
+    """`edi batch` killed after the claim (SIGKILL): the flow is Pending and its Original is read from the spool,
+    where the dead process's hand holds it."""
+    from tests.test_processor_cdar import edi
+
+    later.workspace.drop("acme", "a.xml", (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes())
+    crashed = edi(later.workspace, "batch", faults="pipeline.after_received=crash")
+    assert crashed.returncode == -9, crashed.stderr
+    (held,) = (later.workspace.root / "spool" / "active").glob("*/2*")
+    client = later.add_client("erp")
+    assert get(later, client, held.name).json()["acknowledgement"] == {"status": "Pending"}
+    original = get(later, client, held.name, docType="Original")
+    assert original.content == (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
+
+
 def test_original_of_a_cdar_message_is_the_message(later: Service) -> None:
     """A CDAR message edi wrote for the sender: its bytes from acks/, XML, named <message id>.cdar.xml."""
     ids = processed(later, "01-ubl-invoice.xml")
