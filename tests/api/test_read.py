@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,6 +121,19 @@ def test_original_of_a_flow_a_crash_left_in_the_spool_comes_from_the_processs_ha
     assert get(later, client, held.name).json()["acknowledgement"] == {"status": "Pending"}
     original = get(later, client, held.name, docType="Original")
     assert original.content == (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
+
+
+def test_original_never_follows_a_link_a_sender_put_in_its_inbox(later: Service, tmp_path: Path) -> None:
+    """A deposit's file replaced in the inbox by a symbolic link to another file (the sender can write there): 404,
+    never the link's target."""
+    row = deposit(later.workspace, "20261206T100000000000-cccccc")
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"the server's own file")
+    inbox_file = later.workspace.inbox("acme") / row["inbox_name"]
+    inbox_file.unlink()
+    inbox_file.symlink_to(secret)
+    answer = get(later, later.add_client("erp"), row["flow_id"], docType="Original")
+    assert answer.status_code == 404 and b"server's own" not in answer.content
 
 
 def test_original_of_a_cdar_message_is_the_message(later: Service) -> None:
