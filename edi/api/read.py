@@ -177,7 +177,7 @@ def _search(api: Api, request: Request, body: bytes) -> Response:
     client = api.client(request)
     try:
         parsed: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: 64 KiB of nested brackets
         raise ApiError(400, INVALID_REQUEST, "the search is a JSON object: {limit, cursor, where}") from None
     if isinstance(parsed, dict) and "where" not in parsed:
         raise ApiError(400, MISSING_REQUIRED_FIELD, "where is required: at least one criterion")

@@ -218,8 +218,12 @@ def test_a_refused_search_is_the_standards_error_body(later: Service, body: Any,
 
 
 def test_a_search_that_is_not_json_or_too_big_is_refused(later: Service) -> None:
-    """Not JSON: 400; a body over 64 KiB: 413, read no further."""
+    """Not JSON, or brackets nested past what a parser follows: 400; a body over 64 KiB: 413, read no further."""
     headers = later.headers(later.add_client("erp")) | {"content-type": "application/json"}
     assert later.http.post(f"{BASE}/v1/flows/search", content=b"{", headers=headers).status_code == 400
+    nested = b"[" * 60_000 + b"]" * 60_000
+    assert later.http.post(f"{BASE}/v1/flows/search", content=nested, headers=headers).status_code == 413
+    deep = b"[" * 30_000 + b"]" * 30_000
+    assert later.http.post(f"{BASE}/v1/flows/search", content=deep, headers=headers).status_code == 400
     big = json.dumps({"where": {"trackingId": "x" * 70_000}}).encode()
     assert later.http.post(f"{BASE}/v1/flows/search", content=big, headers=headers).status_code == 413
