@@ -370,7 +370,11 @@ class Tracking:
         db.table("notifications").create(_NOTIFICATION_COLUMNS, pk="id", if_not_exists=True)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_notifications_key ON notifications (key)")
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_lifecycle_source ON lifecycle (source_flow_id, source_idx)")
-        db.table("api_messages").create(_API_MESSAGE_COLUMNS, pk="message_id", if_not_exists=True)
+        # its ids begin with the id of the flow that wrote it: that flow's rows are a range of the primary key, and
+        # the table is that key's B-tree (two writes per message with the search's index, not four)
+        types = {str: "TEXT", int: "INTEGER"}
+        declared = ", ".join(f"{name} {types[kind]}" for name, kind in _API_MESSAGE_COLUMNS.items())
+        db.execute(f"CREATE TABLE IF NOT EXISTS api_messages ({declared}, PRIMARY KEY (message_id)) WITHOUT ROWID")
         for name, spec in (
             ("flows", _FLOW_COLUMNS),
             ("documents", _DOCUMENT_COLUMNS),
@@ -427,10 +431,7 @@ class Tracking:
             ("notifications", ["mail", "day"]),
             ("api_tokens", ["client_id"]),
             ("api_messages", ["sender", "updated_at", "message_id"]),  # the API's search: a keyset range per sender
-            ("api_messages", ["flow_id"]),
-            # the API's search: a sender's deposits not claimed yet, by submittedAt; and by trackingId
-            ("api_deposits", ["sender", "submitted_at", "flow_id"]),
-            ("api_deposits", ["sender", "tracking_id"]),
+            ("api_deposits", ["sender", "tracking_id"]),  # the API's search by trackingId
             ("api_webhooks", ["client_id"]),
             ("api_webhook_events", ["state", "next_attempt_at"]),  # what is due
         ):
@@ -457,11 +458,12 @@ class Tracking:
 
     # -- writes --------------------------------------------------------------------------------------------------
 
-    def record_claims(self, flows: Sequence[Mapping[str, Any]], at: datetime) -> None:
+    def record_claims(self, flows: Sequence[Mapping[str, Any]], at: datetime) -> set[str]:
         """Record flows about to be claimed (before their file is renamed into the spool), in one transaction;
-        a flow already recorded keeps its row and gets no new event (recovery, requeue)."""
+        a flow already recorded keeps its row and gets no new event (recovery, requeue). Returns the ids that were
+        recorded already (a deposit's file another process is claiming under the deposit's id)."""
         if not flows:
-            return
+            return set()
         fault_point("tracking.record_claims")
         status, when = str(FlowStatus.RECEIVED), iso(at)
         columns = list(_FLOW_COLUMNS)
@@ -478,6 +480,7 @@ class Tracking:
                 "INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, NULL, ?, ?, ?)",
                 [[f["flow_id"], when, status, "claimed from the inbox"] for f in new],
             )
+        return known
 
     def _known(self, flow_ids: Sequence[str]) -> set[str]:
         """Which of these flows have a row (a query per 500 ids, not one per id)."""
@@ -491,6 +494,45 @@ class Tracking:
     def record_received(self, flow: Mapping[str, Any], at: datetime) -> None:
         """Record one claimed flow (see :meth:`record_claims`)."""
         self.record_claims([flow], at)
+
+    def record_deposit(self, row: Mapping[str, Any]) -> None:
+        """Record a flow deposited through the API (its ``api_deposits`` row), durably: the transaction's commit
+        waits for the disk (``synchronous = FULL`` for it), since the file is renamed into the inbox only then."""
+        columns = list(_API_DEPOSIT_COLUMNS)
+        self.db.execute("PRAGMA synchronous = FULL")
+        try:
+            with self._transaction():
+                self.db.conn.execute(
+                    f"INSERT INTO api_deposits ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+                    [row.get(c) for c in columns],
+                )
+        finally:
+            self.db.execute("PRAGMA synchronous = NORMAL")
+
+    def forget_deposit(self, flow_id: str) -> None:
+        """Remove the row of a deposit refused after it was recorded (its file never reached the inbox)."""
+        with self._transaction():
+            self.db.conn.execute("DELETE FROM api_deposits WHERE flow_id = ?", [flow_id])
+
+    def deposit(self, flow_id: str) -> dict[str, Any] | None:
+        """The ``api_deposits`` row of a flow, None for a flow that was not deposited through the API."""
+        return next(iter(self.db.query("SELECT * FROM api_deposits WHERE flow_id = ?", [flow_id])), None)
+
+    def deposits_named(self, files: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
+        """Which of these (sender, inbox name) files were deposited through the API: for each, its flow id and the
+        name the client gave (a query per 500 files, on the inbox-name index)."""
+        wanted = set(files)
+        found: dict[tuple[str, str], tuple[str, str]] = {}
+        for chunk, marks in _in_chunks(sorted({name for _, name in files})):
+            rows = self.db.conn.execute(
+                "SELECT sender, inbox_name, flow_id, name FROM api_deposits INDEXED BY idx_api_deposits_inbox "
+                f"WHERE inbox_name IN ({marks})",
+                chunk,
+            )
+            for sender, inbox_name, flow_id, name in rows:
+                if (sender, inbox_name) in wanted:
+                    found[(str(sender), str(inbox_name))] = (str(flow_id), str(name))
+        return found
 
     def forget_claims(self, flow_ids: Sequence[str]) -> None:
         """Remove the rows of claims that did not happen (another process renamed the file first)."""
@@ -678,7 +720,7 @@ class Tracking:
             ids = [[flow[-1]] for flow in flows]
             conn.executemany("DELETE FROM documents WHERE flow_id = ?", ids)  # an earlier attempt's, if any
             conn.executemany("DELETE FROM findings WHERE flow_id = ?", ids)
-            conn.executemany("DELETE FROM api_messages WHERE flow_id = ?", ids)
+            conn.executemany(_DELETE_MESSAGES, [[f, f] for (f,) in ids])
             _insert_many(conn, "documents", documents)
             _insert_many(conn, "findings", findings)
             conn.executemany("INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, ?, ?, ?, ?)", events)
@@ -717,7 +759,7 @@ class Tracking:
             )
             self.db.execute("DELETE FROM invoices WHERE flow_id = ?", [flow["flow_id"]])  # nothing of it accepted
             self.db.execute("DELETE FROM lifecycle WHERE source_flow_id = ?", [flow["flow_id"]])  # nor of its statuses
-            self.db.execute("DELETE FROM api_messages WHERE flow_id = ?", [flow["flow_id"]])  # its messages withdrawn
+            self.db.execute(_DELETE_MESSAGES, [flow["flow_id"]] * 2)  # its messages are withdrawn
         self._set_status(str(flow["flow_id"]), FlowStatus.FAILED, at, detail)
 
     def record_requeued(self, flow_id: str, at: datetime) -> None:
@@ -767,7 +809,8 @@ class Tracking:
         if not flow_ids:
             return 0
         with self._transaction():
-            for table in ("findings", "documents", "events", "invoices", "lifecycle", "api_messages", "flows"):
+            self.db.conn.executemany(_DELETE_MESSAGES, [[f, f] for f in flow_ids])
+            for table in ("findings", "documents", "events", "invoices", "lifecycle", "api_deposits", "flows"):
                 self.db.conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", [[f] for f in flow_ids])
         return len(flow_ids)
 
@@ -1094,6 +1137,8 @@ def _lifecycle_row(ack: Mapping[str, Any], doc: Mapping[str, Any]) -> list[Any]:
     ]
 
 
+# the messages a flow's outcome wrote: <flow_id>.<nnnn>, a range of the primary key ('.' < '/')
+_DELETE_MESSAGES = "DELETE FROM api_messages WHERE message_id > ? || '.' AND message_id < ? || '/'"
 _INSERT_MESSAGE = (  # the sender: given, else the one of the flow named last (a relay's invoice)
     f"INSERT OR REPLACE INTO api_messages ({', '.join(_API_MESSAGE_COLUMNS)}) "
     "VALUES (?, coalesce(?, (SELECT sender FROM flows WHERE flow_id = ?)), ?, ?, ?, ?, ?)"

@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edi.api import clients, read
+from edi.api import clients, deposit, read
 from edi.api.clients import ApiClient
 from edi.api.errors import (
     INTERNAL_ERROR,
@@ -206,6 +206,7 @@ def routes(api: Api) -> list[BaseRoute]:
 
     return [
         Route("/v1/healthcheck", healthcheck(api), methods=["GET"]),
+        *deposit.routes(api),
         *read.routes(api),
         *webhooks.routes(api),
     ]

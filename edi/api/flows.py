@@ -10,7 +10,8 @@ A sender's flows are three kinds of rows, each read scoped to the sender in SQL:
 - ``api_messages``: the CDAR messages edi wrote into the sender's ``acks/`` folder (direction ``In``).
 
 Reads the store on the connection it is given (rows as tuples or :class:`sqlite3.Row`: it sets its own cursors'
-row factory) and, for a folder flow not processed yet, nothing else; writes nothing; raises :class:`SearchError` for
+row factory) and, for a search that may show deposits not claimed yet, the names in the sender's inbox; writes
+nothing; raises :class:`SearchError` for
 a search the standard does not allow (answered 400).
 """
 
@@ -22,6 +23,7 @@ import contextlib
 import hashlib
 import heapq
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -383,13 +385,12 @@ def search(conn: sqlite3.Connection, layout: Layout, sender: str, query: Query, 
         start = _read_cursor(query.cursor, sender, where)
     if "updatedAfter" in where:  # strict: updatedAt > updatedAfter; the store's times are to the millisecond
         start = max(start, (iso(_instant(where["updatedAfter"], "updatedAfter")), LAST_ID))
-    end = iso(now - SETTLE)  # inclusive
-    before = None
-    if "updatedBefore" in where:  # strict, to the millisecond above
+    end = iso(now - SETTLE)  # inclusive: one bound, so that each index range has one end
+    if "updatedBefore" in where:  # strict: the last millisecond before it
         moment = _instant(where["updatedBefore"], "updatedBefore")
-        before = iso(moment + timedelta(microseconds=(-moment.microsecond) % 1000))
+        end = min(end, iso(moment + timedelta(microseconds=(-moment.microsecond) % 1000 - 1000)))
     with _snapshot(conn):
-        keys = _keys(conn, sender, where, start, end, before, limit + 1)
+        keys = _keys(conn, layout, sender, where, start, end, limit + 1)
         page = _page(keys, limit)
         results = []
         for _, flow_id in page:
@@ -419,11 +420,11 @@ def _page(keys: list[Key], limit: int) -> list[Key]:
 
 def _keys(
     conn: sqlite3.Connection,
+    layout: Layout,
     sender: str,
     where: Mapping[str, Any],
     start: Key,
     end: str,
-    before: str | None,
     wanted: int,
 ) -> list[Key]:
     """The first ``wanted`` keys after ``start`` of the rows ``where`` selects: each kind of row read as a keyset
@@ -434,21 +435,23 @@ def _keys(
     tracking = where.get("trackingId")
     wanted_status = where.get("ackStatus")
     flow_types = types & {INVOICE, STATUS_FLOW}
+    if tracking is not None:  # a few flows: those the sender gave this trackingId
+        if "Out" not in directions or not flow_types:
+            return []
+        conditions, args = _flow_conditions(flow_types, rules, None)
+        return _tracked_leg(conn, sender, tracking, wanted_status, conditions, args, start, end, wanted)
     legs: list[list[Key]] = []
     if "Out" in directions and flow_types:
         conditions, args = _flow_conditions(flow_types, rules, tracking)
         for status in [wanted_status] if wanted_status else ACK_STATUSES:
-            legs.append(_flows_leg(conn, sender, status, conditions, args, start, end, before, wanted))
+            legs.append(_flows_leg(conn, sender, status, conditions, args, start, end, wanted))
     messages = "In" in directions and MESSAGE in types and wanted_status in (None, OK) and tracking is None
     if messages and (rules is None or "NotApplicable" in rules):
-        legs.append(_messages_leg(conn, sender, start, end, before, wanted))
-    keys = list(heapq.merge(*legs))[:wanted]
+        legs.append(_messages_leg(conn, sender, start, end, wanted))
     if "Out" in directions and flow_types and wanted_status in (None, PENDING):
-        upper = keys[-1] if len(keys) == wanted else None  # what the other rows leave room for
-        conditions, args = _flow_conditions(flow_types, rules, tracking)
-        deposits = _deposits_leg(conn, sender, conditions, args, start, end, before, upper, wanted)
-        keys = list(heapq.merge(keys, deposits))[:wanted]
-    return keys
+        conditions, args = _flow_conditions(flow_types, rules, None)
+        legs.append(_deposits_leg(conn, layout, sender, conditions, args, start, end, wanted))
+    return list(heapq.merge(*legs))[:wanted]
 
 
 def _flow_conditions(types: set[str], rules: Sequence[str] | None, tracking: str | None) -> tuple[str, list[Any]]:
@@ -475,7 +478,6 @@ def _flows_leg(
     args: list[Any],
     start: Key,
     end: str,
-    before: str | None,
     wanted: int,
 ) -> list[Key]:
     """The sender's flows of one acknowledgement status after ``start``: a range of idx_flows_api."""
@@ -486,57 +488,84 @@ def _flows_leg(
         "AND (f.updated_at, f.flow_id) > (?, ?) AND f.updated_at <= ?"
     )
     params: list[Any] = [sender, status, *start, end]
-    if before is not None:
-        sql += " AND f.updated_at < ?"
-        params.append(before)
     sql += f"{conditions} ORDER BY f.updated_at, f.flow_id LIMIT ?"
     return [(str(u), str(i)) for u, i in conn.execute(sql, [*params, *args, wanted])]
 
 
-def _messages_leg(
-    conn: sqlite3.Connection, sender: str, start: Key, end: str, before: str | None, wanted: int
+def _tracked_leg(
+    conn: sqlite3.Connection,
+    sender: str,
+    tracking: str,
+    status: str | None,
+    conditions: str,
+    args: list[Any],
+    start: Key,
+    end: str,
+    wanted: int,
 ) -> list[Key]:
+    """The sender's flows deposited with this trackingId after ``start``, claimed or not (read by that index, then
+    sorted: a trackingId names one flow, or a few)."""
+    sql = (
+        "SELECT coalesce(f.updated_at, d.submitted_at) AS u, d.flow_id FROM api_deposits d "
+        "INDEXED BY idx_api_deposits_sender_tracking_id LEFT JOIN flows f ON f.flow_id = d.flow_id "
+        "WHERE d.sender = ? AND d.tracking_id = ? AND (u, d.flow_id) > (?, ?) AND u <= ?"
+    )
+    params: list[Any] = [sender, tracking, *start, end]
+    if status is not None:
+        sql += f" AND {ACK_STATUS.replace('status', 'f.status', 1)} = ?"
+        params.append(status)
+    sql += f"{conditions} ORDER BY u, d.flow_id LIMIT ?"
+    return [(str(u), str(i)) for u, i in conn.execute(sql, [*params, *args, wanted])]
+
+
+def _messages_leg(conn: sqlite3.Connection, sender: str, start: Key, end: str, wanted: int) -> list[Key]:
     """The CDAR messages edi wrote for the sender after ``start``: a range of its index."""
     sql = (
         "SELECT updated_at, message_id FROM api_messages INDEXED BY idx_api_messages_sender_updated_at_message_id "
         "WHERE sender = ? AND (updated_at, message_id) > (?, ?) AND updated_at <= ?"
     )
     params: list[Any] = [sender, *start, end]
-    if before is not None:
-        sql += " AND updated_at < ?"
-        params.append(before)
     sql += " ORDER BY updated_at, message_id LIMIT ?"
     return [(str(u), str(i)) for u, i in conn.execute(sql, [*params, wanted])]
 
 
 def _deposits_leg(
     conn: sqlite3.Connection,
+    layout: Layout,
     sender: str,
     conditions: str,
     args: list[Any],
     start: Key,
     end: str,
-    before: str | None,
-    upper: Key | None,
     wanted: int,
 ) -> list[Key]:
-    """The sender's deposits not claimed yet after ``start`` (and up to ``upper``, what the page has room for: the
-    deposits claimed since are skipped over, so the range read is bounded by the page, not by every deposit)."""
+    """The sender's deposits not claimed yet after ``start``: those whose file is in its inbox (what is waiting there,
+    looked up by name: never a walk over every deposit the sender made) and has no flow row yet."""
     conditions = conditions.replace(IS_STATUS_FLOW, "(coalesce(d.flow_syntax, '') = 'CDAR')")
-    sql = (
-        "SELECT d.submitted_at, d.flow_id FROM api_deposits d INDEXED BY idx_api_deposits_sender_submitted_at_flow_id "
-        "WHERE d.sender = ? AND (d.submitted_at, d.flow_id) > (?, ?) AND d.submitted_at <= ? "
-        "AND NOT EXISTS (SELECT 1 FROM flows f WHERE f.flow_id = d.flow_id)"
-    )
-    params: list[Any] = [sender, *start, end]
-    if before is not None:
-        sql += " AND d.submitted_at < ?"
-        params.append(before)
-    if upper is not None:
-        sql += " AND (d.submitted_at, d.flow_id) <= (?, ?)"
-        params += list(upper)
-    sql += f"{conditions} ORDER BY d.submitted_at, d.flow_id LIMIT ?"
-    return [(str(u), str(i)) for u, i in conn.execute(sql, [*params, *args, wanted])]
+    keys: list[Key] = []
+    for chunk, marks in _in_chunks(_waiting(layout, sender)):
+        sql = (
+            "SELECT d.submitted_at, d.flow_id FROM api_deposits d INDEXED BY idx_api_deposits_inbox "
+            f"WHERE d.inbox_name IN ({marks}) AND d.sender = ? AND (d.submitted_at, d.flow_id) > (?, ?) "
+            f"AND d.submitted_at <= ? AND NOT EXISTS (SELECT 1 FROM flows f WHERE f.flow_id = d.flow_id){conditions}"
+        )
+        keys += [(str(u), str(i)) for u, i in conn.execute(sql, [*chunk, sender, *start, end, *args])]
+    return sorted(keys)[:wanted]
+
+
+def _waiting(layout: Layout, sender: str) -> list[str]:
+    """The names of the files in the sender's inbox (none when it cannot be read)."""
+    try:
+        with os.scandir(layout.sender_inbox(sender)) as entries:
+            return [e.name for e in entries if not e.name.startswith(".") and e.is_file(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _in_chunks(names: Sequence[str], size: int = 500) -> Iterator[tuple[Sequence[str], str]]:
+    for first in range(0, len(names), size):
+        chunk = names[first : first + size]
+        yield chunk, ", ".join("?" for _ in chunk)
 
 
 # -- the cursor: opaque to the client, checked when it comes back ------------------------------------------------

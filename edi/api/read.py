@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -87,12 +88,23 @@ def _original(api: Api, sender: str, flow_id: str) -> Response:
             raise ApiError(404, MISSING_RESOURCE, NOT_FOUND)
         name, places = _places(api, found)
         for path in places:
-            try:
-                opened = path.open("rb")  # closed by the stream
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                continue
-            return _stream(opened, name)
+            opened = _open_regular(path)
+            if opened is not None:
+                return _stream(opened, name)
     raise ApiError(404, MISSING_RESOURCE, "the flow's file is no longer kept (removed by retention)")
+
+
+def _open_regular(path: Path) -> IO[bytes] | None:
+    """``path`` opened for reading if it is a regular file; never through a symbolic link (a sender may put one in
+    its inbox: it must not read the server's files through it), never a FIFO or a device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")  # closed by the stream
 
 
 def _places(api: Api, found: flows.Found) -> tuple[str, list[Path]]:
@@ -165,7 +177,7 @@ def _search(api: Api, request: Request, body: bytes) -> Response:
     client = api.client(request)
     try:
         parsed: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: 64 KiB of nested brackets
         raise ApiError(400, INVALID_REQUEST, "the search is a JSON object: {limit, cursor, where}") from None
     if isinstance(parsed, dict) and "where" not in parsed:
         raise ApiError(400, MISSING_REQUIRED_FIELD, "where is required: at least one criterion")
