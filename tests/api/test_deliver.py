@@ -21,6 +21,7 @@ from edi.cli import main
 from edi.errors import InjectedFault
 from edi.store import open_store
 from tests.api.conftest import BASE, Client, Service
+from tests.api.test_deposit import deposit
 from tests.conftest import FLOWS, FixedClock, Workspace
 from tests.hook_server import Call, HookServer
 from tests.lifecycle.statuses import status_message
@@ -282,3 +283,18 @@ def test_edi_serve_delivers_while_it_serves(make_hooked: Callable[..., Service],
             process.wait()
     assert len(hooks.got()) == 2
     assert [e["state"] for e in events(ws)] == ["sent"]
+
+
+def test_a_deposited_flow_is_sent_as_get_shows_it(hooked: Service, hooks: HookServer) -> None:
+    """A flow deposited through POST /v1/flows: its webhook body is the Flow GET {base}/v1/flows/{flowId} gives,
+    with the client's trackingId."""
+    client = hooked.add_client("erp")
+    subscribe(hooked, client, hooks.url(), flowDirection="Out")
+    deposited = deposit(hooked, client, ACCEPTED, trackingId="ERP-42")
+    assert deposited.status_code == 202, deposited.text
+    batch(hooked.workspace)
+    (call,) = hooks.got()
+    sent = json.loads(call.body)
+    flow_id = deposited.json()["flowId"]
+    shown = hooked.http.get(f"{BASE}/v1/flows/{flow_id}", headers=hooked.headers(client))
+    assert sent == shown.json() and sent["trackingId"] == "ERP-42" and sent["flowId"] == flow_id
