@@ -523,7 +523,8 @@ class Tracking:
         name the client gave (a query per 500 files, on the inbox-name index)."""
         wanted = set(files)
         found: dict[tuple[str, str], tuple[str, str]] = {}
-        for chunk, marks in _in_chunks(sorted({name for _, name in files})):
+        names = sorted({name for _, name in files if _utf8(name)})  # a deposit's inbox name is always UTF-8
+        for chunk, marks in _in_chunks(names):
             rows = self.db.conn.execute(
                 "SELECT sender, inbox_name, flow_id, name FROM api_deposits INDEXED BY idx_api_deposits_inbox "
                 f"WHERE inbox_name IN ({marks})",
@@ -1090,6 +1091,15 @@ class Tracking:
     def counts(self) -> dict[str, int]:
         """How many flows are in each status."""
         return {r["status"]: r["n"] for r in self.db.query("SELECT status, count(*) AS n FROM flows GROUP BY status")}
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name is text SQLite can hold (not bytes that are not UTF-8, kept as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _in_chunks(ids: Sequence[str], size: int = 500) -> Iterator[tuple[Sequence[str], str]]:

@@ -643,12 +643,12 @@ def deposit_row(flow_id: str, sender: str = "acme", inbox_name: str | None = Non
 
 def test_deposits_are_recorded_found_by_inbox_name_and_sender_and_forgotten(store: Tracking) -> None:
     """record_deposit keeps an api_deposits row; deposits_named finds the rows of (sender, inbox name) pairs, and
-    no other sender's file of that name; forget_deposit removes one row."""
+    no other sender's file of that name (nor chokes on a name that is not UTF-8); forget_deposit removes one row."""
     store.record_deposit(deposit_row("D1"))
     store.record_deposit(deposit_row("D2", sender="opdemat"))
     assert store.deposit("D1") == {**deposit_row("D1"), "flow_profile": None, "processing_rule": None,
                                    "tracking_id": None}  # fmt: skip
-    files = [("acme", "D1_invoice.xml"), ("acme", "D2_invoice.xml"), ("acme", "mine.xml")]
+    files = [("acme", "D1_invoice.xml"), ("acme", "D2_invoice.xml"), ("acme", "mine.xml"), ("acme", "\udce9.xml")]
     assert store.deposits_named(files) == {("acme", "D1_invoice.xml"): ("D1", "invoice.xml")}
     assert store.deposits_named([]) == {}
     store.forget_deposit("D1")

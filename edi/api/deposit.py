@@ -15,7 +15,7 @@ Whether the bytes are the declared syntax is decided from their beginning with e
 ``Invoice`` / ``CreditNote`` is ``UBL``, a ``CrossIndustryInvoice`` ``CII``, a ``CrossDomainAcknowledgementAndResponse``
 ``CDAR``; a ZIP or tar.gz batch is taken under any syntax but ``FRR`` (its members are recognised one by one when
 processed). An empty file, or XML that cannot be read as far as its root element, is taken: processing answers it
-(``IRR_VID_F``, ``IRR_SYNTAX``) in the acknowledgement, as it does for the folders. ``FRR`` (e-reporting) is refused:
+(``IRR_VIDE_F``, ``IRR_SYNTAX``) in the acknowledgement, as it does for the folders. ``FRR`` (e-reporting) is refused:
 edi does not process e-reporting.
 
 Writes ``tmp/deposits/``, the sender's inbox and the store's ``api_deposits`` table; raises :class:`ApiError`.
@@ -301,10 +301,14 @@ def create_flow(api: Api) -> Callable[[Request], Awaitable[Response]]:
     senders = {s.id: s for s in api.settings.senders}
 
     async def endpoint(request: Request) -> Response:
-        client: ApiClient = await run_in_threadpool(api.client, request)
-        if client.sender not in senders:
-            raise ApiError(403, FORBIDDEN_ACCESS, f"the client's sender {client.sender!r} takes no flows here")
-        boundary = _boundary(request)
+        try:
+            client: ApiClient = await run_in_threadpool(api.client, request)
+            if client.sender not in senders:
+                raise ApiError(403, FORBIDDEN_ACCESS, f"the client's sender {client.sender!r} takes no flows here")
+            boundary = _boundary(request)
+        except ApiError as exc:  # refused before its body is read: the connection is closed after the answer
+            exc.headers.setdefault("Connection", "close")
+            raise
         flow_id = ids.new()
         try:
             upload = await run_in_threadpool(Upload, api.layout, flow_id)

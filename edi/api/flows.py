@@ -554,12 +554,22 @@ def _deposits_leg(
 
 
 def _waiting(layout: Layout, sender: str) -> list[str]:
-    """The names of the files in the sender's inbox (none when it cannot be read)."""
+    """The names of the files in the sender's inbox (none when it cannot be read); a name that is not UTF-8 is no
+    deposit's (and SQLite could not bind it)."""
     try:
         with os.scandir(layout.sender_inbox(sender)) as entries:
-            return [e.name for e in entries if not e.name.startswith(".") and e.is_file(follow_symlinks=False)]
+            names = [e.name for e in entries if not e.name.startswith(".") and e.is_file(follow_symlinks=False)]
     except OSError:
         return []
+    return [n for n in names if n.isascii() or _utf8(n)]
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # the undecodable bytes of a name, as surrogates
+        return False
+    return True
 
 
 def _in_chunks(names: Sequence[str], size: int = 500) -> Iterator[tuple[Sequence[str], str]]:

@@ -278,6 +278,20 @@ def test_a_deposit_not_claimed_yet_is_pending_with_what_the_client_declared(work
     assert [f["flowId"] for f in page["results"]] == [row["flow_id"]]
 
 
+def test_a_file_name_that_is_not_utf8_in_the_inbox_does_not_break_a_search(workspace: Workspace) -> None:
+    """A sender's file named with bytes that are not UTF-8 waits in its inbox beside a deposit: the search still
+    answers, with the deposit."""
+    row = deposit(workspace, "20261206T100000000000-dddddd")
+    workspace.drop("acme", b"caf\xe9.xml", b"<x/>")
+    layout = workspace.settings.workspace.layout()
+    reader = Reader(layout.database)
+    try:
+        page = flows.search(reader.connection(), layout, "acme", flows.Query(25, {"ackStatus": "Pending"}), LATER)
+    finally:
+        reader.close()
+    assert [f["flowId"] for f in page["results"]] == [row["flow_id"]]
+
+
 def test_a_flow_that_failed_for_edis_own_reason_is_pending_not_error(workspace: Workspace, inject: Any) -> None:
     """A flow in failed/ (edi's fault, waiting for an operator's requeue) is Pending: the sender's file was not
     judged."""
