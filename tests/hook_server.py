@@ -3,6 +3,7 @@ what the test scripts (a status per request, then 200), like tests/smtp_server.p
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,8 +30,10 @@ class HookServer:
     location: str = ""  # the Location header of a 3xx answer
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    tls: bool = False
+
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
     def got(self, path: str | None = None) -> list[Call]:
         """The requests it got (on ``path``, if given)."""
@@ -38,9 +41,9 @@ class HookServer:
             return [c for c in self.calls if path is None or c.path == path]
 
 
-def serve() -> Iterator[HookServer]:
-    """Run a server until the generator is closed (a fixture's body)."""
-    state = HookServer()
+def serve(tls: ssl.SSLContext | None = None) -> Iterator[HookServer]:
+    """Run a server (HTTPS with ``tls``, a server context) until the generator is closed (a fixture's body)."""
+    state = HookServer(tls=tls is not None)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -60,6 +63,8 @@ def serve() -> Iterator[HookServer]:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -4,11 +4,14 @@ to, checked again at each call; redirects never followed."""
 from __future__ import annotations
 
 import ipaddress
+import ssl
+from pathlib import Path
 
 import pytest
 
 from edi.api.callbacks import CallbackFailed, CallbackRefused, check_url, host_allowed, post, usable
-from tests.hook_server import HookServer
+from tests.hook_server import HookServer, serve
+from tests.smtp_server import self_signed
 
 
 @pytest.mark.parametrize(
@@ -84,3 +87,25 @@ def test_a_callback_that_is_down_is_a_failed_call() -> None:
     with pytest.raises(CallbackFailed) as caught:
         post(f"http://127.0.0.1:{port}/h", b"{}", {}, [f"127.0.0.1:{port}"], 2)
     assert caught.value.status is None
+
+
+def test_https_verifies_the_certificate_against_the_host(tmp_path: Path) -> None:
+    """An https callback is called over TLS to the address checked, its certificate verified for the URL's host: a
+    server whose certificate the context trusts gets the call; one it does not trust gets none."""
+    made = self_signed(tmp_path)
+    if made is None:
+        pytest.skip("openssl is not installed")
+    cert, key = made
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    server = serve(server_side)
+    hooks = next(server)
+    try:
+        allowed = [f"127.0.0.1:{hooks.port}"]
+        trusting = ssl.create_default_context(cafile=str(cert))
+        assert post(hooks.url(), b"{}", {}, allowed, 5, trusting) == 200
+        with pytest.raises(CallbackFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            post(hooks.url(), b"{}", {}, allowed, 5)  # the system's authorities do not know it
+        assert len(hooks.got()) == 1
+    finally:
+        server.close()
