@@ -66,7 +66,7 @@ from edi.lifecycle.intake import hold_statuses
 from edi.lifecycle.validate import CdarInvalid, artefacts, check_all, raise_if_fatal
 from edi.logs import info_logged
 from edi.model import Flow, FlowStatus
-from edi.pipeline import Stages, display_name, read, settle
+from edi.pipeline import Stages, collect, display_name, read, settle
 from edi.spool import SYNCFS, Claim, Spool, Staged
 from edi.tracking import Tracking
 from edi.workspace import Layout
@@ -405,7 +405,7 @@ class Processor:
 
     def _settle(self, work: _Work) -> None:
         assert work.flow is not None
-        work.flow = settle(work.flow, self.stages)
+        work.flow = settle(collect(work.flow), self.stages)  # the business rules ran while the group was read
         fault_point("pipeline.after_decide")
 
     def _reserve(self, live: list[_Work]) -> None:
