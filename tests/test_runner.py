@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.invoices import nameless_invoice, templates
 from edi.config import load_settings
 from edi.errors import ConfigError, UnknownFlowError, WorkspaceError
 from edi.model import FlowStatus
@@ -81,6 +82,40 @@ def test_sample_gets_its_expected_answer(sample_run, sender: str, name: str) -> 
     """Each sample flow ends with the status, reason, codes and queue that flows/expected.toml gives."""
     _, acks, _ = sample_run
     assert_expected_answer(acks[(sender, name)], EXPECTED[sender][name])
+
+
+def test_an_invoice_past_the_budget_fails_alone_and_the_samples_behind_it_get_their_expected_answers(
+    tmp_path: Path,
+) -> None:
+    """With limits.validate_seconds = 1, an invoice whose rules outrun it, first of the run (the samples' rules are
+    handed to the same rules process behind it, without waiting): it gets VALIDATE_TIMEOUT, and every sample gets
+    the answer flows/expected.toml gives (the rules process killed for it was replaced, the samples run again)."""
+
+    def make(text: str) -> Workspace:
+        text = text.replace("validate_seconds = 30 ", "validate_seconds = 1  ", 1)
+        config = tmp_path / "config.toml"
+        config.write_text(text.format(directory=FLOWS / "directory.toml"), encoding="utf-8")
+        settings = load_settings(config)
+        assert settings.limits.validate_seconds == 1
+        init_workspace(settings)
+        return Workspace(config, settings)
+
+    ws = repo_config_workspace(make)
+    drop_samples(ws)
+    slow = ws.inbox("acme") / "slow.xml"
+    slow.write_bytes(nameless_invoice(templates()[0], 1, 8000))
+    os.utime(slow, (time.time() - 600, time.time() - 600))  # the oldest: the first handed to the rules
+    clock = FixedClock()
+    clock.advance(ws.settings.intake.min_age_seconds + 1)
+    report = run_batch(ws.settings, clock=clock)
+    assert len(report.outcomes) == len(SAMPLES) + 1 and report.failed == 0
+    acks = acks_by_name(ws)
+    (document,) = acks.pop(("acme", "slow.xml"))["documents"]
+    rules = {(f["code"], f["rule"]) for f in document["findings"] if f["layer"] == "en16931"}
+    assert rules == {("LAYER_NOT_RUN", "VALIDATE_TIMEOUT")}
+    assert sorted(acks) == sorted(SAMPLES)
+    for (sender, name), ack in acks.items():
+        assert_expected_answer(ack, EXPECTED[sender][name])
 
 
 def test_samples_leave_nothing_behind_and_everything_accounted_for(sample_run) -> None:
