@@ -70,7 +70,9 @@ class Compiled:
 
 
 Results = list[tuple[str, list[Finding]]]  # the findings of each rule set that applies to a document, in order
-_Pending = tuple[RulesProcess, Ticket, list[tuple[str, Compiled]], etree._ElementTree, int]
+# what a verdict waits for: its process and ticket, the rule sets due (and their XSLTs), the XSLTs handed (all but
+# those known not to compile), the document's tree (for the findings' lines) and size
+_Pending = tuple[RulesProcess, Ticket, list[tuple[str, RuleEntry]], list[Path], etree._ElementTree, int]
 
 
 class Verdict:
@@ -84,7 +86,7 @@ class Verdict:
     ) -> None:
         self.results = results
         self.runner = runner
-        self.pending = pending  # what it waits for: (its process, ticket, rule sets due, tree, document's size)
+        self.pending = pending
 
     def __call__(self) -> Results:
         if self.results is None:
@@ -182,19 +184,27 @@ class RulesRunner:
         the oldest are read first."""
         if doc.tree is None or doc.syntax is None:
             return Verdict([])
-        due: list[tuple[str, Compiled]] = []
+        entries: list[tuple[str, RuleEntry]] = []
         for rule_set in rule_sets:
             entry = self.catalogue.rules_for(rule_set, doc.syntax, doc.profile or "unknown")
             if entry is not None:
-                due.append((rule_set, self.compiled(entry)))
+                entries.append((rule_set, entry))
         tree: etree._ElementTree = doc.tree
-        runnable = [c.entry.xslt for _, c in due if c.error is None]
-        if not runnable or self._processes is None:
+        if self._processes is None:
+            due = [(rule_set, self.compiled(entry)) for rule_set, entry in entries]
+            runnable = [c.entry.xslt for _, c in due if c.error is None]
             runs = self._run(runnable, saxon_text(doc.data, tree)) if runnable else []
             return Verdict(self._results(due, runs, tree))
+        # an XSLT not compiled yet is asked for and the document handed behind it, without waiting: the child
+        # compiles it first (outside the document's budget), and whether it compiled is known when the verdict is read
+        known = {entry.xslt: self._compiled.get(entry.xslt) for _, entry in entries}
+        sent = [e.xslt for _, e in entries if (c := known[e.xslt]) is None or c.error is None]
+        if not sent:
+            return Verdict(self._results([(r, self.compiled(e)) for r, e in entries], [], tree))
         document = saxon_text(doc.data, tree)
         process = self._process(doc.syntax)
-        verdict = Verdict(None, self, (process, self._submit(process, runnable, document), due, tree, len(document)))
+        ticket = self._submit(process, sent, document)
+        verdict = Verdict(None, self, (process, ticket, entries, sent, tree, len(document)))
         self._ahead.append(verdict)
         self._ahead_bytes += len(document)
         while self._ahead_bytes > AHEAD_BYTES and len(self._ahead) > 1:
@@ -221,9 +231,13 @@ class RulesRunner:
     def _read_oldest(self) -> None:
         verdict = self._ahead.popleft()
         assert verdict.pending is not None
-        process, ticket, due, tree, size = verdict.pending
+        process, ticket, entries, sent, tree, size = verdict.pending
         self._ahead_bytes -= size
-        verdict.pending, verdict.results = None, self._results(due, process.collect(ticket), tree)
+        runs = process.collect(ticket)
+        due = [(rule_set, self.compiled(entry)) for rule_set, entry in entries]  # compiled: read before the runs
+        ok = {c.entry.xslt for _, c in due if c.error is None}
+        ran = [run for xslt, run in zip(sent, runs, strict=True) if xslt in ok]
+        verdict.pending, verdict.results = None, self._results(due, ran, tree)
 
     def _results(self, due: list[tuple[str, Compiled]], runs: list[LayerRun], tree: etree._ElementTree) -> Results:
         left = iter(runs)

@@ -555,6 +555,24 @@ def test_compile_failure_is_remembered(tmp_path: Path) -> None:
     assert runner.check("en16931", doc) == runner.check("en16931", doc)
 
 
+def test_with_a_budget_a_document_is_handed_before_its_xslt_is_compiled(tmp_path: Path) -> None:
+    """submit_all does not wait for a compile: the document goes to the rules process behind the XSLT's compile
+    (nothing compiled is read yet); read, it has what check_all finds. One that does not compile gives the same
+    LAYER_NOT_RUN as in this process, and is then known: the next document is not handed at all."""
+    runner = RulesRunner(load_catalogue(), 30.0)
+    verdict = runner.submit_all(["en16931"], document_of(broken_ubl()))
+    assert verdict.results is None and runner.take_compiles() == []
+    assert verdict() == RulesRunner(load_catalogue()).check_all(["en16931"], document_of(broken_ubl()))
+    assert [xslt.name for xslt, _, _ in runner.take_compiles()] == ["EN16931-UBL-validation.xslt"]
+    catalogue = catalogue_with(tmp_path, BROKEN_XSLTS["bad-xpath"], name="broken.xslt")
+    budgeted = RulesRunner(catalogue, 30.0)
+    handed = budgeted.submit_all(["en16931"], document_of(UBL_INVOICE.read_bytes()))
+    assert handed.results is None
+    expected = RulesRunner(catalogue).check_all(["en16931"], document_of(UBL_INVOICE.read_bytes()))
+    assert handed() == expected and "broken.xslt does not compile" in expected[0][1][0].message
+    assert budgeted.submit_all(["en16931"], document_of(UBL_INVOICE.read_bytes())).results == expected
+
+
 def test_missing_xslt_gives_layer_not_run(tmp_path: Path) -> None:
     """An XSLT file that cannot be read gives LAYER_NOT_RUN saying so (and no SHA-256)."""
     catalogue = Catalogue((), (rule_entry(tmp_path / "gone.xslt"),))
