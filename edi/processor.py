@@ -4,9 +4,11 @@ For a group, each step runs for every flow before the next step starts:
 
 1. open each payload and ask the kernel to read it ahead, then hash each; record sizes and digests (one
    transaction);
-2. read each flow, then settle each (:func:`edi.pipeline.read`, :func:`edi.pipeline.settle`), then hold the keys
-   of the group's invoices about to be accepted (one transaction: a key another flow holds makes a duplicate) and
-   the recipients' statuses about to be accepted (one transaction: the order rules, :mod:`edi.lifecycle.intake`);
+2. read each flow (its documents' business rules handed to the rules processes, which run them meanwhile), then
+   settle each once their findings are in (:func:`edi.pipeline.read`, :func:`edi.pipeline.collect`,
+   :func:`edi.pipeline.settle`), then hold the keys of the group's invoices about to be accepted (one transaction:
+   a key another flow holds makes a duplicate) and the recipients' statuses about to be accepted (one transaction:
+   the order rules, :mod:`edi.lifecycle.intake`);
 3. stage its deliveries and build one CDAR lifecycle message per invoice document and, for a status flow, the CDAR
    message relaying each new status to its invoice's sender (``acks/<invoice sender>/``); check every message of
    the group against the official artefacts in one call (:func:`edi.lifecycle.validate.check_all`: the Schematron
