@@ -22,10 +22,8 @@ For a group, each step runs for every flow before the next step starts:
 
 Where there is ``syncfs`` (Linux), a group's barrier runs in a background thread while the next group is decided
 (it starts once that group is claimed and its digests recorded: while ``syncfs`` writes, every rename and every
-write to the store waits for the disk), and the group is published, recorded and answered once that is done and the
-next group is read: the wait for the disk is hidden behind the next group's reading, and the publishing behind the
-business rules of its documents, which the rules processes run meanwhile (their findings are waited for as each
-flow settles). The last group is finished by :meth:`Processor.finish`
+write to the store waits for the disk), and the group is published, recorded and answered once that is done: the
+wait for the disk is hidden behind the next group's work. The last group is finished by :meth:`Processor.finish`
 (a worker, at the end of a task) or :meth:`Processor.flush`, which also archives every payload answered (a
 barrier, then the renames), at the end of each pass.
 
@@ -286,12 +284,12 @@ class Processor:
         self._group(works, self._record_digests)
         self._start_barrier()
         self._each(works, self._read)
-        finished = self._finish_pending()  # while the rules processes are still on this group's documents
         self._each(works, self._settle)
         self._group(works, self._reserve)
         self._each(works, self._stage)
         self._group(works, self._check_messages)
         self._each(works, self._stage_answers)
+        finished = self._finish_pending()
         if self._syncer is not None:
             self._pending = (works, None)  # its barrier starts with the next group (or at the end)
             return finished
