@@ -319,7 +319,10 @@ class Processor:
         """Take the group read last and the group waiting for its barrier, if any, to their outcomes (a worker, at
         the end of what it was handed); unlike :meth:`flush`, the payloads answered wait for the next barrier to be
         archived."""
-        outcomes = self._decide(self._read_last) if self._read_last is not None else []
+        if self._read_last is None:
+            return self._finish_pending()
+        self._start_barrier()  # the group staged before runs its barrier while the last one is decided, as usual
+        outcomes = self._decide(self._read_last)
         self._read_last = None
         return outcomes + self._finish_pending()
 

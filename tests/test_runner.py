@@ -426,28 +426,30 @@ def test_a_parked_flow_whose_failure_went_unrecorded_is_recorded_by_the_next_run
     assert [p.name for p in (workspace.root / "failed").iterdir()] == [flow_id] and workspace.acks("acme") == []
 
 
-def test_a_pipelined_session_answers_a_group_once_the_next_one_is_decided(workspace: Workspace, clock) -> None:
-    """In the main process a group's barrier runs while the next group is decided: claim_and_process returns the
-    previous group's outcomes (its acknowledgements then in place, its payloads archived one barrier later), flush
-    the last group's; every flow is answered exactly once."""
+def test_a_pipelined_session_answers_a_group_once_the_next_two_are_read(workspace: Workspace, clock) -> None:
+    """In the main process a group is decided once the next group is read (the rules processes run that one's rules
+    meanwhile), and its barrier runs while the one after is decided: claim_and_process returns the outcomes of the
+    group claimed two calls before (its acknowledgements then in place, its payloads archived one barrier later),
+    flush those of the last two; every flow is answered exactly once."""
     from edi.ingest.scan import Ready
     from edi.runner import Session
 
     data = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
-    names = [f"{n}.xml" for n in range(6)]
+    names = [f"{n}.xml" for n in range(9)]
     for n, name in enumerate(names):
         workspace.drop("acme", name, data.replace(b"FA-2026-0001", f"FA-2026-0001-{n}".encode()), age=60)
     inbox = workspace.inbox("acme")
     ready = [("acme", Ready(inbox / name, (inbox / name).stat().st_size, 0.0)) for name in names]
     with Session(workspace.settings, clock) as session:
         assert session.claim_and_process(ready[:3]) == []
-        first = session.claim_and_process(ready[3:])
+        assert session.claim_and_process(ready[3:6]) == [] and workspace.acks("acme") == []
+        first = session.claim_and_process(ready[6:])
         assert sorted(o.file_name for o in first) == names[:3]
         assert len(workspace.acks("acme")) == 3 and list((workspace.root / "archive").rglob("*.xml")) == []
         last = session.processor.flush()
         assert sorted(o.file_name for o in last) == names[3:]
-    assert len(workspace.acks("acme")) == 6 and len(list((workspace.root / "archive").rglob("*.xml"))) == 6
-    assert len(workspace.queue("ville-exemple")) == 6
+    assert len(workspace.acks("acme")) == 9 and len(list((workspace.root / "archive").rglob("*.xml"))) == 9
+    assert len(workspace.queue("ville-exemple")) == 9
 
 
 @pytest.mark.parametrize("senders", [("acme",), ("acme", "opdemat")])
