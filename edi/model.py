@@ -283,6 +283,9 @@ class Document:
     findings: tuple[Finding, ...] = ()
     tree: object | None = field(default=None, compare=False, repr=False)
     lifecycle: StatusReport | None = None  # a CDAR status message: what it says, what edi found
+    # the rest of a stage that waits for another process (the business rules, run beside this one): it returns the
+    # document it is given with what that process found; edi.pipeline.collect applies it
+    awaiting: Callable[[Document], Document] | None = field(default=None, compare=False, repr=False)
 
     @property
     def accepted(self) -> bool:

@@ -1,15 +1,17 @@
 """The stages a configuration asks for, and the one loop over them.
 
-:func:`decide` runs the flow stages, then every document through the document stages: decisions, no file moved.
-It is two steps, which :mod:`edi.processor` (which wraps them with the effects) runs for a whole group of flows
-each: :func:`read` (the flow stages, then the stages that read each document's XML) and :func:`settle` (the
-stages that decide on the facts read: duplicates, the seller, the route). Running one step for every flow of a group
-before the next keeps each step's code and data in the CPU's caches (a duplicate lookup right after an XSD
-validation took four times as long as one right after another lookup). Last of all, the processor holds each
-accepted invoice's key in the tracking store (:attr:`Stages.reserve`), so that two processes deciding at once
-cannot both accept it, and each recipient's status about to be accepted (:attr:`Stages.hold`), so that two cannot
-both pass the order rules. A CDAR lifecycle message (a recipient's status) runs through the same loop: the invoice
-layers skip it, :mod:`edi.lifecycle.intake` reads and checks it.
+:func:`decide` runs the flow stages, then every document through the document stages: decisions, no file moved. It is
+two steps, which :mod:`edi.processor` (which wraps them with the effects) runs for a whole group of flows each:
+:func:`read` (the flow stages, then the stages that read each document's XML) and :func:`settle` (the stages that decide
+on the facts read: duplicates, the seller, the route). A document stage may leave part of its work to another process
+(the business rules, in the rules processes): :func:`collect` waits for it before :func:`settle`, so that the rules of a
+group's documents run while the next documents are read. Running one step for every flow of a group before the next
+keeps each step's code and data in the CPU's caches (a duplicate lookup right after an XSD validation took four times as
+long as one right after another lookup). Last of all, the processor holds each accepted invoice's key in the tracking
+store (:attr:`Stages.reserve`), so that two processes deciding at once cannot both accept it, and each recipient's
+status about to be accepted (:attr:`Stages.hold`), so that two cannot both pass the order rules. A CDAR lifecycle
+message (a recipient's status) runs through the same loop: the invoice layers skip it, :mod:`edi.lifecycle.intake` reads
+and checks it.
 """
 
 from __future__ import annotations
@@ -96,7 +98,10 @@ def build_stages(settings: Settings, tracking: Tracking, directory: Directory, c
         ReadStatus(),
         XsdValidation(catalogue, layers_for),
         BusinessRules(
-            runner_for(catalogue, settings.limits.validate_seconds), layers_for, lambda flow: grace.get(flow.sender, ())
+            runner_for(catalogue, settings.limits.validate_seconds),
+            layers_for,
+            lambda flow: grace.get(flow.sender, ()),
+            deferred=True,  # the rules of the next documents run while the processor does the rest: collect()
         ),
     ]
     sellers: Mapping[str, Sequence[str]] = {s.id: s.sellers for s in settings.senders}
@@ -116,8 +121,8 @@ def build_stages(settings: Settings, tracking: Tracking, directory: Directory, c
 
 def decide(flow: Flow, stages: Stages) -> Flow:
     """Run flow stages until the file itself is rejected, then each document through every document stage, then
-    every settling stage (:func:`read`, then :func:`settle`)."""
-    return settle(read(flow, stages), stages)
+    every settling stage (:func:`read`, :func:`collect`, then :func:`settle`)."""
+    return settle(collect(read(flow, stages)), stages)
 
 
 def read(flow: Flow, stages: Stages) -> Flow:
@@ -141,6 +146,17 @@ def read(flow: Flow, stages: Stages) -> Flow:
     except FlowRejected as rejected:
         return evolve(flow, documents=(), findings=(*flow.findings, rejected.finding))
     return flow
+
+
+def collect(flow: Flow) -> Flow:
+    """The :func:`read` flow with what its document stages left waiting for another process applied (the business
+    rules, :class:`edi.validate.schematron.BusinessRules` deferred): waits for it."""
+    if not any(doc.awaiting is not None for doc in flow.documents):
+        return flow
+    documents = tuple(
+        doc if doc.awaiting is None else doc.awaiting(evolve(doc, awaiting=None)) for doc in flow.documents
+    )
+    return evolve(flow, documents=documents)
 
 
 def settle(flow: Flow, stages: Stages) -> Flow:

@@ -4,9 +4,11 @@ For a group, each step runs for every flow before the next step starts:
 
 1. open each payload and ask the kernel to read it ahead, then hash each; record sizes and digests (one
    transaction);
-2. read each flow, then settle each (:func:`edi.pipeline.read`, :func:`edi.pipeline.settle`), then hold the keys
-   of the group's invoices about to be accepted (one transaction: a key another flow holds makes a duplicate) and
-   the recipients' statuses about to be accepted (one transaction: the order rules, :mod:`edi.lifecycle.intake`);
+2. read each flow (its documents' business rules handed to the rules processes, which run them meanwhile), then
+   settle each once their findings are in (:func:`edi.pipeline.read`, :func:`edi.pipeline.collect`,
+   :func:`edi.pipeline.settle`), then hold the keys of the group's invoices about to be accepted (one transaction:
+   a key another flow holds makes a duplicate) and the recipients' statuses about to be accepted (one transaction:
+   the order rules, :mod:`edi.lifecycle.intake`);
 3. stage its deliveries and build one CDAR lifecycle message per invoice document and, for a status flow, the CDAR
    message relaying each new status to its invoice's sender (``acks/<invoice sender>/``); check every message of
    the group against the official artefacts in one call (:func:`edi.lifecycle.validate.check_all`: the Schematron
@@ -17,6 +19,11 @@ For a group, each step runs for every flow before the next step starts:
 6. publish: deliveries renamed into their queues, then the CDAR messages and relays, then the acknowledgement into
    place (the acknowledgement last: it says the flow is answered);
 7. record every outcome (one transaction: a status flow's held statuses become recorded).
+
+Steps 2 to 7 of a group run once the next group is read (step 1 and the reading of step 2): the rules processes run
+the business rules of that group's documents while this process settles, stages and publishes the one before (the
+store's lookups and holds run in the same order as if each group went through all its steps before the next was
+read: a group settles after the one before it is held and before that one's outcomes are recorded).
 
 Where there is ``syncfs`` (Linux), a group's barrier runs in a background thread while the next group is decided
 (it starts once that group is claimed and its digests recorded: while ``syncfs`` writes, every rename and every
@@ -66,7 +73,7 @@ from edi.lifecycle.intake import hold_statuses
 from edi.lifecycle.validate import CdarInvalid, artefacts, check_all, raise_if_fatal
 from edi.logs import info_logged
 from edi.model import Flow, FlowStatus
-from edi.pipeline import Stages, display_name, read, settle
+from edi.pipeline import Stages, collect, display_name, read, settle
 from edi.spool import SYNCFS, Claim, Spool, Staged
 from edi.tracking import Tracking
 from edi.workspace import Layout
@@ -226,6 +233,9 @@ class Processor:
         self.limits = limits
         self._acks: dict[str, Path] = {}  # sender -> its acknowledgement folder, made once
         self._answered: list[Claim] = []  # flows answered and recorded, archived after the next barrier
+        # a group read and not decided yet: decided once the next group is read (its documents' business rules run
+        # in the rules processes meanwhile), or at the end
+        self._read_last: list[_Work] | None = None
         # a group staged, and its barrier once started (with the next group, after that group's claims)
         self._pending: tuple[list[_Work], Future[None] | None] | None = None
         # a group's barrier runs in this thread while the next group is decided (syncfs only: the fsync fallback
@@ -240,7 +250,7 @@ class Processor:
     def flush(self) -> list[Outcome]:
         """Finish the group waiting for its barrier, if any, then make what was published durable and archive the
         payloads of the flows answered (the end of a pass); the outcomes of the group it finished."""
-        outcomes = self._finish_pending()
+        outcomes = self.finish()
         if not self._answered:
             return outcomes
         try:
@@ -264,9 +274,10 @@ class Processor:
 
     def process_group(self, claims: Sequence[Claim], recovered: bool = False) -> list[Outcome]:
         """Take every claimed flow of a group to its outcome, in the order of the steps above; ``recovered`` flows
-        may be finished already but for their archiving. Returns the outcomes of the groups this call finished:
-        this one, or, with ``syncfs``, the previous one (this one then waits for its barrier, which runs in the
-        background while the next group is decided; :meth:`flush` finishes it)."""
+        may be finished already but for their archiving. The group is read now and decided with the next one
+        (:meth:`finish` or :meth:`flush` decide the last); returns the outcomes of the groups this call finished:
+        the one read before, or, with ``syncfs``, the one before that (the one decided then waits for its barrier,
+        which runs in the background while the next group is read and decided)."""
         works = [_Work(claim, time.monotonic(), recovered=recovered) for claim in claims]
         if recovered:
             for work in works:
@@ -282,6 +293,13 @@ class Processor:
         self._group(works, self._record_digests)
         self._start_barrier()
         self._each(works, self._read)
+        previous, self._read_last = self._read_last, works  # decided with the next group (or at the end)
+        return self._decide(previous) if previous is not None else []
+
+    def _decide(self, works: list[_Work]) -> list[Outcome]:
+        """Settle, reserve and stage a group read before (while the rules processes run the business rules of the
+        group read since), then finish the group staged before it; the outcomes of that one (or, without
+        ``syncfs``, of both)."""
         self._each(works, self._settle)
         self._group(works, self._reserve)
         self._each(works, self._stage)
@@ -298,9 +316,15 @@ class Processor:
         return finished + self._complete(works, None)
 
     def finish(self) -> list[Outcome]:
-        """Take the group waiting for its barrier, if any, to its outcomes (a worker, at the end of what it was
-        handed); unlike :meth:`flush`, the payloads answered wait for the next barrier to be archived."""
-        return self._finish_pending()
+        """Take the group read last and the group waiting for its barrier, if any, to their outcomes (a worker, at
+        the end of what it was handed); unlike :meth:`flush`, the payloads answered wait for the next barrier to be
+        archived."""
+        if self._read_last is None:
+            return self._finish_pending()
+        self._start_barrier()  # the group staged before runs its barrier while the last one is decided, as usual
+        outcomes = self._decide(self._read_last)
+        self._read_last = None
+        return outcomes + self._finish_pending()
 
     def _start_barrier(self) -> None:
         """Start the barrier of the group staged last in the background, if it waits for one. It starts once the
@@ -405,7 +429,7 @@ class Processor:
 
     def _settle(self, work: _Work) -> None:
         assert work.flow is not None
-        work.flow = settle(work.flow, self.stages)
+        work.flow = settle(collect(work.flow), self.stages)  # the business rules ran while the group was read
         fault_point("pipeline.after_decide")
 
     def _reserve(self, live: list[_Work]) -> None:

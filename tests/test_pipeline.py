@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edi.model import Code, Document, Finding, Flow, FlowStatus, Layer
-from edi.pipeline import Stages, decide, display_name, read, settle
+from edi.pipeline import Stages, collect, decide, display_name, read, settle
 
 
 def _flow(tmp_path: Path) -> Flow:
@@ -106,3 +106,42 @@ def test_payload_swapped_for_a_symlink_is_rejected_not_followed(workspace, clock
     assert secret.read_bytes() == b"<secret>do not read</secret>"
     archived = list((workspace.root / "archive").rglob("*_swap.xml"))
     assert len(archived) == 1 and archived[0].is_symlink()
+
+
+def test_what_a_document_stage_leaves_awaiting_is_applied_after_every_document_is_read_and_before_settling(
+    tmp_path: Path,
+) -> None:
+    """A document stage may leave the rest of its work as `awaiting` (the business rules, run in another process):
+    `read` leaves it, `collect` applies it to each document (in order, once, the field cleared), and `decide` runs
+    it after every document is read and before the settling stages."""
+    seen: list[str] = []
+
+    def split(flow: Flow) -> Flow:
+        docs = [Document(i, f"d{i}", 1, "0" * 64, data=b"<a/>") for i in (1, 2)]
+        return replace(flow, members=lambda: iter(docs))
+
+    def rules(doc: Document, flow: Flow) -> Document:
+        seen.append(f"hand{doc.index}")
+
+        def add(later: Document) -> Document:
+            assert later.awaiting is None and later.tree is None
+            seen.append(f"answer{doc.index}")
+            return replace(later, findings=(Finding(Code.REJ_SEMAN, Layer.EN16931, "no"),) if doc.index == 2 else ())
+
+        return replace(doc, tree=object(), awaiting=add)
+
+    def route(doc: Document, flow: Flow) -> Document:
+        seen.append(f"route{doc.index}")
+        return replace(doc, route=f"q{doc.index}")
+
+    stages = Stages([split], [rules], settle=[route])
+    read_only = read(_flow(tmp_path), stages)
+    assert seen == ["hand1", "hand2"] and all(d.awaiting is not None for d in read_only.documents)
+    collected = collect(read_only)
+    assert seen[2:] == ["answer1", "answer2"] and all(d.awaiting is None for d in collected.documents)
+    assert [d.accepted for d in collected.documents] == [True, False]
+    assert collect(collected) is collected
+    seen.clear()
+    decided = decide(_flow(tmp_path), stages)
+    assert seen == ["hand1", "hand2", "answer1", "answer2", "route1", "route2"]
+    assert decided.status is FlowStatus.PARTIALLY_INTEGRATED

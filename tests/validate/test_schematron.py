@@ -555,6 +555,24 @@ def test_compile_failure_is_remembered(tmp_path: Path) -> None:
     assert runner.check("en16931", doc) == runner.check("en16931", doc)
 
 
+def test_with_a_budget_a_document_is_handed_before_its_xslt_is_compiled(tmp_path: Path) -> None:
+    """submit_all does not wait for a compile: the document goes to the rules process behind the XSLT's compile
+    (nothing compiled is read yet); read, it has what check_all finds. One that does not compile gives the same
+    LAYER_NOT_RUN as in this process, and is then known: the next document is not handed at all."""
+    runner = RulesRunner(load_catalogue(), 30.0)
+    verdict = runner.submit_all(["en16931"], document_of(broken_ubl()))
+    assert verdict.results is None and runner.take_compiles() == []
+    assert verdict() == RulesRunner(load_catalogue()).check_all(["en16931"], document_of(broken_ubl()))
+    assert [xslt.name for xslt, _, _ in runner.take_compiles()] == ["EN16931-UBL-validation.xslt"]
+    catalogue = catalogue_with(tmp_path, BROKEN_XSLTS["bad-xpath"], name="broken.xslt")
+    budgeted = RulesRunner(catalogue, 30.0)
+    handed = budgeted.submit_all(["en16931"], document_of(UBL_INVOICE.read_bytes()))
+    assert handed.results is None
+    expected = RulesRunner(catalogue).check_all(["en16931"], document_of(UBL_INVOICE.read_bytes()))
+    assert handed() == expected and "broken.xslt does not compile" in expected[0][1][0].message
+    assert budgeted.submit_all(["en16931"], document_of(UBL_INVOICE.read_bytes())).results == expected
+
+
 def test_missing_xslt_gives_layer_not_run(tmp_path: Path) -> None:
     """An XSLT file that cannot be read gives LAYER_NOT_RUN saying so (and no SHA-256)."""
     catalogue = Catalogue((), (rule_entry(tmp_path / "gone.xslt"),))
@@ -946,6 +964,33 @@ def test_the_stage_with_a_budget_rejects_the_slow_document_and_goes_on() -> None
     assert out.layers == ("en16931", "br-fr") and not out.accepted
     assert {(f.code, f.rule) for f in out.findings} == {(Code.LAYER_NOT_RUN, TIMEOUT_RULE)}
     assert "BR-CO-16" in {f.rule for f in rules(document_of(broken_ubl()), flow_of()).findings}
+
+
+def test_verdicts_handed_ahead_are_what_check_all_finds_whatever_order_they_are_read_in() -> None:
+    """submit_all hands documents of both syntaxes to their rules processes without waiting; each verdict, read in
+    any order (the ones handed before it are read first), holds what check_all finds on it alone."""
+    runner = RulesRunner(load_catalogue(), 60.0)
+    documents = [broken_ubl(), broken_cii(), UBL_INVOICE.read_bytes(), broken_ubl()]
+    expected = [runner.check_all(["en16931", "br-fr"], document_of(data)) for data in documents]
+    verdicts = [runner.submit_all(["en16931", "br-fr"], document_of(data)) for data in documents]
+    assert all(v.results is None for v in verdicts)  # handed, not read
+    assert verdicts[2]() == expected[2] and verdicts[0].results is not None and verdicts[3].results is None
+    assert [v() for v in reversed(verdicts)][::-1] == expected
+
+
+def test_the_deferred_stage_leaves_its_findings_awaiting_and_they_are_those_of_the_stage() -> None:
+    """BusinessRules(deferred=True) returns the document with its rules handed over (`awaiting`, no finding yet);
+    applied, it gives what the stage gives at once, grace period included."""
+    runner = runner_for(load_catalogue(), 30.0)
+    layers: Callable[[Document, Flow], Sequence[str]] = lambda doc, flow: ("en16931", "br-fr")  # noqa: E731
+    now = BusinessRules(runner, layers, lambda flow: ("br-fr",))
+    later = BusinessRules(runner, layers, lambda flow: ("br-fr",), deferred=True)
+    for data in (broken_ubl(), broken_cii()):
+        waiting = later(document_of(data), flow_of())
+        assert waiting.awaiting is not None and waiting.findings == () and waiting.layers == ()
+        expected = now(document_of(data), flow_of())
+        assert waiting.awaiting(replace(waiting, awaiting=None, tree=None, data=None)) == expected
+        assert "BR-CO-16" in {f.rule for f in expected.findings}
 
 
 # --- what Saxon is handed ------------------------------------------------------------------------------------------
