@@ -23,7 +23,7 @@ from edi.tracking import Tracking
 if TYPE_CHECKING:
     from edi.cli import Context
 
-SHOWN_ONCE = "it will not be shown again: keep it now (a lost one is replaced with `edi clients {verb} {name}`)"
+SHOWN_ONCE = "Keep the {what} now: it will not be shown again (a lost one is replaced: `edi clients {verb} {name}`)."
 
 
 @contextmanager
@@ -85,7 +85,7 @@ def clients_add(ctx: Context, name: str, sender: str, as_json: bool) -> None:
     click.echo(printable(f"client {client.name} created for sender {client.sender}"))
     click.echo(f"client id:     {client.client_id}")
     click.echo(f"client secret: {secret}")
-    click.echo(f"The secret is {SHOWN_ONCE.format(verb='secret', name=printable(client.name))}.")
+    click.echo(SHOWN_ONCE.format(what="secret", verb="secret", name=printable(client.name)))
 
 
 @clients_group.command(name="list")
@@ -178,7 +178,7 @@ def clients_token(ctx: Context, name: str, days: float | None, as_json: bool) ->
         return
     click.echo(printable(f"long-lived token of {name}, valid until {iso(until)}:"))
     click.echo(token)
-    click.echo(f"The token is {SHOWN_ONCE.format(verb='token', name=printable(name))}.")
+    click.echo(SHOWN_ONCE.format(what="token", verb="token", name=printable(name)))
 
 
 @clients_group.command(name="revoke")
@@ -221,4 +221,4 @@ def clients_secret(ctx: Context, name: str, as_json: bool) -> None:
     click.echo(printable(f"new secret of {name}; the old one no longer works"))
     click.echo(f"client id:     {client.client_id}")
     click.echo(f"client secret: {secret}")
-    click.echo(f"The secret is {SHOWN_ONCE.format(verb='secret', name=printable(name))}.")
+    click.echo(SHOWN_ONCE.format(what="secret", verb="secret", name=printable(name)))
