@@ -5,7 +5,7 @@
   holds a token again).
 - Guesses: what costs the server without proving who asks (an unknown, expired or revoked token; a request to
   ``/oauth2/token``, which runs Argon2) takes a token from a small bucket of the remote address (an IPv6 address
-  counts by its /64): :data:`GUESSES_BURST` at once, then :data:`GUESSES_PER_MINUTE`. A token request that proves
+  counts by its /64): ``[api] guess_burst`` at once, then ``guesses_per_minute``. A token request that proves
   its secret gives its token back, so a client that gets tokens never runs out; a guesser does. At most
   :data:`ARGON2_AT_ONCE` Argon2 checks run at a time, whoever asks.
 - Body: :class:`BodyLimit` wraps the app's ``receive``: a request whose ``Content-Length`` is over its route's
@@ -35,8 +35,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from edi.api.errors import PAYLOAD_TOO_LARGE, REQUEST_TIMEOUT, TOO_MANY_REQUESTS, ApiError
 from edi.config import ApiSettings
 
-GUESSES_BURST = 10  # failed or unproven authentications an address may make at once ...
-GUESSES_PER_MINUTE = 10  # ... then this many a minute
 ARGON2_AT_ONCE = 2  # Argon2 checks running at a time (each takes ~64 MiB and a core for tens of milliseconds)
 JSON_BYTES = 64 * 1024  # a request body of the Flow Service unless its route allows more (search, webhooks: JSON)
 FORM_BYTES = 4 * 1024  # a request body of /oauth2/token
@@ -137,7 +135,7 @@ class Limits:
 
     def __init__(self, settings: ApiSettings, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.clients = RateLimiter(settings.rate_per_minute, settings.rate_burst, monotonic)
-        self.guesses = RateLimiter(GUESSES_PER_MINUTE, GUESSES_BURST, monotonic)
+        self.guesses = RateLimiter(settings.guesses_per_minute, settings.guess_burst, monotonic)
         self.read_timeout = settings.read_timeout_seconds
         self._argon2: anyio.CapacityLimiter | None = None
 

@@ -22,12 +22,14 @@ from starlette.types import Message
 from edi.api import clients, limits
 from edi.api.errors import FILE_SIZE_EXCEEDED, ApiError
 from edi.api.limits import BodyLimit, RateLimiter
+from edi.config import ApiSettings
 from edi.store import open_store
 from edi.web.app import create_app
 from tests.api.conftest import PROBE, Client, Service, add_probe
 from tests.conftest import DEFAULT_CONFIG, Workspace
 from tests.test_serve import ready_url, start
 
+GUESS_BURST, GUESSES_PER_MINUTE = ApiSettings().guess_burst, ApiSettings().guesses_per_minute
 TIGHT = DEFAULT_CONFIG + "\n[api]\nrate_per_minute = 6\nrate_burst = 3\nread_timeout_seconds = 1\n"
 
 
@@ -145,12 +147,12 @@ def test_token_requests_count_against_the_client(tight: Service) -> None:
 
 
 def test_wrong_secrets_from_one_address_are_braked_before_argon2(service: Service) -> None:
-    """After GUESSES_BURST wrong secrets an address gets 429 without its secret being checked (a right secret
+    """After [api] guess_burst wrong secrets an address gets 429 without its secret being checked (a right secret
     from it is refused too until the bucket refills); right secrets never use the address's budget up."""
     erp = service.add_client("erp")
-    for _ in range(limits.GUESSES_BURST + 5):
+    for _ in range(GUESS_BURST + 5):
         assert service.token(erp)  # successes give their guess back
-    for _ in range(limits.GUESSES_BURST):
+    for _ in range(GUESS_BURST):
         wrong = service.http.post(
             "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(erp.client_id, "wrong")
         )
@@ -159,19 +161,19 @@ def test_wrong_secrets_from_one_address_are_braked_before_argon2(service: Servic
         "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(erp.client_id, erp.secret)
     )
     assert braked.status_code == 429 and braked.json()["error"] == "too_many_requests"
-    assert 1 <= int(braked.headers["retry-after"]) <= 60 // limits.GUESSES_PER_MINUTE
+    assert 1 <= int(braked.headers["retry-after"]) <= 60 // GUESSES_PER_MINUTE
 
 
 def test_bad_tokens_from_one_address_are_braked_but_good_ones_pass(probed: Service) -> None:
-    """Unknown tokens from one address are 401 up to GUESSES_BURST, then 429 with Retry-After; a valid token from
+    """Unknown tokens from one address are 401 up to [api] guess_burst, then 429 with Retry-After; a valid token from
     that address still opens the API (a token is checked by one index probe, no Argon2)."""
     erp = probed.add_client("erp")
     bad = {"Authorization": "Bearer edi_at_not-a-token"}
-    statuses = [probed.http.get(PROBE, headers=bad).status_code for _ in range(limits.GUESSES_BURST)]
-    assert statuses == [401] * limits.GUESSES_BURST
+    statuses = [probed.http.get(PROBE, headers=bad).status_code for _ in range(GUESS_BURST)]
+    assert statuses == [401] * GUESS_BURST
     over = probed.http.get(PROBE, headers=bad)
     assert over.status_code == 429 and over.json()["errorCode"] == "TOO_MANY_REQUESTS"
-    assert 1 <= int(over.headers["retry-after"]) <= 60 // limits.GUESSES_PER_MINUTE
+    assert 1 <= int(over.headers["retry-after"]) <= 60 // GUESSES_PER_MINUTE
     assert probed.http.get(PROBE, headers=_bearer(probed, erp)).json() == {"client": "erp"}
 
 
