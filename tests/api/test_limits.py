@@ -345,3 +345,38 @@ def test_a_client_silent_while_its_body_is_expected_gets_408_and_is_cut_off(
     assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head.lower()
     assert json.loads(body)["error"] == "invalid_request"
     assert 0.9 <= waited < 5
+
+
+def test_a_silent_body_is_408_with_the_error_body_and_connection_close() -> None:
+    """A route waiting for a body that stops coming answers 408 REQUEST_TIMEOUT (the standard's Error body) after
+    the read timeout, with Connection: close (the app driven directly, as a server does)."""
+    sent: list[Message] = []
+    parts = [{"type": "http.request", "body": b"x" * 10, "more_body": True}]
+
+    async def receive() -> Message:
+        if parts:
+            return parts.pop()
+        await anyio.sleep(60)  # the client says nothing more
+        raise AssertionError("the read timeout did not fire")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/big", "root_path": "", "query_string": b"", "headers": []}
+    began = time.monotonic()
+    anyio.run(_body_app(read_timeout=0.3), scope, receive, send)
+    assert 0.3 <= time.monotonic() - began < 5
+    assert sent[0]["status"] == 408 and (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["errorCode"] == "REQUEST_TIMEOUT"
+
+
+def test_the_address_brake_follows_its_settings(make_workspace: Callable[..., Workspace]) -> None:
+    """[api] guess_burst and guesses_per_minute set the address brake: with 2 and 1, the third bad token is 429 and
+    Retry-After says up to a minute."""
+    ws = make_workspace(DEFAULT_CONFIG + "\n[api]\nguess_burst = 2\nguesses_per_minute = 1\n")
+    app = create_app(ws.settings)
+    add_probe(app)
+    with TestClient(app) as http:
+        answers = [http.get(PROBE, headers={"Authorization": "Bearer nope"}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [401, 401, 429]
+    assert 50 <= int(answers[2].headers["retry-after"]) <= 60
