@@ -380,3 +380,20 @@ def test_the_address_brake_follows_its_settings(make_workspace: Callable[..., Wo
         answers = [http.get(PROBE, headers={"Authorization": "Bearer nope"}) for _ in range(3)]
     assert [a.status_code for a in answers] == [401, 401, 429]
     assert 50 <= int(answers[2].headers["retry-after"]) <= 60
+
+
+def test_a_huge_upload_is_refused_at_once_on_a_live_server(live: tuple[Workspace, str, int]) -> None:
+    """On a live `edi serve`, a token request announcing 5 GB is answered 413 before it sends a byte of its body,
+    and one whose chunked body goes past the limit is answered 413 without the server waiting for the rest; both
+    connections are closed."""
+    _, _, port = live
+    head = b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    with socket.create_connection(("127.0.0.1", port)) as announced:
+        announced.sendall(head + b"Content-Length: 5000000000\r\n\r\n")
+        answer = _read_all(announced, 5)
+    assert answer.startswith(b"HTTP/1.1 413") and b"connection: close" in answer.lower()
+    with socket.create_connection(("127.0.0.1", port)) as chunked:
+        chunked.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+        chunked.sendall((b"400\r\n" + b"x" * 1024 + b"\r\n") * (limits.FORM_BYTES // 1024 + 1))  # 1 KiB past it
+        answer = _read_all(chunked, 5)
+    assert answer.startswith(b"HTTP/1.1 413") and b"connection: close" in answer.lower()
