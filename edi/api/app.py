@@ -153,7 +153,8 @@ def install_errors(app: Starlette) -> None:
 
 
 class RequestLog:
-    """Echoes the request's ``Request-Id`` in the answer, binds it to the log, and logs one line per request."""
+    """Echoes the request's ``Request-Id`` in the answer, binds it to the log, and logs one line per request (with
+    the remote address when no client authenticated: a 401 or a 429 says who)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -183,6 +184,7 @@ class RequestLog:
                 await self.app(scope, receive, send_with_id)
             finally:
                 client = scope.get("state", {}).get("client")
+                peer = scope.get("client")
                 log.info(
                     "api request",
                     method=scope["method"],
@@ -190,6 +192,8 @@ class RequestLog:
                     status=status,
                     ms=round((time.perf_counter() - start) * 1000, 1),
                     client=client.name if client is not None else None,
+                    # who failed to authenticate (a guesser, a misconfigured client): the remote address
+                    address=peer[0] if client is None and peer else None,
                 )
 
 

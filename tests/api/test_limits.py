@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import anyio
 import pytest
+import structlog.testing
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -397,3 +398,14 @@ def test_a_huge_upload_is_refused_at_once_on_a_live_server(live: tuple[Workspace
         chunked.sendall((b"400\r\n" + b"x" * 1024 + b"\r\n") * (limits.FORM_BYTES // 1024 + 1))  # 1 KiB past it
         answer = _read_all(chunked, 5)
     assert answer.startswith(b"HTTP/1.1 413") and b"connection: close" in answer.lower()
+
+
+def test_a_refused_authentication_is_logged_with_its_address(probed: Service) -> None:
+    """The request's log line names the remote address when no client authenticated (a bad token), and the
+    client, not the address, when one did."""
+    erp = probed.add_client("erp")
+    with structlog.testing.capture_logs() as logged:
+        probed.http.get(PROBE, headers={"Authorization": "Bearer nope"})
+        probed.http.get(PROBE, headers=_bearer(probed, erp))
+    lines = [e for e in logged if e["event"] == "api request"]
+    assert [(e["status"], e["client"], e["address"]) for e in lines] == [(401, None, "testclient"), (200, "erp", None)]
