@@ -10,10 +10,13 @@ bytes are damaged, as a bug in edi would; elsewhere it does nothing). Points are
 written), ``deliver.before_rename``, ``ack.json.before_rename``, ``barrier``, ``tracking.record_claims``,
 ``write.cdar`` and ``cdar.before_rename`` (a CDAR lifecycle message being written, then renamed into place),
 ``cdar.built`` (the message's bytes, before they are checked: ``corrupt``), for a recipient's status relayed to an
-invoice's sender ``write.relay``, ``relay.before_rename`` and ``relay.built``, and ``notify.after_send`` (an SMTP
-server took a notification, its outcome is not recorded yet). ``point=action@N`` fails only from the Nth time the
-process reaches the point (the first N - 1 pass): a disk that fills up in the middle of a run. Unset, it costs one
-dict lookup per point.
+invoice's sender ``write.relay``, ``relay.before_rename`` and ``relay.built``, ``notify.after_send`` (an SMTP
+server took a notification, its outcome is not recorded yet), and for a flow deposited through the API
+``write.deposit`` (its bytes being written), ``deposit.before_record`` (its bytes durable in ``tmp/deposits``),
+``deposit.after_record`` (its row committed), ``place.before_rename`` (about to enter the inbox) and
+``deposit.after_rename`` (in the inbox, not answered).
+``point=action@N`` fails only from the Nth time the process reaches the point (the first N - 1 pass): a disk that
+fills up in the middle of a run. Unset, it costs one dict lookup per point.
 """
 
 from __future__ import annotations

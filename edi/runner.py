@@ -32,6 +32,7 @@ import structlog
 
 from edi.clock import Clock, FlowIds, SystemClock, iso
 from edi.config import Settings
+from edi.deposits import deposits_folder, recover_deposits, safe_name
 from edi.errors import EdiError, WorkspaceError
 from edi.inboxes import SenderScan, backlog, claim_error
 from edi.inboxes import scan_inboxes as _scan  # a module global: tests look at each scan
@@ -430,16 +431,28 @@ class Session:
         claimed to its outcome. A file another process took first is not ours; one that cannot be renamed is
         logged, kept in :attr:`unclaimable` with why, and added to ``leave``."""
         now = self.clock.now()
-        planned = [(sender, item, self.ids.new()) for sender, item in items]
         hand = self.spool.hand.name
         try:
-            self.tracking.record_claims([_claim_row(s, i, f, now, hand) for s, i, f in planned], now)
+            # a file deposited through the API is claimed under the flow id its 202 gave, with the client's name
+            deposits = self.tracking.deposits_named([(sender, item.path.name) for sender, item in items])
+            planned = []
+            for sender, item in items:
+                flow_id, name = deposits.get((sender, item.path.name), (None, None))
+                if flow_id is None:
+                    planned.append((sender, item, self.ids.new(), item.path.name))
+                else:
+                    planned.append((sender, item, flow_id, safe_name(str(name))))
+            known = self.tracking.record_claims([_claim_row(s, i, f, now, hand, n) for s, i, f, n in planned], now)
         except (sqlite3.Error, OSError) as exc:  # nothing claimed: the files stay in the inbox for a run that can
             # record them
             raise WorkspaceError(f"cannot record claims in the tracking store: {exc}") from None
+        if known:  # deposits another process recorded first: its claim, not ours (a new id is never known)
+            if leave is not None:
+                leave.update(i.path for _, i, f, _ in planned if f in known)
+            planned = [p for p in planned if p[2] not in known]
         claims: list[Claim] = []
         missed: list[str] = []
-        for sender, item, flow_id in planned:
+        for sender, item, flow_id, name in planned:
             try:
                 payload = self.spool.claim(item.path, flow_id)
             except OSError as exc:
@@ -452,7 +465,7 @@ class Session:
                 missed.append(flow_id)
                 continue
             deposited = datetime.fromtimestamp(item.mtime, UTC)
-            claims.append(Claim(flow_id, sender, item.path.name, payload, now, deposited))
+            claims.append(Claim(flow_id, sender, name, payload, now, deposited))
         self.tracking.forget_claims(missed)
         return self.processor.process_group(claims) if claims else []
 
@@ -490,6 +503,7 @@ class Session:
         if not self._parked_checked:  # once per session: failed/ may hold many flows an operator has not seen to
             self._record_parked()
             self._parked_checked = True
+        self._recover_deposits()
         claims: list[Claim] = []
         for dead, payloads in self.spool.orphans():
             present = {p.name for p in payloads}
@@ -528,6 +542,17 @@ class Session:
                 on_flow(outcome)
         return recovered
 
+    def _recover_deposits(self) -> None:
+        """Put in their inbox the API deposits a crashed server recorded but never renamed there, and remove those
+        it never recorded (:func:`edi.deposits.recover_deposits`): the scan that follows claims the former."""
+        done = recover_deposits(self.layout, self.tracking)
+        for flow_id in done.placed:
+            log.info("deposit recovered into its inbox", flow_id=flow_id)
+        for flow_id in done.removed:
+            log.info("unrecorded deposit removed", flow_id=flow_id)
+        for flow_id, why in done.left.items():
+            self._tell_once(deposits_folder(self.layout) / flow_id, "deposit left in tmp/deposits", why=why)
+
     def _record_parked(self) -> None:
         """Record as failed the flows in ``failed/`` whose failure the store could not record at the time (a full
         disk), so that ``edi flows --status IN_EN_ATTENTE_RETRAITEMENT`` lists them."""
@@ -552,7 +577,7 @@ class Session:
                 claim = claim_from_meta(meta, payload)
                 if row is None:  # the store lost it (it is what failed): record it again
                     self.tracking.record_claims(
-                        [_claim_row(claim.sender, None, flow_id, claim.received_at, self.spool.hand.name, claim)],
+                        [_claim_row(claim.sender, None, flow_id, claim.received_at, self.spool.hand.name, claim=claim)],
                         claim.received_at,
                     )
                 return claim
@@ -677,15 +702,23 @@ def _groups(ready: list[tuple[str, Ready]]) -> Iterator[list[tuple[str, Ready]]]
 
 
 def _claim_row(
-    sender: str, item: Ready | None, flow_id: str, now: datetime, hand: str, claim: Claim | None = None
+    sender: str,
+    item: Ready | None,
+    flow_id: str,
+    now: datetime,
+    hand: str,
+    name: str | None = None,
+    claim: Claim | None = None,
 ) -> dict[str, Any]:
-    """The row recorded for a flow just before its file is renamed into the spool (or taken back from failed/)."""
+    """The row recorded for a flow just before its file is renamed into the spool (or taken back from failed/);
+    ``name`` is the flow's file name when it is not the inbox file's (a deposit: the name its client gave)."""
     deposited: datetime | None
     if item is not None:
-        name, received, deposited = item.path.name, now, datetime.fromtimestamp(item.mtime, UTC)
+        name, received, deposited = name or item.path.name, now, datetime.fromtimestamp(item.mtime, UTC)
     else:
         assert claim is not None
         name, received, deposited = claim.name, claim.received_at, claim.deposited_at
+    assert name is not None
     raw = os.fsencode(name)
     shown = display_name(name)
     return {

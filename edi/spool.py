@@ -106,6 +106,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def place(source: Path, target: Path) -> None:
+    """Rename ``source`` (a whole file, made durable by its writer) to ``target`` without ever replacing a file that
+    is there (FileExistsError then, ``source`` left as it was), and make the rename durable. A flow deposited through
+    the API enters its sender's inbox so: a sender's own file of that name is never overwritten."""
+    fault_point("place.before_rename")
+    if RENAMEAT2 is None or RENAMEAT2(AT_FDCWD, os.fsencode(source), AT_FDCWD, os.fsencode(target), NOREPLACE) != 0:
+        number = ctypes.get_errno() if RENAMEAT2 is not None else errno.ENOSYS
+        if number not in (errno.ENOSYS, errno.EINVAL):  # EINVAL: a filesystem without RENAME_NOREPLACE
+            raise OSError(number, os.strerror(number), str(source), None, str(target))
+        os.link(source, target)  # FileExistsError if taken; then the one name goes
+        os.unlink(source)
+    fsync_dir(target.parent)
+
+
 def _fsync_file(path: Path) -> None:
     if path.is_symlink():
         return
@@ -128,6 +142,19 @@ def _syncfs() -> Callable[[int], int] | None:
 
 
 SYNCFS = _syncfs()
+AT_FDCWD, NOREPLACE = -100, 1  # renameat2(2): the current directory, RENAME_NOREPLACE
+
+
+def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    """libc's ``renameat2`` (Linux, glibc 2.28+), or None where there is none."""
+    try:
+        function: Callable[[int, bytes, int, bytes, int], int] = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError, TypeError):
+        return None
+    return function
+
+
+RENAMEAT2 = _renameat2()
 
 
 def _write(path: Path, data: bytes, mode: int | None, fault: str | None = None) -> None:

@@ -188,6 +188,23 @@ _API_TOKEN_COLUMNS = {
     "revoked_at": str,  # None while valid
 }
 _ENDED_SESSION_COLUMNS = {"session": str, "ended_at": str}  # console sessions logged out before their time
+# Flows deposited through the API (edi.api.deposit), one row each, committed before the 202 and kept after the claim
+# (the flow's API metadata); the claim of ``inbox_name`` in ``inbox/<sender>/`` takes ``flow_id`` (edi.deposits)
+_API_DEPOSIT_COLUMNS = {
+    "flow_id": str,
+    "sender": str,
+    "inbox_name": str,  # the file's name in inbox/<sender>/
+    "name": str,  # flowInfo.name, as the client gave it
+    "flow_syntax": str,
+    "flow_profile": str,
+    "processing_rule": str,
+    "tracking_id": str,
+    "sha256": str,  # of the bytes received (the client's, checked, when it gave one)
+    "size": int,
+    "client_id": str,
+    "request_id": str,
+    "submitted_at": str,
+}
 FINAL = tuple(str(s) for s in FlowStatus if s.final)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -279,6 +296,9 @@ class Tracking:
         db.table("api_clients").create(_API_CLIENT_COLUMNS, pk="client_id", if_not_exists=True)
         db.table("api_tokens").create(_API_TOKEN_COLUMNS, pk="token_hash", if_not_exists=True)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_api_clients_name ON api_clients (name)")
+        db.table("api_deposits").create(_API_DEPOSIT_COLUMNS, pk="flow_id", if_not_exists=True)
+        # the claim's look-up: inbox names of a group (each holds its flow id: unique in the workspace)
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_api_deposits_inbox ON api_deposits (inbox_name, sender)")
         db.table("lifecycle").create(_LIFECYCLE_COLUMNS, pk="id", if_not_exists=True)
         db.table("notifications").create(_NOTIFICATION_COLUMNS, pk="id", if_not_exists=True)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_notifications_key ON notifications (key)")
@@ -361,11 +381,12 @@ class Tracking:
 
     # -- writes --------------------------------------------------------------------------------------------------
 
-    def record_claims(self, flows: Sequence[Mapping[str, Any]], at: datetime) -> None:
+    def record_claims(self, flows: Sequence[Mapping[str, Any]], at: datetime) -> set[str]:
         """Record flows about to be claimed (before their file is renamed into the spool), in one transaction;
-        a flow already recorded keeps its row and gets no new event (recovery, requeue)."""
+        a flow already recorded keeps its row and gets no new event (recovery, requeue). Returns the ids that were
+        recorded already (a deposit's file another process is claiming under the deposit's id)."""
         if not flows:
-            return
+            return set()
         fault_point("tracking.record_claims")
         status, when = str(FlowStatus.RECEIVED), iso(at)
         columns = list(_FLOW_COLUMNS)
@@ -382,6 +403,7 @@ class Tracking:
                 "INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, NULL, ?, ?, ?)",
                 [[f["flow_id"], when, status, "claimed from the inbox"] for f in new],
             )
+        return known
 
     def _known(self, flow_ids: Sequence[str]) -> set[str]:
         """Which of these flows have a row (a query per 500 ids, not one per id)."""
@@ -395,6 +417,46 @@ class Tracking:
     def record_received(self, flow: Mapping[str, Any], at: datetime) -> None:
         """Record one claimed flow (see :meth:`record_claims`)."""
         self.record_claims([flow], at)
+
+    def record_deposit(self, row: Mapping[str, Any]) -> None:
+        """Record a flow deposited through the API (its ``api_deposits`` row), durably: the transaction's commit
+        waits for the disk (``synchronous = FULL`` for it), since the file is renamed into the inbox only then."""
+        columns = list(_API_DEPOSIT_COLUMNS)
+        self.db.execute("PRAGMA synchronous = FULL")
+        try:
+            with self._transaction():
+                self.db.conn.execute(
+                    f"INSERT INTO api_deposits ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+                    [row.get(c) for c in columns],
+                )
+        finally:
+            self.db.execute("PRAGMA synchronous = NORMAL")
+
+    def forget_deposit(self, flow_id: str) -> None:
+        """Remove the row of a deposit refused after it was recorded (its file never reached the inbox)."""
+        with self._transaction():
+            self.db.conn.execute("DELETE FROM api_deposits WHERE flow_id = ?", [flow_id])
+
+    def deposit(self, flow_id: str) -> dict[str, Any] | None:
+        """The ``api_deposits`` row of a flow, None for a flow that was not deposited through the API."""
+        return next(iter(self.db.query("SELECT * FROM api_deposits WHERE flow_id = ?", [flow_id])), None)
+
+    def deposits_named(self, files: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
+        """Which of these (sender, inbox name) files were deposited through the API: for each, its flow id and the
+        name the client gave (a query per 500 files, on the inbox-name index)."""
+        wanted = set(files)
+        found: dict[tuple[str, str], tuple[str, str]] = {}
+        names = sorted({name for _, name in files if _utf8(name)})  # a deposit's inbox name is always UTF-8
+        for chunk, marks in _in_chunks(names):
+            rows = self.db.conn.execute(
+                "SELECT sender, inbox_name, flow_id, name FROM api_deposits INDEXED BY idx_api_deposits_inbox "
+                f"WHERE inbox_name IN ({marks})",
+                chunk,
+            )
+            for sender, inbox_name, flow_id, name in rows:
+                if (sender, inbox_name) in wanted:
+                    found[(str(sender), str(inbox_name))] = (str(flow_id), str(name))
+        return found
 
     def forget_claims(self, flow_ids: Sequence[str]) -> None:
         """Remove the rows of claims that did not happen (another process renamed the file first)."""
@@ -662,7 +724,7 @@ class Tracking:
         if not flow_ids:
             return 0
         with self._transaction():
-            for table in ("findings", "documents", "events", "invoices", "lifecycle", "flows"):
+            for table in ("findings", "documents", "events", "invoices", "lifecycle", "api_deposits", "flows"):
                 self.db.conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", [[f] for f in flow_ids])
         return len(flow_ids)
 
@@ -939,6 +1001,15 @@ class Tracking:
     def counts(self) -> dict[str, int]:
         """How many flows are in each status."""
         return {r["status"]: r["n"] for r in self.db.query("SELECT status, count(*) AS n FROM flows GROUP BY status")}
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name is text SQLite can hold (not bytes that are not UTF-8, kept as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _in_chunks(ids: Sequence[str], size: int = 500) -> Iterator[tuple[Sequence[str], str]]:

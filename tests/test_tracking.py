@@ -618,6 +618,55 @@ def test_record_claims_keeps_rows_already_there(store: Tracking) -> None:
     assert store.status("F2") == "IN_RECU"
 
 
+def test_record_claims_says_which_flows_were_recorded_already(store: Tracking) -> None:
+    """record_claims returns the ids it found recorded (a deposit's file another process is claiming under the
+    deposit's id), none for new ones."""
+    assert store.record_claims([claimed_row("F1")], T0) == set()
+    assert store.record_claims([claimed_row("F1", hand="9-cccccc"), claimed_row("F2")], T0) == {"F1"}
+
+
+def deposit_row(flow_id: str, sender: str = "acme", inbox_name: str | None = None) -> dict[str, Any]:
+    """An api_deposits row as edi.api.deposit writes it."""
+    return {
+        "flow_id": flow_id,
+        "sender": sender,
+        "inbox_name": inbox_name or f"{flow_id}_invoice.xml",
+        "name": "invoice.xml",
+        "flow_syntax": "UBL",
+        "sha256": "a" * 64,
+        "size": 10,
+        "client_id": "c1",
+        "request_id": None,
+        "submitted_at": iso(T0),
+    }
+
+
+def test_deposits_are_recorded_found_by_inbox_name_and_sender_and_forgotten(store: Tracking) -> None:
+    """record_deposit keeps an api_deposits row; deposits_named finds the rows of (sender, inbox name) pairs, and
+    no other sender's file of that name (nor chokes on a name that is not UTF-8); forget_deposit removes one row."""
+    store.record_deposit(deposit_row("D1"))
+    store.record_deposit(deposit_row("D2", sender="opdemat"))
+    assert store.deposit("D1") == {**deposit_row("D1"), "flow_profile": None, "processing_rule": None,
+                                   "tracking_id": None}  # fmt: skip
+    files = [("acme", "D1_invoice.xml"), ("acme", "D2_invoice.xml"), ("acme", "mine.xml"), ("acme", "\udce9.xml")]
+    assert store.deposits_named(files) == {("acme", "D1_invoice.xml"): ("D1", "invoice.xml")}
+    assert store.deposits_named([]) == {}
+    store.forget_deposit("D1")
+    assert store.deposit("D1") is None and store.deposit("D2") is not None
+    with pytest.raises(sqlite3.IntegrityError):  # one row per inbox file
+        store.record_deposit(deposit_row("D3", sender="opdemat", inbox_name="D2_invoice.xml"))
+
+
+def test_the_claims_deposit_lookup_uses_its_index(store: Tracking) -> None:
+    """deposits_named probes the inbox-name index (one look-up per name, whatever the number of deposits)."""
+    plan = store.db.execute(
+        "EXPLAIN QUERY PLAN SELECT sender, inbox_name, flow_id, name FROM api_deposits "
+        "INDEXED BY idx_api_deposits_inbox WHERE inbox_name IN (?)",
+        ["x"],
+    ).fetchall()
+    assert "USING INDEX idx_api_deposits_inbox (inbox_name=?)" in " ".join(str(r[-1]) for r in plan)
+
+
 def test_record_claims_is_one_transaction(store: Tracking) -> None:
     """If one row of a group cannot be recorded, none of the group is."""
     with pytest.raises(sqlite3.IntegrityError):
@@ -815,6 +864,15 @@ def test_record_failed_lets_go_of_the_flows_keys(store: Tracking) -> None:
     store.record_failed(received("F1"), T0, "boom")
     assert store.reserve_invoice(KEY, "F3", 1) == ("F3", 1)
     assert [row[4] for row in invoices(store)] == ["F3", "F2"]
+
+
+def test_forget_takes_the_deposit_rows_of_the_flows_with_them(store: Tracking) -> None:
+    """A flow forgotten (retention) takes its api_deposits row with it: no deposit is left looking pending."""
+    store.record_claims([claimed_row("D1"), claimed_row("D2")], T0)
+    store.record_deposit(deposit_row("D1"))
+    store.record_deposit(deposit_row("D2"))
+    store.forget(["D1"])
+    assert store.deposit("D1") is None and store.deposit("D2") is not None
 
 
 def test_forget_deletes_every_row_of_the_flows(store: Tracking) -> None:

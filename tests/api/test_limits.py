@@ -4,6 +4,7 @@ route's limit while they stream, silent clients answered 408 and cut off, on the
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import time
@@ -12,7 +13,7 @@ from datetime import UTC, datetime
 
 import anyio
 import pytest
-import structlog.testing
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,14 +21,15 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from starlette.types import Message
 
+from edi import logs
 from edi.api import clients, limits
 from edi.api.errors import FILE_SIZE_EXCEEDED, ApiError
 from edi.api.limits import BodyLimit, RateLimiter
 from edi.config import ApiSettings
 from edi.store import open_store
 from edi.web.app import create_app
-from tests.api.conftest import PROBE, Client, Service, add_probe
-from tests.conftest import DEFAULT_CONFIG, Workspace
+from tests.api.conftest import BASE, PROBE, Client, Service, add_probe
+from tests.conftest import DEFAULT_CONFIG, FLOWS, Workspace
 from tests.test_serve import ready_url, start
 
 GUESS_BURST, GUESSES_PER_MINUTE = ApiSettings().guess_burst, ApiSettings().guesses_per_minute
@@ -404,8 +406,56 @@ def test_a_refused_authentication_is_logged_with_its_address(probed: Service) ->
     """The request's log line names the remote address when no client authenticated (a bad token), and the
     client, not the address, when one did."""
     erp = probed.add_client("erp")
-    with structlog.testing.capture_logs() as logged:
+    saved, level = structlog.get_config(), logs.current_level()
+    out = io.StringIO()
+    logs.configure_logging("info", out)  # as edi serve does, JSON lines (the stream is no terminal)
+    try:
         probed.http.get(PROBE, headers={"Authorization": "Bearer nope"})
         probed.http.get(PROBE, headers=_bearer(probed, erp))
-    lines = [e for e in logged if e["event"] == "api request"]
+    finally:
+        structlog.configure(**saved)
+        logs._level = level
+    lines = [e for e in map(json.loads, out.getvalue().splitlines()) if e["event"] == "api request"]
     assert [(e["status"], e["client"], e["address"]) for e in lines] == [(401, None, "testclient"), (200, "erp", None)]
+
+
+# -- the deposit route's own limit (edi.api.deposit calls allow_body) -----------------------------------------------
+
+UBL = FLOWS / "acme" / "01-ubl-invoice.xml"
+
+
+def test_a_deposit_takes_more_than_the_json_limit(service: Service) -> None:
+    """POST /v1/flows allows its file's limit (not the 64 KiB of JSON routes): a 200 KB invoice is taken (202)."""
+    erp = service.add_client("erp")
+    data = UBL.read_bytes() + b" " * 200_000  # whitespace after the root element: still the same UBL invoice
+    assert len(data) > 3 * limits.JSON_BYTES
+    answer = service.http.post(
+        f"{BASE}/v1/flows",
+        headers=service.headers(erp),
+        files={
+            "flowInfo": (None, json.dumps({"name": "big.xml", "flowSyntax": "UBL"}), "application/json"),
+            "file": ("big.xml", data, "application/xml"),
+        },
+    )
+    assert answer.status_code == 202, answer.text
+
+
+def test_a_deposit_announcing_5_gb_is_413_before_its_body_on_a_live_server(live: tuple[Workspace, str, int]) -> None:
+    """On a live `edi serve`, a deposit whose Content-Length is over the file's limit (and the multipart framing's
+    slack) is answered 413 FILE_SIZE_EXCEEDED before it sends a byte of its body, and the connection closed."""
+    ws, _, port = live
+    store = open_store(ws.settings.workspace.layout())
+    try:
+        clients.add_client(store, "erp", "acme", datetime.now(UTC))
+        token, _ = clients.issue_bearer_token(store, "erp", datetime.now(UTC), 1)
+    finally:
+        store.close()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            f"POST {BASE}/v1/flows HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 5000000000\r\n\r\n".encode()
+        )
+        answer = _read_all(sock, 10)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and b"connection: close" in head.lower()
+    assert json.loads(body)["errorCode"] == "FILE_SIZE_EXCEEDED"
