@@ -239,8 +239,9 @@ def batch(ctx: Context, workers: int) -> None:
     *.tmp / *.part / *.filepart are left alone. Files that arrive during the run are
     left for the next one. SIGTERM or SIGINT: the groups in hand are finished, no new
     file is taken. Prints a summary; shows a progress bar when stderr is a terminal.
-    Then, with [notifications], sends the e-mails that are due (a rejection at once):
-    a server that is down changes neither the run nor its exit status.
+    Then, with [notifications], sends the e-mails that are due (a rejection at once),
+    and calls the API's webhooks that are due: a server or a callback that is down
+    changes neither the run nor its exit status.
 
     \b
     Exit status: 0 when the run worked (rejected flows included), 1 when a flow
@@ -287,6 +288,9 @@ def batch(ctx: Context, workers: int) -> None:
     notified = notify_quietly(settings)  # after processing, whatever the server does: the exit status stays
     if notified:
         click.echo(printable(notified))
+    delivered = deliver_quietly(settings)  # the webhooks' events, likewise
+    if delivered:
+        click.echo(printable(delivered))
     if report.failed:
         sys.exit(1)
     if report.left_behind:
@@ -305,6 +309,21 @@ def notify_quietly(settings: Settings, *, digests: bool = False) -> str | None:
     except Exception as exc:  # the store or a bug: the run's own outcome stands
         log.error("notifications not sent", error=f"{type(exc).__name__}: {exc}")
         return f"notifications: not sent ({type(exc).__name__}: {exc})"
+    return report.summary() if report.tried else None
+
+
+def deliver_quietly(settings: Settings) -> str | None:
+    """Deliver the webhook events that are due (see :func:`edi.api.deliver.deliver_due`); a line saying what was
+    done, or None when there was nothing to do. Never raises: a problem is logged and said in the line."""
+    if not settings.api.enabled or not settings.api.webhook_allowed_hosts:
+        return None
+    from edi.api.deliver import deliver_due  # here: a workspace without webhooks never loads http.client
+
+    try:
+        report = deliver_due(settings)
+    except Exception as exc:  # the store or a bug: the run's own outcome stands
+        log.error("webhooks not delivered", error=f"{type(exc).__name__}: {exc}")
+        return f"webhooks: not delivered ({type(exc).__name__}: {exc})"
     return report.summary() if report.tried else None
 
 

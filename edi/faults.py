@@ -11,7 +11,8 @@ written), ``deliver.before_rename``, ``ack.json.before_rename``, ``barrier``, ``
 ``write.cdar`` and ``cdar.before_rename`` (a CDAR lifecycle message being written, then renamed into place),
 ``cdar.built`` (the message's bytes, before they are checked: ``corrupt``), for a recipient's status relayed to an
 invoice's sender ``write.relay``, ``relay.before_rename`` and ``relay.built``, ``notify.after_send`` (an SMTP
-server took a notification, its outcome is not recorded yet), and for a flow deposited through the API
+server took a notification, its outcome is not recorded yet), ``webhooks.after_send`` (a callback took a webhook
+event, likewise), and for a flow deposited through the API
 ``write.deposit`` (its bytes being written), ``deposit.before_record`` (its bytes durable in ``tmp/deposits``),
 ``deposit.after_record`` (its row committed), ``place.before_rename`` (about to enter the inbox) and
 ``deposit.after_rename`` (in the inbox, not answered).

@@ -2,7 +2,7 @@
 
 Retention removes, or moves out of the workspace, what is kept about finished flows older than ``retention.days``:
 their archived original bytes, their acknowledgements and CDAR lifecycle messages, and their tracking rows (and the
-e-mail notifications sent or failed before then). It never
+e-mail notifications sent or failed before then, and the webhook events done with before then). It never
 touches a flow that is not final (received, in processing, or failed and waiting for requeue). Files go first, then
 rows, so a crash half-way leaves rows whose files are gone, which the next run finishes; never files no row points to.
 
@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from edi.api.events import prune as prune_events
 from edi.clock import Clock, SystemClock, iso
 from edi.config import Settings
 from edi.lifecycle.cdar import file_name
@@ -58,6 +59,7 @@ def retention(settings: Settings, clock: Clock | None = None) -> RetentionReport
         spool = Spool(layout)
         old = store.final_flows_before(cutoff)
         prune(store, cutoff)  # the notifications sent or failed before the cutoff (queued ones stay)
+        prune_events(store, cutoff)  # and the webhook events (likewise)
         if not old:
             return RetentionReport(cutoff, 0, keep.action)
         ids = [row["flow_id"] for row in old]

@@ -30,6 +30,7 @@ from typing import Any
 
 import structlog
 
+from edi.api.events import policy_for as webhook_policy_for
 from edi.clock import Clock, FlowIds, SystemClock, iso
 from edi.config import Settings
 from edi.deposits import deposits_folder, recover_deposits, safe_name
@@ -173,6 +174,7 @@ class Session:
         self.tracking = open_store(self.layout)  # a lost store is refused before anything else is looked at
         # the notifications each outcome calls for are queued with it (none when notifications are off)
         self.tracking.notifications = policy_for(settings, self.tracking.meta(WORKSPACE_ID))
+        self.tracking.webhooks = webhook_policy_for(settings)  # and the webhooks' events (none without allowed hosts)
         try:
             self.layout.check_writable()
             self.directory = directory = load_routing(settings)

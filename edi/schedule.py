@@ -1,6 +1,6 @@
 """``edi schedule``: run the jobs ``[schedule]`` declares (batch passes, retention, the daily report, notifications:
 ``notify`` sends what is due, ``digest`` the digests of the days that ended too) without crontabs, with APScheduler 3.
-A batch pass sends the immediate notifications it queued once it is done.
+A batch pass sends the immediate notifications it queued once it is done, and calls the webhooks that are due.
 
 Jobs run one at a time in one worker thread, so two batch passes never overlap, and a job that is still running
 when it is due again is not started twice. A run missed while the process was down (or busy) is run once when it
@@ -175,6 +175,16 @@ class Scheduler:
                 return f"{detail}; notifications not sent ({type(exc).__name__}: {exc})"
             if notified.tried:
                 detail += f"; {notified.summary()}"
+        if self.settings.api.enabled and self.settings.api.webhook_allowed_hosts and not self.stop.is_set():
+            from edi.api.deliver import deliver_due  # here: a schedule without webhooks never loads http.client
+
+            try:
+                delivered = deliver_due(self.settings, clock=self.clock)
+            except Exception as exc:  # the batch's own outcome stands
+                log.error("webhooks not delivered", error=f"{type(exc).__name__}: {exc}")
+                return f"{detail}; webhooks not delivered ({type(exc).__name__}: {exc})"
+            if delivered.tried:
+                detail += f"; {delivered.summary()}"
         return detail
 
     def _notify(self, digests: bool) -> str:

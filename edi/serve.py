@@ -8,6 +8,9 @@ Slow clients: a connection must send a whole request line and headers within :da
 read_timeout_seconds`` if shorter) of opening or of its previous answer, else it is closed (slowloris: uvicorn
 itself waits for headers forever); an idle kept-alive connection is closed after :data:`KEEP_ALIVE_SECONDS`; a body
 that stops coming is the API's 408 (:mod:`edi.api.limits`). The event loop serves everyone else meanwhile.
+
+While it serves, with the API's webhooks allowed somewhere, a thread of its own delivers their due events every
+:data:`DELIVER_EVERY` seconds (:func:`edi.api.deliver.deliver_due`), so that a retry waits for no batch.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -29,6 +33,7 @@ from edi.web.app import create_app
 
 log = structlog.get_logger()
 GRACEFUL_SECONDS = 10
+DELIVER_EVERY = 5.0  # seconds between two webhook delivery passes while serving
 HEADER_SECONDS = 10.0  # longest a request's line and headers may take to arrive
 KEEP_ALIVE_SECONDS = 5  # an idle kept-alive connection is closed after this (uvicorn's default, said here)
 
@@ -127,15 +132,35 @@ def serve(settings: Settings, host: str, port: int, on_ready: Callable[[str], No
         stopped.append(signum)
 
     previous = {s: signal.signal(s, quiet) for s in (signal.SIGINT, signal.SIGTERM)}
+    done = threading.Event()
+    deliverer = None
+    if settings.api.enabled and settings.api.webhook_allowed_hosts:
+        deliverer = threading.Thread(target=deliver_while, args=(settings, done), name="webhooks", daemon=True)
+        deliverer.start()
     try:
         if on_ready is not None:
             on_ready(url)
         log.info("console listening", url=url)
         server.run(sockets=[sock])
     finally:
+        done.set()
+        if deliverer is not None:
+            deliverer.join(timeout=GRACEFUL_SECONDS)
         sock.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if not server.started:
         raise ServeError(f"the console could not start on {url}: see the log above")
     log.info("console stopped", signal=stopped[0] if stopped else None)
+
+
+def deliver_while(settings: Settings, done: threading.Event) -> None:
+    """Deliver the webhooks' due events every :data:`DELIVER_EVERY` seconds until ``done`` (a pass that fails is
+    logged; the next one tries again)."""
+    from edi.api.deliver import deliver_due  # here: a console without webhooks never loads http.client
+
+    while not done.wait(DELIVER_EVERY):
+        try:
+            deliver_due(settings, budget=DELIVER_EVERY * 2)
+        except Exception as exc:  # the store or a bug: serving goes on
+            log.error("webhooks not delivered", error=f"{type(exc).__name__}: {exc}")

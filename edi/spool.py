@@ -473,6 +473,19 @@ class Spool:
         self.publish(staged, fault)
         fsync_dir(target.parent)
 
+    def write_once(self, target: Path, data: bytes, mode: int = 0o600) -> bytes:
+        """Create ``target`` durably holding ``data`` (exactly ``mode``) unless it exists, and return what it holds:
+        processes that create it at once all get the one that was linked first (a key made once, never replaced)."""
+        staged = self.stage(target, data, mode)
+        try:
+            _fsync_file(staged.tmp)
+            with contextlib.suppress(FileExistsError):
+                os.link(staged.tmp, target)
+        finally:
+            self.unstage(staged)
+        fsync_dir(target.parent)
+        return target.read_bytes()
+
     def install(self, built: Path, target: Path, stale: tuple[Path, ...] = ()) -> None:
         """Put ``built``, a whole file made in the workspace (a rebuilt store), in ``target``'s place for good:
         made durable, ``stale`` files removed (a replaced SQLite store's ``-wal`` and ``-shm``: SQLite would apply

@@ -27,6 +27,7 @@ import sqlite_utils
 from edi.clock import iso
 from edi.errors import StoreError, UnknownFlowError, WorkspaceError
 from edi.faults import fault_point
+from edi.lifecycle.cdar import reasons_of, status_of
 from edi.lifecycle.rules import Order, order
 from edi.lifecycle.timeline import RECORDED, by_document, timeline
 from edi.model import FlowStatus, InvoiceRef
@@ -187,6 +188,35 @@ _API_TOKEN_COLUMNS = {
     "expires_at": str,
     "revoked_at": str,  # None while valid
 }
+# The API's webhooks (edi.api.webhooks): a client's subscription to its sender's acknowledged flows. The signing key
+# is not kept: it is derived from the workspace's webhook key file and the id (edi.api.signing)
+_API_WEBHOOK_COLUMNS = {
+    "webhook_id": str,  # a UUID
+    "client_id": str,  # its owner: it fires for the owner's sender only
+    "callback_url": str,
+    "flow_types": str,  # JSON list; [] for any
+    "flow_direction": str,  # In | Out, None for any
+    "ack_status": str,  # Ok | Error, None for any
+    "created_at": str,
+}
+# ... and their events, queued in the transaction that records the outcome (record_outcomes, with a WebhookPolicy),
+# sent by edi.api.deliver: one row per (webhook, flowId); ``flow_id`` is the standard's flowId (edi's flow id, or a
+# CDAR message's id <flow_id>.<nnnn> for a lifecycle message edi wrote)
+_API_WEBHOOK_EVENT_COLUMNS = {
+    "id": int,
+    "webhook_id": str,
+    "sender": str,  # whose flow it is (the webhook's client's sender)
+    "flow_id": str,
+    "flow_type": str,  # what the acknowledgement says it is, when queued (the body sent is checked again)
+    "flow_direction": str,
+    "queued_at": str,
+    "state": str,  # queued | sent | failed | skipped
+    "attempts": int,
+    "next_attempt_at": str,  # None once sent, failed or skipped
+    "last_error": str,
+    "answered": int,  # the callback's last HTTP status, None when it could not be reached
+    "sent_at": str,
+}
 _ENDED_SESSION_COLUMNS = {"session": str, "ended_at": str}  # console sessions logged out before their time
 # Flows deposited through the API (edi.api.deposit), one row each, committed before the 202 and kept after the claim
 # (the flow's API metadata); the claim of ``inbox_name`` in ``inbox/<sender>/`` takes ``flow_id`` (edi.deposits)
@@ -205,6 +235,27 @@ _API_DEPOSIT_COLUMNS = {
     "request_id": str,
     "submitted_at": str,
 }
+# The CDAR messages edi wrote into a sender's acks/ folder, as the deposit API shows them (flows of that sender,
+# direction In: edi.api.flows): its own 200 / 213 / 501 about a flow's documents (kind "cdar", in the flow's sender's
+# folder) and the statuses a recipient set, relayed (kind "relay", in the invoice's sender's folder). A row per
+# message, written with the outcome that names it (record_outcomes, restore_answered): one that fails or is decided
+# again loses the rows of its earlier decision.
+_API_MESSAGE_COLUMNS = {
+    "message_id": str,  # edi.lifecycle.cdar.message_id: <flow_id>.<nnnn>, its file <message_id>.cdar.xml
+    "sender": str,  # whose acks/ folder holds it
+    "flow_id": str,  # the flow whose outcome wrote it (for a relay: the recipient's status flow)
+    "idx": int,  # that flow's document (0: the file refused whole)
+    "kind": str,  # cdar | relay
+    "status": str,  # 200, 213, 501, or the relayed status 202-212
+    "updated_at": str,  # when its outcome was recorded (as flows.updated_at)
+}
+# What the API's search reads a sender's flows by (edi.api.flows): its acknowledgement status, then updatedAt and the
+# id, so that each status is one keyset range of one index (no sort, no scan of the sender's other flows). The
+# expression is the index's: a query that says it the same way uses it (edi.api.flows.ACK_STATUS)
+API_ACK_STATUS = (
+    "(CASE status WHEN 'IN_INTEGRE' THEN 'Ok' WHEN 'IN_INTEGRE_PARTIEL' THEN 'Ok' WHEN 'IN_REJETE' THEN 'Error' "
+    "ELSE 'Pending' END)"
+)
 FINAL = tuple(str(s) for s in FlowStatus if s.final)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -216,6 +267,16 @@ class NotificationPolicy(Protocol):
 
     def rows(self, acks: Sequence[Mapping[str, Any]], at: datetime) -> list[dict[str, Any]]:
         """The notifications rows (columns of the ``notifications`` table) these acknowledgements call for."""
+        ...
+
+
+class WebhookPolicy(Protocol):
+    """What to queue for the API's webhooks when final acknowledgements are recorded (:mod:`edi.api.events`; a
+    store without one queues nothing). Runs inside the transaction that records them, so that it sees the webhooks
+    as they are when the outcome is recorded."""
+
+    def rows(self, conn: sqlite3.Connection, acks: Sequence[Mapping[str, Any]], at: datetime) -> list[dict[str, Any]]:
+        """The ``api_webhook_events`` rows these acknowledgements call for."""
         ...
 
 
@@ -250,6 +311,7 @@ class Tracking:
             raise StoreError(f"the tracking store {path} {fresh}")
         self._writers: int | None = None
         self.notifications: NotificationPolicy | None = None  # set by whoever processes flows, from the settings
+        self.webhooks: WebhookPolicy | None = None  # likewise
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -299,10 +361,20 @@ class Tracking:
         db.table("api_deposits").create(_API_DEPOSIT_COLUMNS, pk="flow_id", if_not_exists=True)
         # the claim's look-up: inbox names of a group (each holds its flow id: unique in the workspace)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_api_deposits_inbox ON api_deposits (inbox_name, sender)")
+        db.table("api_webhooks").create(_API_WEBHOOK_COLUMNS, pk="webhook_id", if_not_exists=True)
+        db.table("api_webhook_events").create(_API_WEBHOOK_EVENT_COLUMNS, pk="id", if_not_exists=True)
+        db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS idx_api_webhook_events_key ON api_webhook_events (webhook_id, flow_id)"
+        )
         db.table("lifecycle").create(_LIFECYCLE_COLUMNS, pk="id", if_not_exists=True)
         db.table("notifications").create(_NOTIFICATION_COLUMNS, pk="id", if_not_exists=True)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_notifications_key ON notifications (key)")
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_lifecycle_source ON lifecycle (source_flow_id, source_idx)")
+        # its ids begin with the id of the flow that wrote it: that flow's rows are a range of the primary key, and
+        # the table is that key's B-tree (two writes per message with the search's index, not four)
+        types = {str: "TEXT", int: "INTEGER"}
+        declared = ", ".join(f"{name} {types[kind]}" for name, kind in _API_MESSAGE_COLUMNS.items())
+        db.execute(f"CREATE TABLE IF NOT EXISTS api_messages ({declared}, PRIMARY KEY (message_id)) WITHOUT ROWID")
         for name, spec in (
             ("flows", _FLOW_COLUMNS),
             ("documents", _DOCUMENT_COLUMNS),
@@ -358,8 +430,13 @@ class Tracking:
             # the rows of one mail; and (mail NULL: digest rows not in a digest yet) those of days that ended
             ("notifications", ["mail", "day"]),
             ("api_tokens", ["client_id"]),
+            ("api_messages", ["sender", "updated_at", "message_id"]),  # the API's search: a keyset range per sender
+            ("api_deposits", ["sender", "tracking_id"]),  # the API's search by trackingId
+            ("api_webhooks", ["client_id"]),
+            ("api_webhook_events", ["state", "next_attempt_at"]),  # what is due
         ):
             db.table(index_table).create_index(columns, if_not_exists=True)
+        db.execute(f"CREATE INDEX IF NOT EXISTS idx_flows_api ON flows (sender, {API_ACK_STATUS}, updated_at, flow_id)")
         # served by the wider ones above (same leading columns): each was one more write per row
         for narrower in (
             "idx_flows_status",
@@ -600,7 +677,7 @@ class Tracking:
         key held by a document that was not accepted after all is let go; the lifecycle statuses a status flow held
         are recorded (those its acknowledgement relays), or let go (any other). With a :attr:`notifications` policy,
         the notifications they call for are queued in the same transaction (an event queued already is not queued
-        again)."""
+        again); with a :attr:`webhooks` policy, the webhook events too."""
         if not acks:
             return
         queued = self.notifications.rows(acks, at) if self.notifications is not None else None
@@ -613,9 +690,11 @@ class Tracking:
         events: list[list[Any]] = []
         releases: list[tuple[str, list[int]]] = []
         statuses: list[tuple[str, list[int]]] = []
+        messages: list[list[Any]] = []
         for ack in acks:
             flow_id = ack["flow_id"]
             flows.append([*(when if c == "updated_at" else ack.get(c) for c in columns), flow_id])
+            messages += _message_rows(ack, when)
             findings += [_finding_row(flow_id, 0, f) for f in ack["findings"]]
             for doc in ack["documents"]:
                 documents.append(_document_row(flow_id, doc))
@@ -642,6 +721,7 @@ class Tracking:
             ids = [[flow[-1]] for flow in flows]
             conn.executemany("DELETE FROM documents WHERE flow_id = ?", ids)  # an earlier attempt's, if any
             conn.executemany("DELETE FROM findings WHERE flow_id = ?", ids)
+            conn.executemany(_DELETE_MESSAGES, [[f, f] for (f,) in ids])
             _insert_many(conn, "documents", documents)
             _insert_many(conn, "findings", findings)
             conn.executemany("INSERT INTO events (flow_id, idx, at, status, detail) VALUES (?, ?, ?, ?, ?)", events)
@@ -661,8 +741,13 @@ class Tracking:
                     "AND state = 'held'",
                     [when, flow_id],
                 )
+            conn.executemany(_INSERT_MESSAGE, messages)
             if queued:
                 _insert_many(conn, "notifications", queued, "INSERT OR IGNORE")
+            if self.webhooks is not None:
+                hooked = self.webhooks.rows(conn, acks, at)
+                if hooked:
+                    _insert_many(conn, "api_webhook_events", hooked, "INSERT OR IGNORE")
 
     def record_failed(self, flow: Mapping[str, Any], at: datetime, detail: str) -> None:
         """Mark a flow as failed for our own reason (kept for requeue), recording it first if it failed so early
@@ -675,6 +760,7 @@ class Tracking:
             )
             self.db.execute("DELETE FROM invoices WHERE flow_id = ?", [flow["flow_id"]])  # nothing of it accepted
             self.db.execute("DELETE FROM lifecycle WHERE source_flow_id = ?", [flow["flow_id"]])  # nor of its statuses
+            self.db.execute(_DELETE_MESSAGES, [flow["flow_id"]] * 2)  # its messages are withdrawn
         self._set_status(str(flow["flow_id"]), FlowStatus.FAILED, at, detail)
 
     def record_requeued(self, flow_id: str, at: datetime) -> None:
@@ -724,6 +810,7 @@ class Tracking:
         if not flow_ids:
             return 0
         with self._transaction():
+            self.db.conn.executemany(_DELETE_MESSAGES, [[f, f] for f in flow_ids])
             for table in ("findings", "documents", "events", "invoices", "lifecycle", "api_deposits", "flows"):
                 self.db.conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", [[f] for f in flow_ids])
         return len(flow_ids)
@@ -750,8 +837,10 @@ class Tracking:
         many invoice keys were recorded."""
         flows, documents, findings, events, keys = [], [], [], [], []
         statuses: list[list[Any]] = []
+        messages: list[list[Any]] = []
         for ack in acks:
             flow_id, processed = ack["flow_id"], ack["processed_at"]
+            messages += _message_rows(ack, processed)
             flows.append({c: ack.get(c) for c in _FLOW_COLUMNS} | {"updated_at": processed, "claimed_by": None})
             findings += [_finding_row(flow_id, 0, f) for f in ack["findings"]]
             events.append([flow_id, None, ack["received_at"], str(FlowStatus.RECEIVED), "claimed from the inbox"])
@@ -780,6 +869,7 @@ class Tracking:
             columns = [c for c in _LIFECYCLE_COLUMNS if c != "id"]
             marks = ", ".join("?" for _ in columns)
             conn.executemany(f"INSERT OR IGNORE INTO lifecycle ({', '.join(columns)}) VALUES ({marks})", statuses)
+            conn.executemany(_INSERT_MESSAGE, messages)
             return restored
 
     def restore_failed(self, flows: Sequence[Mapping[str, Any]], at: datetime) -> None:
@@ -1055,6 +1145,35 @@ def _lifecycle_row(ack: Mapping[str, Any], doc: Mapping[str, Any]) -> list[Any]:
         status["relay"],
         "recorded",
     ]
+
+
+# the messages a flow's outcome wrote: <flow_id>.<nnnn>, a range of the primary key ('.' < '/')
+_DELETE_MESSAGES = "DELETE FROM api_messages WHERE message_id > ? || '.' AND message_id < ? || '/'"
+_INSERT_MESSAGE = (  # the sender: given, else the one of the flow named last (a relay's invoice)
+    f"INSERT OR REPLACE INTO api_messages ({', '.join(_API_MESSAGE_COLUMNS)}) "
+    "VALUES (?, coalesce(?, (SELECT sender FROM flows WHERE flow_id = ?)), ?, ?, ?, ?, ?)"
+)
+CDAR_SUFFIX = ".cdar.xml"
+
+
+def _message_rows(ack: Mapping[str, Any], when: str) -> list[list[Any]]:
+    """The ``api_messages`` rows of the CDAR messages a final acknowledgement names: edi's own (``cdar`` of the
+    flow, or of each document) in its sender's folder, and the statuses it relayed to invoices' senders."""
+    flow_id, sender = ack["flow_id"], ack["sender"]
+    rows = []
+    if ack.get("cdar"):  # the file refused whole: one message, index 0
+        status = status_of(reasons_of(ack.get("findings") or [])) if ack.get("findings") else "501"
+        rows.append([str(ack["cdar"]).removesuffix(CDAR_SUFFIX), sender, None, flow_id, 0, "cdar", status, when])
+    for doc in ack["documents"]:
+        if doc.get("cdar"):
+            rows.append([str(doc["cdar"]).removesuffix(CDAR_SUFFIX), sender, None, flow_id, doc["index"], "cdar"])
+            rows[-1] += [doc["status"], when]
+        if _relayed(doc):
+            lifecycle, invoice = doc["lifecycle"], doc["lifecycle"]["invoice"]
+            name = str(lifecycle["relay"]).removesuffix(CDAR_SUFFIX)
+            rows.append([name, invoice.get("sender"), invoice.get("flow_id"), flow_id, doc["index"], "relay"])
+            rows[-1] += [lifecycle["status"], when]
+    return rows
 
 
 def _relayed(doc: Mapping[str, Any]) -> bool:

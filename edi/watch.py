@@ -174,10 +174,23 @@ def _loop(
             on_pass(report)
         if session.settings.notifications.enabled and not stop.is_set():
             _notify(session)
+        if session.tracking.webhooks is not None and not stop.is_set():
+            _deliver(session)
         # Files waiting out min_age become ready by the clock alone, and stalled uploads may resume without an
         # event the filesystem reports: look again soon for the first, now and then for the second.
         delay = YOUNG_POLL if report.young else min(rescan, STALLED_POLL) if report.incomplete else rescan
         wake.wait(timeout=delay)
+
+
+def _deliver(session: Session) -> None:
+    """Deliver the webhook events that are due, between two passes, in this thread (a callback that is down is
+    logged; its events wait for their next attempt)."""
+    from edi.api.deliver import deliver_due  # here: a watch without webhooks never loads http.client
+
+    try:
+        deliver_due(session.settings, clock=session.clock, store=session.tracking)
+    except Exception as exc:  # the store or a bug: watching goes on
+        log.error("webhooks not delivered", error=f"{type(exc).__name__}: {exc}")
 
 
 def _notify(session: Session) -> None:

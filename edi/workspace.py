@@ -16,6 +16,8 @@
       tracking.sqlite-writers  flocked by a process for each of its write transactions (writers queue on it)
       .edi-workspace           written by ``edi init``: this folder is a workspace, and its id (which its store
                                holds too: a store from another workspace is refused)
+      webhooks.key             the API's webhook key (edi.api.signing: every webhook's signing key is derived from
+                               it), mode 0600, made with the first webhook
 
 Reads the marker (:attr:`Layout.workspace_id`); ``create`` makes folders and raises :class:`WorkspaceError` when
 it cannot (the marker is written through the spool, see :mod:`edi.store`).

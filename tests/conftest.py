@@ -58,6 +58,17 @@ def _cycle_collector_as_it_was() -> Iterator[None]:
     gc.set_threshold(*before)
 
 
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """The command line configures structlog for its process (edi.logs, warnings and above): a test that runs it in
+    this one leaves the configuration as it found it (a later test capturing info lines would see none)."""
+    import structlog
+
+    before = structlog.get_config()
+    yield
+    structlog.configure(**before)
+
+
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock()

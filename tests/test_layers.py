@@ -52,3 +52,13 @@ def test_the_store_does_not_import_the_notifications() -> None:
         forbidden = ("edi.ingest", "edi.validate", "edi.route", "edi.spool", "edi.runner", "edi.processor", "edi.cli")
         found = sorted(n for n in imports(path) if n.startswith(forbidden))
         assert not found, f"{path.name} imports {found}"
+
+
+def test_the_store_does_not_import_the_api() -> None:
+    """edi.tracking holds the webhooks' tables and a policy protocol; edi.api (above it) imports it, never the reverse;
+    what processing loads of edi.api (the events' policy, and what delivers them) imports no web or processing layer."""
+    assert not [n for n in imports(EDI / "tracking.py") if n.startswith("edi.api")]
+    forbidden = ("edi.web", "edi.cli", "edi.runner", "edi.processor", "edi.ingest", "edi.validate", "edi.route")
+    for name in ("events", "callbacks", "signing", "deliver"):
+        found = sorted(n for n in imports(EDI / "api" / f"{name}.py") if n.startswith((*forbidden, "starlette")))
+        assert not found, f"{name}.py imports {found}"

@@ -36,6 +36,7 @@ ROWS = {  # what the store says of each flow, as the rebuild must say it again (
     "findings": "SELECT flow_id, idx, code, reason, rule, layer, severity, line, xpath, message, rule_set_version, "
     "rule_set_sha256 FROM findings ORDER BY flow_id, idx, id",
     "invoices": "SELECT * FROM invoices ORDER BY flow_id, idx",
+    "api_messages": "SELECT message_id, sender, flow_id, idx, kind, status FROM api_messages ORDER BY message_id",
 }
 
 
@@ -107,7 +108,7 @@ def test_a_lost_store_is_rebuilt_and_nothing_is_accepted_or_delivered_twice(proc
     the old flows and `edi show` shows them; every sample sent again is DOUBLON by its bytes, the accepted invoice
     re-sent with other bytes is DOUBLON by its key, and the queues hold exactly what they held."""
     before, queued = rows(processed), delivered(processed)
-    assert before["invoices"] and queued
+    assert before["invoices"] and before["api_messages"] and queued
     LOSSES[loss](processed)
     drop_samples(processed)
     processed.drop("acme", "01-again.xml", INVOICE.read_bytes() + b"<!-- sent again -->\n", age=1)
@@ -345,3 +346,36 @@ def test_rebuild_outside_a_workspace_is_one_line(make_workspace) -> None:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_cdar_messages_the_api_shows_are_rebuilt_with_the_relays(make_workspace: Callable[..., Workspace]) -> None:
+    """api_messages after `edi store rebuild`: the same rows, time included, for edi's own messages (a document's,
+    a file refused whole) and a status relayed to the invoice's sender (in that sender's folder); none for a failed
+    flow."""
+    from edi.rebuild import rebuild
+    from edi.runner import run_batch
+    from tests.conftest import FixedClock
+    from tests.lifecycle.statuses import status_message
+    from tests.lifecycle.test_intake import PARTNERS
+
+    ws = make_workspace(DEFAULT_CONFIG + PARTNERS)
+    clock = FixedClock()
+    ws.drop("opdemat", "invoice.xml", (FLOWS / "opdemat" / "01-initech-cii-basic.xml").read_bytes())
+    ws.drop("acme", "empty.xml", b"")
+    run_batch(ws.settings, clock=clock)
+    clock.advance(10)
+    ws.drop("dupont-pa", "status.xml", status_message("204"))
+    run_batch(ws.settings, clock=clock)
+    query = "SELECT * FROM api_messages ORDER BY message_id"
+    with closing(sqlite3.connect(ws.root / "tracking.sqlite")) as conn:
+        before = conn.execute(query).fetchall()
+    assert sorted((r[1], r[4], r[5]) for r in before) == [
+        ("acme", "cdar", "501"),
+        ("opdemat", "cdar", "200"),
+        ("opdemat", "relay", "204"),
+    ]
+    for _, sender, *_ in before:
+        assert len(list((ws.root / "acks" / sender).glob("*.cdar.xml"))) >= 1
+    rebuild(ws.settings.workspace.layout(), force=True)
+    with closing(sqlite3.connect(ws.root / "tracking.sqlite")) as conn:
+        assert conn.execute(query).fetchall() == before

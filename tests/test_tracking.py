@@ -1111,3 +1111,39 @@ def test_two_processes_racing_210_and_211_on_one_invoice_keep_exactly_one_order(
         assert statuses in (["210"], ["211", "210"]), statuses
         assert results["210"][i] == "new"
         assert results["211"][i] == ("refused" if statuses == ["210"] else "new")
+
+
+# --- the CDAR messages the API shows (api_messages) ----------------------------------------------------------------
+
+
+def message_rows(store: Tracking) -> list[tuple[Any, ...]]:
+    return list(store.db.execute("SELECT message_id, sender, flow_id, idx, kind, status FROM api_messages"))
+
+
+def test_an_outcome_records_a_row_per_message_it_names_and_a_new_decision_replaces_them(store: Tracking) -> None:
+    """record_outcomes: a row per CDAR message the ack names (edi's own, a relay in the invoice's sender's folder,
+    that sender read from the invoice's flow when the ack does not say it); recorded again, the rows of the earlier
+    decision go (a message it no longer names leaves no row); record_failed leaves none."""
+    store.record_claims([received("F-INVOICE", "opdemat")], T0)
+    ack = status_ack("F-S", ("200", True), ("213", False))
+    ack["documents"][1]["cdar"] = "F-S.0002.cdar.xml"
+    store.record_outcomes([ack], T0)
+    assert sorted(message_rows(store)) == [
+        ("F-S.0001", "opdemat", "F-S", 1, "relay", "204"),
+        ("F-S.0002", "dupont-pa", "F-S", 2, "cdar", "213"),
+    ]
+    ack = status_ack("F-S", ("213", False))
+    ack["cdar"] = None
+    store.record_outcomes([ack], T0 + timedelta(seconds=1))
+    assert message_rows(store) == []
+    store.record_outcomes([status_ack("F-S", ("200", True))], T0)
+    store.record_failed({"flow_id": "F-S", "sender": "dupont-pa", "file_name": "s.xml"}, T0, "disk full")
+    assert message_rows(store) == []
+
+
+def test_forgetting_a_flow_removes_its_messages_and_no_other_flows(store: Tracking) -> None:
+    """forget (retention): the messages the flow's outcome wrote go, those of a flow whose id it begins with stay."""
+    store.record_claims([received("F-INVOICE", "opdemat")], T0)
+    store.record_outcomes([status_ack("F-S", ("200", True)), status_ack("F-S2", ("200", True))], T0)
+    store.forget(["F-S"])
+    assert message_rows(store) == [("F-S2.0001", "opdemat", "F-S2", 1, "relay", "204")]

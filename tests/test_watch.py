@@ -345,3 +345,45 @@ def test_watch_with_workers_compiles_each_stylesheet_once_per_process(start_watc
     assert {process for process, _ in counts} == hands[1], err
     assert {xslt for process, xslt in counts} >= {"EN16931-UBL-validation.xslt"}
     assert set(counts.values()) == {1}, counts
+
+
+def test_watch_calls_the_webhooks_of_a_pass_before_the_next(start_watch) -> None:
+    """A running `edi watch` calls a client's webhook (a real HTTP server on 127.0.0.1) between two passes, once per
+    event, signed, and keeps watching."""
+    from datetime import UTC, datetime
+
+    from edi.api import signing, webhooks
+    from edi.api.clients import add_client
+    from edi.config import load_settings
+    from edi.store import open_store
+    from tests.hook_server import serve
+
+    server = serve()
+    hooks = next(server)
+    try:
+        watcher = start_watch(min_age=0, extra=f'[api]\nwebhook_allowed_hosts = ["127.0.0.1:{hooks.port}"]\n')
+        layout = load_settings(watcher.config).workspace.layout()
+        store = open_store(layout)
+        try:
+            client, _ = add_client(store, "erp", "acme", datetime.now(UTC))
+            key = signing.workspace_key(layout, make=True)
+            assert key is not None
+            asked = {"callback_url": hooks.url(), "flow_types": ["CustomerInvoice"], "flow_direction": None}
+            made = webhooks.create(store, client, asked | {"ack_status": None}, key, datetime.now(UTC))
+        finally:
+            store.close()
+        (watcher.inbox / "ok.xml").write_bytes(invoice(1))
+        deadline = time.monotonic() + 30
+        while not hooks.got() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (ack,) = watcher.acks()
+        code, _, err = watcher.stop()
+        assert code == 0, err
+        (call,) = hooks.got()
+        assert json.loads(call.body)["flowId"] == ack["flow_id"]
+        stamp = int(call.headers["afnor-signature-timestamp"])
+        assert call.headers["afnor-signature"] == signing.signature(
+            signing.signing_key(key, made["webhookId"]), call.body, stamp
+        )
+    finally:
+        server.close()

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edi.api import clients, deposit
+from edi.api import clients, deposit, read
 from edi.api.clients import ApiClient
 from edi.api.errors import (
     INTERNAL_ERROR,
@@ -223,9 +223,13 @@ def healthcheck(api: Api) -> Endpoint:
 
 def routes(api: Api) -> list[BaseRoute]:
     """The Flow Service's routes, under the base path."""
+    from edi.api import webhooks  # here: it imports this module
+
     return [
         Route("/v1/healthcheck", healthcheck(api), methods=["GET"]),
         *deposit.routes(api),
+        *read.routes(api),
+        *webhooks.routes(api),
     ]
 
 

@@ -3,7 +3,8 @@ and API clients made through :mod:`edi.api.clients`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,7 +17,8 @@ from edi.api import clients
 from edi.api.app import Api, answer, threaded
 from edi.store import open_store
 from edi.web.app import create_app
-from tests.conftest import Workspace
+from tests.conftest import DEFAULT_CONFIG, Workspace
+from tests.hook_server import HookServer, serve
 
 BASE = "/afnor-flow"
 
@@ -65,6 +67,41 @@ def service(workspace: Workspace) -> Iterator[Service]:
     """The real app of a fresh workspace."""
     with TestClient(create_app(workspace.settings)) as http:
         yield Service(workspace, http)
+
+
+@pytest.fixture
+def hooks() -> Iterator[HookServer]:
+    """A real HTTP server on 127.0.0.1 that records the webhook calls it gets."""
+    yield from serve()
+
+
+@pytest.fixture
+def make_hooked(make_workspace: Callable[..., Workspace], hooks: HookServer) -> Iterator[Callable[..., Service]]:
+    """Make the real app of a workspace (the default senders, then ``extra`` TOML) whose [api] allows callbacks to
+    the ``hooks`` server (a call waits 5 s at most, a retry 30 s first)."""
+    with contextlib.ExitStack() as stack:
+
+        def make(extra: str = "", retry_seconds: float = 30) -> Service:
+            workspace = make_workspace(
+                DEFAULT_CONFIG
+                + extra
+                + f"""
+[api]
+webhook_allowed_hosts = ["127.0.0.1:{hooks.port}"]
+webhook_timeout_seconds = 5
+webhook_retry_seconds = {retry_seconds}
+webhook_give_up_seconds = 3600
+"""
+            )
+            return Service(workspace, stack.enter_context(TestClient(create_app(workspace.settings))))
+
+        yield make
+
+
+@pytest.fixture
+def hooked(make_hooked: Callable[..., Service]) -> Service:
+    """The real app of a workspace whose [api] allows callbacks to the ``hooks`` server."""
+    return make_hooked()
 
 
 PROBE = f"{BASE}/v1/probe"
