@@ -32,6 +32,7 @@ from click.exceptions import Exit
 
 from edi.ack import finding_dict
 from edi.check import DEFAULT_LAYERS, Checker, parse_layers
+from edi.cli_clients import clients_group
 from edi.cli_console import serve_cmd, users_group
 from edi.cli_invoices import invoices_cmd
 from edi.cli_rows import echo_rows
@@ -868,5 +869,6 @@ def render_rebuild(report: RebuildReport) -> str:
 
 main.add_command(invoices_cmd)
 main.add_command(users_group)
+main.add_command(clients_group)
 main.add_command(serve_cmd)
 main.add_command(status_group)

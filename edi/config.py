@@ -425,6 +425,8 @@ class ApiSettings:
     bearer_days: float = field(default=365.0, metadata=_check(_positive_float))  # a long-lived token's, by default
     rate_per_minute: int = field(default=600, metadata=_check(_positive))  # requests per client, then 429
     rate_burst: int = field(default=60, metadata=_check(_positive))  # ... of which this many at once
+    guess_burst: int = field(default=10, metadata=_check(_positive))  # unproven authentications per address ...
+    guesses_per_minute: int = field(default=10, metadata=_check(_positive))  # ... then this many a minute
     read_timeout_seconds: float = field(default=30.0, metadata=_check(_positive_float))  # a silent client is cut
     webhook_allowed_hosts: tuple[str, ...] = field(default=(), metadata=_check(_allowed_hosts))
     webhook_timeout_seconds: float = field(default=10.0, metadata=_check(_positive_float))

@@ -3,12 +3,19 @@
 Binds the listening socket itself first, so that a port in use or a bad address is one clear error
 (:class:`ServeError`) rather than uvicorn's exit; builds the app (which refuses a lost store, like every command);
 then serves. SIGTERM and SIGINT stop it cleanly: uvicorn finishes the requests in progress, and the call returns.
+
+Slow clients: a connection must send a whole request line and headers within :data:`HEADER_SECONDS` (or ``[api]
+read_timeout_seconds`` if shorter) of opening or of its previous answer, else it is closed (slowloris: uvicorn
+itself waits for headers forever); an idle kept-alive connection is closed after :data:`KEEP_ALIVE_SECONDS`; a body
+that stops coming is the API's 408 (:mod:`edi.api.limits`). The event loop serves everyone else meanwhile.
+
 While it serves, with the API's webhooks allowed somewhere, a thread of its own delivers their due events every
 :data:`DELIVER_EVERY` seconds (:func:`edi.api.deliver.deliver_due`), so that a retry waits for no batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -18,6 +25,7 @@ from types import FrameType
 
 import structlog
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from edi.config import Settings
 from edi.errors import ServeError
@@ -26,6 +34,59 @@ from edi.web.app import create_app
 log = structlog.get_logger()
 GRACEFUL_SECONDS = 10
 DELIVER_EVERY = 5.0  # seconds between two webhook delivery passes while serving
+HEADER_SECONDS = 10.0  # longest a request's line and headers may take to arrive
+KEEP_ALIVE_SECONDS = 5  # an idle kept-alive connection is closed after this (uvicorn's default, said here)
+
+
+class HeaderDeadline(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline on the request line and headers: counted from the connection's
+    opening, then from each answer; a connection that has not sent them all by then is closed."""
+
+    header_seconds = HEADER_SECONDS
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Start counting at once: a client that connects and says nothing is closed too."""
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._deadline: asyncio.TimerHandle | None = None
+        self._awaiting: object = None
+        self._arm()
+
+    def handle_events(self) -> None:
+        """A new request's headers came (uvicorn starts a new cycle for it): stop counting."""
+        super().handle_events()
+        if self._deadline is not None and self.cycle is not self._awaiting:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def on_response_complete(self) -> None:
+        """An answer went: the next request's headers have the deadline again (unless one already came)."""
+        super().on_response_complete()
+        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop counting."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._awaiting = self.cycle
+        self._deadline = self.loop.call_later(self.header_seconds, self._expired)
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.cycle is self._awaiting and not self.transport.is_closing():
+            log.info("slow request headers: connection closed", client=self.client, seconds=self.header_seconds)
+            self.transport.close()
+
+
+def protocol(header_seconds: float) -> type[HeaderDeadline]:
+    """The HTTP protocol class with this header deadline."""
+    return type("HeaderDeadline", (HeaderDeadline,), {"header_seconds": header_seconds})
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -61,6 +122,8 @@ def serve(settings: Settings, host: str, port: int, on_ready: Callable[[str], No
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         lifespan="on",
+        http=protocol(min(HEADER_SECONDS, settings.api.read_timeout_seconds)),
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = uvicorn.Server(config)
     stopped: list[int] = []

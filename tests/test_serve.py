@@ -3,6 +3,7 @@ stops cleanly on SIGTERM and SIGINT, and refuses a port in use or a lost store i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Workspace
+from tests.conftest import DEFAULT_CONFIG, Workspace
 
 EDI = Path(sys.executable).parent / "edi"
 READY = re.compile(r"^edi console on (http://127\.0\.0\.1:(\d+)/) \(Ctrl-C stops it\)$")
@@ -112,3 +113,82 @@ def test_a_lost_store_is_one_line_naming_store_rebuild(workspace: Workspace) -> 
     assert result.returncode == 1 and result.stdout == ""
     (line,) = errors(result.stderr)
     assert line.startswith("Error: ") and "edi store rebuild" in line and "Traceback" not in result.stderr
+
+
+SLOW = "\n[api]\nread_timeout_seconds = 1\n"  # the header deadline is min(HEADER_SECONDS, this)
+
+
+def _closed(sock: socket.socket) -> bool:
+    """The server closed this connection (an end of file or a reset is waiting), without waiting for it."""
+    sock.settimeout(0.05)
+    try:
+        return sock.recv(1024) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+def _get(url: str) -> float:
+    """Seconds a GET of `url` takes to answer 200."""
+    began = time.monotonic()
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        assert answer.status == 200
+        answer.read()
+    return time.monotonic() - began
+
+
+def test_slowloris_connections_are_closed_and_others_served_meanwhile(make_workspace) -> None:
+    """Many connections that send their request headers a byte at a time (none silent for long) are all closed
+    once the header deadline passes, as is one that sends nothing; meanwhile the server answers others at once."""
+    ws = make_workspace(DEFAULT_CONFIG + SLOW)
+    process = start(ws, "--port", "0")
+    slow: list[socket.socket] = []
+    try:
+        url = ready_url(process)
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        silent = socket.create_connection(("127.0.0.1", port))
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(100)]
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 100
+        began, waits = time.monotonic(), []
+        for byte in range(12):  # 3 s: one byte every 0.25 s on each connection, while they are open
+            for sock in slow:
+                with contextlib.suppress(OSError):
+                    sock.sendall(request[byte : byte + 1])
+            waits.append(_get(url + "healthz"))
+            time.sleep(0.25)
+        assert max(waits) < 0.5, waits
+        assert _closed(silent)
+        assert all(_closed(sock) for sock in slow)
+        assert time.monotonic() - began < 5
+    finally:
+        for sock in slow:
+            sock.close()
+        process.terminate()
+        process.communicate(timeout=15)
+
+
+def test_a_kept_alive_connection_has_the_header_deadline_again(make_workspace) -> None:
+    """After an answer on a kept-alive connection, the next request's headers must come within the deadline too:
+    a whole request is answered, a trickled second one is cut off."""
+    ws = make_workspace(DEFAULT_CONFIG + SLOW)
+    process = start(ws, "--port", "0")
+    try:
+        url = ready_url(process)
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            for byte in b"GET /healthz HTTP/1.1\r\n":  # 0.2 s a byte: 4.6 s for the line alone
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    break
+                if _closed(sock):
+                    break
+                time.sleep(0.2)
+            else:
+                pytest.fail("the trickled request was not cut off")
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)

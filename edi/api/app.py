@@ -6,7 +6,8 @@ Every answer of the Flow Service is JSON in the standard's shapes; a refusal is 
 ``MISSING_RESOURCE``, an unreadable store 503 ``RESOURCE_ERROR``, a bug a bare 500 ``INTERNAL_ERROR`` (logged). The
 ``Request-Id`` a client sends is echoed in the answer and logged with the request's line (one per request: method,
 path, status, time, client). Every route but the health check needs a token (``Authorization: Bearer``) that
-:mod:`edi.api.clients` knows; console accounts do not open it.
+:mod:`edi.api.clients` knows; console accounts do not open it. :mod:`edi.api.limits` counts each client's requests
+and each address's failed authentications (429), bounds every request body (413) and cuts silent clients (408).
 
 Reads the store through a read-only :class:`edi.browse.Reader`; writes (tokens) through :func:`edi.store.open_store`.
 """
@@ -24,6 +25,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
+import anyio
 import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -43,6 +45,16 @@ from edi.api.errors import (
     RESOURCE_ERROR,
     ApiError,
 )
+from edi.api.limits import (
+    FORM_BYTES,
+    JSON_BYTES,
+    BodyLimit,
+    BodyTooLarge,
+    Limits,
+    ReadTimeout,
+    TooManyRequests,
+    address_of,
+)
 from edi.browse import Reader
 from edi.clock import Clock, SystemClock
 from edi.config import Settings
@@ -57,13 +69,15 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="edi"'}
 
 
 class Api:
-    """What every route of the API needs: the settings, the clock, the store (read-only, and for writes)."""
+    """What every route of the API needs: the settings, the clock, the store (read-only, and for writes), the
+    limits (shared by the Flow Service and the token endpoint of one server)."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None, limits: Limits | None = None) -> None:
         self.settings = settings
         self.layout = settings.workspace.layout()
         self.clock: Clock = clock or SystemClock()
         self.reader = Reader(self.layout.database)
+        self.limits = limits or Limits(settings.api)
 
     def now(self) -> datetime:
         """The current time."""
@@ -79,8 +93,9 @@ class Api:
             store.close()
 
     def client(self, request: Request) -> ApiClient:
-        """The client whose valid token the request carries (blocking: call it off the event loop); raises
-        :class:`ApiError` 401 without one."""
+        """The client whose valid token the request carries (blocking: call it off the event loop), its request
+        counted; raises :class:`ApiError` 401 without one, 429 past the client's rate (or, for a bad token, past
+        the address's)."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
@@ -90,8 +105,10 @@ class Api:
         with self.reader.reading():
             found = clients.client_of_token(self.reader.connection(), token.strip(), self.now())
         if found is None:
+            self.limits.guess(address_of(request))
             raise ApiError(401, INVALID_TOKEN, "the token is unknown, expired or revoked", CHALLENGE)
         request.state.client = found
+        self.limits.charge(found.client_id)
         return found
 
 
@@ -136,7 +153,8 @@ def install_errors(app: Starlette) -> None:
 
 
 class RequestLog:
-    """Echoes the request's ``Request-Id`` in the answer, binds it to the log, and logs one line per request."""
+    """Echoes the request's ``Request-Id`` in the answer, binds it to the log, and logs one line per request (with
+    the remote address when no client authenticated: a 401 or a 429 says who)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -166,6 +184,7 @@ class RequestLog:
                 await self.app(scope, receive, send_with_id)
             finally:
                 client = scope.get("state", {}).get("client")
+                peer = scope.get("client")
                 log.info(
                     "api request",
                     method=scope["method"],
@@ -173,6 +192,8 @@ class RequestLog:
                     status=status,
                     ms=round((time.perf_counter() - start) * 1000, 1),
                     client=client.name if client is not None else None,
+                    # who failed to authenticate (a guesser, a misconfigured client): the remote address
+                    address=peer[0] if client is None and peer else None,
                 )
 
 
@@ -212,9 +233,10 @@ def routes(api: Api) -> list[BaseRoute]:
     ]
 
 
-def create_api(settings: Settings, clock: Clock | None = None) -> Starlette:
-    """The Flow Service of the workspace ``settings`` names, to mount at ``[api] base_path``."""
-    api = Api(settings, clock)
+def create_api(settings: Settings, clock: Clock | None = None, limits: Limits | None = None) -> Starlette:
+    """The Flow Service of the workspace ``settings`` names, to mount at ``[api] base_path`` (``limits``: shared
+    with :func:`create_oauth`'s)."""
+    api = Api(settings, clock, limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -224,6 +246,7 @@ def create_api(settings: Settings, clock: Clock | None = None) -> Starlette:
     app = Starlette(routes=routes(api), lifespan=lifespan)
     app.state.api = api
     install_errors(app)
+    app.add_middleware(BodyLimit, max_bytes=JSON_BYTES, read_timeout=api.limits.read_timeout)
     app.add_middleware(RequestLog)
     return app
 
@@ -234,9 +257,10 @@ def create_api(settings: Settings, clock: Clock | None = None) -> Starlette:
 class OAuthError(Exception):
     """A token request refused as RFC 6749 §5.2 says: ``{"error": code, "error_description": ...}``."""
 
-    def __init__(self, code: str, description: str, status: int = 400) -> None:
+    def __init__(self, code: str, description: str, status: int = 400, headers: dict[str, str] | None = None) -> None:
         super().__init__(description)
         self.code, self.description, self.status = code, description, status
+        self.headers = headers or {}
 
 
 def _credentials(request: Request, form: dict[str, str]) -> tuple[str, str]:
@@ -269,19 +293,28 @@ def token_endpoint(api: Api) -> Endpoint:
         try:
             if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
                 raise OAuthError("invalid_request", "send the form as application/x-www-form-urlencoded")
-            body = await request.body()
-            if len(body) > 4096:
-                raise OAuthError("invalid_request", "the form is too long")
+            try:
+                await request.body()  # at most FORM_BYTES (the BodyLimit around this app)
+            except (BodyTooLarge, ReadTimeout) as exc:
+                raise OAuthError("invalid_request", exc.message, exc.status, exc.headers) from None
             form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
             if form.get("grant_type") != "client_credentials":
                 raise OAuthError("unsupported_grant_type", "only grant_type=client_credentials is supported")
             client_id, secret = _credentials(request, form)
-            issued = await run_in_threadpool(_issue, api, client_id, secret)
+            address = address_of(request)
+            try:
+                api.limits.guess(address)  # taken before Argon2 runs, given back if the secret is right
+                issued = await anyio.to_thread.run_sync(
+                    _issue, api, address, client_id, secret, limiter=api.limits.argon2
+                )
+            except TooManyRequests as exc:
+                raise OAuthError("too_many_requests", exc.message, 429, exc.headers) from None
             if issued is None:
                 raise OAuthError("invalid_client", "unknown client id, or wrong secret", 401)
         except OAuthError as exc:
             headers = {"WWW-Authenticate": 'Basic realm="edi"'} if exc.status == 401 else {}
-            return answer({"error": exc.code, "error_description": exc.description}, exc.status, headers | NO_STORE)
+            body = {"error": exc.code, "error_description": exc.description}
+            return answer(body, exc.status, headers | exc.headers | NO_STORE)
         token, client = issued
         request.state.client = client
         seconds = int(api.settings.api.token_seconds)
@@ -293,15 +326,22 @@ def token_endpoint(api: Api) -> Endpoint:
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
 
 
-def _issue(api: Api, client_id: str, secret: str) -> tuple[str, ApiClient] | None:
+def _issue(api: Api, address: str, client_id: str, secret: str) -> tuple[str, ApiClient] | None:
+    """A token for a proven client (its address's guess given back, the request counted against its rate)."""
     with api.store() as store:
-        return clients.issue_access_token(store, client_id, secret, api.now(), api.settings.api.token_seconds)
+        client = clients.verify_client(store, client_id, secret)
+        if client is None:
+            return None
+        api.limits.proven(address)
+        api.limits.charge(client.client_id)
+        return clients.new_access_token(store, client, api.now(), api.settings.api.token_seconds), client
 
 
-def create_oauth(settings: Settings, clock: Clock | None = None) -> Starlette:
-    """The OAuth2 token endpoint, to mount at ``/oauth2``."""
-    api = Api(settings, clock)
+def create_oauth(settings: Settings, clock: Clock | None = None, limits: Limits | None = None) -> Starlette:
+    """The OAuth2 token endpoint, to mount at ``/oauth2`` (``limits``: shared with :func:`create_api`'s)."""
+    api = Api(settings, clock, limits)
     app = Starlette(routes=[Route("/token", token_endpoint(api), methods=["POST"])])
     install_errors(app)
+    app.add_middleware(BodyLimit, max_bytes=FORM_BYTES, read_timeout=api.limits.read_timeout)
     app.add_middleware(RequestLog)
     return app

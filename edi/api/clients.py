@@ -7,7 +7,8 @@ SHA-256 (a token is 256 random bits: a fast hash is enough, and a lookup by it c
 
 Reads and writes the tracking store's ``api_clients`` and ``api_tokens`` tables (through
 :class:`edi.tracking.Tracking`'s write transactions; :func:`client_of_token` reads through any connection). Raises
-:class:`ClientError` for a bad name or sender, an unknown client or one that exists already.
+:class:`ClientError` for a bad name or sender, an unknown client or one that exists already. Every change an
+operator makes (add, remove, long-lived token, revocation, new secret) is audited in ``actions``.
 """
 
 from __future__ import annotations
@@ -97,22 +98,34 @@ def find_client(store: Tracking, name: str) -> ApiClient | None:
     return _client(row) if row is not None else None
 
 
-def issue_access_token(
-    store: Tracking, client_id: str, secret: str, at: datetime, seconds: float
-) -> tuple[str, ApiClient] | None:
-    """A new access token for the client whose id and secret these are, valid ``seconds``; None when they are not
-    a client's (an unknown id costs the same time as a wrong secret)."""
+def verify_client(store: Tracking, client_id: str, secret: str) -> ApiClient | None:
+    """The client whose id and secret these are, None when they are not a client's (Argon2: an unknown id costs the
+    same time as a wrong secret)."""
     found = _row(store.db.conn, "client_id", client_id[:64])
     digest = found["secret_hash"] if found is not None else _nobody()
     try:
         _HASHER.verify(digest, secret[:MAX_SECRET])
     except (VerificationError, InvalidHashError):
         return None
-    if found is None:
-        return None
+    return _client(found) if found is not None else None
+
+
+def new_access_token(store: Tracking, client: ApiClient, at: datetime, seconds: float) -> str:
+    """A new access token for ``client``, valid ``seconds`` from ``at``."""
     token = ACCESS_PREFIX + secrets.token_urlsafe(32)
-    _insert_token(store, token, found["client_id"], ACCESS, at, at + timedelta(seconds=seconds))
-    return token, _client(found)
+    _insert_token(store, token, client.client_id, ACCESS, at, at + timedelta(seconds=seconds))
+    return token
+
+
+def issue_access_token(
+    store: Tracking, client_id: str, secret: str, at: datetime, seconds: float
+) -> tuple[str, ApiClient] | None:
+    """A new access token for the client whose id and secret these are, valid ``seconds``; None when they are not
+    a client's (an unknown id costs the same time as a wrong secret)."""
+    client = verify_client(store, client_id, secret)
+    if client is None:
+        return None
+    return new_access_token(store, client, at, seconds), client
 
 
 def issue_bearer_token(store: Tracking, name: str, at: datetime, days: float) -> tuple[str, datetime]:
@@ -126,6 +139,53 @@ def issue_bearer_token(store: Tracking, name: str, at: datetime, days: float) ->
     return token, until
 
 
+def revoke_tokens(store: Tracking, name: str, at: datetime) -> int:
+    """End every token of the client ``name`` now (``api_tokens.revoked_at``); its secret still gets new ones.
+    Returns how many were still valid."""
+    with store.transaction():
+        row = _row_by_name(store.db.conn, name)
+        if row is None:
+            raise ClientError(f"no client {name!r} (`edi clients list` shows them)")
+        ended = store.db.conn.execute(
+            "UPDATE api_tokens SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL AND expires_at > ?",
+            [iso(at), row["client_id"], iso(at)],
+        ).rowcount
+    record_action(store, at, "edi clients", "clients.revoke", name, f"{ended} token(s) revoked")
+    return ended
+
+
+def new_secret(store: Tracking, name: str, at: datetime) -> str:
+    """Give the client ``name`` a new secret (returned: the only time it is known); the old one stops working and
+    the access tokens got with it end now. Long-lived tokens stay (``revoke_tokens`` ends them)."""
+    secret = secrets.token_urlsafe(32)
+    digest = _HASHER.hash(secret)
+    with store.transaction():
+        row = _row_by_name(store.db.conn, name)
+        if row is None:
+            raise ClientError(f"no client {name!r} (`edi clients list` shows them)")
+        store.db.conn.execute("UPDATE api_clients SET secret_hash = ? WHERE client_id = ?", [digest, row["client_id"]])
+        ended = store.db.conn.execute(
+            "UPDATE api_tokens SET revoked_at = ? WHERE client_id = ? AND kind = ? AND revoked_at IS NULL "
+            "AND expires_at > ?",
+            [iso(at), row["client_id"], ACCESS, iso(at)],
+        ).rowcount
+    record_action(store, at, "edi clients", "clients.secret", name, f"new secret, {ended} access token(s) revoked")
+    return secret
+
+
+def live_tokens(store: Tracking, at: datetime) -> dict[str, dict[str, int]]:
+    """How many tokens of each kind each client holds that are neither expired nor revoked at ``at``:
+    ``{client_id: {"access": n, "bearer": n}}`` (clients without any are absent)."""
+    counts: dict[str, dict[str, int]] = {}
+    for client_id, kind, n in store.db.conn.execute(
+        "SELECT client_id, kind, COUNT(*) FROM api_tokens WHERE revoked_at IS NULL AND expires_at > ? "
+        "GROUP BY client_id, kind",
+        [iso(at)],
+    ):
+        counts.setdefault(client_id, {ACCESS: 0, BEARER: 0})[kind] = n
+    return counts
+
+
 def client_of_token(conn: sqlite3.Connection, token: str, now: datetime) -> ApiClient | None:
     """The client a token belongs to, if the token is known, unexpired and not revoked."""
     row = conn.execute(
@@ -137,7 +197,14 @@ def client_of_token(conn: sqlite3.Connection, token: str, now: datetime) -> ApiC
 
 
 def _insert_token(store: Tracking, token: str, client_id: str, kind: str, at: datetime, until: datetime) -> None:
+    """Keep a new token's hash; the client's tokens that ended over a day ago go (an hourly access token would
+    otherwise leave 8,760 rows a year)."""
+    before = iso(at - timedelta(days=1))
     with store.transaction():
+        store.db.conn.execute(
+            "DELETE FROM api_tokens WHERE client_id = ? AND (expires_at < ? OR revoked_at < ?)",
+            [client_id, before, before],
+        )
         store.db.conn.execute(
             "INSERT INTO api_tokens (token_hash, client_id, kind, issued_at, expires_at, revoked_at) "
             "VALUES (?, ?, ?, ?, ?, NULL)",

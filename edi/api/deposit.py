@@ -40,6 +40,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from edi.api import limits
 from edi.api.clients import ApiClient
 from edi.api.errors import (
     FILE_SIZE_EXCEEDED,
@@ -64,6 +65,7 @@ log = structlog.get_logger()
 
 CHECKSUM_MISMATCH = "ChecksumMismatch"  # the standard's acknowledgement reason code, as the 422's errorCode
 STANDARD_MAX_BYTES = 100 * 1024 * 1024  # "Flow file: Max size = 100 MB"
+MULTIPART_SLACK = 1024 * 1024  # the body's cap (edi.api.limits) is the file's limit and this, for flowInfo and framing
 FLOW_INFO_MAX_BYTES = 64 * 1024  # flowInfo is a few short fields
 OTHER_PART_MAX_BYTES = 64 * 1024  # parts the standard does not name are read and dropped, up to this
 HEAD_BYTES = 64 * 1024  # the file's beginning, kept to tell what it is
@@ -306,6 +308,7 @@ def create_flow(api: Api) -> Callable[[Request], Awaitable[Response]]:
             if client.sender not in senders:
                 raise ApiError(403, FORBIDDEN_ACCESS, f"the client's sender {client.sender!r} takes no flows here")
             boundary = _boundary(request)
+            limits.allow_body(request, limit + MULTIPART_SLACK, FILE_SIZE_EXCEEDED)  # Content-Length over it: 413
         except ApiError as exc:  # refused before its body is read: the connection is closed after the answer
             exc.headers.setdefault("Connection", "close")
             raise

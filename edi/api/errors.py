@@ -20,6 +20,8 @@ FILE_SIZE_EXCEEDED = "FILE_SIZE_EXCEEDED"
 TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 RESOURCE_ERROR = "RESOURCE_ERROR"  # the store or the disk cannot be used now: 503
+PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # a request body over its route's limit (a file: FILE_SIZE_EXCEEDED): 413
+REQUEST_TIMEOUT = "REQUEST_TIMEOUT"  # a client silent too long while its body is expected: 408
 
 
 class ApiError(Exception):

@@ -301,10 +301,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     ]
     if settings.api.enabled:  # the deposit API beside the console: its own tokens, errors and answers
         from edi.api.app import create_api, create_oauth
+        from edi.api.limits import Limits
 
+        limits = Limits(settings.api)  # one count per client and address for both
         routes += [
-            Mount(settings.api.base_path, app=create_api(settings, clock)),
-            Mount("/oauth2", app=create_oauth(settings, clock)),
+            Mount(settings.api.base_path, app=create_api(settings, clock, limits)),
+            Mount("/oauth2", app=create_oauth(settings, clock, limits)),
         ]
 
     @contextlib.asynccontextmanager

@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from edi.api import clients
+from edi.api.app import Api, answer, threaded
 from edi.store import open_store
 from edi.web.app import create_app
 from tests.conftest import DEFAULT_CONFIG, Workspace
@@ -99,3 +102,19 @@ webhook_give_up_seconds = 3600
 def hooked(make_hooked: Callable[..., Service]) -> Service:
     """The real app of a workspace whose [api] allows callbacks to the ``hooks`` server."""
     return make_hooked()
+
+
+PROBE = f"{BASE}/v1/probe"
+
+
+def add_probe(app: Starlette) -> None:
+    """Add GET and POST {BASE}/v1/probe to the API of a console app (before its first request): it answers
+    ``{"client": name}`` for a request ``Api.client`` lets in, as every route of the API starts, and reads no body."""
+    mounted = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == BASE)
+    assert isinstance(mounted, Starlette)
+    api: Api = mounted.state.api
+    mounted.router.routes.append(
+        Route(
+            "/v1/probe", threaded(lambda request: answer({"client": api.client(request).name})), methods=["GET", "POST"]
+        )
+    )
