@@ -39,6 +39,7 @@ from edi.api import clients, deposit, read
 from edi.api.clients import ApiClient
 from edi.api.errors import (
     INTERNAL_ERROR,
+    INVALID_REQUEST,
     INVALID_TOKEN,
     MISSING_RESOURCE,
     MISSING_TOKEN,
@@ -64,7 +65,7 @@ from edi.tracking import Tracking
 
 log = structlog.get_logger()
 
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # the standard says a uuid; anything printable and short is echoed
+REQUEST_ID = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")  # the standard's format: a UUID
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="edi"'}
 
 
@@ -165,8 +166,9 @@ class RequestLog:
             return
         start = time.perf_counter()
         status = 0
-        given = dict(scope["headers"]).get(b"request-id", b"").decode("latin-1")
-        request_id = given if REQUEST_ID.fullmatch(given) else None
+        raw = dict(scope["headers"]).get(b"request-id")
+        given = raw.decode("latin-1") if raw is not None else None
+        request_id = given if given is not None and REQUEST_ID.fullmatch(given) else None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -181,6 +183,11 @@ class RequestLog:
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
+                if given is not None and request_id is None:  # sent, but not what the standard says it is
+                    said = "Request-Id is a UUID (e.g. 8c1b7f0e-3f0a-4b7e-9c1d-0e6c1e2a9b11), or leave it out"
+                    refusal = ApiError(400, INVALID_REQUEST, said, {"Connection": "close"})
+                    await error(refusal)(scope, receive, send_with_id)
+                    return
                 await self.app(scope, receive, send_with_id)
             finally:
                 client = scope.get("state", {}).get("client")

@@ -330,7 +330,7 @@ def parse_search(body: Any) -> Query:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise SearchError(f"limit is a whole number from 1 to {MAX_LIMIT}")
     cursor = body.get("cursor")
-    if cursor is not None and (not isinstance(cursor, str) or not 0 < len(cursor) <= 1024):
+    if "cursor" in body and (not isinstance(cursor, str) or not 0 < len(cursor) <= 1024):
         raise SearchError("cursor is the nextCursor of the previous page, as it came")
     where = body.get("where")
     if not isinstance(where, dict):
@@ -354,8 +354,8 @@ def _check_where(where: Mapping[str, Any]) -> None:
         if not isinstance(values, list) or not all(isinstance(v, str) and v in allowed for v in values):
             raise SearchError(f"{name} is a list of {', '.join(allowed)}")
     tracking = where.get("trackingId")
-    if tracking is not None and (not isinstance(tracking, str) or not 0 < len(tracking) <= MAX_ID):
-        raise SearchError(f"trackingId is a text of 1 to {MAX_ID} characters")
+    if "trackingId" in where and (not isinstance(tracking, str) or len(tracking) > MAX_ID):
+        raise SearchError(f"trackingId is a text of at most {MAX_ID} characters")
     if "ackStatus" in where and where["ackStatus"] not in ACK_STATUSES:
         raise SearchError(f"ackStatus is one of {', '.join(ACK_STATUSES)}")
 

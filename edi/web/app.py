@@ -10,6 +10,7 @@ with what is wrong, an unknown (or not visible) flow a 404, an unreadable store 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -305,8 +306,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
 
         limits = Limits(settings.api)  # one count per client and address for both
         routes += [
-            Mount(settings.api.base_path, app=create_api(settings, clock, limits)),
-            Mount("/oauth2", app=create_oauth(settings, clock, limits)),
+            whole_mount(settings.api.base_path, create_api(settings, clock, limits)),
+            whole_mount("/oauth2", create_oauth(settings, clock, limits)),
         ]
 
     @contextlib.asynccontextmanager
@@ -319,6 +320,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     install_errors(app, console)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def whole_mount(prefix: str, app: ASGIApp) -> Mount:
+    """A mount that takes every path under ``prefix``: Starlette's own pattern (``.*``) stops at a line break, and a
+    path with an encoded one (``%0A``) would fall through to the console's HTML 404 instead of the API's answer."""
+    mount = Mount(prefix, app=app)
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return mount
 
 
 async def in_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -23,10 +23,14 @@ def test_an_unknown_path_is_the_standard_error(service: Service) -> None:
 
 
 def test_request_id_is_echoed(service: Service) -> None:
-    """The Request-Id a client sends comes back in the answer; a malformed one does not."""
+    """The Request-Id a client sends comes back in the answer; one that is not a UUID (the standard's format) is a
+    400 saying so."""
     rid = "8c1b7f0e-3f0a-4b7e-9c1d-0e6c1e2a9b11"
     assert service.http.get(f"{BASE}/v1/healthcheck", headers={"Request-Id": rid}).headers["request-id"] == rid
-    assert "request-id" not in service.http.get(f"{BASE}/v1/healthcheck", headers={"Request-Id": "a b"}).headers
+    for bad in ("a b", "", "not-a-uuid", rid + "0"):
+        answer = service.http.get(f"{BASE}/v1/healthcheck", headers={"Request-Id": bad})
+        assert (answer.status_code, answer.json()["errorCode"]) == (400, "INVALID_REQUEST")
+        assert "request-id" not in answer.headers
 
 
 def test_a_token_from_the_basic_header_or_the_form(service: Service) -> None:

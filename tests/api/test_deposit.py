@@ -145,11 +145,11 @@ def test_a_deposit_is_answered_202_with_the_full_flow_info_once_in_the_inbox_and
 def test_a_deposit_is_logged_with_its_client_and_request_id(service: Service) -> None:
     """One "api deposit" line per deposit names the flow, the sender, the client (name and id) and the Request-Id."""
     client = service.add_client("erp")
-    headers = {"Request-Id": "req-0042"}
+    headers = {"Request-Id": "0b6f3c2e-4a1d-4c8e-9f2a-7d5e1b3c9a42"}
     with structlog.testing.capture_logs() as logged:
         flow_id = deposit(service, client, UBL.read_bytes(), headers).json()["flowId"]
     (line,) = [e for e in logged if e["event"] == "api deposit"]
-    assert line["flow_id"] == flow_id and line["sender"] == "acme" and line["request_id"] == "req-0042"
+    assert line["flow_id"] == flow_id and line["sender"] == "acme" and line["request_id"] == headers["Request-Id"]
     assert (line["client"], line["client_id"]) == ("erp", client.client_id)
 
 

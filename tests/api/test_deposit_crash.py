@@ -7,75 +7,21 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from edi.api import clients
-from edi.store import open_store
 from edi.web.app import create_app
 from tests.api.conftest import BASE, Service
-from tests.conftest import DEFAULT_CONFIG, FLOWS, Workspace
-from tests.test_serve import ready_url
-
-EDI = Path(sys.executable).parent / "edi"
-UBL = FLOWS / "acme" / "01-ubl-invoice.xml"
-INFO = json.dumps({"name": "F-2026-001.xml", "flowSyntax": "UBL"})
-
-
-class Live:
-    """A live `edi serve --port 0` of a workspace (with EDI_FAULTS set to ``faults``) and a client's token."""
-
-    def __init__(self, ws: Workspace, faults: str = "") -> None:
-        self.process = subprocess.Popen(
-            [str(EDI), "--config", str(ws.config), "serve", "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "EDI_FAULTS": faults},
-        )
-        self.url = ready_url(self.process).rstrip("/")
-        store = open_store(ws.settings.workspace.layout())
-        try:
-            client, self.secret = clients.add_client(store, f"erp-{secrets.token_hex(3)}", "acme", datetime.now(UTC))
-        finally:
-            store.close()
-        self.client_id = client.client_id
-        token = httpx.post(
-            f"{self.url}/oauth2/token",
-            data={"grant_type": "client_credentials"},
-            auth=(self.client_id, self.secret),
-            timeout=30,
-        )
-        assert token.status_code == 200, token.text
-        self.headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-    def deposit(self, data: bytes, info: str = INFO) -> httpx.Response:
-        """POST {base}/v1/flows to the live server."""
-        return httpx.post(
-            f"{self.url}{BASE}/v1/flows",
-            headers=self.headers,
-            files={"flowInfo": (None, info, "application/json"), "file": ("f", data, "application/xml")},
-            timeout=60,
-        )
-
-    def kill(self) -> None:
-        """kill -9."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.communicate(timeout=30)
+from tests.api.live import EDI, INFO, UBL, Live
+from tests.conftest import DEFAULT_CONFIG, Workspace
 
 
 @pytest.fixture
