@@ -3,6 +3,7 @@ acknowledgement mapped from edi's, and the search's keyset pages, on real worksp
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import textwrap
@@ -26,11 +27,7 @@ from tests.conftest import DEFAULT_CONFIG, FLOWS, REPO, FixedClock, Workspace
 from tests.lifecycle.statuses import status_message
 from tests.lifecycle.test_intake import PARTNERS
 
-SPEC = json.loads((REPO.parent / "shared" / "specs" / "afnor-flow-service-1.3.0.json").read_text(encoding="utf-8"))
-# the standard's ReasonCode is oneOf(its enum, any string): every enum value matches both, so no value of the enum is
-# valid under oneOf. Read as anyOf (what it means), the one change made to the official schemas here
-COMPONENTS = json.loads(json.dumps(SPEC["components"]))
-COMPONENTS["schemas"]["ReasonCode"]["anyOf"] = COMPONENTS["schemas"]["ReasonCode"].pop("oneOf")
+SPEC = REPO.parent / "shared" / "specs" / "afnor-flow-service-1.3.0.json"
 ACME = ["01-ubl-invoice.xml", "04-duplicate-of-01.xml", "09-not-well-formed.xml", "11-not-an-invoice.xml"]
 ACME += ["12-empty.xml", "05-unknown-recipient.xml", "15-facturx-invoice.pdf", "10-schema-invalid.xml"]
 ACME += ["16-business-rule-broken.xml"]
@@ -41,9 +38,21 @@ rules = ["xsd", "en16931"]
 LATER = datetime.now(UTC) + timedelta(minutes=10)  # when the tests search: everything processed has settled
 
 
+@functools.cache
+def _components() -> dict[str, Any]:
+    """The standard's schemas. Its ReasonCode is oneOf(its enum, any string): every enum value matches both, so no
+    value of the enum is valid under oneOf. Read as anyOf (what it means), the one change made to them here."""
+    components: dict[str, Any] = json.loads(SPEC.read_text(encoding="utf-8"))["components"]
+    components["schemas"]["ReasonCode"]["anyOf"] = components["schemas"]["ReasonCode"].pop("oneOf")
+    return components
+
+
 def spec_errors(schema: str, instance: Any) -> list[str]:
-    """What the official schema ``schema`` says is wrong with ``instance`` (nothing: it is valid)."""
-    validator = jsonschema_rs.Draft4Validator({"$ref": f"#/components/schemas/{schema}", "components": COMPONENTS})
+    """What the official schema ``schema`` says is wrong with ``instance`` (nothing: it is valid). Skips the test
+    when the standard's OpenAPI is not at hand (``../shared/specs``)."""
+    if not SPEC.is_file():
+        pytest.skip(f"the standard's OpenAPI is not at {SPEC}: the answer cannot be checked against its schemas")
+    validator = jsonschema_rs.Draft4Validator({"$ref": f"#/components/schemas/{schema}", "components": _components()})
     return [str(e) for e in validator.iter_errors(instance)]
 
 
