@@ -51,6 +51,7 @@ from edi.api.errors import (
     UNPROCESSABLE_ENTITY,
     ApiError,
 )
+from edi.api.standard import FLOW_PROFILES, FLOW_SYNTAXES, PROCESSING_RULES
 from edi.clock import FlowIds, iso
 from edi.deposits import Upload, inbox_name
 from edi.errors import EdiError
@@ -69,20 +70,6 @@ MULTIPART_SLACK = 1024 * 1024  # the body's cap (edi.api.limits) is the file's l
 FLOW_INFO_MAX_BYTES = 64 * 1024  # flowInfo is a few short fields
 OTHER_PART_MAX_BYTES = 64 * 1024  # parts the standard does not name are read and dropped, up to this
 HEAD_BYTES = 64 * 1024  # the file's beginning, kept to tell what it is
-SYNTAXES = ("CII", "UBL", "Factur-X", "CDAR", "FRR")
-PROFILES = ("Basic", "CIUS", "Extended-CTC-FR", "Undefined")
-RULES = (
-    "B2B",
-    "B2BInt",
-    "B2C",
-    "B2G",
-    "B2GInt",
-    "OutOfScope",
-    "B2GOutOfScope",
-    "ArchiveOnly",
-    "NotApplicable",
-    "Undefined",
-)
 SHA256 = re.compile(r"[a-f0-9]{64}")
 BATCH = "batch"
 
@@ -130,16 +117,16 @@ def parse_flow_info(raw: bytes) -> FlowInfo:
     name, syntax = data["name"], data["flowSyntax"]
     if not isinstance(name, str) or len(name) > 255:
         raise _bad("name", "a string of at most 255 characters")
-    if syntax not in SYNTAXES:
-        raise _bad("flowSyntax", f"one of {', '.join(SYNTAXES)}")
+    if syntax not in FLOW_SYNTAXES:
+        raise _bad("flowSyntax", f"one of {', '.join(FLOW_SYNTAXES)}")
     optional: dict[str, tuple[str, Callable[[Any], bool], str]] = {  # attribute: field, valid, what is wanted
         "tracking_id": (
             "trackingId",
             lambda v: isinstance(v, str) and len(v) <= 64,
             "a string of 64 characters at most",
         ),
-        "processing_rule": ("processingRule", lambda v: v in RULES, f"one of {', '.join(RULES)}"),
-        "flow_profile": ("flowProfile", lambda v: v in PROFILES, f"one of {', '.join(PROFILES)}"),
+        "processing_rule": ("processingRule", lambda v: v in PROCESSING_RULES, f"one of {', '.join(PROCESSING_RULES)}"),
+        "flow_profile": ("flowProfile", lambda v: v in FLOW_PROFILES, f"one of {', '.join(FLOW_PROFILES)}"),
         "sha256": ("sha256", lambda v: isinstance(v, str) and SHA256.fullmatch(v) is not None, "64 hex digits a-f0-9"),
     }
     given: dict[str, str] = {}

@@ -30,48 +30,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from edi.api.standard import ACK_STATUSES, ERROR, FLOW_DIRECTIONS, FLOW_TYPES, OK, PENDING, PROCESSING_RULES
 from edi.clock import iso
 from edi.tracking import API_ACK_STATUS
 from edi.workspace import Layout
 
 ACK_STATUS = API_ACK_STATUS  # the acknowledgement status of a flows row, as idx_flows_api indexes it
-OK, ERROR, PENDING = "Ok", "Error", "Pending"
-ACK_STATUSES = (PENDING, OK, ERROR)
-PROCESSING_RULES = (
-    "B2B",
-    "B2BInt",
-    "B2C",
-    "B2G",
-    "B2GInt",
-    "OutOfScope",
-    "B2GOutOfScope",
-    "ArchiveOnly",
-    "NotApplicable",
-    "Undefined",
-)
-FLOW_TYPES = (
-    "CustomerInvoice",
-    "SupplierInvoice",
-    "CustomerInvoiceLC",
-    "SupplierInvoiceLC",
-    "StateCustomerInvoiceLC",
-    "StateSupplierInvoiceLC",
-    "AggregatedCustomerTransactionReport",
-    "UnitaryCustomerTransactionReport",
-    "AggregatedCustomerPaymentReport",
-    "UnitaryCustomerPaymentReport",
-    "UnitarySupplierTransactionReport",
-    "MultiFlowReport",
-    "StateCustomerInvoice",
-    "StateSupplierInvoice",
-    "StateTransactionReport",
-    "StateTransactionReportLC",
-    "StatePaymentReport",
-    "StatePaymentReportLC",
-    "Undefined",
-)
 INVOICE, STATUS_FLOW, MESSAGE = "CustomerInvoice", "SupplierInvoiceLC", "CustomerInvoiceLC"
-DIRECTIONS = ("In", "Out")
 DEFAULT_LIMIT, MAX_LIMIT = 25, 100
 MAX_DETAILS = 100  # details of one acknowledgement (errors first): the acknowledgement file holds them all
 MAX_ID = 64  # the standard's NotOnlyUuid
@@ -340,7 +305,7 @@ def parse_search(body: Any) -> Query:
 
 
 def _check_where(where: Mapping[str, Any]) -> None:
-    lists = {"processingRule": PROCESSING_RULES, "flowType": FLOW_TYPES, "flowDirection": DIRECTIONS}
+    lists = {"processingRule": PROCESSING_RULES, "flowType": FLOW_TYPES, "flowDirection": FLOW_DIRECTIONS}
     known = {"updatedAfter", "updatedBefore", "trackingId", "ackStatus", *lists}
     if unknown := sorted(set(where) - known):
         raise SearchError(f"unknown criterion {unknown[0]!r}: where takes {', '.join(sorted(known))}")
@@ -429,7 +394,7 @@ def _keys(
 ) -> list[Key]:
     """The first ``wanted`` keys after ``start`` of the rows ``where`` selects: each kind of row read as a keyset
     range of its own index (a range per acknowledgement status for flows), merged."""
-    directions = set(where.get("flowDirection") or DIRECTIONS)
+    directions = set(where.get("flowDirection") or FLOW_DIRECTIONS)
     types = set(where.get("flowType") or FLOW_TYPES)
     rules = where.get("processingRule") or None
     tracking = where.get("trackingId")

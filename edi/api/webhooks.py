@@ -34,31 +34,10 @@ from edi.api.app import Api, answer, threaded
 from edi.api.callbacks import CallbackRefused, check_url
 from edi.api.clients import ApiClient
 from edi.api.errors import INVALID_REQUEST, MISSING_REQUIRED_FIELD, MISSING_RESOURCE, ApiError
+from edi.api.standard import FLOW_DIRECTIONS, FLOW_TYPES
 from edi.clock import iso
 from edi.tracking import Tracking
 
-FLOW_TYPES = (  # the standard's FlowType enum
-    "CustomerInvoice",
-    "SupplierInvoice",
-    "CustomerInvoiceLC",
-    "SupplierInvoiceLC",
-    "StateCustomerInvoiceLC",
-    "StateSupplierInvoiceLC",
-    "AggregatedCustomerTransactionReport",
-    "UnitaryCustomerTransactionReport",
-    "AggregatedCustomerPaymentReport",
-    "UnitaryCustomerPaymentReport",
-    "UnitarySupplierTransactionReport",
-    "MultiFlowReport",
-    "StateCustomerInvoice",
-    "StateSupplierInvoice",
-    "StateTransactionReport",
-    "StateTransactionReportLC",
-    "StatePaymentReport",
-    "StatePaymentReportLC",
-    "Undefined",
-)
-DIRECTIONS = ("In", "Out")
 ACK_STATUSES = ("Ok", "Error")  # Pending is the standard's too, refused: no webhook fires before the acknowledgement
 FIELDS = ("callbackUrl", "flowTypes", "flowDirection", "ackStatus")
 MAX_BODY = 16 * 1024
@@ -94,7 +73,7 @@ def parse(body: bytes) -> dict[str, Any]:
     if not isinstance(types, list) or not all(isinstance(t, str) and t in FLOW_TYPES for t in types):
         raise _refuse(f"flowTypes must be a list of the standard's flow types ({', '.join(FLOW_TYPES)})")
     direction = given.get("flowDirection")
-    if direction is not None and direction not in DIRECTIONS:
+    if direction is not None and direction not in FLOW_DIRECTIONS:
         raise _refuse("flowDirection must be In or Out (or left out: both)")
     status = given.get("ackStatus")
     if status == "Pending":

@@ -66,3 +66,18 @@ class Live:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
         self.process.communicate(timeout=30)
+
+
+def edi_batch(ws: Workspace) -> subprocess.CompletedProcess[str]:
+    """`edi batch` (the real executable, no faults)."""
+    result = subprocess.run(
+        [str(EDI), "--config", str(ws.config), "batch"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EDI_FAULTS": ""},
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return result

@@ -6,9 +6,7 @@ instead of killing are answered 503 (nothing deposited) or, once the file is in 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +18,7 @@ from starlette.testclient import TestClient
 
 from edi.web.app import create_app
 from tests.api.conftest import BASE, Service
-from tests.api.live import EDI, INFO, UBL, Live
+from tests.api.live import INFO, UBL, Live, edi_batch
 from tests.conftest import DEFAULT_CONFIG, Workspace
 
 
@@ -36,21 +34,6 @@ def live(workspace: Workspace) -> Iterator[Callable[[str], Live]]:
     yield start
     for server in started:
         server.kill()
-
-
-def edi_batch(ws: Workspace) -> subprocess.CompletedProcess[str]:
-    """`edi batch` (the real executable, no faults)."""
-    result = subprocess.run(
-        [str(EDI), "--config", str(ws.config), "batch"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "EDI_FAULTS": ""},
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def query(ws: Workspace, sql: str) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ import pytest
 from edi.api import clients
 from edi.api.flows import SETTLE
 from edi.store import open_store
+from tests.api.live import edi_batch
 from tests.conftest import FLOWS, Workspace
 from tests.test_serve import ready_url
 
@@ -70,15 +71,7 @@ def session(server: str, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) 
 
 def batch(ws: Workspace) -> None:
     """`edi batch` (the real executable), then time for what it recorded to settle for searches."""
-    result = subprocess.run(
-        [str(EDI), "--config", str(ws.config), "batch"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "EDI_FAULTS": ""},
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    edi_batch(ws)
     time.sleep(SETTLE.total_seconds() + 0.2)
 
 
