@@ -464,3 +464,25 @@ def test_a_zip_batch_deposited_is_processed_member_by_member(service: Service) -
     flow_id = deposit(service, client, buffer.getvalue(), name="lot.zip", flowSyntax="CII").json()["flowId"]
     batch(service.workspace)
     assert len(acks(service.workspace)[flow_id]["documents"]) == 2
+
+
+def test_a_store_renamed_into_place_meanwhile_gets_the_next_deposit(service: Service) -> None:
+    """The server keeps its store open between deposits, but a store renamed into place meanwhile (as `edi store
+    rebuild` does) gets the next deposit's row, not the replaced file the server had open."""
+    client = service.add_client("erp")
+    token = service.headers(client)  # one token, known to both stores
+    data = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
+    first = deposit(service, client, data, headers=token, name="first.xml")
+    assert first.status_code == 202, first.text
+    database = service.workspace.root / "tracking.sqlite"
+    copy = database.with_name("tracking-copy.sqlite")
+    source, target = sqlite3.connect(database), sqlite3.connect(copy)
+    source.backup(target)
+    source.close()
+    target.close()
+    for suffix in ("-wal", "-shm"):
+        database.with_name(database.name + suffix).unlink(missing_ok=True)
+    copy.rename(database)  # a new file (another inode) under the store's name
+    second = deposit(service, client, data + b"\n", headers=token, name="second.xml")
+    assert second.status_code == 202, second.text
+    assert {r["name"] for r in rows(service.workspace)} == {"first.xml", "second.xml"}
