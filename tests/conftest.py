@@ -7,6 +7,7 @@ import gc
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import textwrap
 import tomllib
@@ -187,6 +188,16 @@ class Workspace:
 
     def queue(self, name: str) -> list[Path]:
         return sorted((self.root / "queues" / name / "new").iterdir())
+
+
+def store_rows(ws: Workspace, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """The rows a query of the workspace's store gives, as dicts (a connection of its own, closed after)."""
+    conn = sqlite3.connect(ws.root / "tracking.sqlite")
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, args)]
+    finally:
+        conn.close()
 
 
 @pytest.fixture

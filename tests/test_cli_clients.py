@@ -4,7 +4,6 @@ what they print, their one-line errors and exit codes, what they store, and that
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +14,7 @@ from edi.api import clients
 from edi.cli import main
 from edi.web.app import create_app
 from tests.api.conftest import PROBE, add_probe
-from tests.conftest import Workspace
+from tests.conftest import Workspace, store_rows
 
 
 def run(ws: Workspace, *args: str) -> Result:
@@ -26,15 +25,6 @@ def run(ws: Workspace, *args: str) -> Result:
 def errors(result: Result) -> list[str]:
     """What a command said on stderr besides log lines."""
     return [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("{")]
-
-
-def rows(ws: Workspace, sql: str) -> list[dict[str, object]]:
-    conn = sqlite3.connect(ws.root / "tracking.sqlite")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
 
 
 def opens(ws: Workspace, headers: dict[str, str]) -> int:
@@ -93,7 +83,7 @@ def test_add_refuses_an_unknown_sender_a_bad_name_and_a_twin_in_one_line(workspa
     ]
     bad = run(workspace, "add", "../erp", "--sender", "acme")
     assert bad.exit_code == 1 and len(errors(bad)) == 1 and "not a valid client name" in errors(bad)[0]
-    assert rows(workspace, "SELECT * FROM api_clients") == []
+    assert store_rows(workspace, "SELECT * FROM api_clients") == []
     assert run(workspace, "add", "erp", "--sender", "acme").exit_code == 0
     twin = run(workspace, "add", "erp", "--sender", "opdemat")
     assert twin.exit_code == 1 and len(errors(twin)) == 1 and "exists already" in errors(twin)[0]
@@ -152,7 +142,7 @@ def test_revoke_ends_every_token_now_and_keeps_the_secret(workspace: Workspace) 
     tokens = [json.loads(run(workspace, "token", "erp", "--json").stdout)["token"] for _ in range(2)]
     revoked = run(workspace, "revoke", "erp")
     assert revoked.exit_code == 0 and revoked.stdout == "2 token(s) of erp revoked\n"
-    assert all(r["revoked_at"] for r in rows(workspace, "SELECT revoked_at FROM api_tokens"))
+    assert all(r["revoked_at"] for r in store_rows(workspace, "SELECT revoked_at FROM api_tokens"))
     assert [opens(workspace, {"Authorization": f"Bearer {t}"}) for t in tokens] == [401, 401]
     assert token_of(workspace, made["client_id"], made["client_secret"]) == 200
 
@@ -174,7 +164,10 @@ def test_remove_ends_the_client_and_its_tokens(workspace: Workspace) -> None:
     token = json.loads(run(workspace, "token", "erp", "--json").stdout)["token"]
     removed = run(workspace, "remove", "erp")
     assert removed.exit_code == 0 and removed.stdout == "client erp removed; its tokens no longer open the API\n"
-    assert rows(workspace, "SELECT * FROM api_clients") == [] and rows(workspace, "SELECT * FROM api_tokens") == []
+    assert (
+        store_rows(workspace, "SELECT * FROM api_clients") == []
+        and store_rows(workspace, "SELECT * FROM api_tokens") == []
+    )
     assert opens(workspace, {"Authorization": f"Bearer {token}"}) == 401
     again = run(workspace, "remove", "erp")
     assert again.exit_code == 1 and errors(again) == ["Error: no client 'erp' (`edi clients list` shows them)"]
@@ -185,7 +178,7 @@ def test_each_change_is_audited_by_edi_clients(workspace: Workspace) -> None:
     for args in (["add", "erp", "--sender", "acme"], ["token", "erp"], ["revoke", "erp"], ["secret", "erp"]):
         assert run(workspace, *args).exit_code == 0
     assert run(workspace, "remove", "erp").exit_code == 0
-    done = rows(workspace, "SELECT user, action, target FROM actions ORDER BY id")
+    done = store_rows(workspace, "SELECT user, action, target FROM actions ORDER BY id")
     assert [(a["user"], a["action"], a["target"]) for a in done] == [
         ("edi clients", f"clients.{verb}", "erp") for verb in ("add", "token", "revoke", "secret", "remove")
     ]

@@ -26,7 +26,7 @@ from edi.runner import run_batch
 from edi.store import open_store
 from edi.web.app import create_app
 from tests.api.conftest import BASE, Client, Service
-from tests.conftest import DEFAULT_CONFIG, FLOWS, Workspace
+from tests.conftest import DEFAULT_CONFIG, FLOWS, Workspace, store_rows
 from tests.lifecycle.statuses import status_message
 from tests.web.conftest import login
 
@@ -60,12 +60,7 @@ def deposit(
 
 
 def rows(ws: Workspace, table: str = "api_deposits") -> list[dict[str, Any]]:
-    conn = sqlite3.connect(ws.root / "tracking.sqlite")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
-    finally:
-        conn.close()
+    return store_rows(ws, f"SELECT * FROM {table}")
 
 
 def acks(ws: Workspace, sender: str = "acme") -> dict[str, dict[str, Any]]:

@@ -6,7 +6,6 @@ instead of killing are answered 503 (nothing deposited) or, once the file is in 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from starlette.testclient import TestClient
 from edi.web.app import create_app
 from tests.api.conftest import BASE, Service
 from tests.api.live import INFO, UBL, Live, edi_batch
-from tests.conftest import DEFAULT_CONFIG, Workspace
+from tests.conftest import DEFAULT_CONFIG, Workspace, store_rows
 
 
 @pytest.fixture
@@ -34,15 +33,6 @@ def live(workspace: Workspace) -> Iterator[Callable[[str], Live]]:
     yield start
     for server in started:
         server.kill()
-
-
-def query(ws: Workspace, sql: str) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(ws.root / "tracking.sqlite")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
 
 
 def acks(ws: Workspace) -> list[dict[str, Any]]:
@@ -68,7 +58,7 @@ def test_a_server_killed_right_after_its_202_loses_nothing(workspace: Workspace,
     (ack,) = acks(workspace)
     assert ack["flow_id"] == flow_id and ack["status"] == "IN_INTEGRE" and ack["file_name"] == "F-2026-001.xml"
     assert pending(workspace) == []
-    assert [r["flow_id"] for r in query(workspace, "SELECT flow_id FROM flows")] == [flow_id]
+    assert [r["flow_id"] for r in store_rows(workspace, "SELECT flow_id FROM flows")] == [flow_id]
 
 
 @pytest.mark.parametrize(
@@ -88,7 +78,7 @@ def test_a_server_killed_in_the_middle_of_a_deposit_loses_nothing(
     server.kill()
     (where,) = pending(workspace)
     assert where.startswith(f"{left}/")
-    recorded = [r["flow_id"] for r in query(workspace, "SELECT flow_id FROM api_deposits")]
+    recorded = [r["flow_id"] for r in store_rows(workspace, "SELECT flow_id FROM api_deposits")]
     assert len(recorded) == (0 if point == "deposit.before_record" else 1)
     edi_batch(workspace)
     assert pending(workspace) == []
@@ -120,7 +110,7 @@ def test_a_failure_before_the_file_is_in_the_inbox_is_503_and_deposits_nothing(
     )
     assert answer.status_code == 503 and answer.json()["errorCode"] == "RESOURCE_ERROR"
     assert pending(service.workspace) == []
-    assert query(service.workspace, "SELECT * FROM api_deposits") == []
+    assert store_rows(service.workspace, "SELECT * FROM api_deposits") == []
 
 
 def test_a_failure_after_the_file_is_in_the_inbox_still_processes_it_under_its_id(
@@ -139,7 +129,7 @@ def test_a_failure_after_the_file_is_in_the_inbox_still_processes_it_under_its_i
         )
     inject("")
     assert answer.status_code == 500 and answer.json()["errorCode"] == "INTERNAL_ERROR"
-    (row,) = query(service.workspace, "SELECT flow_id FROM api_deposits")
+    (row,) = store_rows(service.workspace, "SELECT flow_id FROM api_deposits")
     edi_batch(service.workspace)
     assert [a["flow_id"] for a in acks(service.workspace)] == [row["flow_id"]]
 
