@@ -7,6 +7,7 @@ are small (1 MiB a member, 8 MiB in all) so that bombs stay cheap to build and c
 from __future__ import annotations
 
 import bz2
+import gc
 import gzip
 import hashlib
 import io
@@ -131,7 +132,9 @@ def assert_refused(path: Path, kind: str, code: Code, rule: str, limits: Limits 
 
 
 def measured(action: Callable[[], object]) -> tuple[object, int, float]:
-    """What ``action`` returned or raised, with the peak traced memory and the wall time it took."""
+    """What ``action`` returned or raised, with the peak traced memory and the wall time it took. Earlier tests'
+    garbage is collected first: finalizers run by a collection during the action would count as its memory."""
+    gc.collect()
     tracemalloc.start()
     started = time.perf_counter()
     try:
