@@ -315,7 +315,7 @@ def notify_quietly(settings: Settings, *, digests: bool = False) -> str | None:
 def deliver_quietly(settings: Settings) -> str | None:
     """Deliver the webhook events that are due (see :func:`edi.api.deliver.deliver_due`); a line saying what was
     done, or None when there was nothing to do. Never raises: a problem is logged and said in the line."""
-    if not settings.api.enabled or not settings.api.webhook_allowed_hosts:
+    if not settings.api.webhooks:
         return None
     from edi.api.deliver import deliver_due  # here: a workspace without webhooks never loads http.client
 

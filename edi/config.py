@@ -434,6 +434,11 @@ class ApiSettings:
     webhook_retry_max_seconds: float = field(default=3600.0, metadata=_check(_positive_float))
     webhook_give_up_seconds: float = field(default=172800.0, metadata=_check(_positive_float))
 
+    @property
+    def webhooks(self) -> bool:
+        """Whether webhooks can fire: the API is served and some host is allowed (else none is queued or sent)."""
+        return self.enabled and bool(self.webhook_allowed_hosts)
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:

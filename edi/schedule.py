@@ -175,7 +175,7 @@ class Scheduler:
                 return f"{detail}; notifications not sent ({type(exc).__name__}: {exc})"
             if notified.tried:
                 detail += f"; {notified.summary()}"
-        if self.settings.api.enabled and self.settings.api.webhook_allowed_hosts and not self.stop.is_set():
+        if self.settings.api.webhooks and not self.stop.is_set():
             from edi.api.deliver import deliver_due  # here: a schedule without webhooks never loads http.client
 
             try:

@@ -134,7 +134,7 @@ def serve(settings: Settings, host: str, port: int, on_ready: Callable[[str], No
     previous = {s: signal.signal(s, quiet) for s in (signal.SIGINT, signal.SIGTERM)}
     done = threading.Event()
     deliverer = None
-    if settings.api.enabled and settings.api.webhook_allowed_hosts:
+    if settings.api.webhooks:
         deliverer = threading.Thread(target=deliver_while, args=(settings, done), name="webhooks", daemon=True)
         deliverer.start()
     try:

@@ -169,7 +169,7 @@ def _row(event: Event, webhook_id: str, when: str) -> dict[str, Any]:
 
 def policy_for(settings: Settings) -> Policy | None:
     """The policy, None when the API is off or allows callbacks to no host (then nothing is queued, at no cost)."""
-    if not settings.api.enabled or not settings.api.webhook_allowed_hosts:
+    if not settings.api.webhooks:
         return None
     return Policy()
 
