@@ -485,7 +485,7 @@ class Tracking:
     def _known(self, flow_ids: Sequence[str]) -> set[str]:
         """Which of these flows have a row (a query per 500 ids, not one per id)."""
         known: set[str] = set()
-        for chunk, marks in _in_chunks(flow_ids):
+        for chunk, marks in in_chunks(flow_ids):
             known.update(
                 str(r[0]) for r in self.db.conn.execute(f"SELECT flow_id FROM flows WHERE flow_id IN ({marks})", chunk)
             )
@@ -523,8 +523,8 @@ class Tracking:
         name the client gave (a query per 500 files, on the inbox-name index)."""
         wanted = set(files)
         found: dict[tuple[str, str], tuple[str, str]] = {}
-        names = sorted({name for _, name in files if _utf8(name)})  # a deposit's inbox name is always UTF-8
-        for chunk, marks in _in_chunks(names):
+        names = sorted({name for _, name in files if utf8_text(name)})  # a deposit's inbox name is always UTF-8
+        for chunk, marks in in_chunks(names):
             rows = self.db.conn.execute(
                 "SELECT sender, inbox_name, flow_id, name FROM api_deposits INDEXED BY idx_api_deposits_inbox "
                 f"WHERE inbox_name IN ({marks})",
@@ -557,7 +557,7 @@ class Tracking:
                 "UPDATE flows SET size = ?, sha256 = ? WHERE flow_id = ?", [[z, h, f] for f, z, h in digests]
             )
             firsts: dict[tuple[str, str], str] = {}
-            for chunk, marks in _in_chunks(ids):
+            for chunk, marks in in_chunks(ids):
                 rows = self.db.conn.execute(
                     "SELECT g.sender, g.sha256, (SELECT MIN(o.flow_id) FROM flows o INDEXED BY idx_flows_sender_sha256 "
                     "WHERE o.sender = g.sender "
@@ -1093,7 +1093,7 @@ class Tracking:
         return {r["status"]: r["n"] for r in self.db.query("SELECT status, count(*) AS n FROM flows GROUP BY status")}
 
 
-def _utf8(name: str) -> bool:
+def utf8_text(name: str) -> bool:
     """Whether a file name is text SQLite can hold (not bytes that are not UTF-8, kept as surrogates)."""
     try:
         name.encode("utf-8")
@@ -1102,7 +1102,7 @@ def _utf8(name: str) -> bool:
     return True
 
 
-def _in_chunks(ids: Sequence[str], size: int = 500) -> Iterator[tuple[Sequence[str], str]]:
+def in_chunks(ids: Sequence[str], size: int = 500) -> Iterator[tuple[Sequence[str], str]]:
     """``ids`` in chunks small enough for one ``IN (...)`` each, with the chunk's placeholders."""
     for start in range(0, len(ids), size):
         chunk = ids[start : start + size]

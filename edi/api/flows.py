@@ -32,7 +32,7 @@ from typing import Any
 
 from edi.api.standard import ACK_STATUSES, ERROR, FLOW_DIRECTIONS, FLOW_TYPES, OK, PENDING, PROCESSING_RULES
 from edi.clock import iso
-from edi.tracking import API_ACK_STATUS
+from edi.tracking import API_ACK_STATUS, in_chunks, utf8_text
 from edi.workspace import Layout
 
 ACK_STATUS = API_ACK_STATUS  # the acknowledgement status of a flows row, as idx_flows_api indexes it
@@ -508,7 +508,7 @@ def _deposits_leg(
     looked up by name: never a walk over every deposit the sender made) and has no flow row yet."""
     conditions = conditions.replace(IS_STATUS_FLOW, "(coalesce(d.flow_syntax, '') = 'CDAR')")
     keys: list[Key] = []
-    for chunk, marks in _in_chunks(_waiting(layout, sender)):
+    for chunk, marks in in_chunks(_waiting(layout, sender)):
         sql = (
             "SELECT d.submitted_at, d.flow_id FROM api_deposits d INDEXED BY idx_api_deposits_inbox "
             f"WHERE d.inbox_name IN ({marks}) AND d.sender = ? AND (d.submitted_at, d.flow_id) > (?, ?) "
@@ -526,21 +526,7 @@ def _waiting(layout: Layout, sender: str) -> list[str]:
             names = [e.name for e in entries if not e.name.startswith(".") and e.is_file(follow_symlinks=False)]
     except OSError:
         return []
-    return [n for n in names if n.isascii() or _utf8(n)]
-
-
-def _utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:  # the undecodable bytes of a name, as surrogates
-        return False
-    return True
-
-
-def _in_chunks(names: Sequence[str], size: int = 500) -> Iterator[tuple[Sequence[str], str]]:
-    for first in range(0, len(names), size):
-        chunk = names[first : first + size]
-        yield chunk, ", ".join("?" for _ in chunk)
+    return [n for n in names if n.isascii() or utf8_text(n)]
 
 
 # -- the cursor: opaque to the client, checked when it comes back ------------------------------------------------
