@@ -372,3 +372,7 @@ class FlowRejected(Exception):
     def __init__(self, finding: Finding) -> None:
         super().__init__(finding.message)
         self.finding = finding
+
+    def __reduce__(self) -> tuple[type[FlowRejected], tuple[Finding]]:
+        """Pickled with its finding, so that it crosses to and from worker processes whole."""
+        return (FlowRejected, (self.finding,))

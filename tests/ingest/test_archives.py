@@ -7,7 +7,6 @@ are small (1 MiB a member, 8 MiB in all) so that bombs stay cheap to build and c
 from __future__ import annotations
 
 import bz2
-import gc
 import gzip
 import hashlib
 import io
@@ -16,7 +15,6 @@ import stat
 import struct
 import tarfile
 import time
-import tracemalloc
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ import pytest
 
 from edi.ingest.archives import Limits, Member, check_name, display, members, reread
 from edi.model import Code, FlowRejected, Layer
+from tests.peak import alone
 
 MIB = 1024 * 1024
 LIMITS = Limits(max_document_bytes=MIB, max_uncompressed_bytes=8 * MIB, max_compression_ratio=200, max_members=1000)
@@ -132,20 +131,8 @@ def assert_refused(path: Path, kind: str, code: Code, rule: str, limits: Limits 
 
 
 def measured(action: Callable[[], object]) -> tuple[object, int, float]:
-    """What ``action`` returned or raised, with the peak traced memory and the wall time it took. Earlier tests'
-    garbage is collected first: finalizers run by a collection during the action would count as its memory."""
-    gc.collect()
-    tracemalloc.start()
-    started = time.perf_counter()
-    try:
-        result: object = action()
-    except FlowRejected as exc:
-        result = exc
-    finally:
-        elapsed = time.perf_counter() - started
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return result, peak, elapsed
+    """What ``action`` returned or raised (FlowRejected), its peak traced memory and wall time, measured alone."""
+    return alone(action, FlowRejected)
 
 
 def sha(data: bytes) -> str:

@@ -9,7 +9,6 @@ import re
 import signal
 import threading
 import time
-import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from edi.ingest.xmlparse import parse_xml
 from edi.model import Code, Layer, Severity
 from flows.generate import facturx, page
 from tests.conftest import CORPUS, FLOWS, corpus_rows, needs_corpus
+from tests.peak import alone
 
 MIB = 1024 * 1024
 CII = (FLOWS / "acme" / "03-cii-invoice.xml").read_bytes()  # a CII EN 16931 invoice the factur-x package accepts
@@ -584,14 +584,9 @@ def bomb_pdf(bomb: bytes, where: str) -> bytes:
 
 
 def measured(data: bytes, max_xml_bytes: int) -> tuple[PdfInvoice, float, int]:
-    """read() with its wall time and its peak of Python-allocated memory."""
-    tracemalloc.start()
-    started = time.monotonic()
-    try:
-        result = read(data, max_xml_bytes=max_xml_bytes)
-        return result, time.monotonic() - started, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    """read() with its wall time and its peak of Python-allocated memory, measured alone."""
+    result, peak, elapsed = alone(lambda: read(data, max_xml_bytes=max_xml_bytes))
+    return result, elapsed, peak
 
 
 @pytest.mark.parametrize("where", ["embedded-xml", "xmp"])
