@@ -130,8 +130,9 @@ def main() -> None:
         for revision in codes:
             medians = {w: statistics.median(rates[revision, w]) for w in args.workers}
             line = ", ".join(f"--workers {w}: {rate:.0f} flows/s" for w, rate in medians.items())
-            ratios = ", ".join(f"{w} / 1: {medians[w] / medians[1]:.2f}x" for w in args.workers if w > 1)
-            print(f"  {revision}: {line}" + (f"; {ratios}" if 1 in medians and ratios else ""))
+            alone = medians.get(1)
+            ratios = ", ".join(f"{w} / 1: {medians[w] / alone:.2f}x" for w in args.workers if w > 1 and alone)
+            print(f"  {revision}: {line}" + (f"; {ratios}" if ratios else ""))
     finally:
         for revision, code in codes.items():
             if revision != "." and not revision.endswith("+notify"):

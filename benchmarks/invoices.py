@@ -155,6 +155,7 @@ def _totals(template: Template, sums: dict[Decimal, Decimal]) -> str:
     )
     text = text[: found.start()] + copies + text[found.end() :]
     total = lines_total + tax
+    summation: tuple[tuple[str, Decimal], ...]
     if cii:
         summation = (
             ("ram:LineTotalAmount", lines_total),
