@@ -1,4 +1,4 @@
-"""tests/peak.py measures an action alone: another thread's allocations meanwhile never count against it."""
+"""tests/peak.py measures a call alone: another thread's allocations meanwhile never count against it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_another_threads_allocations_are_not_counted() -> None:
         time.sleep(0.2)
         in_process = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        _, peak, elapsed = alone(lambda: time.sleep(0.2))
+        _, peak, elapsed = alone(time.sleep, 0.2)
     finally:
         stop.set()
         thread.join()
@@ -35,6 +35,6 @@ def test_another_threads_allocations_are_not_counted() -> None:
 
 
 def test_the_actions_result_or_exception_comes_back() -> None:
-    assert alone(lambda: [1, 2, 3])[0] == [1, 2, 3]
-    error, _, _ = alone(lambda: int("x"), ValueError)
+    assert alone(sorted, [3, 1, 2])[0] == [1, 2, 3]
+    error, _, _ = alone(int, "x", catch=ValueError)
     assert isinstance(error, ValueError)

@@ -130,9 +130,10 @@ def assert_refused(path: Path, kind: str, code: Code, rule: str, limits: Limits 
     return rejected
 
 
-def measured(action: Callable[[], object]) -> tuple[object, int, float]:
-    """What ``action`` returned or raised (FlowRejected), its peak traced memory and wall time, measured alone."""
-    return alone(action, FlowRejected)
+def measured(path: Path, kind: str) -> tuple[object, int, float]:
+    """What reading the archive returned or raised (FlowRejected), its peak traced memory and wall time, measured
+    alone (tests/peak.py)."""
+    return alone(read_all, path, kind, catch=FlowRejected)
 
 
 def sha(data: bytes) -> str:
@@ -595,7 +596,7 @@ def test_tar_gz_padding_after_the_tar_end_counts_against_the_limit(tmp_path: Pat
         archive.addfile(tar_info("a.xml", XML), io.BytesIO(XML))
     path = write(tmp_path, "tar.gz", gzip.compress(raw.getvalue() + b"\x00" * (9 * MIB), compresslevel=6))
 
-    result, peak, elapsed = measured(lambda: read_all(path, "tar.gz"))
+    result, peak, elapsed = measured(path, "tar.gz")
 
     assert isinstance(result, FlowRejected), result
     assert (result.finding.code, result.finding.rule) == (Code.IRR_TAILLE_F, "max_uncompressed_bytes")
@@ -694,7 +695,7 @@ def test_too_many_members_is_refused_in_bounded_memory(tmp_path: Path, kind: str
     """Refusing 10,000 members over max_members=1000 holds no more than a few times max_document_bytes."""
     path = write(tmp_path, kind, many_members(kind, 10_000))
 
-    result, peak, elapsed = measured(lambda: read_all(path, kind))
+    result, peak, elapsed = measured(path, kind)
 
     assert isinstance(result, FlowRejected)
     assert result.finding.rule == "max_members"
@@ -753,7 +754,7 @@ def test_compression_bomb_is_refused_in_bounded_memory_and_time(tmp_path: Path, 
     assert len(data) < 64 * 1024
     path = write(tmp_path, kind, data)
 
-    result, peak, elapsed = measured(lambda: read_all(path, kind))
+    result, peak, elapsed = measured(path, kind)
 
     assert isinstance(result, FlowRejected), result
     assert (result.finding.code, result.finding.rule) == (Code.IRR_TAILLE_F, "max_compression_ratio")
@@ -796,7 +797,7 @@ def test_zip_declaring_a_small_size_for_a_big_member_stays_bounded(tmp_path: Pat
     """A deflated member declared as 1,000 bytes but holding 6 MiB never yields more than the limit, nor crashes."""
     path = write(tmp_path, "zip", lying_zip(zipfile.ZIP_DEFLATED, 6 * MIB))
 
-    result, peak, elapsed = measured(lambda: read_all(path, "zip"))
+    result, peak, elapsed = measured(path, "zip")
 
     assert_bounded(result)
     assert peak < PEAK, f"peak {peak / MIB:.1f} MiB"
@@ -814,7 +815,7 @@ def test_zip_bzip2_or_lzma_member_declaring_a_small_size_stays_bounded(tmp_path:
     """A bzip2 or LZMA member declared as 1,000 bytes but holding 24 MiB is read or refused in bounded memory."""
     path = write(tmp_path, "zip", lying_zip(method, 24 * MIB))
 
-    result, peak, _ = measured(lambda: read_all(path, "zip"))
+    result, peak, _ = measured(path, "zip")
 
     assert_bounded(result)
     assert peak < PEAK, f"peak {peak / MIB:.1f} MiB"
@@ -876,7 +877,7 @@ def test_huge_tar_metadata_header_is_refused_in_bounded_memory(tmp_path: Path, m
     """A tar.gz whose metadata header expands to 12 MiB (over max_uncompressed_bytes) is refused in bounded memory."""
     path = write(tmp_path, "tar.gz", make(12 * MIB))
 
-    result, peak, _ = measured(lambda: read_all(path, "tar.gz"))
+    result, peak, _ = measured(path, "tar.gz")
 
     assert isinstance(result, FlowRejected), "accepted"
     assert peak < PEAK, f"peak {peak / MIB:.1f} MiB"
@@ -898,7 +899,7 @@ def test_many_directory_entries_stay_bounded(tmp_path: Path, kind: str) -> None:
     """20,000 directory entries are refused or read while holding no more than a few times max_document_bytes."""
     path = write(tmp_path, kind, many_directories(kind, 20_000))
 
-    result, peak, _ = measured(lambda: read_all(path, kind))
+    result, peak, _ = measured(path, kind)
 
     assert isinstance(result, FlowRejected | list)
     assert peak < PEAK, f"peak {peak / MIB:.1f} MiB"

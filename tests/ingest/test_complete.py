@@ -352,7 +352,7 @@ def test_a_gzip_bomb_is_answered_quickly_in_bounded_memory(tmp_path: Path) -> No
     assert len(bomb) < 128 * 1024
     path = tmp_path / "bomb.tar.gz"
     path.write_bytes(bomb)
-    whole, peak, elapsed = alone(lambda: is_complete(path))
+    whole, peak, elapsed = alone(is_complete, path)
     assert whole
     assert elapsed < 5
     assert peak < 8 * 1024 * 1024

@@ -585,7 +585,7 @@ def bomb_pdf(bomb: bytes, where: str) -> bytes:
 
 def measured(data: bytes, max_xml_bytes: int) -> tuple[PdfInvoice, float, int]:
     """read() with its wall time and its peak of Python-allocated memory, measured alone."""
-    result, peak, elapsed = alone(lambda: read(data, max_xml_bytes=max_xml_bytes))
+    result, peak, elapsed = alone(read, data, max_xml_bytes)
     return result, elapsed, peak
 
 
