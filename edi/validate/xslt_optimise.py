@@ -161,9 +161,17 @@ def _flatten_pattern_walks(tree: etree._ElementTree) -> int:
             for rule in rules:
                 recursion = rule[-1]
                 rule.remove(recursion)
-            entry.set("select", " | ".join(patterns))
+            entry.set("select", _in_document_order(patterns))
             count += 1
     return count
+
+
+def _in_document_order(paths: list[str]) -> str:
+    """The nodes ``paths`` select, in document order, each once: what their union selects, written as a sequence
+    followed by a step (``(a, b)/.``, which XPath sorts and deduplicates as ``a | b``). Saxon compiles a union of
+    hundreds of paths slowly (the CII EN 16931 syntax pattern's 308: 0.60 s against 0.24 s for the whole official
+    stylesheet; the sequence, 0.24 s) and runs both alike."""
+    return paths[0] if len(paths) == 1 else f"({', '.join(paths)})/."
 
 
 def _drop_fired_rules(tree: etree._ElementTree) -> int:
