@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import re
 import signal
 import sys
@@ -49,6 +48,7 @@ from edi.runner import BatchReport, PassStopped, collect_less, init_workspace, r
 from edi.store import open_store
 from edi.text import printable, printable_all
 from edi.tracking import Tracking
+from edi.workers import default_workers
 
 log = structlog.get_logger()
 
@@ -219,17 +219,22 @@ MAX_WORKERS = 256  # each worker is a whole processor (~100 MiB, its own compile
 WORKERS = click.option(
     "--workers",
     type=click.IntRange(min=1, max=MAX_WORKERS),
-    default=lambda: min(os.cpu_count() or 1, MAX_WORKERS),
-    show_default="the number of cores",
+    default=None,
+    show_default="the number of cores; half of them when business rules run",
     help="Processes that claim and process flows in parallel (each claims a file by renaming it, so none is "
-    f"taken twice; at most {MAX_WORKERS}). Small runs stay in one process.",
+    f"taken twice; at most {MAX_WORKERS}). Small runs stay in one process. With business rules, each worker's "
+    "rules processes work beside it: one worker keeps two cores busy.",
 )
+
+
+def _workers(given: int | None, settings: Settings) -> int:
+    return given if given is not None else min(default_workers(settings), MAX_WORKERS)
 
 
 @main.command()
 @WORKERS
 @pass_context
-def batch(ctx: Context, workers: int) -> None:
+def batch(ctx: Context, workers: int | None) -> None:
     """Process every finished file once, then exit.
 
     \b
@@ -273,7 +278,12 @@ def batch(ctx: Context, workers: int) -> None:
     stopped: PassStopped | None = None
     try:
         report = run_batch(
-            settings, workers=workers, on_start=on_start, on_flow=on_flow, should_stop=stop.is_set, keep_outcomes=False
+            settings,
+            workers=_workers(workers, settings),
+            on_start=on_start,
+            on_flow=on_flow,
+            should_stop=stop.is_set,
+            keep_outcomes=False,
         )
     except PassStopped as exc:  # what the run did before it could not go on is said first
         report, stopped = exc.report, exc
@@ -530,7 +540,7 @@ def _finding(f: dict[str, Any]) -> str:
 @main.command(name="watch")
 @WORKERS
 @pass_context
-def watch_cmd(ctx: Context, workers: int) -> None:
+def watch_cmd(ctx: Context, workers: int | None) -> None:
     """Process files as they arrive, until SIGTERM or SIGINT (Ctrl-C).
 
     \b
@@ -553,7 +563,7 @@ def watch_cmd(ctx: Context, workers: int) -> None:
     from edi.watch import watch  # here, not at the top: every other command starts without watchdog
 
     settings = ctx.settings
-    summary = watch(settings, workers=workers)
+    summary = watch(settings, workers=_workers(workers, settings))
     click.echo(f"watch stopped: {summary.flows} flows in {summary.passes} passes, {summary.failed} failed")
 
 

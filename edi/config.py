@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edi import cron
 from edi.errors import ConfigError
-from edi.model import RULE_SETS
+from edi.model import RULE_SETS, Layer
 from edi.workspace import Layout
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
@@ -469,6 +469,12 @@ class Settings:
     def sender(self, sender_id: str) -> SenderSettings | None:
         """The declared sender with this id, if any."""
         return next((s for s in self.senders if s.id == sender_id), None)
+
+    @property
+    def business_rules(self) -> bool:
+        """Whether any flow may run business rules (a layer beyond the XSD, for all senders or for one)."""
+        layers = {*self.validation.rules, *(r for s in self.senders for r in s.rules or ())}
+        return bool(layers - {Layer.XSD.value})
 
 
 def load_settings(path: Path) -> Settings:

@@ -76,6 +76,14 @@ Wire = list[tuple[str, bytes, int, float]]  # a group as sent to a worker: (send
 TaskResult = tuple[list["Outcome"], list[tuple[bytes, str]], EdiError | None]
 
 
+def default_workers(settings: Settings, cores: int | None = None) -> int:
+    """The workers when none are asked for: one per core, or one per two cores (at least one) when business rules
+    run, since each worker's rules processes (one per syntax) run beside it. On two cores with XSD + EN 16931, two
+    workers made 0.76-0.99x what one made (benchmarks/bench_batch.py; docs/performance.md)."""
+    cores = cores if cores is not None else os.cpu_count() or 1
+    return max(1, cores // 2 if settings.business_rules else cores)
+
+
 def _die_with_parent(parent: int) -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols, libc's among them

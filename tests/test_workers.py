@@ -257,9 +257,10 @@ def make_setup(tmp_path: Path) -> Iterator[Callable[..., Setup]]:
     """Write the configuration, run `edi init`; every process a test started is gone at its end."""
     started: list[subprocess.Popen[str]] = []
 
-    def make(exclusive: bool = True) -> Setup:
+    def make(exclusive: bool = True, rules: str = '["xsd"]') -> Setup:
         config = tmp_path / "config.toml"
-        config.write_text(CONFIG.format(exclusive=str(exclusive).lower()), encoding="utf-8")
+        text = CONFIG.format(exclusive=str(exclusive).lower()).replace('rules = ["xsd"]', f"rules = {rules}", 1)
+        config.write_text(text, encoding="utf-8")
         setup = Setup(config, started)
         init = setup.run("init")
         assert init.returncode == 0, init.stderr
@@ -339,6 +340,47 @@ def test_batch_with_workers_answers_every_file_once_in_that_many_processes(make_
     pids = Counter(pid_of(hand) for hand in claimed)
     assert len(pids) in processes and process.pid in pids, claimed  # the batch works too, beside its workers
     assert set(pids.values()) == {1}, claimed  # one hand per process
+
+
+def test_by_default_business_rules_take_a_worker_per_two_cores(make_setup) -> None:
+    """`edi batch` with EN 16931 and no --workers, on 300 files: each worker's rules processes run beside it, so it
+    starts one worker per two cores (one process on one or two cores), and answers every file once."""
+    setup = make_setup(rules='["xsd", "en16931"]')
+    dropped = Dropped()
+    drop(setup.root, dropped, 300, "a")
+    process = setup.start("batch")
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert out.startswith("300 flows"), out
+    assert problems(setup.root, dropped) == []
+    pids = Counter(pid_of(hand) for hand in hands(setup.root))
+    assert len(pids) == max(1, CORES // 2) and process.pid in pids, pids
+
+
+@pytest.mark.parametrize(
+    ("rules", "sender_rules", "cores", "workers"),
+    [
+        (["xsd"], None, 8, 8),
+        (["xsd"], None, 1, 1),
+        (["xsd", "en16931"], None, 8, 4),
+        (["xsd", "en16931"], None, 3, 1),
+        (["xsd", "en16931"], None, 1, 1),
+        (["xsd"], ["xsd", "br-fr"], 8, 4),  # one sender's rules are enough
+        (["xsd"], ["xsd"], 8, 8),
+    ],
+)
+def test_default_workers(
+    tmp_path: Path, rules: list[str], sender_rules: list[str] | None, cores: int, workers: int
+) -> None:
+    """One worker per core with the XSD alone; one per two cores (at least one) when any business rules run."""
+    extra = f"rules = {json.dumps(sender_rules)}\n" if sender_rules is not None else ""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[workspace]\nroot = "ws"\n[[senders]]\nid = "acme"\nsellers = ["*"]\n{extra}'
+        f"[validation]\nrules = {json.dumps(rules)}\n",
+        encoding="utf-8",
+    )
+    assert worker_processes.default_workers(load_settings(config), cores) == workers
 
 
 def test_workers_reject_documents_past_the_validation_budget_and_go_on(make_setup) -> None:
