@@ -354,7 +354,8 @@ def test_by_default_business_rules_take_a_worker_per_two_cores(make_setup) -> No
     assert out.startswith("300 flows"), out
     assert problems(setup.root, dropped) == []
     pids = Counter(pid_of(hand) for hand in hands(setup.root))
-    assert len(pids) == max(1, CORES // 2) and process.pid in pids, pids
+    expected = {1} if CORES < 4 else set(range(2, CORES // 2 + 1))  # a worker may find no task left: not more
+    assert len(pids) in expected and process.pid in pids, pids
 
 
 @pytest.mark.parametrize(
