@@ -41,6 +41,7 @@ from edi.errors import ConfigError, EdiError, WorkspaceBusy
 from edi.jobs import day_report, render_report
 from edi.logs import configure_logging, short_traceback
 from edi.model import RULE_SETS, FlowStatus
+from edi.outgoing import send_outgoing
 from edi.processor import Outcome
 from edi.queues import load_routing
 from edi.rebuild import RebuildReport, rebuild_store
@@ -295,46 +296,12 @@ def batch(ctx: Context, workers: int | None) -> None:
     click.echo(summary(report))
     if stopped is not None:
         raise Failure(stopped)
-    notified = notify_quietly(settings)  # after processing, whatever the server does: the exit status stays
-    if notified:
-        click.echo(printable(notified))
-    delivered = deliver_quietly(settings)  # the webhooks' events, likewise
-    if delivered:
-        click.echo(printable(delivered))
+    for line in send_outgoing(settings):  # after processing, whatever the servers do: the exit status stays
+        click.echo(printable(line))
     if report.failed:
         sys.exit(1)
     if report.left_behind:
         sys.exit(3)
-
-
-def notify_quietly(settings: Settings, *, digests: bool = False) -> str | None:
-    """Send the notifications that are due (see :func:`edi.notify.send.send_due`); a line saying what was done, or
-    None when there was nothing to do. Never raises: a problem is logged and said in the line."""
-    if not settings.notifications.enabled:
-        return None
-    from edi.notify.send import send_due  # here: a workspace without notifications never loads smtplib
-
-    try:
-        report = send_due(settings, digests=digests)
-    except Exception as exc:  # the store or a bug: the run's own outcome stands
-        log.error("notifications not sent", error=f"{type(exc).__name__}: {exc}")
-        return f"notifications: not sent ({type(exc).__name__}: {exc})"
-    return report.summary() if report.tried else None
-
-
-def deliver_quietly(settings: Settings) -> str | None:
-    """Deliver the webhook events that are due (see :func:`edi.api.deliver.deliver_due`); a line saying what was
-    done, or None when there was nothing to do. Never raises: a problem is logged and said in the line."""
-    if not settings.api.webhooks:
-        return None
-    from edi.api.deliver import deliver_due  # here: a workspace without webhooks never loads http.client
-
-    try:
-        report = deliver_due(settings)
-    except Exception as exc:  # the store or a bug: the run's own outcome stands
-        log.error("webhooks not delivered", error=f"{type(exc).__name__}: {exc}")
-        return f"webhooks: not delivered ({type(exc).__name__}: {exc})"
-    return report.summary() if report.tried else None
 
 
 def summary(report: BatchReport) -> str:

@@ -39,6 +39,7 @@ from edi.jobs import day_report, retention
 from edi.lock import processor_lock
 from edi.model import FlowStatus
 from edi.notify.send import send_due
+from edi.outgoing import send_outgoing
 from edi.runner import Session
 from edi.store import history, open_store
 
@@ -167,25 +168,8 @@ class Scheduler:
             f"{report.flows} flows: {integrated} integrated, {partial} partial, {rejected} rejected, "
             f"{report.failed} failed{left}"
         )
-        if self.settings.notifications.enabled and not self.stop.is_set():  # the pass's immediate ones, after it
-            try:
-                notified = send_due(self.settings, clock=self.clock)
-            except Exception as exc:  # the batch's own outcome stands
-                log.error("notifications not sent", error=f"{type(exc).__name__}: {exc}")
-                return f"{detail}; notifications not sent ({type(exc).__name__}: {exc})"
-            if notified.tried:
-                detail += f"; {notified.summary()}"
-        if self.settings.api.webhooks and not self.stop.is_set():
-            from edi.api.deliver import deliver_due  # here: a schedule without webhooks never loads http.client
-
-            try:
-                delivered = deliver_due(self.settings, clock=self.clock)
-            except Exception as exc:  # the batch's own outcome stands
-                log.error("webhooks not delivered", error=f"{type(exc).__name__}: {exc}")
-                return f"{detail}; webhooks not delivered ({type(exc).__name__}: {exc})"
-            if delivered.tried:
-                detail += f"; {delivered.summary()}"
-        return detail
+        # the pass's immediate notifications and its webhook calls, after it: the batch's own outcome stands
+        return "; ".join([detail, *send_outgoing(self.settings, clock=self.clock, should_stop=self.stop.is_set)])
 
     def _notify(self, digests: bool) -> str:
         """The ``notify`` job (what is due) and the ``digest`` job (first the digests of the days that ended)."""

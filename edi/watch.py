@@ -24,6 +24,7 @@ from watchdog.observers import Observer
 from edi.clock import Clock
 from edi.config import Settings
 from edi.lock import processor_lock
+from edi.outgoing import send_outgoing
 from edi.runner import BatchReport, Session
 
 log = structlog.get_logger()
@@ -172,33 +173,10 @@ def _loop(
         summary.failed += report.failed
         if on_pass:
             on_pass(report)
-        if session.settings.notifications.enabled and not stop.is_set():
-            _notify(session)
-        if session.tracking.webhooks is not None and not stop.is_set():
-            _deliver(session)
+        # the notifications and webhook calls due, in this thread, between two passes (a server or a callback that
+        # is down is logged; the next pass is not held up any longer)
+        send_outgoing(session.settings, clock=session.clock, store=session.tracking, should_stop=stop.is_set)
         # Files waiting out min_age become ready by the clock alone, and stalled uploads may resume without an
         # event the filesystem reports: look again soon for the first, now and then for the second.
         delay = YOUNG_POLL if report.young else min(rescan, STALLED_POLL) if report.incomplete else rescan
         wake.wait(timeout=delay)
-
-
-def _deliver(session: Session) -> None:
-    """Deliver the webhook events that are due, between two passes, in this thread (a callback that is down is
-    logged; its events wait for their next attempt)."""
-    from edi.api.deliver import deliver_due  # here: a watch without webhooks never loads http.client
-
-    try:
-        deliver_due(session.settings, clock=session.clock, store=session.tracking)
-    except Exception as exc:  # the store or a bug: watching goes on
-        log.error("webhooks not delivered", error=f"{type(exc).__name__}: {exc}")
-
-
-def _notify(session: Session) -> None:
-    """Send the notifications that are due, between two passes, in this thread, within
-    ``notifications.send_seconds`` (a server that is down is logged; the next pass is not held up any longer)."""
-    from edi.notify.send import send_due  # here: a watch without notifications never loads smtplib
-
-    try:
-        send_due(session.settings, clock=session.clock, store=session.tracking)
-    except Exception as exc:  # the store or a bug: watching goes on
-        log.error("notifications not sent", error=f"{type(exc).__name__}: {exc}")
