@@ -59,6 +59,17 @@ def clients_group() -> None:
     """
 
 
+def _echo_credentials(client: clients.ApiClient, secret: str, headline: str, as_json: bool) -> None:
+    """A client's id and its new secret (shown once): ``{"client_id", "client_secret"}`` only with --json."""
+    if as_json:
+        click.echo(json.dumps({"client_id": client.client_id, "client_secret": secret}))
+        return
+    click.echo(printable(headline))
+    click.echo(f"client id:     {client.client_id}")
+    click.echo(f"client secret: {secret}")
+    click.echo(SHOWN_ONCE.format(what="secret", verb="secret", name=printable(client.name)))
+
+
 @clients_group.command(name="add")
 @click.argument("name")
 @click.option("--sender", required=True, help="The sender id (as in config.toml) the client deposits for and sees.")
@@ -79,13 +90,7 @@ def clients_add(ctx: Context, name: str, sender: str, as_json: bool) -> None:
         raise ClientError(f"--sender {sender!r} is not a sender of {settings.path} (senders: {known})")
     with _store(ctx) as store:
         client, secret = clients.add_client(store, name, sender, _now())
-    if as_json:
-        click.echo(json.dumps({"client_id": client.client_id, "client_secret": secret}))
-        return
-    click.echo(printable(f"client {client.name} created for sender {client.sender}"))
-    click.echo(f"client id:     {client.client_id}")
-    click.echo(f"client secret: {secret}")
-    click.echo(SHOWN_ONCE.format(what="secret", verb="secret", name=printable(client.name)))
+    _echo_credentials(client, secret, f"client {client.name} created for sender {client.sender}", as_json)
 
 
 @clients_group.command(name="list")
@@ -215,10 +220,4 @@ def clients_secret(ctx: Context, name: str, as_json: bool) -> None:
         secret = clients.new_secret(store, name, _now())
         client = clients.find_client(store, name)
     assert client is not None  # new_secret raised otherwise
-    if as_json:
-        click.echo(json.dumps({"client_id": client.client_id, "client_secret": secret}))
-        return
-    click.echo(printable(f"new secret of {name}; the old one no longer works"))
-    click.echo(f"client id:     {client.client_id}")
-    click.echo(f"client secret: {secret}")
-    click.echo(SHOWN_ONCE.format(what="secret", verb="secret", name=printable(name)))
+    _echo_credentials(client, secret, f"new secret of {name}; the old one no longer works", as_json)
