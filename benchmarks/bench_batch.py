@@ -13,6 +13,12 @@ breaking BR-CO-16; with --small, one-line invoices of 4.8-6.8 KB), then measures
                            user's own loop over the official artefacts does;
                 optimised  the same with edi's optimised stylesheets (edi.validate.xslt_optimise, compiled once, the
                            code list parameter set as edi.validate.saxon sets it): what edi's rules cost without edi.
+                files      no parsing at all: per flow, the file moves and writes edi's answer takes (the payload
+                           renamed out of the inbox and read; its delivery, CDAR message and two acknowledgements each
+                           written to a temporary file, with exact permissions, and renamed into place; the payload
+                           renamed to the archive; syncfs every GROUP_FLOWS flows), on a workspace of its own: the
+                           floor of any edi run on this disk. Run once per round, before the first edi run; edi's
+                           time per flow beyond the xsd loop and this one together is given too.
               (benchmarks/stylesheets.py compiles both kinds.) Every loop runs before and after each edi run, and each
               run is compared with the mean of the two around it, for each loop (its rate over the loop's, and its
               time per flow beyond the loop's, in us): the speed of a shared VM drifts by tens of percent within
@@ -21,10 +27,11 @@ breaking BR-CO-16; with --small, one-line invoices of 4.8-6.8 KB), then measures
               `--workers W` for each W asked: claims, validates, routes, delivers, acknowledges, records, archives,
               every file made durable (fsync). Peak memory: the sum of the resident sizes of the edi processes, and
               each process's own peak (the command, each worker, each rules process: printed largest first), sampled
-              every 20 ms; throughput in each tenth of the run (the first and the last compared) comes from the
-              acknowledgements' times. When 1 and more workers are asked, 1 worker runs again after the others, and W
-              workers are compared with the mean of the two 1-worker runs (drift between runs cancels out to first
-              order).
+              every 20 ms; CPU time (user + system) of the whole run and of each process, and the cores it kept busy
+              on average (CPU time over wall time); throughput in each tenth of the run (the first and the last
+              compared) comes from the acknowledgements' times. When 1 and more workers are asked, 1 worker runs
+              again after the others, and W workers are compared with the mean of the two 1-worker runs (drift
+              between runs cancels out to first order).
   bare loops  each loop also in W processes at once, on W slices of the files, for each W > 1 asked (each process
   in W procs  warmed up first: schemas and stylesheets compiled), compared with the mean of one process just before
               and just after: what the machine gives W CPU-bound processes (the ceiling for W workers: cores may
@@ -34,7 +41,8 @@ breaking BR-CO-16; with --small, one-line invoices of 4.8-6.8 KB), then measures
               gives W processes doing edi's work, sharing nothing; W workers sharing one workspace are also given
               over it.
   cron-sized  at the end of each round, `edi batch` as cron runs it (a new process, the configured workers) on the
-  run         first --cron files (default 100) in a fresh workspace: wall time, stylesheet compilation included.
+  run         first --cron files (default 100) in a fresh workspace: wall time, stylesheet compilation included, and
+              CPU time (what two cores can do in the wall time asked for bounds it).
   xmlcheck    a loop a user might script instead: the `facturx-xmlcheck` command of the factur-x package once per
               file (it checks the XSD and the EN 16931 Schematron), on a sample of the files.
 
@@ -62,6 +70,8 @@ import gc
 import multiprocessing
 import os
 import re
+import resource
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -79,6 +89,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import stylesheets
 from benchmarks.invoices import directory_without_rules, write_flows
 from edi.ingest.recognise import recognise
+from edi.runner import GROUP_FLOWS
+from edi.spool import SYNCFS
 from edi.validate.catalogue import Catalogue, load_catalogue
 from edi.validate.saxon import quiet
 
@@ -168,6 +180,65 @@ def _loop(paths: list[Path], parser: etree.XMLParser, catalogue: Catalogue, rule
     return valid
 
 
+ANSWER = b"<answer/>" + b" " * 2039  # a CDAR message or an acknowledgement: 2 KiB (they are 1.5-3 KB)
+
+
+def files_loop(paths: list[Path], folder: Path) -> float:
+    """Seconds for the file work edi's answer to each of ``paths`` takes, without edi (copies dropped in a workspace
+    of its own in ``folder`` first, untimed): the payload renamed out of the inbox and read; its delivery (the
+    payload's bytes), CDAR message and two acknowledgements (2 KiB each) each written to a temporary file (created
+    0600, then given its mode: 0640 for the answers) and renamed into its folder; the payload renamed to the
+    archive; ``syncfs`` after every GROUP_FLOWS flows and at the end, as edi's barrier is (fsync of each file and
+    folder where there is no syncfs)."""
+    folders = {name: folder / name for name in ("inbox", "spool", "tmp", "queue", "acks", "archive")}
+    for path in folders.values():
+        path.mkdir(parents=True)
+    drop(paths, folders["inbox"])
+    root = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    touched: list[Path] = []
+
+    def barrier() -> None:
+        if SYNCFS is not None:
+            SYNCFS(root)
+            return
+        for path in [*touched, *folders.values()]:
+            fd = os.open(path, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        touched.clear()
+
+    def write(path: Path, data: bytes, mode: int | None) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600 if mode else 0o666)
+        os.write(fd, data)
+        if mode:
+            os.fchmod(fd, mode)
+        os.close(fd)
+
+    try:
+        started = time.perf_counter()
+        for number, path in enumerate(paths, 1):
+            flow_id = f"F{number:09d}-{secrets.token_hex(3)}"
+            claimed = (folders["inbox"] / path.name).rename(folders["spool"] / flow_id)
+            payload = claimed.read_bytes()
+            for target, data, mode in (
+                (folders["queue"] / f"{flow_id}.0001.xml", payload, None),
+                (folders["acks"] / f"{flow_id}.0001.cdar.xml", ANSWER, 0o640),
+                (folders["acks"] / f"{flow_id}.json", ANSWER, 0o640),
+                (folders["acks"] / f"{flow_id}.xml", ANSWER, 0o640),
+            ):
+                tmp = folders["tmp"] / f".{target.name}.tmp"
+                write(tmp, data, mode)
+                tmp.rename(target)
+                touched.append(target)
+            claimed.rename(folders["archive"] / flow_id)
+            if number % GROUP_FLOWS == 0:
+                barrier()
+        barrier()
+        return time.perf_counter() - started
+    finally:
+        os.close(root)
+
+
 def _ready(pause: float) -> int:
     """This process's id, after ``pause`` seconds (a task only a process done warming up takes)."""
     time.sleep(pause)
@@ -222,6 +293,19 @@ def _rss(pid: int) -> int:
         return 0
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used so far (None once it has ended)."""
+    try:
+        with Path(f"/proc/{pid}/stat").open("rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _role(pid: int, root: int) -> str:
     """What an edi process is, from its command line: the command itself, a worker, the rules process, ..."""
     try:
@@ -240,13 +324,15 @@ def _role(pid: int, root: int) -> str:
 
 class PeakMemory(threading.Thread):
     """Samples the resident size of a process tree every 20 ms until stopped; keeps the peak of the sum and of each
-    process. The tree is looked up again every second (workers start after their parent): looking it up every time
-    would take ~10 % of a core, which the edi processes need when there are as many of them as cores."""
+    process, and the CPU time each process had used when last seen (up to 20 ms short of its whole). The tree is
+    looked up again every second (workers start after their parent): looking it up every time would take ~10 % of a
+    core, which the edi processes need when there are as many of them as cores."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid, self.peak, self.done = pid, 0, threading.Event()
         self.each: dict[int, int] = {}  # pid -> its peak resident bytes
+        self.cpu: dict[int, float] = {}  # pid -> its CPU seconds when last seen
         self.roles: dict[int, str] = {}
 
     def run(self) -> None:
@@ -260,11 +346,19 @@ class PeakMemory(threading.Thread):
             self.peak = max(self.peak, sum(sizes.values()))
             for pid, size in sizes.items():
                 self.each[pid] = max(self.each.get(pid, 0), size)
+                used = _cpu(pid)
+                if used is not None:
+                    self.cpu[pid] = used
 
     def per_process(self) -> str:
         """Each process's peak, in MiB, largest first, e.g. "worker 412, rules process 398, edi batch 95"."""
         peaks = sorted(((size, self.roles.get(pid, "?")) for pid, size in self.each.items() if size), reverse=True)
         return ", ".join(f"{role} {size / 2**20:.0f}" for size, role in peaks)
+
+    def cpu_per_process(self) -> str:
+        """Each process's CPU seconds, largest first, e.g. "rules process 3.0, edi batch 2.3, rules process 2.0"."""
+        used = sorted(((s, self.roles.get(pid, "?")) for pid, s in self.cpu.items() if s), reverse=True)
+        return ", ".join(f"{role} {seconds:.2f}" for seconds, role in used)
 
 
 QUIET_CREATE_US = 40.0  # creating a 4 KiB file on this disk when nothing was deleted lately: ~13-20 us
@@ -380,6 +474,7 @@ def run_edi(work: Path, paths: list[Path], workers: int, rules: list[str]) -> di
     work.mkdir(parents=True)  # a fresh folder; earlier runs are removed only at the end (deleting is not free)
     edi = new_workspace(work, rules)
     drop(paths, work / "ws" / "inbox" / "bench")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(
         [*edi, "batch", *(["--workers", str(workers)] if workers else [])],
@@ -390,6 +485,8 @@ def run_edi(work: Path, paths: list[Path], workers: int, rules: list[str]) -> di
     sampler.start()
     out, err = proc.communicate()
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # edi and every process it started and waited for
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     sampler.done.set()
     sampler.join()
     if proc.returncode not in (0, 1):
@@ -407,9 +504,14 @@ def run_edi(work: Path, paths: list[Path], workers: int, rules: list[str]) -> di
     print(f"    edi says: {summary}")
     print(f"    flows/s in each tenth of the run: {' '.join(f'{rate:.0f}' for rate in tenths)}")
     print(f"    peak memory of each process, MiB: {sampler.per_process()}")
+    print(
+        f"    CPU: {cpu:.2f} s in all (user + system) in {elapsed:.2f} s = {cpu / elapsed:.2f} of {os.cpu_count()}"
+        f" cores busy on average; each process, s: {sampler.cpu_per_process()}"
+    )
     documents = re.search(r"(\d+) documents", summary)
     return {
         "seconds": elapsed,
+        "cpu": cpu,
         "peak": sampler.peak,
         "largest": max(sampler.each.values(), default=0),
         "first": first,
@@ -472,6 +574,11 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
     a cron-sized run; what it gave (ratios, for the summary of several rounds)."""
     flows = len(paths)
     loops = loops_for(args.rules)
+    floor = files_loop(paths, work / "files-floor") / flows  # seconds per flow
+    print(
+        f"  {'file work of the answers, no edi:':34} {floor * flows:8.2f} s  {1 / floor:8.0f} flows/s   "
+        f"({floor * 1e6:.0f} us per flow: the floor of edi's time per flow beyond the bare lxml loop on this disk)"
+    )
     bare_rates = [yardstick(paths, args.rules)]
     rates: dict[int, list[float]] = {}
     measured: dict[str, list[float]] = {}
@@ -499,10 +606,15 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
             measured.setdefault(f"{workers} worker(s) / {LOOPS[how]}", []).append(rate / around[how])
             overhead = (1 / rate - 1 / around[how]) * 1e6  # edi's time per flow beyond the loop's
             measured.setdefault(f"{workers} worker(s), us per flow beyond the {LOOPS[how]}", []).append(overhead)
+        beyond = (1 / rate - 1 / around["xsd"] - floor) * 1e6  # neither parsing and the XSD nor the file work
+        measured.setdefault(f"{workers} worker(s), us per flow beyond the xsd loop and the file work", []).append(
+            beyond
+        )
         for key, value in (
             (f"{workers} worker(s), last tenth / first tenth", got["last"] / got["first"]),
             (f"{workers} worker(s), peak MiB (all processes)", got["peak"] / 2**20),
             (f"{workers} worker(s), peak MiB (largest process)", got["largest"] / 2**20),
+            (f"{workers} worker(s), cores busy on average", got["cpu"] / got["seconds"]),
         ):
             measured.setdefault(key, []).append(value)
         shares = "; ".join(
@@ -513,6 +625,7 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
         print(
             f"  edi batch --workers {workers}:        {got['seconds']:8.2f} s  {rate:8.0f} flows/s  = {shares}; "
             f"{got['documents'] / got['seconds']:.0f} documents/s, {int(got['delivered'])} delivered; "
+            f"{beyond:.0f} us per flow beyond the bare lxml loop and the file work together; "
             f"peak memory {got['peak'] / 2**20:.0f} MiB (largest process {got['largest'] / 2**20:.0f}); first tenth "
             f"{got['first']:.0f} flows/s, last tenth {got['last']:.0f} flows/s ({got['last'] / got['first'] - 1:+.0%})"
         )
@@ -554,7 +667,11 @@ def one_round(work: Path, paths: list[Path], args: argparse.Namespace) -> dict[s
         print(f"  cron-sized run: edi batch (a new process, workers as configured: default) on {len(files)} files")
         got = run_edi(work / "cron", files, 0, args.rules)
         found[f"cron-sized run ({len(files)} files), seconds"] = got["seconds"]
-        print(f"  cron-sized run: {got['seconds']:.2f} s wall, compiling included")
+        found[f"cron-sized run ({len(files)} files), CPU seconds"] = got["cpu"]
+        print(
+            f"  cron-sized run: {got['seconds']:.2f} s wall, compiling included; {got['cpu']:.2f} s of CPU: at least "
+            f"{got['cpu'] / (os.cpu_count() or 1):.2f} s wall on {os.cpu_count()} cores"
+        )
     return found
 
 
