@@ -2,13 +2,15 @@
 
 Every query takes the account's ``scope`` (a sender id, or None for an operator) and applies it in SQL, before any
 paging; a flow outside the scope is reported exactly as an unknown one. Opens ``<workspace>/tracking.sqlite``
-read-only (one connection per thread, ``mode=ro``: the console never writes through it); raises
-:class:`edi.errors.StoreError` when the store is missing, :class:`edi.errors.WorkspaceError` when it cannot be read.
+read-only (one connection per thread, ``mode=ro``: the console never writes through it; opened again when another
+file is put under the store's name, as ``edi store rebuild`` does); raises :class:`edi.errors.StoreError` when the
+store is missing, :class:`edi.errors.WorkspaceError` when it cannot be read.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,11 +35,21 @@ class Reader:
         self._lock = threading.Lock()
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            if not self.path.is_file():
-                raise StoreError(f"the tracking store {self.path} is missing")
+        """This thread's connection, opened on first use, and again when the file under the store's name is no longer
+        the one it reads (``edi store rebuild`` renames a new store into place: the old connection would go on
+        showing the replaced file until the server restarts). Costs a ``stat`` per call."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"the tracking store {self.path} is missing")
+        file = (st.st_dev, st.st_ino)
+        held: tuple[sqlite3.Connection, tuple[int, int]] | None = getattr(self._local, "held", None)
+        if held is not None and held[1] != file:
+            self._forget(held[0])
+            held = None
+        if held is None:
             try:
                 conn = sqlite3.connect(
                     f"{self.path.resolve().as_uri()}?mode=ro",
@@ -49,10 +61,18 @@ class Reader:
                 raise WorkspaceError(f"cannot open the tracking store {self.path}: {exc}") from None
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA query_only = ON")
-            self._local.conn = conn
+            held = self._local.held = (conn, file)
             with self._lock:
                 self._all.append(conn)
-        return conn
+        return held[0]
+
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        """Close this thread's connection to a replaced store."""
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        conn.close()
+        self._local.held = None
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """All rows of a query, as dicts."""
