@@ -29,6 +29,7 @@ Usage (docs/performance.md gives the numbers this printed):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -334,6 +335,11 @@ def grow(database: Path, total: int) -> None:
     conn.close()
 
 
+def search(http: Any, url: str, where: dict[str, Any]) -> None:
+    """One search request, raising on an error status."""
+    http.post(url, json={"where": where, "limit": 25}).raise_for_status()
+
+
 def timed(call: Callable[[], Any], times: int) -> list[float]:
     took = []
     for _ in range(times):
@@ -370,7 +376,7 @@ def bench_store(work: Path, total: int) -> None:
 
             bare = timed(bare_get, 500)
             print(f"  GET Metadata        edi {quantiles(get)}; bare SQLite {quantiles(bare)}")
-            searches = {
+            searches: dict[str, dict[str, Any]] = {
                 "ackStatus Ok": {"ackStatus": "Ok"},
                 "ackStatus Error": {"ackStatus": "Error"},
                 "flowType CustomerInvoiceLC": {"flowType": ["CustomerInvoiceLC"]},
@@ -378,12 +384,7 @@ def bench_store(work: Path, total: int) -> None:
                 "updatedAfter": {"updatedAfter": "2025-01-02T00:00:00Z"},
             }
             for label, where in searches.items():
-                took = timed(
-                    lambda where=where: http.post(
-                        f"{server.url}{BASE}/v1/flows/search", json={"where": where, "limit": 25}
-                    ).raise_for_status(),
-                    50,
-                )
+                took = timed(functools.partial(search, http, f"{server.url}{BASE}/v1/flows/search", where), 50)
                 print(f"  search {label:28s} first page of 25: edi {quantiles(took)}")
             pages: list[float] = []
             cursor = None

@@ -485,20 +485,22 @@ def run_edi(work: Path, paths: list[Path], workers: int, rules: list[str]) -> di
     sampler.start()
     out, err = proc.communicate()
     elapsed = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # edi and every process it started and waited for
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # edi and the processes it started and waited for
     sampler.done.set()
     sampler.join()
+    # a worker's rules processes are not waited for by it (they end when it does): only the sampler sees them
+    cpu = max(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, sum(sampler.cpu.values()))
     if proc.returncode not in (0, 1):
         raise SystemExit(f"edi batch failed ({proc.returncode}): {err.decode()[-2000:]}")
     acks = sorted(p.stat().st_mtime for p in (work / "ws" / "acks" / "bench").glob("*.json"))
     if len(acks) != len(paths):
         raise SystemExit(f"{len(acks)} acknowledgements for {len(paths)} flows: {err.decode()[-2000:]}")
     tenth = max(1, len(acks) // 10)
-    first = tenth / max(acks[tenth] - acks[0], 1e-9)
-    last = tenth / max(acks[-1] - acks[-1 - tenth], 1e-9)
-    middle = [tenth / max(acks[min((i + 1) * tenth, len(acks) - 1)] - acks[i * tenth], 1e-9) for i in range(1, 9)]
-    tenths = [first, *middle, last]
+    spans = [acks[min((i + 1) * tenth, len(acks) - 1)] - acks[i * tenth] for i in range(9)]
+    spans.append(acks[-1] - acks[-1 - tenth])
+    # a file's time moves in steps of a few ms (the kernel's coarse clock): a tenth of a short run may span none
+    tenths = [tenth / span if span > 0 else float("nan") for span in spans]
+    first, last = tenths[0], tenths[-1]
     delivered = sum(1 for _ in (work / "ws" / "queues").glob("*/new/*"))
     summary = out.decode().strip().splitlines()[0] if out.strip() else "(nothing)"
     print(f"    edi says: {summary}")

@@ -397,7 +397,7 @@ def deep_cursor(client: httpx.Client, depth: int) -> str:
     for _ in range(depth // 1000):
         data = client.get("/flows.json", params={"limit": 1000, **({"cursor": cursor} if cursor else {})}).json()
         cursor = data["next"]
-    assert cursor is not None
+    assert isinstance(cursor, str)
     return cursor
 
 

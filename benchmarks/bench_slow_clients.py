@@ -101,7 +101,8 @@ def main() -> None:
                     b"Content-Length: 1000\r\n\r\ngrant_type="
                 )
             request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 10_000
-            sent, measured, last_trickle = 0, [], 0.0
+            measured: list[float] = []
+            sent, last_trickle = 0, 0.0
             open_slow, open_stuck = set(range(len(slow))), set(range(len(stuck)))
             slow_gone = stuck_gone = None
             while len(measured) < args.requests or open_slow or open_stuck:

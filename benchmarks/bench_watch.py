@@ -44,7 +44,10 @@ rules = {rules}
 def percentiles(values: list[float]) -> str:
     """p50 / p90 / p99 / max in milliseconds."""
     ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
     return (
         f"p50 {pick(0.5):7.1f} ms  p90 {pick(0.9):7.1f} ms  p99 {pick(0.99):7.1f} ms  max {ordered[-1] * 1000:7.1f} ms"
     )

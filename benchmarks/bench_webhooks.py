@@ -115,7 +115,12 @@ def main() -> None:
         for sender in [s.id for s in senders]:
             client, _ = add_client(store, f"c-{sender}", sender, AT)
             for n in range(args.webhooks if sender == "acme" else 1):
-                asked = {"callback_url": f"{url}{n}", "flow_types": [], "flow_direction": None, "ack_status": None}
+                asked: dict[str, Any] = {
+                    "callback_url": f"{url}{n}",
+                    "flow_types": [],
+                    "flow_direction": None,
+                    "ack_status": None,
+                }
                 webhooks.create(store, client, asked, key, AT)
         store.close()
         plains, hookeds = [], []
