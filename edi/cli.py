@@ -44,7 +44,7 @@ from edi.model import RULE_SETS, FlowStatus
 from edi.outgoing import send_outgoing
 from edi.processor import Outcome
 from edi.queues import load_routing
-from edi.rebuild import RebuildReport, rebuild_store
+from edi.rebuild import KEPT, RebuildReport, rebuild_store
 from edi.runner import BatchReport, PassStopped, collect_less, init_workspace, recover, requeue, run_batch
 from edi.store import open_store
 from edi.text import printable, printable_all
@@ -802,6 +802,11 @@ def store_rebuild(ctx: Context, force: bool, partial: bool) -> None:
     of the workspace first (it takes the processor lock).
 
     \b
+    What no file holds (console accounts, API clients, tokens, webhooks) is lost with
+    a lost store: add them again. With --force, a store that still reads and is this
+    workspace's own gives them to the new store.
+
+    \b
     Exit status: 0 rebuilt; 1 refused (a store that opens, without --force; flows that
     cannot be read back, without --partial).
 
@@ -841,6 +846,15 @@ def render_rebuild(report: RebuildReport) -> str:
     for why, paths in (("unreadable acknowledgement", report.unreadable), ("no acknowledgement", report.unanswered)):
         if paths:
             lines.append(f"  left out ({why}): {len(paths)} flows, e.g. {printable(str(paths[0]))}")
+    if report.replaced:
+        if report.not_kept:
+            lines.append(
+                f"  kept from the old store: nothing, as {printable(report.not_kept)}: add the console accounts and"
+                " the API clients again"
+            )
+        else:
+            kept = "; ".join(f"{what} {report.kept[table]}" for table, what in KEPT.items() if report.kept[table])
+            lines.append(f"  kept from the old store: {kept or 'no accounts, API clients or webhooks (it had none)'}")
     return "\n".join(lines)
 
 

@@ -19,7 +19,10 @@ store), and the workspace marker when it has no id. Refuses (:class:`StoreError`
 without ``force``, and to leave out flows it cannot read back (an unreadable acknowledgement, an archived payload
 without one: their invoices could be accepted again) without ``partial``. What only the old store knew is not
 rebuilt: the events before the rebuild (each flow gets one saying where it was rebuilt from), the runs of scheduled
-jobs, the details of failures. Every refusal or failure is a :class:`WorkspaceError` with a one-line message.
+jobs, the details of failures. With ``force``, when the old store still reads and is this workspace's own, what
+no file holds is kept from it (:data:`KEPT`): the console's accounts, their ended sessions, audit trail and session
+key, the API's clients, tokens, webhooks and deposit records; a lost store cannot give them back. Every refusal or
+failure is a :class:`WorkspaceError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -56,6 +59,18 @@ BUILT = "tracking.sqlite.rebuild-"  # + the pid: the new store, in tmp/ until it
 CDAR = ".cdar"  # <flow_id>.<index>.cdar.xml, beside the acknowledgements: never read as one
 UNKNOWN_SENDER = "?"  # a failed flow whose meta.json cannot be read (as recovery names one)
 _FORCE = "`edi store rebuild --force` rebuilds it from the workspace's files"
+# what only the store knows and no file of the workspace holds, kept from a store replaced with ``force`` (the
+# table, and what the rebuild's report calls its rows); and the meta values kept with them
+KEPT = {
+    "users": "console accounts",
+    "ended_sessions": "ended console sessions",
+    "actions": "audit entries",
+    "api_clients": "API clients",
+    "api_tokens": "API tokens",
+    "api_webhooks": "webhooks",
+    "api_deposits": "API deposit records",
+}
+KEPT_META = ("console_session_key",)
 
 
 @dataclass(slots=True)
@@ -76,6 +91,8 @@ class RebuildReport:
     spool: Counter[str] = field(default_factory=Counter)
     unreadable: list[Path] = field(default_factory=list)  # acknowledgements left out (``partial``)
     unanswered: list[Path] = field(default_factory=list)  # archived payloads without an acknowledgement, left out
+    kept: Counter[str] = field(default_factory=Counter)  # rows kept from the replaced store, by table (``force``)
+    not_kept: str = ""  # why nothing was kept from the replaced store, if it was not (``force``)
     seconds: float = 0.0
 
     @property
@@ -145,6 +162,8 @@ def _build(layout: Layout, built: Path, workspace_id: str, now: datetime, force:
         store.restore_failed([_failed_flow(layout, spool, f, archived) for f in failed], now)
         report.failed = len(failed)
         store.record_claims([row for flow_id, row in old_rows.items() if flow_id not in answered], now)
+        if report.replaced and not report.not_kept:
+            _keep(layout.database, store, report)
     finally:
         store.close()
     report.spool.update("answered" if f in answered else "kept" if f in old_rows else "unknown" for f in in_hands)
@@ -200,6 +219,7 @@ def _old_rows(layout: Layout, in_hands: list[str], force: bool, report: RebuildR
                     f"the tracking store {layout.database} opens but cannot be read ({exc}): {_FORCE}"
                 ) from None
             rows = {}
+            report.not_kept = f"it cannot be read ({exc})"
         else:
             if not force:
                 raise StoreError(
@@ -207,9 +227,54 @@ def _old_rows(layout: Layout, in_hands: list[str], force: bool, report: RebuildR
                     f"without --force ({_FORCE})"
                 )
         report.replaced = True
+        if not report.not_kept:
+            try:
+                theirs = old.meta(WORKSPACE_ID)
+            except sqlite3.Error as exc:
+                report.not_kept = f"it cannot be read ({exc})"
+            else:
+                if theirs is None or theirs != layout.workspace_id:  # another's accounts must not open this one
+                    report.not_kept = f"it is not this workspace's (its id: {theirs or 'none'})"
         return rows
     finally:
         old.close()
+
+
+def _keep(old_path: Path, store: Tracking, report: RebuildReport) -> None:
+    """Copy the rows of :data:`KEPT` (and the :data:`KEPT_META` values) from the replaced store at ``old_path`` into
+    the new ``store``, in one transaction, by the columns both have; a store that cannot be read past this point
+    keeps nothing, and ``report`` says why."""
+    try:
+        old = sqlite3.connect(f"{old_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error as exc:
+        report.not_kept = f"it cannot be opened again ({exc})"
+        return
+    kept: Counter[str] = Counter()
+    try:
+        with store.transaction():
+            new = store.db.conn
+            for table in KEPT:
+                theirs = {row[1] for row in old.execute(f"PRAGMA table_info({table})")}
+                columns = [row[1] for row in new.execute(f"PRAGMA table_info({table})") if row[1] in theirs]
+                if not columns:
+                    continue  # a store made before the table was
+                listed = ", ".join(columns)
+                marks = ", ".join("?" * len(columns))
+                insert = f"INSERT OR REPLACE INTO {table} ({listed}) VALUES ({marks})"  # noqa: S608 (ours: KEPT, its schema)
+                rows = old.execute(f"SELECT {listed} FROM {table}")  # noqa: S608 (a table of KEPT, columns of our schema)
+                while chunk := rows.fetchmany(CHUNK):
+                    new.executemany(insert, chunk)
+                    kept[table] += len(chunk)
+            for key in KEPT_META:
+                found = old.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+                if found is not None:
+                    new.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, found[0]])
+    except sqlite3.Error as exc:  # damaged past what the first look read: nothing is kept, the flows are rebuilt
+        report.not_kept = f"it cannot be read ({exc})"
+        return
+    finally:
+        old.close()
+    report.kept = kept
 
 
 def _in_spool(layout: Layout) -> tuple[list[str], list[str]]:

@@ -14,12 +14,15 @@ import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from edi import accounts
+from edi.api import clients, webhooks
 from edi.cli import main
 from edi.config import load_settings
 from edi.store import WORKSPACE_ID
@@ -166,16 +169,88 @@ def test_a_store_of_another_workspace_is_replaced_with_force(processed: Workspac
     (other.root / ".edi-workspace").unlink()
     assert run(other, "init").exit_code == 1  # it has history: init does not start an empty store
     assert run(other, "store", "rebuild").exit_code == 0
+    add_people(other)  # another workspace's people must never open this one
     delete(processed)
     shutil.copy(other.root / "tracking.sqlite", processed.root / "tracking.sqlite")
     assert "belongs to another workspace" in run(processed, "flows").output
-    assert run(processed, "store", "rebuild", "--force").exit_code == 0
+    forced = run(processed, "store", "rebuild", "--force")
+    assert forced.exit_code == 0
+    assert "kept from the old store: nothing, as it is not this workspace's" in forced.output, forced.output
     store = Tracking(processed.root / "tracking.sqlite")
     try:
         assert store.meta(WORKSPACE_ID) == processed.settings.workspace.layout().workspace_id
+        assert accounts.find_user(store, "alice") is None
+        assert clients.find_client(store, "erp") is None
     finally:
         store.close()
     assert run(processed, "flows").exit_code == 0
+
+
+AT = datetime(2026, 12, 6, 12, tzinfo=UTC)
+PASSWORD = "correct horse battery staple"
+
+
+def add_people(ws: Workspace) -> tuple[str, str]:
+    """A console account, an API client with a long-lived token and a webhook, in the workspace's store, with the
+    console's session key made; the token and the key."""
+    store = Tracking(ws.root / "tracking.sqlite")
+    try:
+        accounts.add_user(store, "alice", "operator", PASSWORD, AT)
+        client, _ = clients.add_client(store, "erp", "acme", AT)
+        token, _ = clients.issue_bearer_token(store, "erp", AT, 30)
+        webhooks.create(
+            store,
+            client,
+            {"callback_url": "https://hooks.example/edi", "flow_types": [], "flow_direction": None, "ack_status": None},
+            b"k" * 32,
+            AT,
+        )
+        key = accounts.session_key(store).hex()
+    finally:
+        store.close()
+    return token, key
+
+
+def audit_trail(ws: Workspace) -> list[dict[str, Any]]:
+    store = Tracking(ws.root / "tracking.sqlite")
+    try:
+        return accounts.actions(store)
+    finally:
+        store.close()
+
+
+def test_force_keeps_the_accounts_clients_tokens_and_webhooks_of_this_workspaces_store(processed: Workspace) -> None:
+    """What no file holds survives a forced rebuild of a store that still reads: alice logs in with her password,
+    the client's token still opens the API, its webhook and the audit trail are there, sessions keep their key."""
+    token, key = add_people(processed)
+    trail = audit_trail(processed)
+    forced = run(processed, "store", "rebuild", "--force")
+    assert forced.exit_code == 0, forced.output
+    kept = "console accounts 1; audit entries 4; API clients 1; API tokens 1; webhooks 1"
+    assert f"kept from the old store: {kept}\n" in forced.output, forced.output
+    assert audit_trail(processed) == trail and len(trail) == 4
+    store = Tracking(processed.root / "tracking.sqlite")
+    try:
+        assert accounts.authenticate(store, "alice", PASSWORD) is not None
+        found = clients.client_of_token(store.db.conn, token, AT)
+        assert found is not None and found.name == "erp"
+        assert [w["callbackUrl"] for w in webhooks.listing(store.db.conn, found)] == ["https://hooks.example/edi"]
+        assert accounts.session_key(store).hex() == key
+    finally:
+        store.close()
+
+
+def test_a_lost_store_keeps_nothing_and_says_to_add_them_again(processed: Workspace) -> None:
+    """A deleted store has nothing to give: the rebuild says nothing of keeping, and the account is gone."""
+    add_people(processed)
+    delete(processed)
+    rebuilt = run(processed, "store", "rebuild")
+    assert rebuilt.exit_code == 0 and "kept from the old store" not in rebuilt.output
+    store = Tracking(processed.root / "tracking.sqlite")
+    try:
+        assert accounts.find_user(store, "alice") is None
+    finally:
+        store.close()
 
 
 def test_a_workspace_restored_without_marker_nor_store_gets_both_back(processed: Workspace) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import sqlite3
 import zipfile
 from collections.abc import Callable
@@ -141,8 +142,13 @@ def test_a_deposit_is_logged_with_its_client_and_request_id(service: Service) ->
     """One "api deposit" line per deposit names the flow, the sender, the client (name and id) and the Request-Id."""
     client = service.add_client("erp")
     headers = {"Request-Id": "0b6f3c2e-4a1d-4c8e-9f2a-7d5e1b3c9a42"}
-    with structlog.testing.capture_logs() as logged:
-        flow_id = deposit(service, client, UBL.read_bytes(), headers).json()["flowId"]
+    saved = structlog.get_config()  # an `edi` command run earlier in the session left its level (warning) in place
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    try:
+        with structlog.testing.capture_logs() as logged:
+            flow_id = deposit(service, client, UBL.read_bytes(), headers).json()["flowId"]
+    finally:
+        structlog.configure(**saved)
     (line,) = [e for e in logged if e["event"] == "api deposit"]
     assert line["flow_id"] == flow_id and line["sender"] == "acme" and line["request_id"] == headers["Request-Id"]
     assert (line["client"], line["client_id"]) == ("erp", client.client_id)
@@ -171,6 +177,20 @@ def test_the_claim_takes_the_202s_flow_id_in_the_ack_edi_show_and_the_console(se
         assert page.status_code == 200, page.text
         assert page.json()["flow_id"] == flow_id
     assert [r["flow_id"] for r in rows(service.workspace)] == [flow_id]
+
+
+def test_a_deposit_waiting_in_the_inbox_keeps_its_flow_id_through_a_forced_rebuild(service: Service) -> None:
+    """`edi store rebuild --force` of a store that still reads keeps the deposit's record: the flow is then claimed
+    under the 202's flowId, and the same client's token still reads it through the API."""
+    client = service.add_client("erp")
+    token = service.headers(client)
+    flow_id = deposit(service, client, UBL.read_bytes(), headers=token, name="F-2026-002.xml").json()["flowId"]
+    rebuilt = CliRunner().invoke(main, ["--config", str(service.workspace.config), "store", "rebuild", "--force"])
+    assert rebuilt.exit_code == 0 and "API deposit records 1" in rebuilt.output, rebuilt.output
+    batch(service.workspace)
+    assert acks(service.workspace)[flow_id]["file_name"] == "F-2026-002.xml"
+    got = service.http.get(f"{BASE}/v1/flows/{flow_id}", headers=token)
+    assert got.status_code == 200 and got.json()["flowId"] == flow_id, got.text
 
 
 def test_the_same_bytes_again_are_taken_and_answered_as_a_duplicate_of_the_first(service: Service) -> None:
