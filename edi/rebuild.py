@@ -233,7 +233,10 @@ def _old_rows(layout: Layout, in_hands: list[str], force: bool, report: RebuildR
             except sqlite3.Error as exc:
                 report.not_kept = f"it cannot be read ({exc})"
             else:
-                if theirs is None or theirs != layout.workspace_id:  # another's accounts must not open this one
+                mine = layout.workspace_id
+                if mine is None:  # nothing to tell this workspace's store from another's
+                    report.not_kept = "this workspace has lost its marker (.edi-workspace) to match the store with"
+                elif theirs != mine:  # another workspace's accounts and clients must not open this one
                     report.not_kept = f"it is not this workspace's (its id: {theirs or 'none'})"
         return rows
     finally:

@@ -253,6 +253,20 @@ def test_a_lost_store_keeps_nothing_and_says_to_add_them_again(processed: Worksp
         store.close()
 
 
+def test_without_its_marker_a_workspace_keeps_nothing_from_its_store(processed: Workspace) -> None:
+    """With the marker lost, nothing tells this workspace's store from another's: --force keeps no account."""
+    add_people(processed)
+    (processed.root / ".edi-workspace").unlink()
+    forced = run(processed, "store", "rebuild", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "kept from the old store: nothing, as this workspace has lost its marker" in forced.output, forced.output
+    store = Tracking(processed.root / "tracking.sqlite")
+    try:
+        assert accounts.find_user(store, "alice") is None
+    finally:
+        store.close()
+
+
 def test_a_workspace_restored_without_marker_nor_store_gets_both_back(processed: Workspace) -> None:
     """Restored without its dotfiles and its store: the rebuild writes the marker with the new store's id."""
     before = rows(processed)
