@@ -21,7 +21,8 @@ without one: their invoices could be accepted again) without ``partial``. What o
 rebuilt: the events before the rebuild (each flow gets one saying where it was rebuilt from), the runs of scheduled
 jobs, the details of failures. With ``force``, when the old store still reads and is this workspace's own, what
 no file holds is kept from it (:data:`KEPT`): the console's accounts, their ended sessions, audit trail and session
-key, the API's clients, tokens, webhooks and deposit records; a lost store cannot give them back. Every refusal or
+key, the API's clients, tokens, webhooks, their events and deposit records, and the notifications (sent or due: none
+is sent twice); a lost store cannot give them back. Every refusal or
 failure is a :class:`WorkspaceError` with a one-line message.
 """
 
@@ -68,7 +69,9 @@ KEPT = {
     "api_clients": "API clients",
     "api_tokens": "API tokens",
     "api_webhooks": "webhooks",
+    "api_webhook_events": "webhook events",
     "api_deposits": "API deposit records",
+    "notifications": "notifications",
 }
 KEPT_META = ("console_session_key",)
 

@@ -140,6 +140,28 @@ def test_a_server_down_then_up_gets_every_mail_once(
         server.stop()
 
 
+def test_a_mail_due_when_the_store_is_replaced_with_force_is_sent_once_after(
+    notify_workspace: Callable[..., Workspace], port: int, clock: FixedClock
+) -> None:
+    """`edi store rebuild --force` keeps the notifications: the mail queued while the server was down is sent once
+    when it is up, not lost with the old store, and not sent again."""
+    ws = notify_workspace()
+    ws.drop("acme", "05-unknown-recipient.xml", REJECTED)
+    run_batch(ws.settings, clock=clock)
+    assert send_due(ws.settings, clock=clock).retrying == 1
+    rebuilt = CliRunner().invoke(main, ["--config", str(ws.config), "store", "rebuild", "--force"])
+    assert rebuilt.exit_code == 0 and "notifications 1" in rebuilt.output, rebuilt.output
+    server = SmtpServer(port)
+    try:
+        clock.advance(60)
+        assert send_due(ws.settings, clock=clock).sent == 1
+        clock.advance(3600)
+        assert send_due(ws.settings, clock=clock).sent == 0
+        assert [str(r.message["Subject"]).split()[4] for r in server.received] == ["FA-2026-0005"]
+    finally:
+        server.stop()
+
+
 def test_a_temporary_error_then_success_sends_it_once(
     notify_workspace: Callable[..., Workspace], smtp: SmtpServer, clock: FixedClock
 ) -> None:
