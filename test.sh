@@ -9,4 +9,5 @@ python=${PYTHON:-python3}
 .venv/bin/ruff check edi tests benchmarks flows tools
 .venv/bin/ruff format --check edi tests benchmarks flows tools
 .venv/bin/mypy
+.venv/bin/mypy --explicit-package-bases benchmarks  # the benchmarks too (they import edi and a few test helpers)
 .venv/bin/pytest "$@"

@@ -426,7 +426,7 @@ def test_a_stale_write_ahead_log_is_not_applied_to_the_rebuilt_store(processed: 
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-def test_rebuild_outside_a_workspace_is_one_line(make_workspace) -> None:
+def test_rebuild_outside_a_workspace_is_one_line(make_workspace: Callable[..., Workspace]) -> None:
     """No workspace folder at all: one line, exit 1."""
     ws = make_workspace(init=False)
     result = run(ws, "store", "rebuild")

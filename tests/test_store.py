@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from edi.cli import main
 from edi.errors import StoreError, WorkspaceError
@@ -24,7 +24,7 @@ from tests.conftest import FLOWS, Workspace
 INVOICE = (FLOWS / "acme" / "01-ubl-invoice.xml").read_bytes()
 
 
-def run(ws: Workspace, *args: str):
+def run(ws: Workspace, *args: str) -> Result:
     return CliRunner().invoke(main, ["--config", str(ws.config), *args], catch_exceptions=False)
 
 
@@ -155,7 +155,7 @@ def test_a_workspace_restored_without_marker_nor_store_is_refused(processed: Wor
     assert not (processed.root / "tracking.sqlite").exists()
 
 
-def test_a_workspace_never_initialised_is_told_to_run_init(make_workspace) -> None:
+def test_a_workspace_never_initialised_is_told_to_run_init(make_workspace: Callable[..., Workspace]) -> None:
     """No marker, no store, no history: not a workspace yet (`edi init`), and no store is made by asking."""
     ws = make_workspace(init=False)
     result = run(ws, "flows")
@@ -163,7 +163,9 @@ def test_a_workspace_never_initialised_is_told_to_run_init(make_workspace) -> No
     assert not (ws.root / "tracking.sqlite").exists()
 
 
-def test_init_of_a_new_workspace_makes_the_store_and_the_marker_with_one_id(make_workspace) -> None:
+def test_init_of_a_new_workspace_makes_the_store_and_the_marker_with_one_id(
+    make_workspace: Callable[..., Workspace],
+) -> None:
     """`edi init` makes the store, then the marker; both hold the same new id, and a second init keeps it."""
     ws = make_workspace(init=False)
     assert run(ws, "init").exit_code == 0
@@ -179,7 +181,7 @@ def test_init_of_a_new_workspace_makes_the_store_and_the_marker_with_one_id(make
     assert layout.workspace_id == marked
 
 
-def test_a_store_from_another_workspace_is_refused(make_workspace, tmp_path: Path) -> None:
+def test_a_store_from_another_workspace_is_refused(make_workspace: Callable[..., Workspace], tmp_path: Path) -> None:
     """A store copied from another workspace (another id) is refused, naming both ids and what to do."""
     ws = make_workspace()
     other = tmp_path / "other"
@@ -227,7 +229,7 @@ def test_a_marker_from_before_ids_takes_the_id_its_store_has(workspace: Workspac
     assert layout.workspace_id == marked
 
 
-def test_open_store_errors_are_workspace_errors(make_workspace) -> None:
+def test_open_store_errors_are_workspace_errors(make_workspace: Callable[..., Workspace]) -> None:
     """Both refusals are WorkspaceErrors (the CLI's exit 1): a lost store is a StoreError."""
     ws = make_workspace()
     delete(ws)
