@@ -407,9 +407,11 @@ def _keys(
         return _tracked_leg(conn, sender, tracking, wanted_status, conditions, args, start, end, wanted)
     legs: list[list[Key]] = []
     if "Out" in directions and flow_types:
-        conditions, args = _flow_conditions(flow_types, rules, tracking)
+        # one flow type: a range of idx_flows_api_type (flows.status_flow), not a filter over the sender's flows
+        kind = None if flow_types == {INVOICE, STATUS_FLOW} else int(flow_types == {STATUS_FLOW})
+        conditions, args = _flow_conditions({INVOICE, STATUS_FLOW}, rules, tracking)
         for status in [wanted_status] if wanted_status else ACK_STATUSES:
-            legs.append(_flows_leg(conn, sender, status, conditions, args, start, end, wanted))
+            legs.append(_flows_leg(conn, sender, status, kind, conditions, args, start, end, wanted))
     messages = "In" in directions and MESSAGE in types and wanted_status in (None, OK) and tracking is None
     if messages and (rules is None or "NotApplicable" in rules):
         legs.append(_messages_leg(conn, sender, start, end, wanted))
@@ -439,20 +441,27 @@ def _flows_leg(
     conn: sqlite3.Connection,
     sender: str,
     status: str,
+    kind: int | None,
     conditions: str,
     args: list[Any],
     start: Key,
     end: str,
     wanted: int,
 ) -> list[Key]:
-    """The sender's flows of one acknowledgement status after ``start``: a range of idx_flows_api."""
+    """The sender's flows of one acknowledgement status (and, when ``kind`` is given, of one flow type: 1 a status
+    flow, 0 an invoice flow) after ``start``: a range of idx_flows_api (idx_flows_api_type)."""
+    index, typed = "idx_flows_api", ""
+    params: list[Any] = [sender, status]
+    if kind is not None:
+        index, typed = "idx_flows_api_type", "AND f.status_flow = ? "
+        params.append(kind)
     sql = (
-        "SELECT f.updated_at, f.flow_id FROM flows f INDEXED BY idx_flows_api "
+        f"SELECT f.updated_at, f.flow_id FROM flows f INDEXED BY {index} "
         "LEFT JOIN api_deposits d ON d.flow_id = f.flow_id "
-        f"WHERE f.sender = ? AND {ACK_STATUS.replace('status', 'f.status', 1)} = ? "
+        f"WHERE f.sender = ? AND {ACK_STATUS.replace('status', 'f.status', 1)} = ? {typed}"
         "AND (f.updated_at, f.flow_id) > (?, ?) AND f.updated_at <= ?"
     )
-    params: list[Any] = [sender, status, *start, end]
+    params += [*start, end]
     sql += f"{conditions} ORDER BY f.updated_at, f.flow_id LIMIT ?"
     return [(str(u), str(i)) for u, i in conn.execute(sql, [*params, *args, wanted])]
 

@@ -8,6 +8,7 @@ import json
 import sqlite3
 import textwrap
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from edi.clock import iso
 from edi.config import load_settings
 from edi.runner import init_workspace, run_batch
 from edi.store import open_store
+from edi.tracking import STATUS_FLOW_OF, Tracking
 from edi.workspace import Layout
 from tests.conftest import DEFAULT_CONFIG, FLOWS, REPO, FixedClock, Workspace
 from tests.lifecycle.statuses import status_message
@@ -371,6 +373,61 @@ def test_filters_select_by_direction_type_status_rule_and_tracking_id(world: Wor
     assert len(every(world, {"processingRule": ["Undefined"]}, 100)) == len(ACME)
     assert every(world, {"trackingId": "nobody-gave-it"}, 100) == []
     assert every(world, {"flowType": ["SupplierInvoice"]}, 100) == []
+
+
+def test_a_search_by_one_flow_type_is_a_range_of_the_typed_index(world: World) -> None:
+    """flowType SupplierInvoiceLC alone finds dupont-pa's status flow, CustomerInvoice alone opdemat's flows and not
+    it; each leg reads a range of idx_flows_api_type (sender, status, type: no walk over the sender's flows)."""
+    status_flows = every(world, {"flowType": ["SupplierInvoiceLC"]}, 100, sender="dupont-pa")
+    assert [f["flowId"] for f in status_flows] == [world.ids["status-204.xml"]]
+    assert every(world, {"flowType": ["CustomerInvoice"]}, 100, sender="dupont-pa") == []
+    assert every(world, {"flowType": ["SupplierInvoiceLC"]}, 100, sender="opdemat") == []
+    invoices = every(world, {"flowType": ["CustomerInvoice"]}, 100, sender="opdemat")
+    assert {f["name"] for f in invoices} == {"01-initech-cii-basic.xml", "03-batch-partial.zip"}
+    plans: list[str] = []
+    queries: list[str] = []
+    world.conn.set_trace_callback(queries.append)
+    try:
+        every(world, {"flowType": ["SupplierInvoiceLC"]}, 100, sender="dupont-pa")
+    finally:
+        world.conn.set_trace_callback(None)
+    legs = [q for q in queries if "INDEXED BY idx_flows_api_type" in q]
+    assert len(legs) == len(flows.ACK_STATUSES)  # one range per acknowledgement status
+    for leg in legs:
+        plans += [row[-1] for row in world.conn.execute(f"EXPLAIN QUERY PLAN {leg}")]
+    assert plans and all("SCAN f" not in plan for plan in plans), plans
+    assert any("SEARCH f USING INDEX idx_flows_api_type" in plan for plan in plans), plans
+    assert not any("TEMP B-TREE" in plan for plan in plans), plans  # read in index order: no sort
+
+
+def test_the_stored_flow_type_is_what_the_deposits_and_documents_say(world: World) -> None:
+    """flows.status_flow, kept by triggers, is 1 exactly for the flows deposited or read as CDAR."""
+    rows = world.conn.execute(
+        f"SELECT f.flow_id, f.status_flow, {STATUS_FLOW_OF.format(flow='f.flow_id')} FROM flows f"
+    ).fetchall()
+    assert rows and all(stored == computed for _, stored, computed in rows)
+    assert sum(stored for _, stored, _ in rows) == 1  # dupont-pa's one status flow
+
+
+def test_a_store_made_before_the_stored_flow_type_gets_it_when_opened(tmp_path: Path, world: World) -> None:
+    """A copy of the store without the column, its index and triggers (as an older edi made it) gets them back when
+    opened, with the same values, and searches by type find the same flows."""
+    copy = tmp_path / "older.sqlite"
+    source = sqlite3.connect(world.layout.database)
+    target = sqlite3.connect(copy)
+    source.backup(target)
+    source.close()
+    for (name,) in target.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        target.execute(f"DROP TRIGGER {name}")
+    target.execute("DROP INDEX idx_flows_api_type")
+    target.execute("ALTER TABLE flows DROP COLUMN status_flow")
+    target.commit()
+    target.close()
+    Tracking(copy).close()
+    with closing(sqlite3.connect(copy)) as conn:
+        again = dict(conn.execute("SELECT flow_id, status_flow FROM flows").fetchall())
+    assert again == dict(world.conn.execute("SELECT flow_id, status_flow FROM flows").fetchall())
+    assert again[world.ids["status-204.xml"]] == 1
 
 
 def test_updated_after_and_before_are_strict(world: World) -> None:
