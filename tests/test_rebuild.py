@@ -465,6 +465,11 @@ def test_the_cdar_messages_the_api_shows_are_rebuilt_with_the_relays(make_worksp
     ]
     for _, sender, *_ in before:
         assert len(list((ws.root / "acks" / sender).glob("*.cdar.xml"))) >= 1
+    types = "SELECT flow_id, status_flow FROM flows ORDER BY flow_id"  # the API search's stored flow type
+    with closing(sqlite3.connect(ws.root / "tracking.sqlite")) as conn:
+        kinds = conn.execute(types).fetchall()
+    assert sorted(kind for _, kind in kinds) == [0, 0, 1]  # the invoice, the empty file; dupont-pa's status flow
     rebuild(ws.settings.workspace.layout(), force=True)
     with closing(sqlite3.connect(ws.root / "tracking.sqlite")) as conn:
         assert conn.execute(query).fetchall() == before
+        assert conn.execute(types).fetchall() == kinds
