@@ -211,6 +211,14 @@ def add_people(ws: Workspace) -> tuple[str, str]:
     return token, key
 
 
+def has_user(ws: Workspace, name: str) -> bool:
+    store = Tracking(ws.root / "tracking.sqlite")
+    try:
+        return accounts.find_user(store, name) is not None
+    finally:
+        store.close()
+
+
 def audit_trail(ws: Workspace) -> list[dict[str, Any]]:
     store = Tracking(ws.root / "tracking.sqlite")
     try:
@@ -246,11 +254,7 @@ def test_a_lost_store_keeps_nothing_and_says_to_add_them_again(processed: Worksp
     delete(processed)
     rebuilt = run(processed, "store", "rebuild")
     assert rebuilt.exit_code == 0 and "kept from the old store" not in rebuilt.output
-    store = Tracking(processed.root / "tracking.sqlite")
-    try:
-        assert accounts.find_user(store, "alice") is None
-    finally:
-        store.close()
+    assert not has_user(processed, "alice")
 
 
 def test_without_its_marker_a_workspace_keeps_nothing_from_its_store(processed: Workspace) -> None:
@@ -260,11 +264,7 @@ def test_without_its_marker_a_workspace_keeps_nothing_from_its_store(processed: 
     forced = run(processed, "store", "rebuild", "--force")
     assert forced.exit_code == 0, forced.output
     assert "kept from the old store: nothing, as this workspace has lost its marker" in forced.output, forced.output
-    store = Tracking(processed.root / "tracking.sqlite")
-    try:
-        assert accounts.find_user(store, "alice") is None
-    finally:
-        store.close()
+    assert not has_user(processed, "alice")
 
 
 def test_a_workspace_restored_without_marker_nor_store_gets_both_back(processed: Workspace) -> None:
