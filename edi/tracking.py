@@ -249,9 +249,6 @@ _API_MESSAGE_COLUMNS = {
     "status": str,  # 200, 213, 501, or the relayed status 202-212
     "updated_at": str,  # when its outcome was recorded (as flows.updated_at)
 }
-# What the API's search reads a sender's flows by (edi.api.flows): its acknowledgement status, then updatedAt and the
-# id, so that each status is one keyset range of one index (no sort, no scan of the sender's other flows). The
-# expression is the index's: a query that says it the same way uses it (edi.api.flows.ACK_STATUS)
 # whether a flow is a recipient's lifecycle status flow (the API's SupplierInvoiceLC): deposited as CDAR, or read as
 # CDAR; kept in flows.status_flow (0 or 1) by the triggers of _STATUS_FLOW_TRIGGERS on every write of flows,
 # documents and api_deposits, so that the API's search by flow type is a range of idx_flows_api_type, not a walk of
@@ -272,6 +269,10 @@ _STATUS_FLOW_TRIGGERS = {
     "flows_status_flow_off_deposit": "AFTER DELETE ON api_deposits WHEN OLD.flow_syntax = 'CDAR' "
     "BEGIN UPDATE flows SET status_flow = {old} WHERE flow_id = OLD.flow_id; END",
 }
+
+# What the API's search reads a sender's flows by (edi.api.flows): its acknowledgement status, then updatedAt and the
+# id, so that each status is one keyset range of one index (no sort, no scan of the sender's other flows). The
+# expression is the index's: a query that says it the same way uses it (edi.api.flows.ACK_STATUS)
 API_ACK_STATUS = (
     "(CASE status WHEN 'IN_INTEGRE' THEN 'Ok' WHEN 'IN_INTEGRE_PARTIEL' THEN 'Ok' WHEN 'IN_REJETE' THEN 'Error' "
     "ELSE 'Pending' END)"
