@@ -411,7 +411,7 @@ def test_the_stored_flow_type_is_what_the_deposits_and_documents_say(world: Worl
 
 def test_a_store_made_before_the_stored_flow_type_gets_it_when_opened(tmp_path: Path, world: World) -> None:
     """A copy of the store without the column, its index and triggers (as an older edi made it) gets them back when
-    opened, with the same values, and searches by type find the same flows."""
+    opened, with the same values as the store that always had them."""
     copy = tmp_path / "older.sqlite"
     source = sqlite3.connect(world.layout.database)
     target = sqlite3.connect(copy)
