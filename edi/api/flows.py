@@ -44,11 +44,9 @@ MAX_ID = 64  # the standard's NotOnlyUuid
 # than this may still be joined by one with an older updatedAt (docs/api.md "Searching": nothing is skipped)
 SETTLE = timedelta(seconds=2)
 MESSAGE_SUFFIX = ".cdar.xml"
-# a flow of a recipient's lifecycle statuses (it deposited CDAR): declared so, or read so
-IS_STATUS_FLOW = (
-    "(coalesce(d.flow_syntax, '') = 'CDAR' "
-    "OR EXISTS (SELECT 1 FROM documents x WHERE x.flow_id = f.flow_id AND x.syntax = 'CDAR'))"
-)
+# a flow of a recipient's lifecycle statuses (it deposited CDAR): declared so, or read so, as the store keeps it in
+# flows.status_flow (edi.tracking.STATUS_FLOW_OF); a deposit not claimed yet (no flows row) by what it declared
+IS_STATUS_FLOW = "(coalesce(f.status_flow, 0) = 1 OR coalesce(d.flow_syntax, '') = 'CDAR')"
 # edi's finding codes -> the standard's ReasonCode (its enum where it has the case, else edi's reform reason code);
 # docs/api.md "Following a flow" has the table
 REASON_CODES = {
