@@ -282,26 +282,16 @@ def _tree(root: int) -> set[int]:
 
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _rss(pid: int) -> int:
-    """Resident bytes of process ``pid`` (0 once it has ended)."""
-    try:
-        with Path(f"/proc/{pid}/statm").open("rb") as statm:
-            return int(statm.read().split()[1]) * PAGE
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu(pid: int) -> float | None:
-    """CPU seconds (user + system) process ``pid`` has used so far (None once it has ended)."""
+def _sample(pid: int) -> tuple[int, float] | None:
+    """Resident bytes of process ``pid`` and the CPU seconds (user + system) it has used so far, from one read of
+    /proc/<pid>/stat; None once it has ended."""
     try:
         with Path(f"/proc/{pid}/stat").open("rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
+            fields = stat.read().rsplit(b")", 1)[1].split()  # from field 3 (state) on: utime 14, stime 15, rss 24
+        return int(fields[21]) * PAGE, (int(fields[11]) + int(fields[12])) / TICK
     except (OSError, IndexError, ValueError):
         return None
 
@@ -342,13 +332,11 @@ class PeakMemory(threading.Thread):
                 family, looked = _tree(self.pid), time.monotonic()
                 for pid in family - self.roles.keys():
                     self.roles[pid] = _role(pid, self.pid)
-            sizes = {pid: _rss(pid) for pid in family}
-            self.peak = max(self.peak, sum(sizes.values()))
-            for pid, size in sizes.items():
+            samples = {pid: sample for pid in family if (sample := _sample(pid)) is not None}
+            self.peak = max(self.peak, sum(size for size, _ in samples.values()))
+            for pid, (size, used) in samples.items():
                 self.each[pid] = max(self.each.get(pid, 0), size)
-                used = _cpu(pid)
-                if used is not None:
-                    self.cpu[pid] = used
+                self.cpu[pid] = used
 
     def per_process(self) -> str:
         """Each process's peak, in MiB, largest first, e.g. "worker 412, rules process 398, edi batch 95"."""
